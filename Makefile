@@ -1,0 +1,45 @@
+# Two commands matter: `make demo` and `make test`. Everything else is for developers.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint format typecheck proto check bench-evidence clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) demo/run_demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+# mypy cannot follow the editable install's package mapping, so it checks a
+# plain install of the same tree in build/typecheck.
+typecheck: $(STAMP)
+	rm -rf build/typecheck
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target build/typecheck .
+	cd build/typecheck && ../../$(PY) -m mypy --config-file ../../pyproject.toml -p attestd
+
+proto: $(STAMP)
+	PYTHON=$(PY) proto/generate.sh
+
+check: lint typecheck test
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
