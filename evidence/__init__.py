@@ -1,1 +1,136 @@
-"""See the package docstring of attestd."""
+"""The formats the agent and the verifier share: evidence, binding, runtime log.
+
+No I/O and no gRPC: bytes in, values out, and every rule written once. The
+agent builds and signs evidence::
+
+    from attestd import evidence as ev
+
+    ev.validate_nonce(nonce)
+    binding = ev.Binding(nonce, ev.subjects_digest(subjects), ev.replay(log),
+                         ev.key_id(key.public_key()), datetime.now(UTC))
+    quote = backend.get_quote(ev.report_data_for(binding))
+    predicate = ev.EvidencePredicate(binding, backend.describe(), quote, tuple(log),
+                                     ev.public_key_pem(key.public_key()), "0.1.0", host)
+    data = ev.sign_statement(ev.Statement(tuple(subjects), predicate), key)
+
+and the verifier opens it, checks the quote (tee/), then the links::
+
+    envelope, statement = ev.open_evidence(data)
+    binding = statement.predicate.binding
+    assert quote_report_data == ev.report_data_for(binding)     # after tee verification
+    ev.verify_envelope(envelope, ev.load_public_key_pem(statement.predicate.agent_key_pem))
+    ev.check_consistency(statement)                             # subjects, key, log head
+
+docs/evidence-format.md specifies every byte; errors derive from EvidenceError
+and carry a stable ``reason``.
+"""
+
+from attestd.evidence.binding import (
+    MAX_NONCE_BYTES,
+    MIN_NONCE_BYTES,
+    REPORT_DATA_BYTES,
+    Binding,
+    Subject,
+    report_data_for,
+    subjects_digest,
+    validate_nonce,
+)
+from attestd.evidence.canonical import canonical_json
+from attestd.evidence.envelope import (
+    MAX_ENVELOPE_BYTES,
+    PAYLOAD_TYPE,
+    open_evidence,
+    parse_envelope,
+    sign_statement,
+    verify_envelope,
+)
+from attestd.evidence.errors import (
+    AgentKeyMismatchError,
+    EnvelopeSignatureError,
+    EventFormatError,
+    EvidenceError,
+    EvidenceFormatError,
+    LogReplayError,
+    NonceError,
+    SubjectsMismatchError,
+)
+from attestd.evidence.keys import key_id, load_public_key_pem, public_key_pem
+from attestd.evidence.runtime_log import (
+    INITIAL_LOG_HEAD,
+    LOG_HEAD_SIZE,
+    MAX_EVENT_CONTENT_BYTES,
+    RuntimeEvent,
+    check_log_head,
+    encode_event,
+    event_digest,
+    event_from_json,
+    event_to_json,
+    extend_head,
+    format_rfc3339,
+    now_rfc3339,
+    parse_rfc3339,
+    replay,
+    validate_event_fields,
+)
+from attestd.evidence.statement import (
+    EVIDENCE_PREDICATE_TYPE,
+    MAX_QUOTE_BYTES,
+    MAX_RUNTIME_LOG_EVENTS,
+    STATEMENT_TYPE,
+    EvidencePredicate,
+    Statement,
+    check_consistency,
+    parse_statement,
+)
+
+__all__ = [
+    "EVIDENCE_PREDICATE_TYPE",
+    "INITIAL_LOG_HEAD",
+    "LOG_HEAD_SIZE",
+    "MAX_ENVELOPE_BYTES",
+    "MAX_EVENT_CONTENT_BYTES",
+    "MAX_NONCE_BYTES",
+    "MAX_QUOTE_BYTES",
+    "MAX_RUNTIME_LOG_EVENTS",
+    "MIN_NONCE_BYTES",
+    "PAYLOAD_TYPE",
+    "REPORT_DATA_BYTES",
+    "STATEMENT_TYPE",
+    "AgentKeyMismatchError",
+    "Binding",
+    "EnvelopeSignatureError",
+    "EventFormatError",
+    "EvidenceError",
+    "EvidenceFormatError",
+    "EvidencePredicate",
+    "LogReplayError",
+    "NonceError",
+    "RuntimeEvent",
+    "Statement",
+    "Subject",
+    "SubjectsMismatchError",
+    "canonical_json",
+    "check_consistency",
+    "check_log_head",
+    "encode_event",
+    "event_digest",
+    "event_from_json",
+    "event_to_json",
+    "extend_head",
+    "format_rfc3339",
+    "key_id",
+    "load_public_key_pem",
+    "now_rfc3339",
+    "open_evidence",
+    "parse_envelope",
+    "parse_rfc3339",
+    "parse_statement",
+    "public_key_pem",
+    "replay",
+    "report_data_for",
+    "sign_statement",
+    "subjects_digest",
+    "validate_event_fields",
+    "validate_nonce",
+    "verify_envelope",
+]

@@ -1,0 +1,154 @@
+"""The binding: the small object whose hash the hardware quote carries.
+
+``report_data = SHA-512(JCS(binding))`` is 64 bytes, exactly the REPORTDATA of
+a TDX quote and an SNP report. The binding names the verifier's nonce, the
+digest of the statement's subjects, the runtime-log head and the agent key, so
+the quote vouches for all four::
+
+    binding = Binding(nonce, subjects_digest(subjects), replay(log), key_id(pub), now)
+    quote = backend.get_quote(report_data_for(binding))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from attestd.evidence import _json
+from attestd.evidence.canonical import canonical_json
+from attestd.evidence.errors import EvidenceFormatError, NonceError
+from attestd.evidence.keys import KEY_ID_PATTERN
+from attestd.evidence.runtime_log import LOG_HEAD_SIZE, format_rfc3339, parse_rfc3339
+
+MIN_NONCE_BYTES = 16
+"""Shortest nonce a verifier may send: 128 bits, so guessing one is hopeless."""
+
+MAX_NONCE_BYTES = 64
+"""Longest nonce accepted; the nonce is hashed, so more buys nothing."""
+
+REPORT_DATA_BYTES = 64
+"""Size of report_data, equal to TDX and SNP REPORTDATA."""
+
+MAX_SUBJECT_NAME_LENGTH = 4096
+MAX_SUBJECT_DIGESTS = 16
+MAX_DIGEST_HEX_LENGTH = 256
+
+_ALGORITHM = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_ISSUED_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_BINDING_FIELDS = ("nonce", "subjectsDigest", "runtimeLogHead", "agentKeyId", "issuedAt")
+
+
+def validate_nonce(nonce: bytes) -> None:
+    """A nonce is bytes, MIN_NONCE_BYTES..MAX_NONCE_BYTES long (NonceError otherwise)."""
+    if not isinstance(nonce, bytes):
+        raise NonceError(f"nonce must be bytes, not {type(nonce).__name__}")
+    if not MIN_NONCE_BYTES <= len(nonce) <= MAX_NONCE_BYTES:
+        raise NonceError(
+            f"nonce is {len(nonce)} bytes; it must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES} "
+            "bytes of fresh randomness"
+        )
+
+
+@dataclass(frozen=True)
+class Subject:
+    """An artifact the statement speaks about: a name and its digests.
+
+    ``digest`` maps an algorithm (``sha256``, ``blake3``) to lowercase hex;
+    ``sha256`` is always present.
+    """
+
+    name: str
+    digest: Mapping[str, str]
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "digest": dict(self.digest)}
+
+    @classmethod
+    def from_json(cls, obj: object, path: str = "$") -> Subject:
+        members = _json.obj(obj, path, fields=("name", "digest"))
+        name = _json.string(
+            members["name"], f"{path}.name", min_len=1, max_len=MAX_SUBJECT_NAME_LENGTH
+        )
+        digests = _json.obj(members["digest"], f"{path}.digest")
+        if "sha256" not in digests:
+            _json.fail(f"{path}.digest.sha256", "required member is missing")
+        if len(digests) > MAX_SUBJECT_DIGESTS:
+            _json.fail(f"{path}.digest", f"more than {MAX_SUBJECT_DIGESTS} algorithms")
+        out: dict[str, str] = {}
+        for algorithm, value in digests.items():
+            where = f"{path}.digest.{algorithm}"
+            if not _ALGORITHM.fullmatch(algorithm):
+                _json.fail(where, "algorithm names are 1..32 of [A-Za-z0-9_-]")
+            size = 32 if algorithm == "sha256" else None
+            raw = _json.hex_bytes(value, where, size=size, max_size=MAX_DIGEST_HEX_LENGTH // 2)
+            if not raw:
+                _json.fail(where, "digest is empty")
+            out[algorithm] = raw.hex()
+        return cls(name, out)
+
+
+def subjects_digest(subjects: Sequence[Subject]) -> str:
+    """Lowercase hex SHA-256 of JCS of the subjects' JSON, sorted by name.
+
+    Names sort by Unicode code point (the same order as their UTF-8 bytes), so
+    the order the agent was asked in does not matter. A repeated name is an
+    EvidenceFormatError: two digests for one name would be ambiguous.
+    """
+    ordered = sorted(subjects, key=lambda s: s.name)
+    for before, after in itertools.pairwise(ordered):
+        if before.name == after.name:
+            raise EvidenceFormatError(f"subject {before.name!r} appears more than once")
+    return hashlib.sha256(canonical_json([s.to_json() for s in ordered])).hexdigest()
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What report_data commits to. Its JSON form is canonical: parse, re-emit, same bytes."""
+
+    nonce: bytes
+    subjects_digest: str
+    log_head: bytes
+    agent_key_id: str
+    issued_at: datetime
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "nonce": self.nonce.hex(),
+            "subjectsDigest": {"sha256": self.subjects_digest},
+            "runtimeLogHead": {"sha384": self.log_head.hex()},
+            "agentKeyId": self.agent_key_id,
+            "issuedAt": format_rfc3339(self.issued_at),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, path: str = "$") -> Binding:
+        members = _json.obj(obj, path, fields=_BINDING_FIELDS)
+        nonce = _json.hex_bytes(members["nonce"], f"{path}.nonce", max_size=MAX_NONCE_BYTES)
+        try:
+            validate_nonce(nonce)
+        except NonceError as exc:
+            raise NonceError(exc.message, path=f"{path}.nonce") from exc
+        sd = _json.obj(members["subjectsDigest"], f"{path}.subjectsDigest", fields=("sha256",))
+        digest = _json.hex_bytes(sd["sha256"], f"{path}.subjectsDigest.sha256", size=32)
+        lh = _json.obj(members["runtimeLogHead"], f"{path}.runtimeLogHead", fields=("sha384",))
+        head = _json.hex_bytes(lh["sha384"], f"{path}.runtimeLogHead.sha384", size=LOG_HEAD_SIZE)
+        key = _json.string(
+            members["agentKeyId"], f"{path}.agentKeyId", max_len=71, pattern=KEY_ID_PATTERN
+        )
+        issued = _json.string(
+            members["issuedAt"], f"{path}.issuedAt", max_len=27, pattern=_ISSUED_AT
+        )
+        try:
+            issued_at = parse_rfc3339(issued)
+        except EvidenceFormatError as exc:
+            raise EvidenceFormatError(exc.message, path=f"{path}.issuedAt") from exc
+        return cls(nonce, digest.hex(), head, key, issued_at)
+
+
+def report_data_for(binding: Binding) -> bytes:
+    """SHA-512(JCS(binding.to_json())): the 64 bytes placed in TDX/SNP REPORTDATA."""
+    return hashlib.sha512(canonical_json(binding.to_json())).digest()

@@ -1,0 +1,142 @@
+"""The DSSE envelope around a statement, signed by the agent key.
+
+Signing and verification use securesystemslib's DSSE implementation (its
+``Envelope.pae`` is the DSSE v1 pre-authentication encoding)::
+
+    data = sign_statement(statement, agent_private_key)
+    envelope, statement = open_evidence(data)           # parsed, not yet trusted
+    verify_envelope(envelope, load_public_key_pem(statement.predicate.agent_key_pem))
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from attestd.evidence import _json
+from attestd.evidence.canonical import canonical_json
+from attestd.evidence.errors import EnvelopeSignatureError, EvidenceFormatError
+from attestd.evidence.keys import key_id
+from attestd.evidence.statement import Statement, parse_statement
+from cryptography.hazmat.primitives.asymmetric import ec
+from securesystemslib import exceptions as sslib_exceptions
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import (  # type: ignore[attr-defined]  # no explicit re-export
+    CryptoSigner,
+    Signature,
+    SSlibKey,
+)
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+"""The DSSE payloadType of an in-toto statement."""
+
+MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+"""Largest envelope parse_envelope reads."""
+
+MAX_SIGNATURES = 16
+MAX_SIGNATURE_BYTES = 1024
+MAX_KEYID_LENGTH = 256
+
+_B64_ANY = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
+
+
+def _signer_for(private_key: ec.EllipticCurvePrivateKey) -> CryptoSigner:
+    public = private_key.public_key()
+    if not isinstance(public.curve, ec.SECP256R1):
+        raise EvidenceFormatError(f"agent key is on {public.curve.name}, expected P-256")
+    return CryptoSigner(private_key, SSlibKey.from_crypto(public, keyid=key_id(public)))
+
+
+def sign_statement(statement: Statement, private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The DSSE envelope (JSON bytes) of ``statement``, signed by ``private_key`` (P-256).
+
+    The payload is the JCS form of the statement; the signature's ``keyid`` is
+    ``key_id(private_key.public_key())``.
+    """
+    envelope = Envelope(canonical_json(statement.to_json()), PAYLOAD_TYPE, {})
+    envelope.sign(_signer_for(private_key))
+    return canonical_json(envelope.to_dict())
+
+
+def _b64_dsse(value: object, path: str, *, max_size: int) -> bytes:
+    """DSSE allows standard or URL-safe base64; padding may be omitted."""
+    text = _json.string(value, path, max_len=4 * ((max_size + 2) // 3) + 2)
+    if not _B64_ANY.fullmatch(text):
+        _json.fail(path, "not base64 (standard or URL-safe alphabet)")
+    body = text.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(body) % 4 == 1:
+        _json.fail(path, "base64 has an impossible length")
+    try:
+        data = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except binascii.Error as exc:
+        _json.fail(path, f"bad base64: {exc}")
+    if len(data) > max_size:
+        _json.fail(path, f"{len(data)} bytes, more than the limit of {max_size}")
+    return data
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Strictly parse DSSE envelope JSON; nothing is verified yet.
+
+    The payloadType must be PAYLOAD_TYPE; there must be 1..MAX_SIGNATURES
+    signatures, each with a distinct string ``keyid`` and a base64 ``sig``.
+    """
+    doc = _json.obj(
+        _json.loads(data, what="envelope", max_bytes=MAX_ENVELOPE_BYTES),
+        "$",
+        fields=("payload", "payloadType", "signatures"),
+    )
+    payload = _b64_dsse(doc["payload"], "$.payload", max_size=MAX_ENVELOPE_BYTES)
+    payload_type = _json.string(doc["payloadType"], "$.payloadType", max_len=256)
+    if payload_type != PAYLOAD_TYPE:
+        _json.fail("$.payloadType", f"{payload_type!r} is not {PAYLOAD_TYPE!r}")
+    sigs = _json.array(doc["signatures"], "$.signatures", max_len=MAX_SIGNATURES)
+    if not sigs:
+        _json.fail("$.signatures", "an envelope needs at least one signature")
+    signatures: dict[str, Signature] = {}
+    for i, raw in enumerate(sigs):
+        path = f"$.signatures[{i}]"
+        members = _json.obj(raw, path, fields=("keyid", "sig"))
+        keyid = _json.string(members["keyid"], f"{path}.keyid", max_len=MAX_KEYID_LENGTH)
+        sig = _b64_dsse(members["sig"], f"{path}.sig", max_size=MAX_SIGNATURE_BYTES)
+        if keyid in signatures:
+            _json.fail(f"{path}.keyid", f"{keyid!r} signs more than once")
+        signatures[keyid] = Signature(keyid, sig.hex())
+    return Envelope(payload, payload_type, signatures)
+
+
+def verify_envelope(envelope: Envelope, public_key: ec.EllipticCurvePublicKey) -> bytes:
+    """The payload, once a signature with keyid ``key_id(public_key)`` verifies under it.
+
+    Signatures by other keys are ignored; if none by this key verifies, raise
+    EnvelopeSignatureError.
+    """
+    if envelope.payload_type != PAYLOAD_TYPE:
+        raise EnvelopeSignatureError(
+            f"payloadType {envelope.payload_type!r} is not signed evidence"
+        )
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
+        public_key.curve, ec.SECP256R1
+    ):
+        raise EnvelopeSignatureError("evidence keys are ECDSA P-256")
+    expected = key_id(public_key)
+    if expected not in envelope.signatures:
+        present = ", ".join(sorted(envelope.signatures)) or "none"
+        raise EnvelopeSignatureError(f"no signature by {expected} (signed by: {present})")
+    key = SSlibKey.from_crypto(public_key, keyid=expected)
+    try:
+        envelope.verify([key], 1)
+    except (sslib_exceptions.Error, ValueError) as exc:
+        raise EnvelopeSignatureError(f"signature by {expected} does not verify") from exc
+    return bytes(envelope.payload)
+
+
+def open_evidence(data: bytes) -> tuple[Envelope, Statement]:
+    """Parse an envelope and its statement without checking any signature.
+
+    The caller decides which key to trust (the one the quoted binding names)
+    and then calls verify_envelope.
+    """
+    envelope = parse_envelope(data)
+    return envelope, parse_statement(envelope.payload)

@@ -1,0 +1,58 @@
+"""The agent's evidence key: how it is named and written down.
+
+A key id is ``sha256:`` and the lowercase hex SHA-256 of the key's DER
+SubjectPublicKeyInfo, the same for everyone who holds the public key::
+
+    pem = public_key_pem(private_key.public_key())
+    assert key_id(load_public_key_pem(pem)) == key_id(private_key.public_key())
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from attestd.evidence.errors import EvidenceFormatError
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+KEY_ID_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
+"""What every key id looks like."""
+
+MAX_PUBLIC_KEY_PEM_CHARS = 4096
+
+
+def _spki_der(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """``sha256:`` + hex(SHA-256(DER SubjectPublicKeyInfo of ``public_key``))."""
+    return "sha256:" + hashlib.sha256(_spki_der(public_key)).hexdigest()
+
+
+def public_key_pem(public_key: ec.EllipticCurvePublicKey) -> str:
+    """``public_key`` as a PEM ``PUBLIC KEY`` block (SubjectPublicKeyInfo)."""
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def load_public_key_pem(pem: str) -> ec.EllipticCurvePublicKey:
+    """Read a PEM ``PUBLIC KEY``; only ECDSA P-256 (secp256r1) keys are accepted."""
+    if not isinstance(pem, str):
+        raise EvidenceFormatError(f"public key must be a PEM string, not {type(pem).__name__}")
+    if len(pem) > MAX_PUBLIC_KEY_PEM_CHARS:
+        raise EvidenceFormatError(f"public key PEM is longer than {MAX_PUBLIC_KEY_PEM_CHARS}")
+    try:
+        key = serialization.load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm, TypeError) as exc:
+        raise EvidenceFormatError(f"not a PEM public key: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise EvidenceFormatError(f"public key is {type(key).__name__}, expected ECDSA P-256")
+    if not isinstance(key.curve, ec.SECP256R1):
+        raise EvidenceFormatError(f"public key is on {key.curve.name}, expected secp256r1 (P-256)")
+    return key

@@ -1,0 +1,204 @@
+"""Runtime-log events: their canonical encoding, and the hash chain over them.
+
+The chain is the TDX RTMR extend rule, so the same digest that extends the log
+head also extends RTMR3 and a verifier can replay the log against the quote::
+
+    event = RuntimeEvent(0, "pipeline", "stage.start", b"train", now_rfc3339())
+    head = extend_head(INITIAL_LOG_HEAD, event_digest(event))
+    assert head == replay([event])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from attestd.evidence import _json
+from attestd.evidence.canonical import canonical_json
+from attestd.evidence.errors import EventFormatError, EvidenceFormatError, LogReplayError
+
+LOG_HEAD_SIZE = 48
+"""Bytes in a log head and in an event digest (SHA-384), the size of a TDX RTMR."""
+
+INITIAL_LOG_HEAD = bytes(LOG_HEAD_SIZE)
+"""The head of an empty log: 48 zero bytes, the reset value of an RTMR."""
+
+MAX_EVENT_CONTENT_BYTES = 64 * 1024
+"""The largest ``content`` an event may carry."""
+
+MAX_NAME_LENGTH = 128
+"""The longest ``domain`` or ``operation``."""
+
+MAX_RECORDED_AT_LENGTH = 32
+
+_NAME = re.compile(r"[A-Za-z0-9._:/-]{1,128}")
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?Z"
+)
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """One entry of the runtime log.
+
+    ``sequence`` counts from 0 without gaps; ``recorded_at`` is RFC 3339 UTC
+    with a ``Z`` (``2026-11-23T10:00:00.123456Z``) and is hashed as written.
+    """
+
+    sequence: int
+    domain: str
+    operation: str
+    content: bytes
+    recorded_at: str
+
+
+def validate_event_fields(domain: str, operation: str, content: bytes) -> None:
+    """Check what a caller may choose in an event; EventFormatError says what is wrong."""
+    for label, value in (("domain", domain), ("operation", operation)):
+        if not isinstance(value, str):
+            raise EventFormatError(f"{label} must be a string, not {type(value).__name__}")
+        if not value:
+            raise EventFormatError(f"{label} is empty")
+        if len(value) > MAX_NAME_LENGTH:
+            raise EventFormatError(
+                f"{label} is {len(value)} characters, more than {MAX_NAME_LENGTH}"
+            )
+        if not _NAME.fullmatch(value):
+            bad = next(c for c in value if not _NAME.fullmatch(c))
+            raise EventFormatError(
+                f"{label} contains {bad!r}; only letters, digits and . _ : / - are allowed"
+            )
+    if not isinstance(content, bytes):
+        raise EventFormatError(f"content must be bytes, not {type(content).__name__}")
+    if len(content) > MAX_EVENT_CONTENT_BYTES:
+        raise EventFormatError(
+            f"content is {len(content)} bytes, more than {MAX_EVENT_CONTENT_BYTES}"
+        )
+
+
+def format_rfc3339(moment: datetime) -> str:
+    """``moment`` (timezone-aware) as UTC, microseconds and ``Z``: the canonical timestamp."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise EvidenceFormatError("timestamp has no time zone; use an aware datetime")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_rfc3339() -> str:
+    """The current time in the canonical form, e.g. ``2026-11-23T10:00:00.123456Z``."""
+    return format_rfc3339(datetime.now(UTC))
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z`` into an aware UTC datetime.
+
+    Only this profile of RFC 3339 is accepted: upper-case ``T`` and ``Z``, no
+    offsets, no leap second, at most microsecond precision.
+    """
+    if not isinstance(text, str):
+        raise EvidenceFormatError(f"timestamp must be a string, not {type(text).__name__}")
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise EvidenceFormatError(
+            f"{text[:40]!r} is not an RFC 3339 UTC timestamp like 2026-11-23T10:00:00.123456Z"
+        )
+    year, month, day, hour, minute, second, frac = match.groups()
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((frac or "0").ljust(6, "0")),
+            tzinfo=UTC,
+        )
+    except ValueError as exc:
+        raise EvidenceFormatError(f"{text!r} is not a real moment: {exc}") from exc
+
+
+def event_to_json(event: RuntimeEvent) -> dict[str, object]:
+    """The JSON object of an event; its JCS bytes are the event's canonical encoding."""
+    return {
+        "sequence": event.sequence,
+        "domain": event.domain,
+        "operation": event.operation,
+        "content": _json.b64_encode(event.content),
+        "recordedAt": event.recorded_at,
+    }
+
+
+def encode_event(event: RuntimeEvent) -> bytes:
+    """The canonical encoding: JCS of ``event_to_json(event)``."""
+    if isinstance(event.sequence, bool) or not isinstance(event.sequence, int):
+        raise EvidenceFormatError("event sequence must be an integer")
+    return canonical_json(event_to_json(event))
+
+
+def event_digest(event: RuntimeEvent) -> bytes:
+    """SHA-384 of the canonical encoding: what extends the log head and RTMR3."""
+    return hashlib.sha384(encode_event(event)).digest()
+
+
+def event_from_json(obj: object, path: str = "$") -> RuntimeEvent:
+    """Strictly read an event object; EvidenceFormatError names the failing member."""
+    fields = ("sequence", "domain", "operation", "content", "recordedAt")
+    members = _json.obj(obj, path, fields=fields)
+    sequence = _json.integer(members["sequence"], f"{path}.sequence")
+    names = []
+    for name in ("domain", "operation"):
+        value = _json.string(members[name], f"{path}.{name}", min_len=1, max_len=MAX_NAME_LENGTH)
+        if not _NAME.fullmatch(value):
+            _json.fail(f"{path}.{name}", "only letters, digits and . _ : / - are allowed")
+        names.append(value)
+    content = _json.b64_bytes(
+        members["content"], f"{path}.content", max_size=MAX_EVENT_CONTENT_BYTES
+    )
+    recorded_at = _json.string(
+        members["recordedAt"], f"{path}.recordedAt", max_len=MAX_RECORDED_AT_LENGTH
+    )
+    try:
+        parse_rfc3339(recorded_at)
+    except EvidenceFormatError as exc:
+        raise EvidenceFormatError(exc.message, path=f"{path}.recordedAt") from exc
+    return RuntimeEvent(sequence, names[0], names[1], content, recorded_at)
+
+
+def extend_head(head: bytes, digest: bytes) -> bytes:
+    """SHA-384(head || digest): the TDX RTMR extend operation."""
+    if len(head) != LOG_HEAD_SIZE or len(digest) != LOG_HEAD_SIZE:
+        raise LogReplayError(
+            f"extend needs a {LOG_HEAD_SIZE}-byte head and digest, "
+            f"got {len(head)} and {len(digest)} bytes"
+        )
+    return hashlib.sha384(bytes(head) + bytes(digest)).digest()
+
+
+def replay(events: Iterable[RuntimeEvent]) -> bytes:
+    """The head after extending INITIAL_LOG_HEAD by every event's digest, in order.
+
+    Sequences must run 0, 1, 2, ... without gaps or repeats (LogReplayError).
+    """
+    head = INITIAL_LOG_HEAD
+    for expected, event in enumerate(events):
+        if event.sequence != expected:
+            raise LogReplayError(
+                f"event at position {expected} has sequence {event.sequence}, expected {expected}"
+            )
+        head = extend_head(head, event_digest(event))
+    return head
+
+
+def check_log_head(events: Iterable[RuntimeEvent], expected_head: bytes, *, against: str) -> None:
+    """Replay ``events`` and require ``expected_head``; ``against`` names its source.
+
+    ``against`` appears in the error (``"binding runtimeLogHead"``, ``"RTMR3"``).
+    """
+    head = replay(events)
+    if head != expected_head:
+        raise LogReplayError(
+            f"runtime log replays to {head.hex()}, but {against} is {bytes(expected_head).hex()}"
+        )

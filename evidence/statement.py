@@ -1,0 +1,230 @@
+"""The in-toto Statement v1 that carries attestd evidence.
+
+Subjects are the attested artifacts; the predicate holds the binding, the
+hardware quote, the runtime log, the agent key and a description of the host::
+
+    statement = Statement(tuple(subjects), EvidencePredicate(binding, tee, quote, ...))
+    payload = canonical_json(statement.to_json())
+    assert parse_statement(payload) == statement
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from attestd.evidence import _json
+from attestd.evidence.binding import Binding, Subject, subjects_digest
+from attestd.evidence.canonical import canonical_json
+from attestd.evidence.errors import (
+    AgentKeyMismatchError,
+    EvidenceFormatError,
+    SubjectsMismatchError,
+)
+from attestd.evidence.keys import (
+    KEY_ID_PATTERN,
+    MAX_PUBLIC_KEY_PEM_CHARS,
+    key_id,
+    load_public_key_pem,
+)
+from attestd.evidence.runtime_log import (
+    RuntimeEvent,
+    check_log_head,
+    event_from_json,
+    event_to_json,
+)
+from attestd.tee.backend import TeeDescription, TeeType
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+"""The in-toto ``_type`` of every statement."""
+
+EVIDENCE_PREDICATE_TYPE = "https://attestd.dev/evidence/v1"
+"""The ``predicateType`` of attestd evidence; docs/evidence-format.md defines it."""
+
+MAX_QUOTE_BYTES = 64 * 1024
+"""Largest quote or report (a TDX quote with its PCK chain is about 5 KiB)."""
+
+MAX_CERTIFICATES = 8
+MAX_CERTIFICATE_BYTES = 16 * 1024
+MAX_RUNTIME_LOG_EVENTS = 65_536
+"""Most events one statement may carry; the envelope's size bound applies as well."""
+
+MAX_SUBJECTS = 4096
+MAX_HOST_JSON_BYTES = 64 * 1024
+MAX_LABEL_LENGTH = 256
+
+_STATEMENT_FIELDS = ("_type", "subject", "predicateType", "predicate")
+_PREDICATE_FIELDS = (
+    "binding", "tee", "quote", "certificates", "runtimeLog", "agent", "host",
+)  # fmt: skip
+_TEE_FIELDS = ("type", "simulated", "rootOfTrust", "backend")
+_AGENT_FIELDS = ("keyId", "publicKey", "version")
+
+
+@dataclass(frozen=True)
+class EvidencePredicate:
+    """The ``predicate`` of an evidence statement.
+
+    ``quote`` is the TEE's raw quote (TDX) or attestation report (SNP);
+    ``certificates`` holds DER certificates the quote needs and does not embed
+    (the SNP VCEK chain), possibly none.
+    """
+
+    binding: Binding
+    tee: TeeDescription
+    quote: bytes
+    runtime_log: tuple[RuntimeEvent, ...]
+    agent_key_pem: str
+    agent_version: str
+    host: Mapping[str, object]
+    certificates: tuple[bytes, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "binding": self.binding.to_json(),
+            "tee": {
+                "type": str(self.tee.tee),
+                "simulated": self.tee.simulated,
+                "rootOfTrust": self.tee.root_of_trust,
+                "backend": self.tee.backend,
+            },
+            "quote": _json.b64_encode(self.quote),
+            "certificates": [_json.b64_encode(c) for c in self.certificates],
+            "runtimeLog": [event_to_json(e) for e in self.runtime_log],
+            "agent": {
+                "keyId": key_id(load_public_key_pem(self.agent_key_pem)),
+                "publicKey": self.agent_key_pem,
+                "version": self.agent_version,
+            },
+            "host": dict(self.host),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, path: str = "$") -> EvidencePredicate:
+        members = _json.obj(obj, path, fields=_PREDICATE_FIELDS)
+        binding = Binding.from_json(members["binding"], f"{path}.binding")
+        tee = _tee_from_json(members["tee"], f"{path}.tee")
+        quote = _json.b64_bytes(members["quote"], f"{path}.quote", max_size=MAX_QUOTE_BYTES)
+        if not quote:
+            _json.fail(f"{path}.quote", "quote is empty")
+        certs = _json.array(
+            members["certificates"], f"{path}.certificates", max_len=MAX_CERTIFICATES
+        )
+        certificates = tuple(
+            _json.b64_bytes(c, f"{path}.certificates[{i}]", max_size=MAX_CERTIFICATE_BYTES)
+            for i, c in enumerate(certs)
+        )
+        log = _json.array(
+            members["runtimeLog"], f"{path}.runtimeLog", max_len=MAX_RUNTIME_LOG_EVENTS
+        )
+        events = tuple(event_from_json(e, f"{path}.runtimeLog[{i}]") for i, e in enumerate(log))
+        pem, version = _agent_from_json(members["agent"], f"{path}.agent")
+        host = _json.obj(members["host"], f"{path}.host")
+        try:
+            size = len(canonical_json(host))
+        except EvidenceFormatError as exc:
+            raise EvidenceFormatError(exc.message, path=f"{path}.host") from exc
+        if size > MAX_HOST_JSON_BYTES:
+            _json.fail(f"{path}.host", f"{size} bytes of JSON, more than {MAX_HOST_JSON_BYTES}")
+        return cls(binding, tee, quote, events, pem, version, dict(host), certificates)
+
+
+def _tee_from_json(obj: object, path: str) -> TeeDescription:
+    members = _json.obj(obj, path, fields=_TEE_FIELDS)
+    kind = _json.string(members["type"], f"{path}.type", max_len=16)
+    try:
+        tee = TeeType(kind)
+    except ValueError:
+        _json.fail(f"{path}.type", f"{kind!r} is not one of {', '.join(t.value for t in TeeType)}")
+    simulated = _json.boolean(members["simulated"], f"{path}.simulated")
+    root = _json.string(
+        members["rootOfTrust"], f"{path}.rootOfTrust", min_len=1, max_len=MAX_LABEL_LENGTH
+    )
+    backend = _json.string(
+        members["backend"], f"{path}.backend", min_len=1, max_len=MAX_LABEL_LENGTH
+    )
+    return TeeDescription(tee, simulated, root, backend)
+
+
+def _agent_from_json(obj: object, path: str) -> tuple[str, str]:
+    members = _json.obj(obj, path, fields=_AGENT_FIELDS)
+    claimed = _json.string(members["keyId"], f"{path}.keyId", max_len=71, pattern=KEY_ID_PATTERN)
+    pem = _json.string(members["publicKey"], f"{path}.publicKey", max_len=MAX_PUBLIC_KEY_PEM_CHARS)
+    try:
+        actual = key_id(load_public_key_pem(pem))
+    except EvidenceFormatError as exc:
+        raise EvidenceFormatError(exc.message, path=f"{path}.publicKey") from exc
+    if claimed != actual:
+        _json.fail(f"{path}.keyId", f"{claimed} is not the id of publicKey ({actual})")
+    version = _json.string(
+        members["version"], f"{path}.version", min_len=1, max_len=MAX_LABEL_LENGTH
+    )
+    return pem, version
+
+
+@dataclass(frozen=True)
+class Statement:
+    """An in-toto Statement v1 whose predicate is an EvidencePredicate."""
+
+    subjects: tuple[Subject, ...]
+    predicate: EvidencePredicate
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": [s.to_json() for s in self.subjects],
+            "predicateType": EVIDENCE_PREDICATE_TYPE,
+            "predicate": self.predicate.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Statement:
+        members = _json.obj(obj, "$", fields=_STATEMENT_FIELDS)
+        if members["_type"] != STATEMENT_TYPE:
+            _json.fail("$._type", f"expected {STATEMENT_TYPE!r}")
+        if members["predicateType"] != EVIDENCE_PREDICATE_TYPE:
+            _json.fail("$.predicateType", f"expected {EVIDENCE_PREDICATE_TYPE!r}")
+        raw = _json.array(members["subject"], "$.subject", max_len=MAX_SUBJECTS)
+        subjects = tuple(Subject.from_json(s, f"$.subject[{i}]") for i, s in enumerate(raw))
+        seen: set[str] = set()
+        for i, subject in enumerate(subjects):
+            if subject.name in seen:
+                _json.fail(f"$.subject[{i}].name", f"{subject.name!r} appears more than once")
+            seen.add(subject.name)
+        return cls(subjects, EvidencePredicate.from_json(members["predicate"], "$.predicate"))
+
+
+MAX_STATEMENT_BYTES = 12 * 1024 * 1024
+"""Largest statement payload parse_statement reads (the envelope adds base64)."""
+
+
+def parse_statement(payload: bytes) -> Statement:
+    """Strictly parse a statement from JSON bytes (an envelope's payload)."""
+    return Statement.from_json(
+        _json.loads(payload, what="statement", max_bytes=MAX_STATEMENT_BYTES)
+    )
+
+
+def check_consistency(statement: Statement) -> None:
+    """The links inside a statement that its signature alone does not prove.
+
+    The subjects must hash to the binding's subjects digest
+    (SubjectsMismatchError), the agent key must be the one the binding names
+    (AgentKeyMismatchError), and the runtime log must replay to the binding's
+    log head (LogReplayError). Checking the log against RTMR3 is the TDX
+    verifier's job, with check_log_head.
+    """
+    binding = statement.predicate.binding
+    actual = subjects_digest(statement.subjects)
+    if actual != binding.subjects_digest:
+        raise SubjectsMismatchError(
+            f"subjects hash to {actual}, but the binding says {binding.subjects_digest}"
+        )
+    agent = key_id(load_public_key_pem(statement.predicate.agent_key_pem))
+    if agent != binding.agent_key_id:
+        raise AgentKeyMismatchError(
+            f"statement's agent key is {agent}, but the binding names {binding.agent_key_id}"
+        )
+    check_log_head(
+        statement.predicate.runtime_log, binding.log_head, against="binding runtimeLogHead"
+    )
