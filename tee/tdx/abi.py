@@ -1,0 +1,447 @@
+"""Intel TDX quotes (versions 4 and 5) as bytes and as values; no I/O.
+
+    >>> from attestd.tee.tdx.abi import parse_quote
+    >>> quote = parse_quote(raw)                 # raises QuoteFormatError on any malformation
+    >>> quote.body.rtmrs[3], quote.body.report_data
+    >>> quote.to_bytes() == raw[: len(quote.to_bytes())]  # byte-exact; the rest is zero padding
+    >>> leaf, platform_ca, root = quote.pck_chain()
+
+The layouts follow Intel's "TDX DCAP Quoting Library API" (quote format v4 and
+v5). Parsing is strict: every length field must agree with the bytes it
+describes, because a lenient parser is where two verifiers start to disagree
+about what was signed. Only zero padding after the quote is tolerated, since
+the kernel hands quotes back in fixed-size buffers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import struct
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar
+
+from attestd.tee.errors import QuoteFormatError
+from cryptography import x509
+
+QUOTE_VERSION_4 = 4
+QUOTE_VERSION_5 = 5
+ATTESTATION_KEY_TYPE_ECDSA_P256 = 2
+TEE_TYPE_TDX = 0x81
+BODY_TYPE_TD_REPORT10 = 2
+BODY_TYPE_TD_REPORT15 = 3
+CERT_DATA_TYPE_PCK_CHAIN = 5
+CERT_DATA_TYPE_QE_REPORT = 6
+INTEL_QE_VENDOR_ID = bytes.fromhex("939a7233f79c4ca9940a0db3957f0607")
+
+HEADER_SIZE = 48
+TD_REPORT10_SIZE = 584
+TD_REPORT15_SIZE = 648
+ENCLAVE_REPORT_SIZE = 384
+SIGNATURE_SIZE = 64
+ATTESTATION_KEY_SIZE = 64
+RTMR_COUNT = 4
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_HEADER = struct.Struct("<HHIHH16s20s")
+_BODY_DESCRIPTOR = struct.Struct("<HI")
+# One or more PEM certificates, nothing else; NUL terminators are allowed after them.
+_PEM_CHAIN = re.compile(
+    rb"(?:\s*-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----)+\s*\x00*"
+)
+
+
+class _Sized:
+    """Checks, for builders, that each bytes field has its fixed width."""
+
+    _SIZES: ClassVar[dict[str, int]] = {}
+
+    def __post_init__(self) -> None:
+        for name, size in self._SIZES.items():
+            value = getattr(self, name)
+            if not isinstance(value, bytes) or len(value) != size:
+                raise ValueError(f"{type(self).__name__}.{name} must be {size} bytes")
+
+
+class _Reader:
+    """A cursor over ``data[start:end]`` that reports truncation as QuoteFormatError."""
+
+    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.offset = start
+        self.end = len(data) if end is None else end
+
+    def take(self, size: int, field: str) -> bytes:
+        if size > self.end - self.offset:
+            raise QuoteFormatError(
+                f"truncated: needs {size} bytes, {self.end - self.offset} left",
+                field=field,
+                offset=self.offset,
+            )
+        chunk = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return chunk
+
+    def u16(self, field: str) -> int:
+        value: int = _U16.unpack(self.take(2, field))[0]
+        return value
+
+    def u32(self, field: str) -> int:
+        value: int = _U32.unpack(self.take(4, field))[0]
+        return value
+
+    def sub(self, size: int, field: str) -> _Reader:
+        """A reader over the next ``size`` bytes; this one skips past them."""
+        start = self.offset
+        self.take(size, field)
+        return _Reader(self.data, start, start + size)
+
+    def expect_end(self, field: str) -> None:
+        if self.offset != self.end:
+            raise QuoteFormatError(
+                f"{self.end - self.offset} bytes left over inside a sized structure",
+                field=field,
+                offset=self.offset,
+            )
+
+
+def _expect(value: int, allowed: tuple[int, ...], field: str, offset: int) -> None:
+    if value not in allowed:
+        wanted = " or ".join(f"{a:#x}" for a in allowed)
+        raise QuoteFormatError(f"is {value:#x}, expected {wanted}", field=field, offset=offset)
+
+
+@dataclass(frozen=True)
+class QuoteHeader(_Sized):
+    """The 48-byte quote header; the only part whose layout is the same for every body."""
+
+    _SIZES: ClassVar[dict[str, int]] = {"qe_vendor_id": 16, "user_data": 20}
+
+    version: int
+    attestation_key_type: int
+    tee_type: int
+    qe_svn: int
+    pce_svn: int
+    qe_vendor_id: bytes
+    user_data: bytes
+
+    def to_bytes(self) -> bytes:
+        return _HEADER.pack(
+            self.version,
+            self.attestation_key_type,
+            self.tee_type,
+            self.qe_svn,
+            self.pce_svn,
+            self.qe_vendor_id,
+            self.user_data,
+        )
+
+    @classmethod
+    def _read(cls, r: _Reader) -> QuoteHeader:
+        start = r.offset
+        header = cls(*_HEADER.unpack(r.take(HEADER_SIZE, "header")))
+        _expect(header.version, (QUOTE_VERSION_4, QUOTE_VERSION_5), "header.version", start)
+        _expect(
+            header.attestation_key_type,
+            (ATTESTATION_KEY_TYPE_ECDSA_P256,),
+            "header.attestation_key_type",
+            start + 2,
+        )
+        _expect(header.tee_type, (TEE_TYPE_TDX,), "header.tee_type", start + 4)
+        return header
+
+
+_TD10_LAYOUT: tuple[tuple[str, int], ...] = (
+    ("tee_tcb_svn", 16),
+    ("mr_seam", 48),
+    ("mr_signer_seam", 48),
+    ("seam_attributes", 8),
+    ("td_attributes", 8),
+    ("xfam", 8),
+    ("mr_td", 48),
+    ("mr_config_id", 48),
+    ("mr_owner", 48),
+    ("mr_owner_config", 48),
+)
+_TD15_EXTRA_LAYOUT: tuple[tuple[str, int], ...] = (("tee_tcb_svn2", 16), ("mr_service_td", 48))
+
+
+@dataclass(frozen=True)
+class TdReport10(_Sized):
+    """TD report 1.0 (584 bytes): what the TDX module measured about the TD.
+
+    ``rtmrs`` holds RTMR0..3 in order; ``td_attributes`` and ``xfam`` stay as the
+    raw little-endian 8 bytes, as in the spec and in dcap-qvl.
+    """
+
+    _SIZES: ClassVar[dict[str, int]] = {**dict(_TD10_LAYOUT), "report_data": 64}
+    SIZE: ClassVar[int] = TD_REPORT10_SIZE
+    BODY_TYPE: ClassVar[int] = BODY_TYPE_TD_REPORT10
+
+    tee_tcb_svn: bytes
+    mr_seam: bytes
+    mr_signer_seam: bytes
+    seam_attributes: bytes
+    td_attributes: bytes
+    xfam: bytes
+    mr_td: bytes
+    mr_config_id: bytes
+    mr_owner: bytes
+    mr_owner_config: bytes
+    rtmrs: tuple[bytes, bytes, bytes, bytes]
+    report_data: bytes
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.rtmrs) != RTMR_COUNT or any(
+            not isinstance(m, bytes) or len(m) != 48 for m in self.rtmrs
+        ):
+            raise ValueError("rtmrs must be four 48-byte values")
+
+    @property
+    def debug(self) -> bool:
+        """TDATTRIBUTES.DEBUG (bit 0): the host can read and change this TD's memory."""
+        return bool(self.td_attributes[0] & 1)
+
+    def to_bytes(self) -> bytes:
+        fixed = b"".join(getattr(self, name) for name, _ in _TD10_LAYOUT)
+        return fixed + b"".join(self.rtmrs) + self.report_data
+
+    @classmethod
+    def _read_fields(cls, r: _Reader) -> dict[str, object]:
+        values: dict[str, object] = {n: r.take(s, f"body.{n}") for n, s in _TD10_LAYOUT}
+        rtmrs = tuple(r.take(48, f"body.rtmr{i}") for i in range(RTMR_COUNT))
+        values["rtmrs"] = rtmrs
+        values["report_data"] = r.take(64, "body.report_data")
+        return values
+
+    @classmethod
+    def _read(cls, r: _Reader) -> TdReport10:
+        return cls(**cls._read_fields(r))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TdReport15(TdReport10):
+    """TD report 1.5 (648 bytes, quote v5 body type 3): 1.0 plus TEE_TCB_SVN2 and MRSERVICETD."""
+
+    _SIZES: ClassVar[dict[str, int]] = {**TdReport10._SIZES, **dict(_TD15_EXTRA_LAYOUT)}
+    SIZE: ClassVar[int] = TD_REPORT15_SIZE
+    BODY_TYPE: ClassVar[int] = BODY_TYPE_TD_REPORT15
+
+    tee_tcb_svn2: bytes = dataclasses.field(kw_only=True)
+    mr_service_td: bytes = dataclasses.field(kw_only=True)
+
+    def to_bytes(self) -> bytes:
+        return super().to_bytes() + self.tee_tcb_svn2 + self.mr_service_td
+
+    @classmethod
+    def _read_fields(cls, r: _Reader) -> dict[str, object]:
+        values = super()._read_fields(r)
+        values.update({n: r.take(s, f"body.{n}") for n, s in _TD15_EXTRA_LAYOUT})
+        return values
+
+
+@dataclass(frozen=True)
+class EnclaveReport(_Sized):
+    """The 384-byte SGX enclave report body, here the quoting enclave's (QE) report.
+
+    Reserved areas are kept verbatim so that the bytes the PCK key signed can be
+    rebuilt exactly.
+    """
+
+    _SIZES: ClassVar[dict[str, int]] = {
+        "cpu_svn": 16,
+        "reserved1": 28,
+        "attributes": 16,
+        "mr_enclave": 32,
+        "reserved2": 32,
+        "mr_signer": 32,
+        "reserved3": 96,
+        "reserved4": 60,
+        "report_data": 64,
+    }
+    _LAYOUT: ClassVar[struct.Struct] = struct.Struct("<16sI28s16s32s32s32s96sHH60s64s")
+
+    cpu_svn: bytes
+    misc_select: int
+    reserved1: bytes
+    attributes: bytes
+    mr_enclave: bytes
+    reserved2: bytes
+    mr_signer: bytes
+    reserved3: bytes
+    isv_prod_id: int
+    isv_svn: int
+    reserved4: bytes
+    report_data: bytes
+
+    def to_bytes(self) -> bytes:
+        return self._LAYOUT.pack(*(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+    @classmethod
+    def _read(cls, r: _Reader, field: str) -> EnclaveReport:
+        return cls(*cls._LAYOUT.unpack(r.take(ENCLAVE_REPORT_SIZE, field)))
+
+
+@dataclass(frozen=True)
+class QeReportCertificationData(_Sized):
+    """Certification data type 6: the QE report that vouches for the attestation key.
+
+    ``pck_chain_pem`` is the inner certification data type 5 exactly as quoted
+    (PEM leaf, intermediate, root; sometimes NUL-terminated).
+    """
+
+    _SIZES: ClassVar[dict[str, int]] = {"qe_report_signature": SIGNATURE_SIZE}
+
+    qe_report: EnclaveReport
+    qe_report_signature: bytes
+    qe_auth_data: bytes
+    pck_chain_pem: bytes
+
+    @cached_property
+    def pck_certificates(self) -> tuple[x509.Certificate, ...]:
+        """The PCK chain, leaf first, parsed (once) from ``pck_chain_pem``."""
+        return _load_pem_chain(self.pck_chain_pem, "pck_chain_pem", 0)
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            (
+                self.qe_report.to_bytes(),
+                self.qe_report_signature,
+                _U16.pack(len(self.qe_auth_data)),
+                self.qe_auth_data,
+                _BODY_DESCRIPTOR.pack(CERT_DATA_TYPE_PCK_CHAIN, len(self.pck_chain_pem)),
+                self.pck_chain_pem,
+            )
+        )
+
+    @classmethod
+    def _read(cls, r: _Reader) -> QeReportCertificationData:
+        p = "signature_data.certification_data"
+        qe_report = EnclaveReport._read(r, f"{p}.qe_report")
+        qe_report_signature = r.take(SIGNATURE_SIZE, f"{p}.qe_report_signature")
+        auth_size = r.u16(f"{p}.qe_auth_data_size")
+        qe_auth_data = r.take(auth_size, f"{p}.qe_auth_data")
+        type_offset = r.offset
+        inner_type = r.u16(f"{p}.inner_type")
+        _expect(inner_type, (CERT_DATA_TYPE_PCK_CHAIN,), f"{p}.inner_type", type_offset)
+        pem_size = r.u32(f"{p}.inner_size")
+        pem_offset = r.offset
+        pem = r.take(pem_size, f"{p}.pck_chain_pem")
+        r.expect_end(f"{p}.size")
+        data = cls(qe_report, qe_report_signature, qe_auth_data, pem)
+        # Parse now, so that a bad chain is a format error with its offset.
+        data.__dict__["pck_certificates"] = _load_pem_chain(pem, f"{p}.pck_chain_pem", pem_offset)
+        return data
+
+
+def _load_pem_chain(pem: bytes, field: str, offset: int) -> tuple[x509.Certificate, ...]:
+    if _PEM_CHAIN.fullmatch(pem) is None:
+        raise QuoteFormatError("is not a PEM certificate chain", field=field, offset=offset)
+    try:
+        certs = x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
+    except ValueError as e:
+        raise QuoteFormatError(f"bad certificate: {e}", field=field, offset=offset) from None
+    return tuple(certs)
+
+
+@dataclass(frozen=True)
+class QuoteSignatureData(_Sized):
+    """ECDSA-P256 quote signature data: signature (r||s), attestation key (x||y), QE proof."""
+
+    _SIZES: ClassVar[dict[str, int]] = {
+        "signature": SIGNATURE_SIZE,
+        "attestation_key": ATTESTATION_KEY_SIZE,
+    }
+
+    signature: bytes
+    attestation_key: bytes
+    certification_data: QeReportCertificationData
+
+    def to_bytes(self) -> bytes:
+        cert_data = self.certification_data.to_bytes()
+        return b"".join(
+            (
+                self.signature,
+                self.attestation_key,
+                _BODY_DESCRIPTOR.pack(CERT_DATA_TYPE_QE_REPORT, len(cert_data)),
+                cert_data,
+            )
+        )
+
+    @classmethod
+    def _read(cls, r: _Reader) -> QuoteSignatureData:
+        signature = r.take(SIGNATURE_SIZE, "signature_data.signature")
+        attestation_key = r.take(ATTESTATION_KEY_SIZE, "signature_data.attestation_key")
+        field = "signature_data.certification_data"
+        type_offset = r.offset
+        _expect(r.u16(f"{field}.type"), (CERT_DATA_TYPE_QE_REPORT,), f"{field}.type", type_offset)
+        size = r.u32(f"{field}.size")
+        cert_data = QeReportCertificationData._read(r.sub(size, field))
+        r.expect_end("signature_data_length")
+        return cls(signature, attestation_key, cert_data)
+
+
+def signed_region(header: QuoteHeader, body: TdReport10) -> bytes:
+    """The bytes the attestation key signs: header and body (v5: with the body descriptor)."""
+    if header.version == QUOTE_VERSION_4:
+        return header.to_bytes() + body.to_bytes()
+    descriptor = _BODY_DESCRIPTOR.pack(body.BODY_TYPE, body.SIZE)
+    return header.to_bytes() + descriptor + body.to_bytes()
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A TDX quote v4 or v5. ``to_bytes()`` rebuilds the input byte for byte."""
+
+    header: QuoteHeader
+    body: TdReport10
+    signature_data: QuoteSignatureData
+
+    def __post_init__(self) -> None:
+        if self.header.version == QUOTE_VERSION_4 and type(self.body) is not TdReport10:
+            raise ValueError("a version 4 quote carries a TD report 1.0 body")
+        if self.header.version not in (QUOTE_VERSION_4, QUOTE_VERSION_5):
+            raise ValueError(f"unsupported quote version {self.header.version}")
+
+    @property
+    def signed_region(self) -> bytes:
+        return signed_region(self.header, self.body)
+
+    @property
+    def certification_data(self) -> QeReportCertificationData:
+        return self.signature_data.certification_data
+
+    def pck_chain(self) -> tuple[x509.Certificate, ...]:
+        """The PCK certificate chain, leaf first (usually leaf, platform/processor CA, root)."""
+        return self.certification_data.pck_certificates
+
+    def to_bytes(self) -> bytes:
+        signature_data = self.signature_data.to_bytes()
+        return self.signed_region + _U32.pack(len(signature_data)) + signature_data
+
+
+def parse_quote(data: bytes) -> Quote:
+    """Parse a TDX quote; any malformation raises QuoteFormatError naming field and offset."""
+    r = _Reader(bytes(data))
+    header = QuoteHeader._read(r)
+    body_cls: type[TdReport10] = TdReport10
+    if header.version == QUOTE_VERSION_5:
+        type_offset = r.offset
+        body_type = r.u16("body_type")
+        _expect(body_type, (BODY_TYPE_TD_REPORT10, BODY_TYPE_TD_REPORT15), "body_type", type_offset)
+        body_cls = TdReport10 if body_type == BODY_TYPE_TD_REPORT10 else TdReport15
+        size_offset = r.offset
+        _expect(r.u32("body_size"), (body_cls.SIZE,), "body_size", size_offset)
+    body = body_cls._read(r)
+    signature_size = r.u32("signature_data_length")
+    signature_data = QuoteSignatureData._read(r.sub(signature_size, "signature_data"))
+    trailing = r.data[r.offset :]
+    if trailing.strip(b"\0"):
+        first = r.offset + len(trailing) - len(trailing.lstrip(b"\0"))
+        raise QuoteFormatError(
+            "non-zero bytes after the quote", field="trailing_data", offset=first
+        )
+    return Quote(header, body, signature_data)

@@ -1,0 +1,167 @@
+"""Cryptographic verification of a TDX quote up to a trusted root.
+
+    >>> from datetime import UTC, datetime
+    >>> from attestd.tee.tdx.verify import VerifyOptions, intel_sgx_root_ca, verify_quote
+    >>> options = VerifyOptions(trusted_roots=[intel_sgx_root_ca()], now=datetime.now(UTC))
+    >>> quote = verify_quote(raw, options)   # raises QuoteVerificationError(reason=...)
+
+The checks run in the order the trust flows: PCK chain to a trusted root,
+PCK leaf key over the QE report, QE report binding the attestation key, and
+the attestation key over the quote. Each failure has its own stable ``reason``.
+This module proves who signed the quote; whether the TCB is current (TCB info,
+QE identity, CRLs) and whether the measurements are acceptable are separate
+steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+
+from attestd.tee.errors import QuoteVerificationError
+from attestd.tee.tdx.abi import Quote, parse_quote
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
+
+PCK_CHAIN_INVALID = "pck_chain_invalid"
+UNTRUSTED_ROOT = "untrusted_root"
+CERTIFICATE_EXPIRED = "certificate_expired"
+QE_REPORT_SIGNATURE_INVALID = "qe_report_signature_invalid"
+ATTESTATION_KEY_BINDING_INVALID = "attestation_key_binding_invalid"
+QUOTE_SIGNATURE_INVALID = "quote_signature_invalid"
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What verification trusts: the root certificates, and the clock (timezone-aware)."""
+
+    trusted_roots: Sequence[x509.Certificate]
+    now: datetime
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("VerifyOptions.now must be timezone-aware")
+
+
+@cache
+def intel_sgx_root_ca() -> x509.Certificate:
+    """Intel's SGX Root CA, shipped with attestd; the root of every real PCK chain."""
+    pem = resources.files("attestd.tee.tdx").joinpath("intel_sgx_root_ca.pem").read_bytes()
+    return x509.load_pem_x509_certificate(pem)
+
+
+def verify_quote(quote: Quote | bytes, options: VerifyOptions) -> Quote:
+    """Check every signature from the trusted root down to the quote; return the quote.
+
+    Bytes are parsed first, so malformed input raises QuoteFormatError.
+    """
+    if not isinstance(quote, Quote):
+        quote = parse_quote(quote)
+    pck_key = _verify_pck_chain(quote.pck_chain(), options)
+    cert_data = quote.certification_data
+    _verify_signature(
+        pck_key,
+        cert_data.qe_report_signature,
+        cert_data.qe_report.to_bytes(),
+        QE_REPORT_SIGNATURE_INVALID,
+        "the QE report is not signed by the PCK certificate's key",
+    )
+    _verify_attestation_key_binding(quote)
+    _verify_signature(
+        _attestation_public_key(quote.signature_data.attestation_key),
+        quote.signature_data.signature,
+        quote.signed_region,
+        QUOTE_SIGNATURE_INVALID,
+        "the quote is not signed by the attestation key",
+    )
+    return quote
+
+
+def _fail(reason: str, message: str) -> QuoteVerificationError:
+    return QuoteVerificationError(message, reason=reason)
+
+
+def _verify_pck_chain(
+    chain: Sequence[x509.Certificate], options: VerifyOptions
+) -> ec.EllipticCurvePublicKey:
+    """Walk leaf → intermediates → self-signed root; return the leaf's P-256 key.
+
+    Signatures come first, then the anchor, then the clock: an expired chain of
+    good signatures from a trusted root reports ``certificate_expired``, not less.
+    """
+    if len(chain) < 2:
+        raise _fail(PCK_CHAIN_INVALID, f"the PCK chain has {len(chain)} certificate(s)")
+    for child, issuer in zip(chain, [*chain[1:], chain[-1]], strict=True):
+        try:
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature) as e:
+            subject = child.subject.rfc4514_string()
+            raise _fail(PCK_CHAIN_INVALID, f"{subject!r} is not signed by its issuer: {e}") from e
+    for ca in chain[1:]:
+        if not _is_ca(ca):
+            subject = ca.subject.rfc4514_string()
+            raise _fail(PCK_CHAIN_INVALID, f"{subject!r} issues certificates but is not a CA")
+    root_der = chain[-1].public_bytes(Encoding.DER)
+    if not any(
+        hmac.compare_digest(root_der, t.public_bytes(Encoding.DER)) for t in options.trusted_roots
+    ):
+        subject = chain[-1].subject.rfc4514_string()
+        raise _fail(UNTRUSTED_ROOT, f"the PCK chain ends at {subject!r}, not a trusted root")
+    for cert in chain:
+        if not cert.not_valid_before_utc <= options.now <= cert.not_valid_after_utc:
+            subject = cert.subject.rfc4514_string()
+            raise _fail(CERTIFICATE_EXPIRED, f"{subject!r} is not valid at {options.now}")
+    leaf_key = chain[0].public_key()
+    if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or leaf_key.curve.name != "secp256r1":
+        raise _fail(PCK_CHAIN_INVALID, "the PCK certificate's key is not ECDSA P-256")
+    return leaf_key
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _verify_attestation_key_binding(quote: Quote) -> None:
+    """The QE report's REPORTDATA must be SHA-256(attestation key ‖ QE auth data) ‖ 32 zeros."""
+    cert_data = quote.certification_data
+    expected = hashlib.sha256(
+        quote.signature_data.attestation_key + cert_data.qe_auth_data
+    ).digest() + bytes(32)
+    if not hmac.compare_digest(cert_data.qe_report.report_data, expected):
+        raise _fail(
+            ATTESTATION_KEY_BINDING_INVALID,
+            "the QE report does not vouch for this attestation key and auth data",
+        )
+
+
+def _attestation_public_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
+    except ValueError as e:
+        raise _fail(QUOTE_SIGNATURE_INVALID, "the attestation key is not a P-256 point") from e
+
+
+def _verify_signature(
+    key: ec.EllipticCurvePublicKey, raw_signature: bytes, data: bytes, reason: str, message: str
+) -> None:
+    """Verify a raw r||s (two 32-byte big-endian integers) ECDSA-P256-SHA256 signature."""
+    r = int.from_bytes(raw_signature[:32], "big")
+    s = int.from_bytes(raw_signature[32:], "big")
+    try:
+        key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)
+    except InvalidSignature as e:
+        raise _fail(reason, message) from e
