@@ -1,0 +1,239 @@
+"""Event encoding, the RTMR extend rule, replay, and event validation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from attestd.evidence import (
+    INITIAL_LOG_HEAD,
+    MAX_EVENT_CONTENT_BYTES,
+    EventFormatError,
+    EvidenceFormatError,
+    LogReplayError,
+    RuntimeEvent,
+    check_log_head,
+    encode_event,
+    event_digest,
+    event_from_json,
+    event_to_json,
+    extend_head,
+    now_rfc3339,
+    parse_rfc3339,
+    replay,
+    validate_event_fields,
+)
+
+EVENT = RuntimeEvent(7, "pipeline", "stage.start", b"train\x00\xff", "2026-11-23T10:00:00.123456Z")
+
+# SHA-384 of {"content":"dHJhaW4A/w==","domain":"pipeline","operation":"stage.start",
+# "recordedAt":"2026-11-23T10:00:00.123456Z","sequence":7}, from `printf ... | sha384sum`.
+EVENT_DIGEST_HEX = (
+    "45031a86738ea7a1b87d84617a7267bd8a30cfc1ed3140d40080dd415f513262"
+    "81c84d53fe738aca26e3a51820ca875c"
+)
+
+
+def _log(n: int) -> list[RuntimeEvent]:
+    return [
+        RuntimeEvent(i, "pipeline", f"op.{i}", bytes([i]) * i, "2026-11-23T10:00:00Z")
+        for i in range(n)
+    ]
+
+
+def test_event_encoding_is_sorted_compact_json_with_base64_content() -> None:
+    by_hand = json.dumps(
+        {
+            "sequence": 7,
+            "domain": "pipeline",
+            "operation": "stage.start",
+            "content": base64.b64encode(b"train\x00\xff").decode(),
+            "recordedAt": "2026-11-23T10:00:00.123456Z",
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    assert encode_event(EVENT) == by_hand
+    assert hashlib.sha384(by_hand).hexdigest() == EVENT_DIGEST_HEX
+    assert event_digest(EVENT).hex() == EVENT_DIGEST_HEX
+
+
+def test_extend_is_sha384_of_head_then_digest() -> None:
+    digest = hashlib.sha384(b"x").digest()
+    assert extend_head(INITIAL_LOG_HEAD, digest) == hashlib.sha384(bytes(48) + digest).digest()
+
+
+def test_extend_rejects_wrong_sizes() -> None:
+    with pytest.raises(LogReplayError):
+        extend_head(bytes(32), bytes(48))
+    with pytest.raises(LogReplayError):
+        extend_head(bytes(48), bytes(47))
+
+
+def test_empty_log_replays_to_48_zero_bytes() -> None:
+    assert replay([]) == bytes(48) == INITIAL_LOG_HEAD
+
+
+def test_replay_equals_iterated_sha384_from_zero() -> None:
+    events = _log(5)
+    head = bytes(48)
+    for event in events:
+        head = hashlib.sha384(head + hashlib.sha384(encode_event(event)).digest()).digest()
+    assert replay(events) == head
+    assert replay(iter(events)) == head  # any iterable
+
+
+def test_dropping_the_last_event_changes_the_head() -> None:
+    events = _log(4)
+    assert replay(events[:-1]) != replay(events)
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_dropping_an_inner_event_fails_replay(index: int) -> None:
+    events = _log(4)
+    del events[index]
+    with pytest.raises(LogReplayError, match="sequence"):
+        replay(events)
+
+
+def test_reordering_events_fails_replay() -> None:
+    events = _log(3)
+    events[0], events[1] = events[1], events[0]
+    with pytest.raises(LogReplayError):
+        replay(events)
+
+
+def test_reordering_with_renumbering_changes_the_head() -> None:
+    events = _log(3)
+    swapped = [
+        RuntimeEvent(0, events[1].domain, events[1].operation, events[1].content, events[1].recorded_at),
+        RuntimeEvent(1, events[0].domain, events[0].operation, events[0].content, events[0].recorded_at),
+        events[2],
+    ]
+    assert replay(swapped) != replay(events)
+
+
+@pytest.mark.parametrize(
+    "field", ["domain", "operation", "content", "recorded_at"]
+)
+def test_modifying_any_field_changes_the_head(field: str) -> None:
+    events = _log(3)
+    original = events[1]
+    changed = {
+        "domain": "other",
+        "operation": "other",
+        "content": b"other",
+        "recorded_at": "2026-11-23T10:00:00.000001Z",
+    }[field]
+    events[1] = RuntimeEvent(**{**original.__dict__, field: changed})
+    assert replay(events) != replay(_log(3))
+
+
+def test_check_log_head_names_the_source_on_mismatch() -> None:
+    events = _log(2)
+    check_log_head(events, replay(events), against="RTMR3")
+    with pytest.raises(LogReplayError, match="RTMR3"):
+        check_log_head(events, bytes(48), against="RTMR3")
+
+
+def test_event_json_round_trip() -> None:
+    assert event_from_json(event_to_json(EVENT)) == EVENT
+    assert event_from_json(json.loads(encode_event(EVENT))) == EVENT
+
+
+@pytest.mark.parametrize(
+    ("mutation", "path"),
+    [
+        ({"sequence": -1}, "$.sequence"),
+        ({"sequence": True}, "$.sequence"),
+        ({"sequence": 1.0}, "$.sequence"),
+        ({"domain": ""}, "$.domain"),
+        ({"domain": "has space"}, "$.domain"),
+        ({"operation": "x" * 129}, "$.operation"),
+        ({"content": "not base64!"}, "$.content"),
+        ({"content": "dHJhaW4"}, "$.content"),  # missing padding
+        ({"content": "dHJhaW5="}, "$.content"),  # non-canonical padding bits
+        ({"content": base64.b64encode(bytes(MAX_EVENT_CONTENT_BYTES + 1)).decode()}, "$.content"),
+        ({"recordedAt": "2026-11-23 10:00:00Z"}, "$.recordedAt"),
+        ({"recordedAt": "2026-11-23T10:00:00+00:00"}, "$.recordedAt"),
+        ({"recordedAt": "2026-02-30T10:00:00Z"}, "$.recordedAt"),
+        ({"extra": 1}, "$.extra"),
+    ],
+)
+def test_event_from_json_names_the_bad_field(mutation: dict[str, object], path: str) -> None:
+    obj = {**event_to_json(EVENT), **mutation}
+    with pytest.raises(EvidenceFormatError) as info:
+        event_from_json(obj)
+    assert info.value.path == path
+    assert str(info.value).startswith(path)
+
+
+def test_event_from_json_reports_a_missing_field() -> None:
+    obj = event_to_json(EVENT)
+    del obj["recordedAt"]
+    with pytest.raises(EvidenceFormatError, match=r"\$\.recordedAt: required member is missing"):
+        event_from_json(obj)
+
+
+def test_validate_event_fields_accepts_the_allowed_alphabet() -> None:
+    validate_event_fields("a-Z_0.9:/", "x" * 128, bytes(MAX_EVENT_CONTENT_BYTES))
+
+
+@pytest.mark.parametrize(
+    ("domain", "operation", "content", "message"),
+    [
+        ("", "op", b"", "domain is empty"),
+        ("d", "", b"", "operation is empty"),
+        ("d" * 129, "op", b"", "more than 128"),
+        ("d", "op!", b"", "'!'"),
+        ("dömain", "op", b"", "'ö'"),
+        ("d", "op", bytes(MAX_EVENT_CONTENT_BYTES + 1), "content is 65537 bytes"),
+    ],
+)
+def test_validate_event_fields_says_what_is_wrong(
+    domain: str, operation: str, content: bytes, message: str
+) -> None:
+    with pytest.raises(EventFormatError, match=message):
+        validate_event_fields(domain, operation, content)
+
+
+def test_now_rfc3339_round_trips_through_parse() -> None:
+    text = now_rfc3339()
+    assert len(text) == 27 and text.endswith("Z")
+    moment = parse_rfc3339(text)
+    assert moment.tzinfo is UTC
+    assert abs((datetime.now(UTC) - moment).total_seconds()) < 60
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-23T10:00:00Z", datetime(2026, 11, 23, 10, tzinfo=UTC)),
+        ("2026-11-23T10:00:00.5Z", datetime(2026, 11, 23, 10, 0, 0, 500000, tzinfo=UTC)),
+        ("2026-11-23T10:00:00.123456Z", datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC)),
+    ],
+)
+def test_parse_rfc3339_accepts_the_utc_profile(text: str, expected: datetime) -> None:
+    assert parse_rfc3339(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-23T10:00:00",
+        "2026-11-23t10:00:00z",
+        "2026-11-23T10:00:00.1234567Z",
+        "2026-11-23T24:00:00Z",
+        "2026-11-23T10:00:60Z",
+        "2026-11-23T10:00:00Z\n",
+        "２０２６-11-23T10:00:00Z",
+        "",
+    ],
+)
+def test_parse_rfc3339_rejects_everything_else(text: str) -> None:
+    with pytest.raises(EvidenceFormatError):
+        parse_rfc3339(text)
