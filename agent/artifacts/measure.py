@@ -211,25 +211,37 @@ def _list_files(top_fd: int) -> list[tuple[str, ...]]:
         prefix = pending.pop()
         dir_fd = _open_beneath(top_fd, prefix, directory=True) if prefix else top_fd
         try:
+            # The descriptor stays open while entries are examined: on file
+            # systems without d_type, DirEntry falls back to fstatat on it.
             with os.scandir(dir_fd) as it:
-                entries = list(it)
+                for entry in it:
+                    if prefix or entry.name not in IGNORED_NAMES:
+                        _classify(entry, prefix, files, pending)
+        except OSError as exc:
+            where = "/".join(prefix) or "."
+            raise ArtifactError(f"'{where}' cannot be listed: {exc.strerror}") from None
         finally:
             if dir_fd != top_fd:
                 os.close(dir_fd)
-        for entry in entries:
-            if not prefix and entry.name in IGNORED_NAMES:
-                continue
-            parts = (*prefix, entry.name)
-            if entry.is_dir(follow_symlinks=False):
-                pending.append(parts)
-            elif entry.is_file(follow_symlinks=False):
-                files.append(parts)
-            else:
-                mode = entry.stat(follow_symlinks=False).st_mode
-                raise UnsupportedArtifactError(
-                    f"'{'/'.join(parts)}' inside the measured directory is {_describe(mode)}"
-                )
     return files
+
+
+def _classify(
+    entry: os.DirEntry[str],
+    prefix: tuple[str, ...],
+    files: list[tuple[str, ...]],
+    directories: list[tuple[str, ...]],
+) -> None:
+    parts = (*prefix, entry.name)
+    if entry.is_dir(follow_symlinks=False):
+        directories.append(parts)
+    elif entry.is_file(follow_symlinks=False):
+        files.append(parts)
+    else:
+        mode = entry.stat(follow_symlinks=False).st_mode
+        raise UnsupportedArtifactError(
+            f"'{'/'.join(parts)}' inside the measured directory is {_describe(mode)}"
+        )
 
 
 def _hash_all(
