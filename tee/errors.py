@@ -47,3 +47,9 @@ class QuoteVerificationError(TeeError):
         super().__init__(message)
         if reason is not None:
             self.reason = reason  # type: ignore[misc]
+
+
+class InvalidArgumentError(TeeError, ValueError):
+    """A caller passed a value the TEE cannot take, e.g. report_data that is not 64 bytes."""
+
+    reason = "tee_invalid_argument"

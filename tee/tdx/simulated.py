@@ -1,0 +1,313 @@
+"""A simulated TDX backend: real quote v4 bytes, signed by a simulated Intel-like PKI.
+
+    >>> from attestd.tee.tdx.simulated import SimulatedTdxBackend
+    >>> backend = SimulatedTdxBackend.open(state_dir)       # PKI made once, then reloaded
+    >>> backend.extend_runtime_register(hashlib.sha384(event).digest())
+    >>> quote = backend.get_quote(report_data)               # 64 bytes in, quote v4 out
+    >>> verify_quote(quote, VerifyOptions([backend.trust_root()], now))
+
+Simulated TDX differs from hardware only in its root of trust: quotes have the
+exact hardware layout and pass the same verifier, but chain to a root generated
+in the state directory, never to Intel's. The measurement registers live in
+``registers.json`` and are rewritten atomically on every extend, so they survive
+an agent restart as hardware registers survive one within a TD's life.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from attestd.tee import backend as tee_backend
+from attestd.tee.errors import DeviceError, InvalidArgumentError
+from attestd.tee.tdx import _simulated_pki as pki
+from attestd.tee.tdx.abi import (
+    ATTESTATION_KEY_TYPE_ECDSA_P256,
+    INTEL_QE_VENDOR_ID,
+    QUOTE_VERSION_4,
+    TEE_TYPE_TDX,
+    EnclaveReport,
+    QeReportCertificationData,
+    Quote,
+    QuoteHeader,
+    QuoteSignatureData,
+    TdReport10,
+    signed_region,
+)
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+STATE_SUBDIR = Path("tee") / "simulated-tdx"
+REGISTERS_FILE = "registers.json"
+ROOT_OF_TRUST = "attestd-simulated-tdx-root"
+BACKEND_NAME = "simulated-tdx"
+_STATE_FORMAT = "attestd-simulated-tdx-registers/1"
+RTMR_SIZE = 48
+
+
+def _label(text: str) -> bytes:
+    return hashlib.sha384(text.encode()).digest()
+
+
+# Every value a fresh simulated TD starts with, and its width. RTMR3 starts at
+# zero because the runtime log replays from 48 zero bytes; the TD attributes
+# have DEBUG off (SEPT_VE_DISABLE on, as production TDs run).
+MEASUREMENT_DEFAULTS: Mapping[str, bytes] = {
+    "mr_td": _label("attestd simulated TD"),
+    "rtmr0": _label("attestd simulated TD firmware (RTMR0)"),
+    "rtmr1": _label("attestd simulated TD OS loader and kernel (RTMR1)"),
+    "rtmr2": _label("attestd simulated TD kernel command line and initrd (RTMR2)"),
+    "rtmr3": bytes(RTMR_SIZE),
+    "mr_config_id": bytes(48),
+    "mr_owner": bytes(48),
+    "mr_owner_config": bytes(48),
+    "td_attributes": bytes.fromhex("0000001000000000"),
+    "xfam": bytes.fromhex("e702060000000000"),
+    "tee_tcb_svn": bytes.fromhex("04010700000000000000000000000000"),
+    "mr_seam": _label("attestd simulated TDX module"),
+}
+
+# What the simulated TDX module and quoting enclave always report. The QE
+# identity is its own, so a simulated QE never matches Intel's QE identity.
+_MR_SIGNER_SEAM = bytes(48)
+_SEAM_ATTRIBUTES = bytes(8)
+_QE_USER_DATA = hashlib.sha256(b"attestd simulated QE").digest()[:16] + bytes(4)
+_QE_AUTH_DATA = bytes(range(32))
+_QE_CPU_SVN = bytes.fromhex("0707ff1a03ff00050000000000000000")
+_QE_ATTRIBUTES = bytes.fromhex("1500000000000000e700000000000000")
+_QE_MR_ENCLAVE = hashlib.sha256(b"attestd simulated quoting enclave").digest()
+_QE_MR_SIGNER = hashlib.sha256(b"attestd simulated quoting enclave signer").digest()
+_QE_ISV_PROD_ID = 2
+_QE_ISV_SVN = 6
+
+
+@dataclass(frozen=True)
+class SimulatedTdMeasurements:
+    """Measurements to impose on the simulated TD; ``None`` keeps what the state holds."""
+
+    mr_td: bytes | None = None
+    rtmr0: bytes | None = None
+    rtmr1: bytes | None = None
+    rtmr2: bytes | None = None
+    mr_config_id: bytes | None = None
+    mr_owner: bytes | None = None
+    mr_owner_config: bytes | None = None
+    td_attributes: bytes | None = None
+    xfam: bytes | None = None
+    tee_tcb_svn: bytes | None = None
+    mr_seam: bytes | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in self.given().items():
+            size = len(MEASUREMENT_DEFAULTS[name])
+            if not isinstance(value, bytes) or len(value) != size:
+                raise InvalidArgumentError(f"simulated measurement {name} must be {size} bytes")
+
+    def given(self) -> dict[str, bytes]:
+        """The measurements that were set, by name."""
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {name: value for name, value in values if value is not None}
+
+
+def _raw_signature(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """ECDSA-P256-SHA256 as the quote carries it: r||s, 32 bytes each, big-endian."""
+    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def _raw_public_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """x||y, the uncompressed point without its 0x04 prefix."""
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return point[1:]
+
+
+class SimulatedTdxBackend:
+    """The TeeBackend of a simulated TD; open it with :meth:`open`."""
+
+    def __init__(self, directory: Path, platform: pki.SimulatedPki) -> None:
+        self._dir = directory
+        self._pki = platform
+        self._attestation_key = _raw_public_key(platform.attestation_key)
+        self._certification_data = self._quoting_enclave_proof()
+
+    @classmethod
+    def open(
+        cls, state_dir: Path, measurements: SimulatedTdMeasurements | None = None
+    ) -> SimulatedTdxBackend:
+        """Open (creating on first use) the simulated TD kept under ``state_dir``."""
+        directory = Path(state_dir) / STATE_SUBDIR
+        try:
+            for d in (directory.parent, directory):
+                d.mkdir(mode=0o700, exist_ok=True, parents=True)
+            directory.chmod(0o700)
+        except OSError as e:
+            raise DeviceError(f"cannot create simulated TDX state in {directory}: {e}") from e
+        with _locked(directory):
+            if not pki.exists(directory):
+                pki.save(pki.generate(), directory)
+            platform = pki.load(directory)
+            registers = _load_registers(directory) or dict(MEASUREMENT_DEFAULTS)
+            registers.update((measurements or SimulatedTdMeasurements()).given())
+            _save_registers(directory, registers)
+        return cls(directory, platform)
+
+    @property
+    def state_directory(self) -> Path:
+        return self._dir
+
+    def describe(self) -> tee_backend.TeeDescription:
+        return tee_backend.TeeDescription(
+            tee=tee_backend.TeeType.TDX,
+            simulated=True,
+            root_of_trust=ROOT_OF_TRUST,
+            backend=BACKEND_NAME,
+        )
+
+    def get_quote(self, report_data: bytes) -> bytes:
+        """A TDX quote v4 over the current registers with REPORTDATA = ``report_data``."""
+        if not isinstance(report_data, bytes) or len(report_data) != tee_backend.REPORT_DATA_SIZE:
+            raise InvalidArgumentError(
+                f"report_data must be exactly {tee_backend.REPORT_DATA_SIZE} bytes"
+            )
+        with _locked(self._dir):
+            registers = self._registers()
+        header = QuoteHeader(
+            version=QUOTE_VERSION_4,
+            attestation_key_type=ATTESTATION_KEY_TYPE_ECDSA_P256,
+            tee_type=TEE_TYPE_TDX,
+            qe_svn=0,
+            pce_svn=0,
+            qe_vendor_id=INTEL_QE_VENDOR_ID,
+            user_data=_QE_USER_DATA,
+        )
+        body = TdReport10(
+            tee_tcb_svn=registers["tee_tcb_svn"],
+            mr_seam=registers["mr_seam"],
+            mr_signer_seam=_MR_SIGNER_SEAM,
+            seam_attributes=_SEAM_ATTRIBUTES,
+            td_attributes=registers["td_attributes"],
+            xfam=registers["xfam"],
+            mr_td=registers["mr_td"],
+            mr_config_id=registers["mr_config_id"],
+            mr_owner=registers["mr_owner"],
+            mr_owner_config=registers["mr_owner_config"],
+            rtmrs=(registers["rtmr0"], registers["rtmr1"], registers["rtmr2"], registers["rtmr3"]),
+            report_data=report_data,
+        )
+        signature = _raw_signature(self._pki.attestation_key, signed_region(header, body))
+        signature_data = QuoteSignatureData(
+            signature, self._attestation_key, self._certification_data
+        )
+        return Quote(header, body, signature_data).to_bytes()
+
+    def extend_runtime_register(self, digest: bytes) -> None:
+        """Extend RTMR3, the register that carries attestd's runtime log."""
+        self.extend_rtmr(3, digest)
+
+    def read_runtime_register(self) -> bytes:
+        return self.rtmrs()[3]
+
+    def extend_rtmr(self, index: int, digest: bytes) -> None:
+        """RTMR[index] = SHA-384(RTMR[index] ‖ digest), saved before this returns."""
+        if index not in range(4):
+            raise InvalidArgumentError(f"RTMR index must be 0..3, not {index!r}")
+        if not isinstance(digest, bytes) or len(digest) != RTMR_SIZE:
+            raise InvalidArgumentError(f"an RTMR extension is a {RTMR_SIZE}-byte SHA-384 digest")
+        name = f"rtmr{index}"
+        with _locked(self._dir):
+            registers = self._registers()
+            registers[name] = hashlib.sha384(registers[name] + digest).digest()
+            _save_registers(self._dir, registers)
+
+    def rtmrs(self) -> tuple[bytes, bytes, bytes, bytes]:
+        with _locked(self._dir):
+            r = self._registers()
+        return r["rtmr0"], r["rtmr1"], r["rtmr2"], r["rtmr3"]
+
+    def trust_root(self) -> x509.Certificate:
+        """The simulated root CA that every quote of this backend chains to."""
+        return self._pki.root_ca
+
+    def trust_root_pem(self) -> bytes:
+        return self._pki.root_ca.public_bytes(serialization.Encoding.PEM)
+
+    def _registers(self) -> dict[str, bytes]:
+        registers = _load_registers(self._dir)
+        if registers is None:
+            raise DeviceError(f"simulated TDX registers vanished from {self._dir}")
+        return registers
+
+    def _quoting_enclave_proof(self) -> QeReportCertificationData:
+        """The QE report binding the attestation key, signed by the PCK key; fixed per platform."""
+        binding = hashlib.sha256(self._attestation_key + _QE_AUTH_DATA).digest() + bytes(32)
+        qe_report = EnclaveReport(
+            cpu_svn=_QE_CPU_SVN,
+            misc_select=0,
+            reserved1=bytes(28),
+            attributes=_QE_ATTRIBUTES,
+            mr_enclave=_QE_MR_ENCLAVE,
+            reserved2=bytes(32),
+            mr_signer=_QE_MR_SIGNER,
+            reserved3=bytes(96),
+            isv_prod_id=_QE_ISV_PROD_ID,
+            isv_svn=_QE_ISV_SVN,
+            reserved4=bytes(60),
+            report_data=binding,
+        )
+        return QeReportCertificationData(
+            qe_report=qe_report,
+            qe_report_signature=_raw_signature(self._pki.pck_key, qe_report.to_bytes()),
+            qe_auth_data=_QE_AUTH_DATA,
+            pck_chain_pem=self._pki.chain_pem(),
+        )
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Serialise access to one state directory across threads and processes."""
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _load_registers(directory: Path) -> dict[str, bytes] | None:
+    """The saved registers, or None before the first save; damage is a DeviceError."""
+    path = directory / REGISTERS_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise DeviceError(f"simulated TDX registers in {path} are unreadable: {e}") from e
+    try:
+        if document["format"] != _STATE_FORMAT:
+            raise ValueError(f"unknown format {document['format']!r}")
+        values = {name: bytes.fromhex(document["registers"][name]) for name in MEASUREMENT_DEFAULTS}
+        for name, value in values.items():
+            if len(value) != len(MEASUREMENT_DEFAULTS[name]):
+                raise ValueError(f"{name} has {len(value)} bytes")
+    except (KeyError, TypeError, ValueError) as e:
+        raise DeviceError(f"simulated TDX registers in {path} are damaged: {e}") from e
+    return values
+
+
+def _save_registers(directory: Path, registers: Mapping[str, bytes]) -> None:
+    document = {
+        "format": _STATE_FORMAT,
+        "registers": {name: registers[name].hex() for name in MEASUREMENT_DEFAULTS},
+    }
+    data = (json.dumps(document, indent=2) + "\n").encode()
+    pki.write_atomic(directory / REGISTERS_FILE, data, 0o600)
