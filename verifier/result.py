@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from attestd.evidence import format_rfc3339
 from attestd.tee.backend import TeeType
 
 
@@ -171,6 +172,4 @@ class AppraisalResult:
 
 
 def _timestamp(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.isoformat().replace("+00:00", "Z")
+    return None if moment is None else format_rfc3339(moment)

@@ -75,7 +75,7 @@ def test_result_to_json_names_status_root_of_trust_and_checks() -> None:
         "evidence": "attestd-simulated-tdx-root",
         "evidenceSimulated": True,
     }
-    assert document["evidence"]["issuedAt"] == "2025-01-02T03:04:05Z"
+    assert document["evidence"]["issuedAt"] == "2025-01-02T03:04:05.000000Z"
     assert document["evidence"]["subjects"] == [{"name": "model", "digest": {"sha256": "00" * 32}}]
     assert document["checks"][1] == {
         "name": "nonce",
