@@ -1,0 +1,258 @@
+"""The agent's TOML configuration, parsed strictly.
+
+Every option is documented in docs/configuration.md. Unknown keys are errors:
+a typo in a security setting must not silently fall back to a default.
+
+Example::
+
+    config = load_config(Path("/etc/attestd/attestd.toml"))
+    config.tee.backend  # "simulated-tdx"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attestd.agent.errors import ConfigError
+from attestd.tee.detect import BACKEND_NAMES
+
+#: Backends this build can run. "simulated-*" names are deliberate: simulation
+#: is only ever used when asked for by name.
+KNOWN_BACKENDS = BACKEND_NAMES
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    client_ca: Path
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    unix_socket: Path | None
+    unix_socket_mode: int
+    tcp_address: str | None
+    tls: TlsConfig | None
+
+
+@dataclass(frozen=True)
+class SimulatedMeasurementsConfig:
+    """Hex overrides for the simulated TD's measurements; absent keeps the state's."""
+
+    values: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TeeConfig:
+    backend: str
+    simulated: SimulatedMeasurementsConfig
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_message_bytes: int
+    max_artifacts_per_call: int
+    max_event_content_bytes: int
+    max_log_events_in_evidence: int
+    log_page_size: int
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state_dir: Path
+    log_level: str
+    tee: TeeConfig
+    listen: ListenConfig
+    artifact_roots: tuple[Path, ...]
+    limits: LimitsConfig
+
+
+_SIMULATED_KEYS = {
+    "mr_td": 48,
+    "rtmr0": 48,
+    "rtmr1": 48,
+    "rtmr2": 48,
+    "mr_config_id": 48,
+    "mr_owner": 48,
+    "mr_owner_config": 48,
+    "mr_seam": 48,
+    "td_attributes": 8,
+    "xfam": 8,
+    "tee_tcb_svn": 16,
+}
+
+
+class _Table:
+    """A TOML table that remembers which keys were read, to reject the rest."""
+
+    def __init__(self, data: Mapping[str, Any], where: str) -> None:
+        self._data = data
+        self._where = where
+        self._seen: set[str] = set()
+
+    def _get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self._seen.add(key)
+        if key not in self._data:
+            return default
+        value = self._data[key]
+        # bool is an int in Python; never accept one for the other.
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+            raise ConfigError(f"{self._where}.{key} has the wrong type ({type(value).__name__})")
+        return value
+
+    def str(self, key: str, default: str | None = None) -> str | None:
+        value: str | None = self._get(key, str, default)
+        return value
+
+    def require_str(self, key: str) -> str:
+        value = self.str(key)
+        if value is None:
+            raise ConfigError(f"{self._where}.{key} is required")
+        return value
+
+    def int(self, key: str, default: int, *, minimum: int, maximum: int) -> int:
+        value: int = self._get(key, int, default)
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{self._where}.{key} must be between {minimum} and {maximum}")
+        return value
+
+    def list_of_str(self, key: str) -> list[str]:
+        value = self._get(key, list, [])
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{self._where}.{key} must be a list of strings")
+        return list(value)
+
+    def table(self, key: str) -> _Table:
+        value = self._get(key, dict, {})
+        return _Table(value, f"{self._where}.{key}")
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._data) - self._seen)
+        if unknown:
+            raise ConfigError(f"unknown option {self._where}.{unknown[0]}")
+
+
+def load_config(path: Path, *, tee_override: str | None = None) -> AgentConfig:
+    """Read and validate the configuration file at ``path``."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from err
+    return parse_config(raw, base_dir=path.parent, tee_override=tee_override)
+
+
+def parse_config(
+    raw: Mapping[str, Any], *, base_dir: Path, tee_override: str | None = None
+) -> AgentConfig:
+    """Validate an already-parsed TOML document; relative paths are taken from ``base_dir``."""
+    top = _Table(raw, "config")
+
+    def path_of(value: str) -> Path:
+        return (base_dir / value).resolve() if not Path(value).is_absolute() else Path(value)
+
+    agent = top.table("agent")
+    state_dir = path_of(agent.str("state_dir", "/var/lib/attestd") or "")
+    log_level = agent.str("log_level", "info") or "info"
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError(f"config.agent.log_level must be one of {', '.join(_LOG_LEVELS)}")
+    agent.finish()
+
+    tee = top.table("tee")
+    backend = tee_override or tee.require_str("backend")
+    if backend not in KNOWN_BACKENDS:
+        raise ConfigError(
+            f"unknown TEE backend {backend!r}; this build offers: {', '.join(KNOWN_BACKENDS)}"
+        )
+    simulated_table = tee.table("simulated")
+    simulated: dict[str, bytes] = {}
+    for key, size in _SIMULATED_KEYS.items():
+        text = simulated_table.str(key)
+        if text is None:
+            continue
+        try:
+            value = bytes.fromhex(text)
+        except ValueError as err:
+            raise ConfigError(f"config.tee.simulated.{key} is not hex") from err
+        if len(value) != size:
+            raise ConfigError(f"config.tee.simulated.{key} must be {size} bytes, got {len(value)}")
+        simulated[key] = value
+    simulated_table.finish()
+    tee.finish()
+
+    listen = top.table("listen")
+    socket_text = listen.str("unix_socket", "/run/attestd/attestd.sock")
+    socket_mode = listen.int("unix_socket_mode", 0o660, minimum=0, maximum=0o777)
+    tcp_address = listen.str("tcp_address")
+    tls: TlsConfig | None = None
+    if listen.has("tls"):
+        tls_table = listen.table("tls")
+        tls = TlsConfig(
+            cert=path_of(tls_table.require_str("cert")),
+            key=path_of(tls_table.require_str("key")),
+            client_ca=path_of(tls_table.require_str("client_ca")),
+        )
+        tls_table.finish()
+    listen.finish()
+    if tcp_address is not None:
+        _check_address(tcp_address)
+        if tls is None:
+            raise ConfigError(
+                "config.listen.tcp_address needs [listen.tls]: remote clients must use mutual TLS"
+            )
+    if not socket_text and tcp_address is None:
+        raise ConfigError("config.listen has neither unix_socket nor tcp_address")
+
+    artifacts = top.table("artifacts")
+    roots = tuple(path_of(root) for root in artifacts.list_of_str("roots"))
+    artifacts.finish()
+
+    limits_table = top.table("limits")
+    limits = LimitsConfig(
+        max_message_bytes=limits_table.int(
+            "max_message_bytes", 4 << 20, minimum=64 << 10, maximum=64 << 20
+        ),
+        max_artifacts_per_call=limits_table.int(
+            "max_artifacts_per_call", 64, minimum=1, maximum=4096
+        ),
+        max_event_content_bytes=limits_table.int(
+            "max_event_content_bytes", 64 << 10, minimum=1, maximum=64 << 10
+        ),
+        max_log_events_in_evidence=limits_table.int(
+            "max_log_events_in_evidence", 100_000, minimum=1, maximum=10_000_000
+        ),
+        log_page_size=limits_table.int("log_page_size", 1000, minimum=1, maximum=100_000),
+    )
+    limits_table.finish()
+    top.finish()
+
+    return AgentConfig(
+        state_dir=state_dir,
+        log_level=log_level,
+        tee=TeeConfig(backend=backend, simulated=SimulatedMeasurementsConfig(simulated)),
+        listen=ListenConfig(
+            unix_socket=path_of(socket_text) if socket_text else None,
+            unix_socket_mode=socket_mode,
+            tcp_address=tcp_address,
+            tls=tls,
+        ),
+        artifact_roots=roots,
+        limits=limits,
+    )
+
+
+def _check_address(address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"config.listen.tcp_address {address!r} is not HOST:PORT")

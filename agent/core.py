@@ -1,0 +1,305 @@
+"""The agent's logic, free of gRPC: record, measure, and produce evidence.
+
+Ordering rule for every state change (docs/operations.md, "Durability"):
+append the event to the log and fsync, then extend the runtime register, then
+answer. On start the log is replayed against the register; a crash between
+the first two steps is completed (the event was durable, so its extension is
+owed), anything else that disagrees stops the agent from serving evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+import attestd
+from attestd.agent.artifacts import ArtifactRoots, Measurement, measure
+from attestd.agent.config import AgentConfig
+from attestd.agent.errors import (
+    ArtifactNotMeasuredError,
+    NotServingError,
+    RequestInvalidError,
+)
+from attestd.agent.host import host_claims
+from attestd.agent.runtime_log import RuntimeLogStore
+from attestd.evidence import (
+    Binding,
+    EvidencePredicate,
+    RuntimeEvent,
+    Statement,
+    Subject,
+    canonical_json,
+    event_digest,
+    key_id,
+    now_rfc3339,
+    public_key_pem,
+    replay,
+    report_data_for,
+    sign_statement,
+    subjects_digest,
+    validate_event_fields,
+    validate_nonce,
+)
+from attestd.tee.backend import TeeBackend, TeeDescription
+from attestd.tee.detect import open_backend
+
+log = logging.getLogger("attestd.agent")
+
+#: Domains starting with this prefix are written by the agent itself; pipelines
+#: may not forge them (an "artifact measured" event must come from a measurement).
+RESERVED_DOMAIN_PREFIX = "attestd."
+ARTIFACT_DOMAIN = "attestd.artifact"
+ARTIFACT_OPERATION = "measured"
+
+
+@dataclass(frozen=True)
+class MeasuredArtifact:
+    measurement: Measurement
+    log_sequence: int
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    version: str
+    tee: TeeDescription
+    key_id: str
+    public_key_pem: str
+    log_length: int
+    log_head: bytes
+    serving: bool
+    serving_problem: str
+
+
+class Agent:
+    """One agent: a TEE backend, a runtime log, artifact roots and a signing key."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        backend: TeeBackend,
+        store: RuntimeLogStore,
+        signing_key: ec.EllipticCurvePrivateKey,
+    ) -> None:
+        self._config = config
+        self._backend = backend
+        self._store = store
+        self._key = signing_key
+        self._key_id = key_id(signing_key.public_key())
+        self._roots = ArtifactRoots(config.artifact_roots) if config.artifact_roots else None
+        # Serialises log append + register extension + evidence, so a quote's
+        # RTMR3 always equals the head of the log it is delivered with.
+        self._lock = threading.Lock()
+        self._problem = ""
+        self._artifacts: dict[str, MeasuredArtifact] = {}
+        for event in store.events():
+            self._remember_artifact(event)
+        self._reconcile()
+
+    @classmethod
+    def open(cls, config: AgentConfig) -> Agent:
+        """Prepare the state directory, open the backend and the log, reconcile them."""
+        state = config.state_dir
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(state, 0o700)
+        backend = open_backend(
+            config.tee.backend, state, simulated_measurements=config.tee.simulated.values
+        )
+        store = RuntimeLogStore.open(state / "runtime-log.jsonl")
+        # The evidence key lives only in this process: a restarted agent is a new signer.
+        key = ec.generate_private_key(ec.SECP256R1())
+        return cls(config, backend, store, key)
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def serving(self) -> bool:
+        return not self._problem
+
+    @property
+    def serving_problem(self) -> str:
+        return self._problem
+
+    def _reconcile(self) -> None:
+        register = self._backend.read_runtime_register()
+        if register is None:
+            return  # No runtime register (SNP): the head is bound through report_data only.
+        length = len(self._store)
+        if register == self._store.head:
+            log.info("runtime log replays to the register", extra={"events": length})
+            return
+        if length and register == self._store.head_at(length - 1):
+            # Crashed after fsyncing the last event but before extending: finish the job.
+            last = self._store.events(length - 1)[0]
+            self._backend.extend_runtime_register(event_digest(last))
+            log.warning(
+                "completed the register extension of the last logged event",
+                extra={"sequence": last.sequence},
+            )
+            return
+        self._problem = (
+            f"runtime log ({length} events, head {self._store.head.hex()}) does not replay "
+            f"to the runtime register ({register.hex()}); refusing to serve evidence"
+        )
+        log.error(self._problem)
+
+    def _remember_artifact(self, event: RuntimeEvent) -> None:
+        if event.domain != ARTIFACT_DOMAIN or event.operation != ARTIFACT_OPERATION:
+            return
+        data = json.loads(event.content)
+        measurement = Measurement(
+            name=data["name"],
+            kind=data["kind"],
+            digest=dict(data["digest"]),
+            size_bytes=data["sizeBytes"],
+            file_count=data["fileCount"],
+        )
+        self._artifacts[measurement.name] = MeasuredArtifact(measurement, event.sequence)
+
+    # -- operations ----------------------------------------------------------
+
+    def record_event(self, domain: str, operation: str, content: bytes) -> tuple[RuntimeEvent, bytes]:
+        """Durably log one pipeline event and extend the register; returns (event, head)."""
+        if domain.startswith(RESERVED_DOMAIN_PREFIX):
+            raise RequestInvalidError(
+                f"domain {domain!r}: the prefix {RESERVED_DOMAIN_PREFIX!r} is reserved for the agent"
+            )
+        if len(content) > self._config.limits.max_event_content_bytes:
+            raise RequestInvalidError(
+                f"event content is {len(content)} bytes; the limit is "
+                f"{self._config.limits.max_event_content_bytes}"
+            )
+        validate_event_fields(domain, operation, content)
+        return self._append(domain, operation, content)
+
+    def _append(self, domain: str, operation: str, content: bytes) -> tuple[RuntimeEvent, bytes]:
+        with self._lock:
+            self._require_serving()
+            event = RuntimeEvent(
+                sequence=len(self._store),
+                domain=domain,
+                operation=operation,
+                content=content,
+                recorded_at=now_rfc3339(),
+            )
+            head = self._store.append(event)
+            try:
+                self._backend.extend_runtime_register(event_digest(event))
+            except Exception:
+                self._problem = (
+                    f"event {event.sequence} is logged but extending the register failed; "
+                    "restart the agent to complete the extension"
+                )
+                log.exception(self._problem)
+                raise
+            self._remember_artifact(event)
+            return event, head
+
+    def measure(self, paths: Sequence[str]) -> list[MeasuredArtifact]:
+        """Hash each path (inside the artifact roots) and log each measurement."""
+        if self._roots is None:
+            raise RequestInvalidError("no artifact roots are configured; measuring is disabled")
+        if not paths:
+            raise RequestInvalidError("no paths given")
+        if len(paths) > self._config.limits.max_artifacts_per_call:
+            raise RequestInvalidError(
+                f"{len(paths)} paths given; the limit is {self._config.limits.max_artifacts_per_call}"
+            )
+        resolved = [self._roots.resolve(path) for path in paths]
+        measured: list[MeasuredArtifact] = []
+        for path in resolved:
+            m = measure(path)
+            content = canonical_json(
+                {
+                    "name": m.name,
+                    "kind": m.kind,
+                    "digest": dict(m.digest),
+                    "sizeBytes": m.size_bytes,
+                    "fileCount": m.file_count,
+                }
+            )
+            event, _ = self._append(ARTIFACT_DOMAIN, ARTIFACT_OPERATION, content)
+            measured.append(MeasuredArtifact(m, event.sequence))
+            log.info("artifact measured", extra={"artifact": m.name, "digest": dict(m.digest)})
+        return measured
+
+    def evidence(self, nonce: bytes, artifact_names: Sequence[str]) -> bytes:
+        """Signed, hardware-bound evidence for ``nonce`` (a DSSE envelope, JSON bytes)."""
+        validate_nonce(nonce)
+        if len(artifact_names) > self._config.limits.max_artifacts_per_call:
+            raise RequestInvalidError(
+                f"{len(artifact_names)} artifacts asked for; the limit is "
+                f"{self._config.limits.max_artifacts_per_call}"
+            )
+        with self._lock:
+            self._require_serving()
+            subjects = self._subjects(artifact_names)
+            events = self._store.events()
+            if len(events) > self._config.limits.max_log_events_in_evidence:
+                raise RequestInvalidError(
+                    f"the runtime log has {len(events)} events, more than the "
+                    f"{self._config.limits.max_log_events_in_evidence} evidence may carry"
+                )
+            binding = Binding(
+                nonce=nonce,
+                subjects_digest=subjects_digest(subjects),
+                log_head=replay(events),
+                agent_key_id=self._key_id,
+                issued_at=datetime.now(UTC),
+            )
+            quote = self._backend.get_quote(report_data_for(binding))
+        predicate = EvidencePredicate(
+            binding=binding,
+            tee=self._backend.describe(),
+            quote=quote,
+            runtime_log=tuple(events),
+            agent_key_pem=public_key_pem(self._key.public_key()),
+            agent_version=attestd.__version__,
+            host=host_claims(),
+        )
+        return sign_statement(Statement(subjects=tuple(subjects), predicate=predicate), self._key)
+
+    def _subjects(self, names: Sequence[str]) -> list[Subject]:
+        if not names:
+            chosen = list(self._artifacts.values())
+        else:
+            missing = [name for name in names if name not in self._artifacts]
+            if missing:
+                raise ArtifactNotMeasuredError(
+                    f"artifact {missing[0]!r} has not been measured by this agent"
+                )
+            chosen = [self._artifacts[name] for name in dict.fromkeys(names)]
+        return [Subject(a.measurement.name, dict(a.measurement.digest)) for a in chosen]
+
+    def log_page(self, start: int, limit: int) -> tuple[Sequence[RuntimeEvent], bytes, int]:
+        page = limit or self._config.limits.log_page_size
+        page = min(page, self._config.limits.log_page_size)
+        with self._lock:
+            return self._store.events(start, start + page), self._store.head, len(self._store)
+
+    def info(self) -> AgentInfo:
+        with self._lock:
+            return AgentInfo(
+                version=attestd.__version__,
+                tee=self._backend.describe(),
+                key_id=self._key_id,
+                public_key_pem=public_key_pem(self._key.public_key()),
+                log_length=len(self._store),
+                log_head=self._store.head,
+                serving=self.serving,
+                serving_problem=self._problem,
+            )
+
+    def _require_serving(self) -> None:
+        if self._problem:
+            raise NotServingError(self._problem)
+
+    def close(self) -> None:
+        self._store.close()
+

@@ -1,0 +1,286 @@
+"""The gRPC face of the agent: two listeners, one role each, per-RPC authorisation.
+
+* The Unix socket serves local pipelines (role ``pipeline``). Who may connect is
+  decided by the socket's file mode and group.
+* TCP with mutual TLS serves remote verifiers (role ``verifier``): any client
+  certificate issued by the configured CA. Verifiers may read evidence, the
+  agent's info and the log, and nothing else.
+
+Library errors become gRPC status codes here, with the stable ``reason`` in the
+``attestd-reason`` trailing metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from attestd.agent.artifacts import ArtifactNotFoundError, ArtifactError
+from attestd.agent.config import AgentConfig
+from attestd.agent.core import Agent, MeasuredArtifact
+from attestd.agent.errors import (
+    ArtifactNotMeasuredError,
+    ListenError,
+    NotServingError,
+    RequestInvalidError,
+)
+from attestd.errors import AttestdError
+from attestd.evidence import EvidenceError, RuntimeEvent, event_digest
+from attestd.tee.errors import TeeError
+from attestd.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger("attestd.server")
+
+SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
+_T = TypeVar("_T")
+
+
+class Role(enum.StrEnum):
+    PIPELINE = "pipeline"
+    VERIFIER = "verifier"
+
+
+#: Which role may call which RPC. Anything not listed is refused.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "GetEvidence": frozenset({Role.PIPELINE, Role.VERIFIER}),
+    "GetAgentInfo": frozenset({Role.PIPELINE, Role.VERIFIER}),
+    "GetRuntimeLog": frozenset({Role.PIPELINE, Role.VERIFIER}),
+    "MeasureArtifacts": frozenset({Role.PIPELINE}),
+    "RecordEvent": frozenset({Role.PIPELINE}),
+}
+
+
+def _status_for(err: AttestdError) -> grpc.StatusCode:
+    if isinstance(err, ArtifactNotFoundError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(err, RequestInvalidError | EvidenceError | ArtifactError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(err, ArtifactNotMeasuredError | NotServingError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(err, TeeError):
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+def _event_pb(event: RuntimeEvent) -> agent_pb2.RuntimeEvent:
+    return agent_pb2.RuntimeEvent(
+        sequence=event.sequence,
+        domain=event.domain,
+        operation=event.operation,
+        content=event.content,
+        recorded_at=event.recorded_at,
+        digest=event_digest(event),
+    )
+
+
+def _artifact_pb(item: MeasuredArtifact) -> agent_pb2.Artifact:
+    m = item.measurement
+    return agent_pb2.Artifact(
+        name=m.name,
+        kind=m.kind,
+        digest=dict(m.digest),
+        size_bytes=m.size_bytes,
+        file_count=m.file_count,
+        log_sequence=item.log_sequence,
+    )
+
+
+class AgentServicer(agent_pb2_grpc.AgentServicer):
+    """attestd.v1.Agent for one listener; ``role`` is fixed by the listener."""
+
+    def __init__(self, agent: Agent, role: Role, on_state_change: Callable[[], Awaitable[None]]):
+        self._agent = agent
+        self._role = role
+        self._on_state_change = on_state_change
+
+    async def _call(
+        self, rpc: str, context: grpc.aio.ServicerContext, work: Callable[[], _T]
+    ) -> _T:
+        if self._role not in PERMISSIONS.get(rpc, frozenset()):
+            log.warning("refused", extra={"rpc": rpc, "role": str(self._role)})
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"{rpc} is not allowed for {self._role} clients"
+            )
+        try:
+            return await asyncio.to_thread(work)
+        except AttestdError as err:
+            code = _status_for(err)
+            if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+                log.error("call failed", extra={"rpc": rpc, "reason": err.reason, "error": str(err)})
+            context.set_trailing_metadata((("attestd-reason", err.reason),))
+            await context.abort(code, str(err))
+        except Exception:
+            log.exception("internal error", extra={"rpc": rpc})
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the agent's log")
+        finally:
+            await self._on_state_change()
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+
+    async def GetEvidence(
+        self, request: agent_pb2.GetEvidenceRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetEvidenceResponse:
+        envelope = await self._call(
+            "GetEvidence",
+            context,
+            lambda: self._agent.evidence(request.nonce, list(request.artifact_names)),
+        )
+        return agent_pb2.GetEvidenceResponse(envelope=envelope)
+
+    async def MeasureArtifacts(
+        self, request: agent_pb2.MeasureArtifactsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.MeasureArtifactsResponse:
+        measured = await self._call(
+            "MeasureArtifacts", context, lambda: self._agent.measure(list(request.paths))
+        )
+        return agent_pb2.MeasureArtifactsResponse(artifacts=[_artifact_pb(m) for m in measured])
+
+    async def RecordEvent(
+        self, request: agent_pb2.RecordEventRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.RecordEventResponse:
+        event, head = await self._call(
+            "RecordEvent",
+            context,
+            lambda: self._agent.record_event(request.domain, request.operation, request.content),
+        )
+        return agent_pb2.RecordEventResponse(event=_event_pb(event), log_head=head)
+
+    async def GetRuntimeLog(
+        self, request: agent_pb2.GetRuntimeLogRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetRuntimeLogResponse:
+        events, head, length = await self._call(
+            "GetRuntimeLog", context, lambda: self._agent.log_page(request.start, request.limit)
+        )
+        return agent_pb2.GetRuntimeLogResponse(
+            events=[_event_pb(e) for e in events], head=head, length=length
+        )
+
+    async def GetAgentInfo(
+        self, request: agent_pb2.GetAgentInfoRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.GetAgentInfoResponse:
+        info = await self._call("GetAgentInfo", context, self._agent.info)
+        return agent_pb2.GetAgentInfoResponse(
+            version=info.version,
+            tee=str(info.tee.tee),
+            simulated=info.tee.simulated,
+            root_of_trust=info.tee.root_of_trust,
+            backend=info.tee.backend,
+            agent_key_id=info.key_id,
+            agent_public_key_pem=info.public_key_pem.encode(),
+            log_length=info.log_length,
+            log_head=info.log_head,
+            serving=info.serving,
+            serving_problem=info.serving_problem,
+        )
+
+
+class AgentServer:
+    """Both listeners, their health services, and an orderly stop."""
+
+    def __init__(self, agent: Agent, config: AgentConfig) -> None:
+        self._agent = agent
+        self._config = config
+        self._servers: list[grpc.aio.Server] = []
+        self._health: list[health.aio.HealthServicer] = []
+        self.tcp_port: int | None = None
+
+    def _options(self) -> list[tuple[str, int]]:
+        limit = self._config.limits.max_message_bytes
+        return [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", 256 << 20),
+        ]
+
+    def _new_server(self, role: Role) -> grpc.aio.Server:
+        server = grpc.aio.server(options=self._options())
+        agent_pb2_grpc.add_AgentServicer_to_server(
+            AgentServicer(self._agent, role, self.sync_health), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self._health.append(health_servicer)
+        self._servers.append(server)
+        return server
+
+    async def start(self) -> None:
+        listen = self._config.listen
+        if listen.unix_socket is not None:
+            server = self._new_server(Role.PIPELINE)
+            _prepare_socket_path(listen.unix_socket)
+            old_umask = os.umask(0o177)  # no window where the socket is wider than 0600
+            try:
+                server.add_insecure_port(f"unix:{listen.unix_socket}")
+                await server.start()
+            finally:
+                os.umask(old_umask)
+            os.chmod(listen.unix_socket, listen.unix_socket_mode)
+            log.info("listening", extra={"unix_socket": str(listen.unix_socket), "role": "pipeline"})
+        if listen.tcp_address is not None and listen.tls is not None:
+            tls = listen.tls
+            try:
+                credentials = grpc.ssl_server_credentials(
+                    [(tls.key.read_bytes(), tls.cert.read_bytes())],
+                    root_certificates=tls.client_ca.read_bytes(),
+                    require_client_auth=True,
+                )
+            except OSError as err:
+                raise ListenError(f"cannot read TLS file {err.filename}: {err.strerror}") from err
+            server = self._new_server(Role.VERIFIER)
+            self.tcp_port = server.add_secure_port(listen.tcp_address, credentials)
+            await server.start()
+            log.info("listening", extra={"tcp": listen.tcp_address, "port": self.tcp_port,
+                                          "role": "verifier", "tls": "mutual"})
+        await self.sync_health()
+
+    async def sync_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self._agent.serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for servicer in self._health:
+            await servicer.set("", status)
+            await servicer.set(SERVICE_NAME, status)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        for servicer in self._health:
+            await servicer.enter_graceful_shutdown()
+        await asyncio.gather(*(server.stop(grace) for server in self._servers))
+        socket_path = self._config.listen.unix_socket
+        if socket_path is not None:
+            socket_path.unlink(missing_ok=True)
+
+    async def wait(self) -> None:
+        await asyncio.gather(*(server.wait_for_termination() for server in self._servers))
+
+
+def _prepare_socket_path(path: Path) -> None:
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ListenError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # a stale socket left by a crash
+        return
+    finally:
+        probe.close()
+    raise ListenError(f"another process is listening on {path}")

@@ -1,0 +1,328 @@
+"""``attestctl``: the operator's and verifier's command line, a thin layer over the library.
+
+Exit codes: 0 success (for verify/appraise: affirming), 1 the evidence is not
+affirming or the agent refused, 2 bad usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import attestd
+from attestd.client import AgentCallError, AgentClient
+from attestd.errors import AttestdError
+
+EXIT_OK = 0
+EXIT_NOT_AFFIRMING = 1
+EXIT_USAGE = 2
+DEFAULT_SOCKET = "/run/attestd/attestd.sock"
+
+
+class UsageError(AttestdError):
+    reason = "usage"
+
+
+def _hex_nonce(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("nonce must be hex") from None
+
+
+def _rfc3339(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("the time needs a zone, e.g. 2026-01-01T00:00:00Z")
+    return value
+
+
+def _add_connection(parser: argparse.ArgumentParser, *, local_default: bool) -> None:
+    group = parser.add_argument_group("connection (a local Unix socket, or mutual TLS)")
+    group.add_argument(
+        "--socket", default=DEFAULT_SOCKET if local_default else None, help="agent's Unix socket"
+    )
+    group.add_argument("--agent", metavar="HOST:PORT", help="agent's mutual-TLS address")
+    group.add_argument("--cert", type=Path, help="client certificate (PEM)")
+    group.add_argument("--key", type=Path, help="client private key (PEM)")
+    group.add_argument("--ca", type=Path, help="CA that issued the agent's server certificate")
+    group.add_argument("--server-name", help="expected name in the agent's certificate")
+
+
+def _connect(args: argparse.Namespace) -> AgentClient:
+    if args.agent:
+        if not (args.cert and args.key and args.ca):
+            raise UsageError("--agent needs --cert, --key and --ca")
+        try:
+            return AgentClient.mtls(
+                args.agent, cert=args.cert, key=args.key, ca=args.ca, server_name=args.server_name
+            )
+        except OSError as err:
+            raise UsageError(f"cannot read {err.filename}: {err.strerror}") from err
+    if args.socket:
+        return AgentClient.unix(args.socket)
+    raise UsageError("give --socket PATH or --agent HOST:PORT with --cert, --key and --ca")
+
+
+def _print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def _write_output(path: str, data: bytes) -> None:
+    if path == "-":
+        sys.stdout.buffer.write(data + b"\n")
+    else:
+        Path(path).write_bytes(data)
+
+
+# -- commands --------------------------------------------------------------------
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    with _connect(args) as agent:
+        artifacts = agent.measure(args.paths)
+    _print_json(
+        [
+            {
+                "name": a.name,
+                "kind": a.kind,
+                "digest": dict(a.digest),
+                "sizeBytes": a.size_bytes,
+                "fileCount": a.file_count,
+                "logSequence": a.log_sequence,
+            }
+            for a in artifacts
+        ]
+    )
+    return EXIT_OK
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    with _connect(args) as agent:
+        response = agent.record(args.domain, args.operation, args.content.encode())
+    _print_json(
+        {
+            "sequence": response.event.sequence,
+            "recordedAt": response.event.recorded_at,
+            "digest": response.event.digest.hex(),
+            "logHead": response.log_head.hex(),
+        }
+    )
+    return EXIT_OK
+
+
+def cmd_evidence(args: argparse.Namespace) -> int:
+    with _connect(args) as agent:
+        envelope = agent.evidence(args.nonce, args.artifact)
+    _write_output(args.output, envelope)
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with _connect(args) as agent:
+        info = agent.info()
+    _print_json(
+        {
+            "version": info.version,
+            "tee": info.tee,
+            "simulated": info.simulated,
+            "rootOfTrust": info.root_of_trust,
+            "backend": info.backend,
+            "agentKeyId": info.agent_key_id,
+            "logLength": info.log_length,
+            "logHead": info.log_head.hex(),
+            "serving": info.serving,
+            "servingProblem": info.serving_problem,
+        }
+    )
+    return EXIT_OK
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    with _connect(args) as agent:
+        page = agent.runtime_log(args.start, args.limit)
+    _print_json(
+        {
+            "length": page.length,
+            "head": page.head.hex(),
+            "events": [
+                {
+                    "sequence": e.sequence,
+                    "domain": e.domain,
+                    "operation": e.operation,
+                    "content": e.content.decode("utf-8", "backslashreplace"),
+                    "recordedAt": e.recorded_at,
+                    "digest": e.digest.hex(),
+                }
+                for e in page.events
+            ],
+        }
+    )
+    return EXIT_OK
+
+
+def _appraise_and_report(evidence: bytes, nonce: bytes, args: argparse.Namespace) -> int:
+    from attestd.verifier import appraise, load_policy
+
+    policy = load_policy(args.policy)
+    result = appraise(evidence, nonce=nonce, policy=policy, now=args.now)
+    report = result.to_json()
+    if getattr(args, "summary", False):
+        _print_summary(report)
+    _print_json(report)
+    if result.status == "affirming":
+        return EXIT_OK
+    # Bytes that are not evidence at all are unreadable input, not a verdict.
+    return EXIT_USAGE if "evidence_format" in _failed_checks(report) else EXIT_NOT_AFFIRMING
+
+
+def _failed_checks(report: dict[str, object]) -> set[str]:
+    checks = report.get("checks", [])
+    if not isinstance(checks, list):
+        return set()
+    return {str(c.get("name")) for c in checks if isinstance(c, dict) and c.get("status") == "fail"}
+
+
+def _print_summary(report: dict[str, object]) -> None:
+    """A few lines for people, on stderr so stdout stays machine-readable JSON."""
+    out = sys.stderr
+    status = str(report.get("status", "?")).upper()
+    out.write(f"attestctl: appraisal {status}\n")
+    for key in ("tee", "rootOfTrust", "evidence"):
+        if key in report:
+            out.write(f"  {key}: {json.dumps(report[key], sort_keys=True)}\n")
+    checks = report.get("checks", [])
+    if isinstance(checks, list):
+        for check in checks:
+            if isinstance(check, dict):
+                reason = f" ({check['reason']})" if check.get("reason") else ""
+                out.write(f"  [{check.get('status')}] {check.get('name')}{reason}\n")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        evidence = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
+    except OSError as err:
+        raise UsageError(f"cannot read {args.file}: {err.strerror}") from err
+    return _appraise_and_report(evidence, args.nonce, args)
+
+
+def cmd_appraise(args: argparse.Namespace) -> int:
+    nonce = secrets.token_bytes(32)
+    with _connect(args) as agent:
+        evidence = agent.evidence(nonce, args.artifact)
+    if args.save_evidence:
+        Path(args.save_evidence).write_bytes(evidence)
+    return _appraise_and_report(evidence, nonce, args)
+
+
+def cmd_trust_root_export(args: argparse.Namespace) -> int:
+    from attestd.tee.tdx.simulated import SimulatedTdxBackend
+
+    if not args.state_dir.is_dir():
+        raise UsageError(f"{args.state_dir} is not a directory")
+    backend = SimulatedTdxBackend.open(args.state_dir)
+    _write_output(args.output, backend.trust_root_pem().rstrip(b"\n"))
+    return EXIT_OK
+
+
+def cmd_dev_pki(args: argparse.Namespace) -> int:
+    from attestd.devpki import create_dev_pki
+
+    create_dev_pki(args.directory, tuple(args.host) if args.host else ("localhost", "127.0.0.1"))
+    print(f"wrote ca.pem, server.pem/.key and client.pem/.key to {args.directory}")
+    return EXIT_OK
+
+
+# -- parser ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attestctl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"attestctl {attestd.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str):  # type: ignore[no-untyped-def]
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("measure", cmd_measure, "measure files or directories through the agent")
+    sub.add_argument("paths", nargs="+", metavar="PATH")
+    _add_connection(sub, local_default=True)
+
+    sub = command("record", cmd_record, "record a runtime event through the agent")
+    sub.add_argument("--domain", required=True)
+    sub.add_argument("--operation", required=True)
+    sub.add_argument("--content", default="", help="event content (UTF-8 text)")
+    _add_connection(sub, local_default=True)
+
+    sub = command("evidence", cmd_evidence, "fetch evidence for a nonce and write it to a file")
+    sub.add_argument("--nonce", required=True, type=_hex_nonce, help="16 to 64 bytes, hex")
+    sub.add_argument("--artifact", action="append", default=[], help="subject name (repeatable)")
+    sub.add_argument("-o", "--output", required=True, help="output file, or - for stdout")
+    _add_connection(sub, local_default=False)
+
+    sub = command("verify", cmd_verify, "appraise an evidence file against a nonce and a policy")
+    sub.add_argument("file", help="evidence file (DSSE envelope), or - for stdin")
+    sub.add_argument("--nonce", required=True, type=_hex_nonce)
+    sub.add_argument("--policy", required=True, type=Path)
+    sub.add_argument("--now", type=_rfc3339, help="appraise as of this time (RFC 3339)")
+    sub.add_argument("--summary", action="store_true", help="also print a summary on stderr")
+
+    sub = command("appraise", cmd_appraise, "fetch evidence with a fresh nonce and appraise it")
+    sub.add_argument("--policy", required=True, type=Path)
+    sub.add_argument("--artifact", action="append", default=[], help="subject name (repeatable)")
+    sub.add_argument("--save-evidence", metavar="FILE", help="also keep the evidence")
+    sub.add_argument("--quiet", dest="summary", action="store_false", help="no summary on stderr")
+    sub.set_defaults(now=None)
+    _add_connection(sub, local_default=False)
+
+    sub = command("info", cmd_info, "show which TEE, root of trust and key the agent uses")
+    _add_connection(sub, local_default=True)
+
+    sub = command("log", cmd_log, "show the agent's runtime log")
+    sub.add_argument("--start", type=int, default=0)
+    sub.add_argument("--limit", type=int, default=0)
+    _add_connection(sub, local_default=True)
+
+    trust = commands.add_parser("trust-root", help="trust roots of simulated TEEs")
+    trust_commands = trust.add_subparsers(dest="trust_command", required=True, metavar="COMMAND")
+    sub = trust_commands.add_parser(
+        "export", help="export the simulated TDX root CA from an agent's state directory"
+    )
+    sub.set_defaults(handler=cmd_trust_root_export)
+    sub.add_argument("--state-dir", required=True, type=Path)
+    sub.add_argument("-o", "--output", default="-", help="output file, or - for stdout")
+
+    sub = command("dev-pki", cmd_dev_pki, "create a throwaway mTLS PKI for demos (not production)")
+    sub.add_argument("directory", type=Path)
+    sub.add_argument("--host", action="append", help="server name or IP (repeatable)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+        return code
+    except AgentCallError as err:
+        print(f"attestctl: the agent refused: {err}", file=sys.stderr)
+        return EXIT_NOT_AFFIRMING
+    except AttestdError as err:
+        print(f"attestctl: {err.diagnostics()}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

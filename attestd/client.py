@@ -1,0 +1,123 @@
+"""A small synchronous client for the agent, for pipelines, operators and verifiers.
+
+Example, from a pipeline step on the same host::
+
+    from attestd.client import AgentClient
+
+    with AgentClient.unix("/run/attestd/attestd.sock") as agent:
+        agent.measure(["/srv/models/llama"])
+        agent.record("pipeline.train", "epoch_end", b'{"epoch": 3}')
+
+and from a remote verifier, over mutual TLS::
+
+    with AgentClient.mtls("host:7443", cert=..., key=..., ca=...) as agent:
+        envelope = agent.evidence(nonce)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from attestd.errors import AttestdError
+from attestd.v1 import agent_pb2, agent_pb2_grpc
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class AgentCallError(AttestdError):
+    """The agent refused or failed a call; ``code`` is the gRPC status."""
+
+    reason = "agent_call_failed"
+
+    def __init__(self, code: grpc.StatusCode, details: str, agent_reason: str | None) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+        self.agent_reason = agent_reason
+
+
+class AgentClient:
+    def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self._channel = channel
+        self._stub = agent_pb2_grpc.AgentStub(channel)
+        self._timeout = timeout
+
+    @classmethod
+    def unix(cls, socket_path: str | Path, timeout: float = DEFAULT_TIMEOUT_S) -> AgentClient:
+        return cls(grpc.insecure_channel(f"unix:{socket_path}"), timeout)
+
+    @classmethod
+    def mtls(
+        cls,
+        target: str,
+        *,
+        cert: Path,
+        key: Path,
+        ca: Path,
+        server_name: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> AgentClient:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca.read_bytes(),
+            private_key=key.read_bytes(),
+            certificate_chain=cert.read_bytes(),
+        )
+        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        return cls(grpc.secure_channel(target, credentials, options=options), timeout)
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _invoke(self, method: Callable[..., Any], request: object) -> Any:
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
+            details: str = err.details() or ""  # type: ignore[attr-defined]
+            trailing = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+            reason = next((value for key, value in trailing if key == "attestd-reason"), None)
+            raise AgentCallError(code, details, reason) from None
+
+    def measure(self, paths: Sequence[str]) -> list[agent_pb2.Artifact]:
+        request = agent_pb2.MeasureArtifactsRequest(paths=list(paths))
+        response: agent_pb2.MeasureArtifactsResponse = self._invoke(
+            self._stub.MeasureArtifacts, request
+        )
+        return list(response.artifacts)
+
+    def record(self, domain: str, operation: str, content: bytes) -> agent_pb2.RecordEventResponse:
+        request = agent_pb2.RecordEventRequest(domain=domain, operation=operation, content=content)
+        response: agent_pb2.RecordEventResponse = self._invoke(self._stub.RecordEvent, request)
+        return response
+
+    def evidence(self, nonce: bytes, artifact_names: Sequence[str] = ()) -> bytes:
+        request = agent_pb2.GetEvidenceRequest(nonce=nonce, artifact_names=list(artifact_names))
+        response: agent_pb2.GetEvidenceResponse = self._invoke(self._stub.GetEvidence, request)
+        return response.envelope
+
+    def runtime_log(self, start: int = 0, limit: int = 0) -> agent_pb2.GetRuntimeLogResponse:
+        request = agent_pb2.GetRuntimeLogRequest(start=start, limit=limit)
+        response: agent_pb2.GetRuntimeLogResponse = self._invoke(self._stub.GetRuntimeLog, request)
+        return response
+
+    def info(self) -> agent_pb2.GetAgentInfoResponse:
+        response: agent_pb2.GetAgentInfoResponse = self._invoke(
+            self._stub.GetAgentInfo, agent_pb2.GetAgentInfoRequest()
+        )
+        return response
