@@ -278,6 +278,8 @@ class _Appraisal:
                 f"issued {-age:.0f} s in the future, more than "
                 f"max_clock_skew_seconds = {bounds.max_clock_skew_seconds}",
             )
+        if age < 0:
+            return _passed(f"issued {-age:.0f} s ahead of the verifier's clock, within the skew")
         return _passed(f"issued {age:.0f} s ago, within {bounds.max_age_seconds} s")
 
     # -- reference values ------------------------------------------------------

@@ -7,7 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from attestd.evidence import Subject
+from attestd.evidence import Subject, public_key_pem
+from attestd.tee.tdx.simulated import SimulatedTdMeasurements
 from attestd.verifier import (
     CHECK_NAMES,
     AppraisalResult,
@@ -20,7 +21,7 @@ from attestd.verifier import (
 )
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.verifier.conftest import (
+from tests.verifier.simulated_evidence import (
     DATASET,
     MODEL,
     NONCE,
@@ -110,6 +111,29 @@ def test_reordered_log_events_are_rejected(scenario: Scenario, policy: Policy) -
     statement = replace_log(scenario.statement(), reordered)
     result = appraise(scenario.sign(statement), nonce=NONCE, policy=policy, now=scenario.now)
     assert_rejected(result, "runtime_log", "runtime_log_mismatch")
+
+
+def test_reordered_log_events_keeping_their_numbers_are_rejected(
+    scenario: Scenario, policy: Policy
+) -> None:
+    first, second, third = scenario.events
+    statement = replace_log(scenario.statement(), [second, first, third])
+    result = appraise(scenario.sign(statement), nonce=NONCE, policy=policy, now=scenario.now)
+    assert_rejected(result, "runtime_log", "runtime_log_mismatch")
+
+
+def test_agent_key_other_than_the_bound_one_is_rejected(scenario: Scenario, policy: Policy) -> None:
+    # The binding (and so the quote) names the genuine key; an impostor swaps in
+    # its own key and signs with it.
+    impostor = ec.generate_private_key(ec.SECP256R1())
+    statement = scenario.statement()
+    predicate = dataclasses.replace(
+        statement.predicate, agent_key_pem=public_key_pem(impostor.public_key())
+    )
+    evidence = scenario.sign(dataclasses.replace(statement, predicate=predicate), impostor)
+    result = appraise(evidence, nonce=NONCE, policy=policy, now=scenario.now)
+    assert_rejected(result, "agent_key", "agent_key_mismatch")
+    assert result.check("envelope_signature").status is CheckStatus.SKIP
 
 
 def test_envelope_resigned_with_another_key_is_rejected(scenario: Scenario, policy: Policy) -> None:
@@ -211,3 +235,28 @@ def test_optional_artifact_may_be_absent(scenario: Scenario, policy: Policy) -> 
     evidence = scenario.evidence(subjects=(MODEL,))
     result = appraise(evidence, nonce=NONCE, policy=policy, now=scenario.now)
     assert result.status is AppraisalStatus.AFFIRMING
+
+
+# -- debug TDs --------------------------------------------------------------------
+
+DEBUG_ATTRIBUTES = (1).to_bytes(8, "little")
+
+
+@pytest.fixture(scope="module")
+def debug_scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    measurements = SimulatedTdMeasurements(td_attributes=DEBUG_ATTRIBUTES)
+    return make_scenario(tmp_path_factory.mktemp("debug-td"), measurements)
+
+
+def test_debug_td_is_rejected(debug_scenario: Scenario, tmp_path: Path) -> None:
+    policy = debug_scenario.policy(tmp_path)
+    result = appraise(debug_scenario.evidence(), nonce=NONCE, policy=policy, now=debug_scenario.now)
+    assert_rejected(result, "debug", "debug_td")
+
+
+def test_debug_td_allowed_by_policy_is_a_warning(debug_scenario: Scenario, tmp_path: Path) -> None:
+    policy = debug_scenario.policy(tmp_path)
+    policy = dataclasses.replace(policy, tdx=dataclasses.replace(policy.tdx, allow_debug=True))
+    result = appraise(debug_scenario.evidence(), nonce=NONCE, policy=policy, now=debug_scenario.now)
+    assert result.status is AppraisalStatus.WARNING
+    assert result.check("debug").reason == "debug_td"

@@ -1,0 +1,147 @@
+"""Real simulated evidence, built the way the agent builds it, and policies to match.
+
+A ``Scenario`` holds one simulated TDX backend whose RTMR3 carries a short
+runtime log, an agent key and two subjects. ``statement()`` takes a fresh
+quote over a binding; tests change the statement afterwards (or swap the key)
+and sign it with ``sign()`` to make the evidence they need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from attestd.evidence import (
+    Binding,
+    EvidencePredicate,
+    RuntimeEvent,
+    Statement,
+    Subject,
+    event_digest,
+    format_rfc3339,
+    key_id,
+    public_key_pem,
+    replay,
+    report_data_for,
+    sign_statement,
+    subjects_digest,
+)
+from attestd.tee.tdx.abi import parse_quote
+from attestd.tee.tdx.simulated import SimulatedTdMeasurements, SimulatedTdxBackend
+from attestd.verifier.policy import Policy, load_policy
+from cryptography.hazmat.primitives.asymmetric import ec
+
+NONCE = bytes.fromhex("5eed" * 16)
+MODEL = Subject("/srv/models/demo", {"sha256": "11" * 32})
+DATASET = Subject("/srv/data/train.parquet", {"sha256": "22" * 32})
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One simulated TD with its agent key, subjects, runtime log and clock."""
+
+    backend: SimulatedTdxBackend
+    state_dir: Path
+    key: ec.EllipticCurvePrivateKey
+    subjects: tuple[Subject, ...]
+    events: tuple[RuntimeEvent, ...]
+    issued_at: datetime
+
+    @property
+    def now(self) -> datetime:
+        """The verifier's clock: two seconds after the evidence was issued."""
+        return self.issued_at + timedelta(seconds=2)
+
+    def statement(
+        self,
+        *,
+        nonce: bytes = NONCE,
+        subjects: Sequence[Subject] | None = None,
+        issued_at: datetime | None = None,
+    ) -> Statement:
+        """A statement with a fresh quote over its binding, as the agent makes it."""
+        chosen = tuple(self.subjects if subjects is None else subjects)
+        binding = Binding(
+            nonce=nonce,
+            subjects_digest=subjects_digest(chosen),
+            log_head=replay(self.events),
+            agent_key_id=key_id(self.key.public_key()),
+            issued_at=issued_at or self.issued_at,
+        )
+        quote = self.backend.get_quote(report_data_for(binding))
+        predicate = EvidencePredicate(
+            binding=binding,
+            tee=self.backend.describe(),
+            quote=quote,
+            runtime_log=self.events,
+            agent_key_pem=public_key_pem(self.key.public_key()),
+            agent_version="0.1.0",
+            host={"hostname": "test-td"},
+        )
+        return Statement(chosen, predicate)
+
+    def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+        """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
+        return sign_statement(statement, key or self.key)
+
+    def evidence(self, **kwargs: object) -> bytes:
+        """Well-formed evidence; keyword arguments go to ``statement``."""
+        return self.sign(self.statement(**kwargs))  # type: ignore[arg-type]
+
+    def measurements(self) -> dict[str, str]:
+        """MRTD and RTMR0..2 as the quotes report them, lowercase hex."""
+        body = parse_quote(self.backend.get_quote(bytes(64))).body
+        values = {"mrtd": body.mr_td.hex()}
+        values.update({f"rtmr{i}": body.rtmrs[i].hex() for i in range(3)})
+        return values
+
+    def policy(self, directory: Path, *, tdx: bool = True, extra: str = "") -> Policy:
+        """A policy trusting this simulator's root and, by default, its measurements."""
+        (directory / "root.pem").write_bytes(self.backend.trust_root_pem())
+        lines = ["[trust]", 'root = "simulated"', 'simulated_root = "root.pem"']
+        lines += ["[freshness]", "max_age_seconds = 300", "max_clock_skew_seconds = 30"]
+        if tdx:
+            lines.append("[tdx]")
+            lines += [f'{name} = ["{value}"]' for name, value in self.measurements().items()]
+        lines += ["[[artifacts]]", f'name = "{MODEL.name}"', f'sha256 = "{MODEL.digest["sha256"]}"']
+        lines += ["[[artifacts]]", f'name = "{DATASET.name}"']
+        lines += [f'sha256 = "{DATASET.digest["sha256"]}"', "required = false"]
+        path = directory / "policy.toml"
+        path.write_text("\n".join(lines) + "\n" + extra)
+        return load_policy(path)
+
+
+def make_scenario(state_dir: Path, measurements: SimulatedTdMeasurements | None = None) -> Scenario:
+    """A simulated backend in ``state_dir`` whose RTMR3 has three events extended into it."""
+    backend = SimulatedTdxBackend.open(state_dir, measurements)
+    issued_at = datetime.now(UTC).replace(microsecond=0)
+    stamp = format_rfc3339(issued_at)
+    events = (
+        RuntimeEvent(0, "pipeline", "stage.start", b"train", stamp),
+        RuntimeEvent(1, "artifacts", "model.load", MODEL.name.encode(), stamp),
+        RuntimeEvent(2, "pipeline", "stage.end", b"train", stamp),
+    )
+    for event in events:
+        backend.extend_runtime_register(event_digest(event))
+    return Scenario(
+        backend=backend,
+        state_dir=state_dir,
+        key=ec.generate_private_key(ec.SECP256R1()),
+        subjects=(MODEL, DATASET),
+        events=events,
+        issued_at=issued_at,
+    )
+
+
+def replace_log(statement: Statement, events: Sequence[RuntimeEvent]) -> Statement:
+    """``statement`` with a different runtime log and everything else unchanged."""
+    predicate = dataclasses.replace(statement.predicate, runtime_log=tuple(events))
+    return dataclasses.replace(statement, predicate=predicate)
+
+
+def fresh_nonce() -> bytes:
+    return os.urandom(32)
