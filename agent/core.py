@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import attestd
-from attestd.agent.artifacts import ArtifactRoots, Measurement, measure
+from attestd.agent.artifacts import ArtifactRoots, Measurement
 from attestd.agent.config import AgentConfig
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
@@ -211,10 +211,11 @@ class Agent:
             raise RequestInvalidError(
                 f"{len(paths)} paths given; the limit is {self._config.limits.max_artifacts_per_call}"
             )
-        resolved = [self._roots.resolve(path) for path in paths]
+        for path in paths:  # refuse the whole call before hashing anything
+            self._roots.resolve(path)
         measured: list[MeasuredArtifact] = []
-        for path in resolved:
-            m = measure(path)
+        for path in paths:
+            m = self._roots.measure(path)
             content = canonical_json(
                 {
                     "name": m.name,
