@@ -73,9 +73,6 @@ CHECK_NAMES = (
 )
 """Every check :func:`appraise` reports, in the order it runs them."""
 
-_TD_ATTRIBUTES_DEBUG = 1 << 0
-"""TDATTRIBUTES bit 0: the TD is debuggable, so the host can read its memory."""
-
 
 @dataclass(frozen=True)
 class _Outcome:
@@ -300,8 +297,7 @@ class _Appraisal:
         return _passed(f"{label} {value} is allowed by the policy")
 
     def _debug(self) -> _Outcome:
-        attributes = _td_attributes(self._quote().body.td_attributes)
-        if not attributes & _TD_ATTRIBUTES_DEBUG:
+        if not self._quote().body.debug:
             return _passed("the TD is not debuggable")
         if self.policy.tdx.allow_debug:
             return _warned("debug_td", "the TD is debuggable (allowed by tdx.allow_debug)")
@@ -370,10 +366,3 @@ class _Appraisal:
             evidence=summary,
             appraised_at=self.now,
         )
-
-
-def _td_attributes(value: bytes | int) -> int:
-    """TDATTRIBUTES as an integer; the quote stores it as 8 little-endian bytes."""
-    if isinstance(value, int):
-        return value
-    return int.from_bytes(bytes(value), "little")
