@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from attestd.tee.errors import DeviceError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from attestd.tee.errors import DeviceError
 
 ROOT_CA_NAME = "attestd Simulated TDX Root CA \u2014 NOT INTEL"
 PLATFORM_CA_NAME = "attestd Simulated TDX PCK Platform CA \u2014 NOT INTEL"

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
-from attestd.tee.errors import QuoteFormatError
 from cryptography import x509
+
+from attestd.tee.errors import QuoteFormatError
 
 QUOTE_VERSION_4 = 4
 QUOTE_VERSION_5 = 5

@@ -24,6 +24,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
 from attestd.tee import backend as tee_backend
 from attestd.tee.errors import DeviceError, InvalidArgumentError
 from attestd.tee.tdx import _simulated_pki as pki
@@ -40,10 +45,6 @@ from attestd.tee.tdx.abi import (
     TdReport10,
     signed_region,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 STATE_SUBDIR = Path("tee") / "simulated-tdx"
 REGISTERS_FILE = "registers.json"

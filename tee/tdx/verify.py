@@ -23,14 +23,15 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 
-from attestd.tee.errors import QuoteVerificationError
-from attestd.tee.tdx.abi import Quote, parse_quote
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
+
+from attestd.tee.errors import QuoteVerificationError
+from attestd.tee.tdx.abi import Quote, parse_quote
 
 PCK_CHAIN_INVALID = "pck_chain_invalid"
 UNTRUSTED_ROOT = "untrusted_root"
@@ -93,6 +94,17 @@ def _fail(reason: str, message: str) -> QuoteVerificationError:
 
 
 def _verify_pck_chain(
+    chain: Sequence[x509.Certificate], options: VerifyOptions
+) -> ec.EllipticCurvePublicKey:
+    # cryptography decodes some certificate parts lazily, so a damaged field
+    # can first surface here, as ValueError or UnsupportedAlgorithm.
+    try:
+        return _check_pck_chain(chain, options)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise _fail(PCK_CHAIN_INVALID, f"a PCK certificate cannot be processed: {e}") from e
+
+
+def _check_pck_chain(
     chain: Sequence[x509.Certificate], options: VerifyOptions
 ) -> ec.EllipticCurvePublicKey:
     """Walk leaf → intermediates → self-signed root; return the leaf's P-256 key.
