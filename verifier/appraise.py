@@ -27,6 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from securesystemslib.dsse import Envelope
+
+from attestd.errors import AttestdError
 from attestd.evidence import (
     Statement,
     key_id,
@@ -48,11 +53,6 @@ from attestd.verifier.result import (
     EvidenceSummary,
     RootOfTrust,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from securesystemslib.dsse import Envelope
-
-from attestd.errors import AttestdError
 
 CHECK_NAMES = (
     "evidence_format",

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attestd.verifier.errors import PolicyError
 from cryptography import x509
+
+from attestd.verifier.errors import PolicyError
 
 # TDX measurement registers (MRTD, RTMRn) are SHA-384 values.
 _MEASUREMENT_HEX_LEN = 96

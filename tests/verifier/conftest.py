@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from attestd.verifier.policy import Policy
 
+from attestd.verifier.policy import Policy
 from tests.verifier.simulated_evidence import Scenario, make_scenario
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from attestd.evidence import (
     Binding,
     EvidencePredicate,
@@ -33,7 +35,6 @@ from attestd.evidence import (
 from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.simulated import SimulatedTdMeasurements, SimulatedTdxBackend
 from attestd.verifier.policy import Policy, load_policy
-from cryptography.hazmat.primitives.asymmetric import ec
 
 NONCE = bytes.fromhex("5eed" * 16)
 MODEL = Subject("/srv/models/demo", {"sha256": "11" * 32})

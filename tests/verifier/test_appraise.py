@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from attestd.evidence import Subject, public_key_pem
 from attestd.tee.tdx.simulated import SimulatedTdMeasurements
 from attestd.verifier import (
@@ -19,8 +21,6 @@ from attestd.verifier import (
     appraise,
     load_policy,
 )
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from tests.verifier.simulated_evidence import (
     DATASET,
     MODEL,

@@ -6,6 +6,8 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from attestd.evidence import (
     Binding,
     EvidencePredicate,
@@ -18,8 +20,6 @@ from attestd.evidence import (
 )
 from attestd.tee.backend import TeeDescription, TeeType
 from attestd.verifier import AppraisalStatus, CheckStatus, Policy, appraise, load_policy
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from tests.verifier.simulated_evidence import MODEL, NONCE, Scenario
 
 # The real quotes' PCK chains are valid on this date (see ../shared/vectors/README.md).

@@ -6,12 +6,13 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from attestd.verifier.errors import PolicyError
-from attestd.verifier.policy import TrustRoot, load_policy
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from attestd.verifier.errors import PolicyError
+from attestd.verifier.policy import TrustRoot, load_policy
 
 MRTD = "AB" * 48
 SHA256 = "cd" * 32

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pytest
+
 from attestd.tee.backend import TeeType
 from attestd.verifier.result import (
     AppraisalResult,
