@@ -10,6 +10,7 @@ value, so agent and verifier, in any language, produce the same bytes::
 from __future__ import annotations
 
 import rfc8785
+
 from attestd.evidence.errors import EvidenceFormatError
 
 

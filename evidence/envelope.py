@@ -14,11 +14,6 @@ import base64
 import binascii
 import re
 
-from attestd.evidence import _json
-from attestd.evidence.canonical import canonical_json
-from attestd.evidence.errors import EnvelopeSignatureError, EvidenceFormatError
-from attestd.evidence.keys import key_id
-from attestd.evidence.statement import Statement, parse_statement
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib import exceptions as sslib_exceptions
 from securesystemslib.dsse import Envelope
@@ -27,6 +22,12 @@ from securesystemslib.signer import (  # type: ignore[attr-defined]  # no explic
     Signature,
     SSlibKey,
 )
+
+from attestd.evidence import _json
+from attestd.evidence.canonical import canonical_json
+from attestd.evidence.errors import EnvelopeSignatureError, EvidenceFormatError
+from attestd.evidence.keys import key_id
+from attestd.evidence.statement import Statement, parse_statement
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 """The DSSE payloadType of an in-toto statement."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 
-from attestd.evidence.errors import EvidenceFormatError
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from attestd.evidence.errors import EvidenceFormatError
 
 KEY_ID_PATTERN = re.compile(r"sha256:[0-9a-f]{64}")
 """What every key id looks like."""

@@ -47,7 +47,9 @@ def example_subjects() -> tuple[Subject, ...]:
 def example_log() -> tuple[RuntimeEvent, ...]:
     return (
         RuntimeEvent(0, "pipeline", "stage.start", b"train", "2026-11-23T10:00:00.000000Z"),
-        RuntimeEvent(1, "model", "load", b"model/weights.safetensors", "2026-11-23T10:00:01.500000Z"),
+        RuntimeEvent(
+            1, "model", "load", b"model/weights.safetensors", "2026-11-23T10:00:01.500000Z"
+        ),
     )
 
 

@@ -14,9 +14,15 @@ from attestd.evidence import EvidenceFormatError, canonical_json
         ([1, "x", None, True, False], b'[1,"x",null,true,false]'),
         ({"nested": {"z": [], "y": {}}}, b'{"nested":{"y":{},"z":[]}}'),
         # RFC 8785 section 3.2.2.3 number serialization.
-        ([1e30, 4.50, 0.002, 1e-7, -0.0, 333333333.3333333], b"[1e+30,4.5,0.002,1e-7,0,333333333.3333333]"),
+        (
+            [1e30, 4.50, 0.002, 1e-7, -0.0, 333333333.3333333],
+            b"[1e+30,4.5,0.002,1e-7,0,333333333.3333333]",
+        ),
         # RFC 8785 section 3.2.2.2 string escaping.
-        ("\u20ac$\u000f\u000aA'\u0042\u0022\u005c\\\"/", '"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"'.encode()),
+        (
+            "\u20ac$\u000f\u000aA'\u0042\u0022\u005c\\\"/",
+            '"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"'.encode(),
+        ),
     ],
 )
 def test_canonical_json_matches_rfc8785_known_answers(value: object, expected: bytes) -> None:

@@ -57,7 +57,7 @@ def test_envelope_shape_keyid_and_signature_over_pae() -> None:
 def test_envelope_resigned_with_another_key_fails() -> None:
     key, other = example_key(), ec.generate_private_key(ec.SECP256R1())
     forged = sign_statement(make_statement(key), other)  # statement still names `key`
-    envelope, statement = open_evidence(forged)
+    envelope, _ = open_evidence(forged)
     with pytest.raises(EnvelopeSignatureError, match="no signature by"):
         verify_envelope(envelope, key.public_key())
 

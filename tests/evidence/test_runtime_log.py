@@ -110,16 +110,18 @@ def test_reordering_events_fails_replay() -> None:
 def test_reordering_with_renumbering_changes_the_head() -> None:
     events = _log(3)
     swapped = [
-        RuntimeEvent(0, events[1].domain, events[1].operation, events[1].content, events[1].recorded_at),
-        RuntimeEvent(1, events[0].domain, events[0].operation, events[0].content, events[0].recorded_at),
+        RuntimeEvent(
+            0, events[1].domain, events[1].operation, events[1].content, events[1].recorded_at
+        ),
+        RuntimeEvent(
+            1, events[0].domain, events[0].operation, events[0].content, events[0].recorded_at
+        ),
         events[2],
     ]
     assert replay(swapped) != replay(events)
 
 
-@pytest.mark.parametrize(
-    "field", ["domain", "operation", "content", "recorded_at"]
-)
+@pytest.mark.parametrize("field", ["domain", "operation", "content", "recorded_at"])
 def test_modifying_any_field_changes_the_head(field: str) -> None:
     events = _log(3)
     original = events[1]
@@ -230,7 +232,7 @@ def test_parse_rfc3339_accepts_the_utc_profile(text: str, expected: datetime) ->
         "2026-11-23T24:00:00Z",
         "2026-11-23T10:00:60Z",
         "2026-11-23T10:00:00Z\n",
-        "２０２６-11-23T10:00:00Z",
+        "\uff12\uff10\uff12\uff16-11-23T10:00:00Z",  # full-width digits
         "",
     ],
 )

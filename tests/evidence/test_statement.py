@@ -123,7 +123,10 @@ def _delete(path: str) -> Any:
         (_set("subject.1.name", "model/weights.safetensors"), "$.subject[1].name"),
         (_set("predicate.quote", "%%%"), "$.predicate.quote"),
         (_set("predicate.quote", ""), "$.predicate.quote"),
-        (_set("predicate.quote", base64.b64encode(bytes(MAX_QUOTE_BYTES + 1)).decode()), "$.predicate.quote"),
+        (
+            _set("predicate.quote", base64.b64encode(bytes(MAX_QUOTE_BYTES + 1)).decode()),
+            "$.predicate.quote",
+        ),
         (_set("predicate.quote", 5), "$.predicate.quote"),
         (_set("predicate.certificates", None), "$.predicate.certificates"),
         (_set("predicate.certificates", ["??"]), "$.predicate.certificates[0]"),
