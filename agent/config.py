@@ -107,17 +107,17 @@ class _Table:
             raise ConfigError(f"{self._where}.{key} has the wrong type ({type(value).__name__})")
         return value
 
-    def str(self, key: str, default: str | None = None) -> str | None:
+    def text(self, key: str, default: str | None = None) -> str | None:
         value: str | None = self._get(key, str, default)
         return value
 
     def require_str(self, key: str) -> str:
-        value = self.str(key)
+        value = self.text(key)
         if value is None:
             raise ConfigError(f"{self._where}.{key} is required")
         return value
 
-    def int(self, key: str, default: int, *, minimum: int, maximum: int) -> int:
+    def integer(self, key: str, default: int, *, minimum: int, maximum: int) -> int:
         value: int = self._get(key, int, default)
         if not minimum <= value <= maximum:
             raise ConfigError(f"{self._where}.{key} must be between {minimum} and {maximum}")
@@ -163,8 +163,8 @@ def parse_config(
         return (base_dir / value).resolve() if not Path(value).is_absolute() else Path(value)
 
     agent = top.table("agent")
-    state_dir = path_of(agent.str("state_dir", "/var/lib/attestd") or "")
-    log_level = agent.str("log_level", "info") or "info"
+    state_dir = path_of(agent.text("state_dir", "/var/lib/attestd") or "")
+    log_level = agent.text("log_level", "info") or "info"
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"config.agent.log_level must be one of {', '.join(_LOG_LEVELS)}")
     agent.finish()
@@ -178,7 +178,7 @@ def parse_config(
     simulated_table = tee.table("simulated")
     simulated: dict[str, bytes] = {}
     for key, size in _SIMULATED_KEYS.items():
-        text = simulated_table.str(key)
+        text = simulated_table.text(key)
         if text is None:
             continue
         try:
@@ -192,9 +192,9 @@ def parse_config(
     tee.finish()
 
     listen = top.table("listen")
-    socket_text = listen.str("unix_socket", "/run/attestd/attestd.sock")
-    socket_mode = listen.int("unix_socket_mode", 0o660, minimum=0, maximum=0o777)
-    tcp_address = listen.str("tcp_address")
+    socket_text = listen.text("unix_socket", "/run/attestd/attestd.sock")
+    socket_mode = listen.integer("unix_socket_mode", 0o660, minimum=0, maximum=0o777)
+    tcp_address = listen.text("tcp_address")
     tls: TlsConfig | None = None
     if listen.has("tls"):
         tls_table = listen.table("tls")
@@ -220,19 +220,19 @@ def parse_config(
 
     limits_table = top.table("limits")
     limits = LimitsConfig(
-        max_message_bytes=limits_table.int(
+        max_message_bytes=limits_table.integer(
             "max_message_bytes", 4 << 20, minimum=64 << 10, maximum=64 << 20
         ),
-        max_artifacts_per_call=limits_table.int(
+        max_artifacts_per_call=limits_table.integer(
             "max_artifacts_per_call", 64, minimum=1, maximum=4096
         ),
-        max_event_content_bytes=limits_table.int(
+        max_event_content_bytes=limits_table.integer(
             "max_event_content_bytes", 64 << 10, minimum=1, maximum=64 << 10
         ),
-        max_log_events_in_evidence=limits_table.int(
+        max_log_events_in_evidence=limits_table.integer(
             "max_log_events_in_evidence", 100_000, minimum=1, maximum=10_000_000
         ),
-        log_page_size=limits_table.int("log_page_size", 1000, minimum=1, maximum=100_000),
+        log_page_size=limits_table.integer("log_page_size", 1000, minimum=1, maximum=100_000),
     )
     limits_table.finish()
     top.finish()

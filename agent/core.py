@@ -164,11 +164,14 @@ class Agent:
 
     # -- operations ----------------------------------------------------------
 
-    def record_event(self, domain: str, operation: str, content: bytes) -> tuple[RuntimeEvent, bytes]:
+    def record_event(
+        self, domain: str, operation: str, content: bytes
+    ) -> tuple[RuntimeEvent, bytes]:
         """Durably log one pipeline event and extend the register; returns (event, head)."""
         if domain.startswith(RESERVED_DOMAIN_PREFIX):
             raise RequestInvalidError(
-                f"domain {domain!r}: the prefix {RESERVED_DOMAIN_PREFIX!r} is reserved for the agent"
+                f"domain {domain!r}: the prefix {RESERVED_DOMAIN_PREFIX!r} "
+                "is reserved for the agent"
             )
         if len(content) > self._config.limits.max_event_content_bytes:
             raise RequestInvalidError(
@@ -209,7 +212,8 @@ class Agent:
             raise RequestInvalidError("no paths given")
         if len(paths) > self._config.limits.max_artifacts_per_call:
             raise RequestInvalidError(
-                f"{len(paths)} paths given; the limit is {self._config.limits.max_artifacts_per_call}"
+                f"{len(paths)} paths given; "
+                f"the limit is {self._config.limits.max_artifacts_per_call}"
             )
         for path in paths:  # refuse the whole call before hashing anything
             self._roots.resolve(path)
@@ -303,4 +307,3 @@ class Agent:
 
     def close(self) -> None:
         self._store.close()
-

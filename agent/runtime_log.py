@@ -87,7 +87,9 @@ class RuntimeLogStore:
         """
         with self._lock:
             if event.sequence != len(self._events):
-                raise ValueError(f"event sequence {event.sequence} != log length {len(self._events)}")
+                raise ValueError(
+                    f"event sequence {event.sequence} != log length {len(self._events)}"
+                )
             line = canonical_json(event_to_json(event)) + b"\n"
             size_before = os.fstat(self._fd).st_size
             try:

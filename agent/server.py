@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from attestd.agent.artifacts import ArtifactNotFoundError, ArtifactError
+from attestd.agent.artifacts import ArtifactError, ArtifactNotFoundError
 from attestd.agent.config import AgentConfig
 from attestd.agent.core import Agent, MeasuredArtifact
 from attestd.agent.errors import (
@@ -117,7 +117,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         except AttestdError as err:
             code = _status_for(err)
             if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
-                log.error("call failed", extra={"rpc": rpc, "reason": err.reason, "error": str(err)})
+                log.error(
+                    "call failed", extra={"rpc": rpc, "reason": err.reason, "error": str(err)}
+                )
             context.set_trailing_metadata((("attestd-reason", err.reason),))
             await context.abort(code, str(err))
         except Exception:
@@ -203,9 +205,8 @@ class AgentServer:
 
     def _new_server(self, role: Role) -> grpc.aio.Server:
         server = grpc.aio.server(options=self._options())
-        agent_pb2_grpc.add_AgentServicer_to_server(
-            AgentServicer(self._agent, role, self.sync_health), server
-        )
+        servicer = AgentServicer(self._agent, role, self.sync_health)
+        agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -227,7 +228,9 @@ class AgentServer:
             finally:
                 os.umask(old_umask)
             os.chmod(listen.unix_socket, listen.unix_socket_mode)
-            log.info("listening", extra={"unix_socket": str(listen.unix_socket), "role": "pipeline"})
+            log.info(
+                "listening", extra={"unix_socket": str(listen.unix_socket), "role": "pipeline"}
+            )
         if listen.tcp_address is not None and listen.tls is not None:
             tls = listen.tls
             try:
@@ -241,8 +244,15 @@ class AgentServer:
             server = self._new_server(Role.VERIFIER)
             self.tcp_port = server.add_secure_port(listen.tcp_address, credentials)
             await server.start()
-            log.info("listening", extra={"tcp": listen.tcp_address, "port": self.tcp_port,
-                                          "role": "verifier", "tls": "mutual"})
+            log.info(
+                "listening",
+                extra={
+                    "tcp": listen.tcp_address,
+                    "port": self.tcp_port,
+                    "role": "verifier",
+                    "tls": "mutual",
+                },
+            )
         await self.sync_health()
 
     async def sync_health(self) -> None:

@@ -44,7 +44,7 @@ class AgentCallError(AttestdError):
 class AgentClient:
     def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._channel = channel
-        self._stub = agent_pb2_grpc.AgentStub(channel)
+        self._stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
         self._timeout = timeout
 
     @classmethod
@@ -88,9 +88,9 @@ class AgentClient:
         try:
             return method(request, timeout=self._timeout)
         except grpc.RpcError as err:
-            code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-            details: str = err.details() or ""  # type: ignore[attr-defined]
-            trailing = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+            code: grpc.StatusCode = err.code()
+            details: str = err.details() or ""
+            trailing = err.trailing_metadata() or ()
             reason = next((value for key, value in trailing if key == "attestd-reason"), None)
             raise AgentCallError(code, details, reason) from None
 

@@ -87,7 +87,9 @@ def create_dev_pki(directory: Path, hosts: tuple[str, ...] = ("localhost", "127.
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("attestd development CA (not for production)")
-    ca_cert = _issue("attestd development CA (not for production)", ca_key, ca_name, ca_key, ca=True)
+    ca_cert = _issue(
+        "attestd development CA (not for production)", ca_key, ca_name, ca_key, ca=True
+    )
     (directory / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     for role, usage, role_hosts in (
         ("server", ExtendedKeyUsageOID.SERVER_AUTH, hosts),

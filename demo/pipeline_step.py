@@ -1,6 +1,6 @@
 """A pipeline step as a user would write one: measure the model, record what happened.
 
-    python demo/pipeline_step.py --socket /run/attestd/attestd.sock /srv/models/demo-model
+python demo/pipeline_step.py --socket /run/attestd/attestd.sock /srv/models/demo-model
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def main() -> int:
             "finished",
             json.dumps({"model_sha256": artifact.digest["sha256"]}).encode(),
         )
-        print(f"pipeline: recorded events up to #{done.event.sequence}, head {done.log_head.hex()[:16]}…")
+        head = done.log_head.hex()[:16]
+        print(f"pipeline: recorded events up to #{done.event.sequence}, head {head}…")
     return 0
 
 

@@ -56,9 +56,7 @@ def make_model(directory: Path) -> None:
     weights = directory / "weights"
     weights.mkdir()
     for shard in range(2):
-        (weights / f"model-{shard:05d}-of-00002.safetensors").write_bytes(
-            os.urandom(2 << 20)
-        )
+        (weights / f"model-{shard:05d}-of-00002.safetensors").write_bytes(os.urandom(2 << 20))
 
 
 def reference_digest(model: Path) -> str:
@@ -88,7 +86,9 @@ def wait_for_socket(path: Path, agent: subprocess.Popen[bytes], timeout: float =
 def run(*args: str | Path) -> None:
     completed = subprocess.run([str(a) for a in args], check=False)
     if completed.returncode != 0:
-        raise SystemExit(f"demo: {Path(str(args[0])).name} failed with status {completed.returncode}")
+        raise SystemExit(
+            f"demo: {Path(str(args[0])).name} failed with status {completed.returncode}"
+        )
 
 
 def main() -> int:
@@ -119,19 +119,20 @@ unix_socket = "{sock}"
 tcp_address = "127.0.0.1:{port}"
 
 [listen.tls]
-cert = "{work / 'tls' / 'server.pem'}"
-key = "{work / 'tls' / 'server.key'}"
-client_ca = "{work / 'tls' / 'ca.pem'}"
+cert = "{work / "tls" / "server.pem"}"
+key = "{work / "tls" / "server.key"}"
+client_ca = "{work / "tls" / "ca.pem"}"
 
 [artifacts]
-roots = ["{work / 'models'}"]
+roots = ["{work / "models"}"]
 """
         )
 
         step("starting attestd on the SIMULATED TDX backend")
-        agent = subprocess.Popen(
-            [str(BIN / "attestd"), "--config", str(config)], stderr=open(work / "agent.log", "wb")
-        )
+        with open(work / "agent.log", "wb") as agent_log:
+            agent = subprocess.Popen(
+                [str(BIN / "attestd"), "--config", str(config)], stderr=agent_log
+            )
         wait_for_socket(sock, agent)
         run(BIN / "attestctl", "info", "--socket", sock)
 
@@ -139,7 +140,9 @@ roots = ["{work / 'models'}"]
         run(sys.executable, HERE / "pipeline_step.py", "--socket", sock, model)
 
         step("verifier: export the simulated root and write the policy")
-        run(BIN / "attestctl", "trust-root", "export", "--state-dir", state, "-o", work / "root.pem")
+        run(
+            BIN / "attestctl", "trust-root", "export", "--state-dir", state, "-o", work / "root.pem"
+        )
         digest = reference_digest(model)
         print(f"reference digest from model_signing: {digest}")
         policy = work / "policy.toml"
@@ -152,10 +155,10 @@ simulated_root = "root.pem"
 max_age_seconds = 120
 
 [tdx]
-mrtd = ["{REFERENCE['mr_td']}"]
-rtmr0 = ["{REFERENCE['rtmr0']}"]
-rtmr1 = ["{REFERENCE['rtmr1']}"]
-rtmr2 = ["{REFERENCE['rtmr2']}"]
+mrtd = ["{REFERENCE["mr_td"]}"]
+rtmr0 = ["{REFERENCE["rtmr0"]}"]
+rtmr1 = ["{REFERENCE["rtmr1"]}"]
+rtmr2 = ["{REFERENCE["rtmr2"]}"]
 
 [[artifacts]]
 name = "{model.resolve()}"

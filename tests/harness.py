@@ -77,9 +77,9 @@ unix_socket = "{self.socket_path}"
 tcp_address = "127.0.0.1:{self.port}"
 
 [listen.tls]
-cert = "{self.tls / 'server.pem'}"
-key = "{self.tls / 'server.key'}"
-client_ca = "{self.tls / 'ca.pem'}"
+cert = "{self.tls / "server.pem"}"
+key = "{self.tls / "server.key"}"
+client_ca = "{self.tls / "ca.pem"}"
 
 [artifacts]
 roots = ["{self.models}"]

@@ -79,7 +79,9 @@ def test_client_certificate_from_another_ca_is_refused(agent: AgentProcess, tmp_
 
 
 def test_client_without_certificate_is_refused(agent: AgentProcess) -> None:
-    credentials = grpc.ssl_channel_credentials(root_certificates=(agent.tls / "ca.pem").read_bytes())
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=(agent.tls / "ca.pem").read_bytes()
+    )
     channel = grpc.secure_channel(
         f"127.0.0.1:{agent.port}",
         credentials,
