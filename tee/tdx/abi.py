@@ -343,7 +343,7 @@ def _load_pem_chain(pem: bytes, field: str, offset: int) -> tuple[x509.Certifica
         raise QuoteFormatError("is not a PEM certificate chain", field=field, offset=offset)
     try:
         certs = x509.load_pem_x509_certificates(pem.rstrip(b"\0"))
-    except ValueError as e:
+    except Exception as e:  # ValueError, InvalidVersion, ...: any refusal is a format error
         raise QuoteFormatError(f"bad certificate: {e}", field=field, offset=offset) from None
     return tuple(certs)
 

@@ -1,20 +1,23 @@
-"""Whatever bytes arrive, the parser answers with a Quote or a QuoteFormatError."""
+"""Whatever bytes arrive, the parser answers with a Quote or a QuoteFormatError,
+and verification with a Quote or a TEE error."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attestd.tee.errors import QuoteFormatError
+from attestd.tee.errors import QuoteFormatError, QuoteVerificationError
 from attestd.tee.tdx.abi import parse_quote
+from attestd.tee.tdx.verify import VerifyOptions, intel_sgx_root_ca, verify_quote
 
-from .conftest import RealQuote
+from .conftest import VECTORS_NOW, RealQuote
 
 FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 # Offsets of the v4 length and type fields, where a mutation matters most.
@@ -72,3 +75,16 @@ def test_mutated_length_and_type_fields(base: bytes, field: tuple[int, str], val
 def test_spliced_bytes(base: bytes, chunk: bytes, position: int) -> None:
     at = position % len(base)
     parses_or_rejects(base[:at] + chunk + base[at:])
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=4))
+def test_verification_of_mutated_quotes_fails_only_with_tee_errors(
+    base: bytes, changes: list[tuple[int, int]]
+) -> None:
+    data = bytearray(base)
+    for position, value in changes:
+        data[position % len(data)] = value
+    options = VerifyOptions([intel_sgx_root_ca()], VECTORS_NOW)
+    with contextlib.suppress(QuoteFormatError, QuoteVerificationError):
+        verify_quote(bytes(data), options)
