@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from attestd.agent.errors import ConfigError
+from attestd.evidence import MAX_RUNTIME_LOG_EVENTS
 from attestd.tee.detect import BACKEND_NAMES
 
 #: Backends this build can run. "simulated-*" names are deliberate: simulation
@@ -170,7 +171,10 @@ def parse_config(
     agent.finish()
 
     tee = top.table("tee")
-    backend = tee_override or tee.require_str("backend")
+    file_backend = tee.text("backend")
+    backend = tee_override or file_backend
+    if backend is None:
+        raise ConfigError("config.tee.backend is required (or give --tee)")
     if backend not in KNOWN_BACKENDS:
         raise ConfigError(
             f"unknown TEE backend {backend!r}; this build offers: {', '.join(KNOWN_BACKENDS)}"
@@ -230,7 +234,10 @@ def parse_config(
             "max_event_content_bytes", 64 << 10, minimum=1, maximum=64 << 10
         ),
         max_log_events_in_evidence=limits_table.integer(
-            "max_log_events_in_evidence", 100_000, minimum=1, maximum=10_000_000
+            "max_log_events_in_evidence",
+            MAX_RUNTIME_LOG_EVENTS,
+            minimum=1,
+            maximum=MAX_RUNTIME_LOG_EVENTS,
         ),
         log_page_size=limits_table.integer("log_page_size", 1000, minimum=1, maximum=100_000),
     )
