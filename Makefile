@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format typecheck proto check bench-evidence clean
+.PHONY: install demo test lint format typecheck proto check bench-runtime-log clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ proto: $(STAMP)
 	PYTHON=$(PY) proto/generate.sh
 
 check: lint typecheck test
+
+bench-runtime-log: $(STAMP)
+	$(PY) benchmarks/runtime_log.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
