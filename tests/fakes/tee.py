@@ -1,0 +1,74 @@
+"""A TEE backend in memory, for testing the agent without any TEE or simulator.
+
+The runtime register lives in a ``FakeRegister`` that outlives the backend, the
+way RTMR3 outlives the agent process: ``reopen()`` gives a new backend over the
+same register, as a restarted agent would see it. ``fail_next_extend`` makes
+the next extension raise before it changes anything, to stand for a crash
+between the log append and the register extension.
+
+    backend = FakeTeeBackend()
+    backend.fail_next_extend = True
+    restarted = backend.reopen()   # same register, no pending failure
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from attestd.tee.backend import REPORT_DATA_SIZE, TeeDescription, TeeType
+
+REGISTER_SIZE = 48
+QUOTE_PREFIX = b"FAKE-QUOTE:"
+
+
+class FakeTeeError(RuntimeError):
+    """The fake backend's stand-in for a failed ioctl."""
+
+
+@dataclass
+class FakeRegister:
+    """RTMR3: starts at zero; changes only by extension (or a test's deliberate write)."""
+
+    value: bytes = bytes(REGISTER_SIZE)
+    extensions: list[bytes] = field(default_factory=list)
+
+    def extend(self, digest: bytes) -> None:
+        self.value = hashlib.sha384(self.value + digest).digest()
+        self.extensions.append(digest)
+
+
+class FakeTeeBackend:
+    """Implements attestd.tee.backend.TeeBackend with an in-memory RTMR3."""
+
+    def __init__(self, register: FakeRegister | None = None, *, has_register: bool = True) -> None:
+        self.register = register if register is not None else FakeRegister()
+        self.has_register = has_register
+        self.fail_next_extend = False
+        self.report_data: list[bytes] = []
+
+    def reopen(self) -> FakeTeeBackend:
+        """A fresh backend over the same register, as after an agent restart."""
+        return FakeTeeBackend(self.register, has_register=self.has_register)
+
+    def describe(self) -> TeeDescription:
+        return TeeDescription(
+            tee=TeeType.TDX, simulated=True, root_of_trust="fake-root", backend="fake-tdx"
+        )
+
+    def get_quote(self, report_data: bytes) -> bytes:
+        if len(report_data) != REPORT_DATA_SIZE:
+            raise ValueError(f"report_data must be {REPORT_DATA_SIZE} bytes")
+        self.report_data.append(report_data)
+        return QUOTE_PREFIX + self.register.value + report_data
+
+    def extend_runtime_register(self, digest: bytes) -> None:
+        if len(digest) != REGISTER_SIZE:
+            raise ValueError(f"an extension is a {REGISTER_SIZE}-byte digest")
+        if self.fail_next_extend:
+            self.fail_next_extend = False
+            raise FakeTeeError("simulated failure extending RTMR3")
+        self.register.extend(digest)
+
+    def read_runtime_register(self) -> bytes | None:
+        return self.register.value if self.has_register else None
