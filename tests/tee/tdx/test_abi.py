@@ -163,7 +163,7 @@ def test_builders_reject_wrong_sizes(real_quote: RealQuote) -> None:
     with pytest.raises(ValueError, match="mr_td"):
         dataclasses.replace(quote.body, mr_td=bytes(47))
     with pytest.raises(ValueError, match="rtmrs"):
-        dataclasses.replace(quote.body, rtmrs=quote.body.rtmrs[:3])
+        dataclasses.replace(quote.body, rtmrs=quote.body.rtmrs[:3])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="signature"):
         dataclasses.replace(quote.signature_data, signature=bytes(63))
     with pytest.raises(ValueError, match="version 4"):

@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -46,8 +47,8 @@ def with_chain(quote: Quote, pem: bytes) -> Quote:
     return dataclasses.replace(quote, signature_data=sig)
 
 
-def pem_of(*certs: object) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)  # type: ignore[attr-defined]
+def pem_of(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
 def test_intel_root_is_pinned() -> None:
