@@ -24,12 +24,14 @@ from attestd.agent.artifacts import ArtifactRoots, Measurement
 from attestd.agent.config import AgentConfig
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
+    EvidenceTooLargeError,
     NotServingError,
     RequestInvalidError,
 )
 from attestd.agent.host import host_claims
 from attestd.agent.runtime_log import RuntimeLogStore
 from attestd.evidence import (
+    MAX_ENVELOPE_BYTES,
     Binding,
     EvidencePredicate,
     RuntimeEvent,
@@ -268,18 +270,31 @@ class Agent:
             agent_version=attestd.__version__,
             host=host_claims(),
         )
-        return sign_statement(Statement(subjects=tuple(subjects), predicate=predicate), self._key)
+        envelope = sign_statement(
+            Statement(subjects=tuple(subjects), predicate=predicate), self._key
+        )
+        if len(envelope) > MAX_ENVELOPE_BYTES:
+            # Verifiers refuse larger envelopes; say so here rather than ship unreadable evidence.
+            raise EvidenceTooLargeError(
+                f"the evidence would be {len(envelope)} bytes, over the {MAX_ENVELOPE_BYTES} "
+                "bytes verifiers accept; the runtime log is too large to carry whole"
+            )
+        return envelope
 
     def _subjects(self, names: Sequence[str]) -> list[Subject]:
         if not names:
             chosen = list(self._artifacts.values())
         else:
-            missing = [name for name in names if name not in self._artifacts]
-            if missing:
-                raise ArtifactNotMeasuredError(
-                    f"artifact {missing[0]!r} has not been measured by this agent"
-                )
-            chosen = [self._artifacts[name] for name in dict.fromkeys(names)]
+            chosen = []
+            for name in dict.fromkeys(names):
+                # Subjects are named by real path; accept the path as the pipeline wrote it too.
+                found = self._artifacts.get(name) or self._artifacts.get(os.path.realpath(name))
+                if found is None:
+                    raise ArtifactNotMeasuredError(
+                        f"artifact {name!r} has not been measured by this agent"
+                    )
+                chosen.append(found)
+            chosen = list({a.measurement.name: a for a in chosen}.values())
         return [Subject(a.measurement.name, dict(a.measurement.digest)) for a in chosen]
 
     def log_page(self, start: int, limit: int) -> tuple[Sequence[RuntimeEvent], bytes, int]:

@@ -45,3 +45,9 @@ class ListenError(AgentError):
     """A listener could not be set up (socket in use, bad TLS files)."""
 
     reason = "listen_failed"
+
+
+class EvidenceTooLargeError(AgentError):
+    """The evidence would exceed what verifiers accept (the log is too long)."""
+
+    reason = "evidence_too_large"

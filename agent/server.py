@@ -31,6 +31,7 @@ from attestd.agent.config import AgentConfig
 from attestd.agent.core import Agent, MeasuredArtifact
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
+    EvidenceTooLargeError,
     ListenError,
     NotServingError,
     RequestInvalidError,
@@ -66,7 +67,7 @@ def _status_for(err: AttestdError) -> grpc.StatusCode:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(err, RequestInvalidError | EvidenceError | ArtifactError):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(err, ArtifactNotMeasuredError | NotServingError):
+    if isinstance(err, ArtifactNotMeasuredError | NotServingError | EvidenceTooLargeError):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(err, TeeError):
         return grpc.StatusCode.UNAVAILABLE

@@ -226,10 +226,11 @@ def cmd_appraise(args: argparse.Namespace) -> int:
 
 
 def cmd_trust_root_export(args: argparse.Namespace) -> int:
-    from attestd.tee.tdx.simulated import SimulatedTdxBackend
+    from attestd.tee.tdx.simulated import STATE_SUBDIR, SimulatedTdxBackend
 
-    if not args.state_dir.is_dir():
-        raise UsageError(f"{args.state_dir} is not a directory")
+    # Exporting must never create a simulated TD where there was none.
+    if not (args.state_dir / STATE_SUBDIR).is_dir():
+        raise UsageError(f"no simulated TDX state under {args.state_dir}")
     backend = SimulatedTdxBackend.open(args.state_dir)
     _write_output(args.output, backend.trust_root_pem().rstrip(b"\n"))
     return EXIT_OK
