@@ -109,9 +109,12 @@ class RuntimeLogStore:
 
 def _load(path: Path, fd: int) -> list[RuntimeEvent]:
     data = path.read_bytes()
+    # Check what the file is before cutting anything off it.
+    if not (data.startswith(_HEADER) or _HEADER.startswith(data)):
+        raise RuntimeLogCorruptError(
+            f"{path}: not an attestd runtime log: missing or unknown header (expected {LOG_FORMAT})"
+        )
     complete, _, torn = data.rpartition(b"\n")
-    if not complete and not _HEADER.startswith(data):
-        raise RuntimeLogCorruptError(f"{path}: not an attestd runtime log")
     if torn:
         # A final line without its newline was never fsynced whole, so never acknowledged.
         os.ftruncate(fd, len(complete) + 1 if complete else 0)

@@ -251,15 +251,6 @@ def test_unrelated_file_with_newlines_is_refused(path: Path) -> None:
     assert path.read_bytes() == content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG agent/runtime_log.py _load: the torn final line is truncated (ftruncate + "
-        "fsync) before the header is checked, so opening an unrelated file that has a "
-        "newline and no trailing newline destroys its last line and only then raises "
-        "RuntimeLogCorruptError; damage must be refused, never repaired"
-    ),
-)
 def test_unrelated_file_with_an_unterminated_last_line_is_refused_untouched(path: Path) -> None:
     content = b"# my notes\nthe last line, not newline-terminated"
     path.write_bytes(content)
