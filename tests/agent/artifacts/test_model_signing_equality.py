@@ -11,15 +11,16 @@ from typing import Any
 
 import model_signing.hashing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from model_signing._signing.signing import Payload
+
 from attestd.agent.artifacts import (
     FileDigest,
     UnsupportedArtifactError,
     manifest_digest,
     measure,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from model_signing._signing.signing import Payload
 
 
 def model_signing_payload(path: Path) -> tuple[str, list[dict[str, Any]]]:

@@ -7,6 +7,7 @@ import importlib
 from pathlib import Path
 
 import pytest
+
 from attestd.agent.artifacts import (
     MAX_PATH_BYTES,
     ArtifactError,
@@ -183,7 +184,6 @@ def test_measure_through_roots_refuses_what_moved_outside(
 
 def test_reasons_are_stable() -> None:
     from attestd.agent.artifacts import UnsupportedArtifactError
-
     from attestd.errors import AttestdError
 
     assert issubclass(ArtifactError, AttestdError)
