@@ -164,9 +164,12 @@ def parse_config(
         return (base_dir / value).resolve() if not Path(value).is_absolute() else Path(value)
 
     agent = top.table("agent")
-    state_dir = path_of(agent.text("state_dir", "/var/lib/attestd") or "")
-    log_level = agent.text("log_level", "info") or "info"
-    if log_level not in _LOG_LEVELS:
+    state_text = agent.text("state_dir", "/var/lib/attestd")
+    if not state_text:
+        raise ConfigError("config.agent.state_dir must not be empty")
+    state_dir = path_of(state_text)
+    log_level = agent.text("log_level", "info")
+    if log_level is None or log_level not in _LOG_LEVELS:
         raise ConfigError(f"config.agent.log_level must be one of {', '.join(_LOG_LEVELS)}")
     agent.finish()
 

@@ -210,6 +210,7 @@ class Agent:
         """Hash each path (inside the artifact roots) and log each measurement."""
         if self._roots is None:
             raise RequestInvalidError("no artifact roots are configured; measuring is disabled")
+        self._require_serving()  # before hashing, which may take minutes
         if not paths:
             raise RequestInvalidError("no paths given")
         if len(paths) > self._config.limits.max_artifacts_per_call:
@@ -249,7 +250,7 @@ class Agent:
             subjects = self._subjects(artifact_names)
             events = self._store.events()
             if len(events) > self._config.limits.max_log_events_in_evidence:
-                raise RequestInvalidError(
+                raise EvidenceTooLargeError(
                     f"the runtime log has {len(events)} events, more than the "
                     f"{self._config.limits.max_log_events_in_evidence} evidence may carry"
                 )

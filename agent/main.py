@@ -27,7 +27,9 @@ log = logging.getLogger("attestd")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attestd", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="attestd", description="attestd: the attestation agent daemon."
+    )
     parser.add_argument("--config", required=True, type=Path, help="TOML configuration file")
     parser.add_argument(
         "--tee",

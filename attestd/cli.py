@@ -248,7 +248,10 @@ def cmd_dev_pki(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attestctl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="attestctl",
+        description="attestctl: the operator's and verifier's command line for attestd.",
+    )
     parser.add_argument("--version", action="version", version=f"attestctl {attestd.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -27,6 +27,9 @@ from attestd.errors import AttestdError
 from attestd.v1 import agent_pb2, agent_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 120.0
+# Evidence envelopes may be up to 16 MiB (attestd.evidence.MAX_ENVELOPE_BYTES);
+# gRPC's default 4 MiB receive limit would refuse a long runtime log.
+_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", 64 << 20)]
 
 
 class AgentCallError(AttestdError):
@@ -49,7 +52,7 @@ class AgentClient:
 
     @classmethod
     def unix(cls, socket_path: str | Path, timeout: float = DEFAULT_TIMEOUT_S) -> AgentClient:
-        return cls(grpc.insecure_channel(f"unix:{socket_path}"), timeout)
+        return cls(grpc.insecure_channel(f"unix:{socket_path}", options=_CHANNEL_OPTIONS), timeout)
 
     @classmethod
     def mtls(
@@ -67,7 +70,9 @@ class AgentClient:
             private_key=key.read_bytes(),
             certificate_chain=cert.read_bytes(),
         )
-        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        options = list(_CHANNEL_OPTIONS)
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
         return cls(grpc.secure_channel(target, credentials, options=options), timeout)
 
     def __enter__(self) -> AgentClient:
