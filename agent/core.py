@@ -107,6 +107,8 @@ class Agent:
     @classmethod
     def open(cls, config: AgentConfig) -> Agent:
         """Prepare the state directory, open the backend and the log, reconcile them."""
+        if config.artifact_roots:
+            ArtifactRoots(config.artifact_roots)  # a bad root fails before anything is created
         state = config.state_dir
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(state, 0o700)
