@@ -1,0 +1,1 @@
+"""AMD SEV-SNP: attestation report layout, device clients, signature chains, simulation."""
