@@ -49,14 +49,19 @@ MAX_CERTIFICATE_BYTES = 16 * 1024
 MAX_RUNTIME_LOG_EVENTS = 65_536
 """Most events one statement may carry; the envelope's size bound applies as well."""
 
+MAX_CCEL_BYTES = 4 * 1024 * 1024
+"""Largest CC event log carried (firmware logs are tens of KiB; the ACPI area is at most 4 MiB)."""
+MAX_COLLATERAL_JSON_BYTES = 256 * 1024
+
 MAX_SUBJECTS = 4096
 MAX_HOST_JSON_BYTES = 64 * 1024
 MAX_LABEL_LENGTH = 256
 
 _STATEMENT_FIELDS = ("_type", "subject", "predicateType", "predicate")
 _PREDICATE_FIELDS = (
-    "binding", "tee", "quote", "certificates", "runtimeLog", "agent", "host",
+    "binding", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog", "agent", "host",
 )  # fmt: skip
+_CCEL_FIELDS = ("table", "log")
 _TEE_FIELDS = ("type", "simulated", "rootOfTrust", "backend")
 _AGENT_FIELDS = ("keyId", "publicKey", "version")
 
@@ -67,7 +72,10 @@ class EvidencePredicate:
 
     ``quote`` is the TEE's raw quote (TDX) or attestation report (SNP);
     ``certificates`` holds DER certificates the quote needs and does not embed
-    (the SNP VCEK chain), possibly none.
+    (the SNP VCEK chain), possibly none. ``collateral`` is the TDX DCAP
+    collateral (dcap-qvl's QuoteCollateralV3 JSON object) when the agent ships
+    it, and ``ccel`` the CC event log (ACPI table and log area) when the
+    machine has one; both are ``null`` in JSON otherwise.
     """
 
     binding: Binding
@@ -78,6 +86,8 @@ class EvidencePredicate:
     agent_version: str
     host: Mapping[str, object]
     certificates: tuple[bytes, ...] = field(default=())
+    collateral: Mapping[str, object] | None = None
+    ccel: CcelBlob | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -90,6 +100,8 @@ class EvidencePredicate:
             },
             "quote": _json.b64_encode(self.quote),
             "certificates": [_json.b64_encode(c) for c in self.certificates],
+            "collateral": dict(self.collateral) if self.collateral is not None else None,
+            "ccel": self.ccel.to_json() if self.ccel is not None else None,
             "runtimeLog": [event_to_json(e) for e in self.runtime_log],
             "agent": {
                 "keyId": key_id(load_public_key_pem(self.agent_key_pem)),
@@ -126,7 +138,45 @@ class EvidencePredicate:
             raise EvidenceFormatError(exc.message, path=f"{path}.host") from exc
         if size > MAX_HOST_JSON_BYTES:
             _json.fail(f"{path}.host", f"{size} bytes of JSON, more than {MAX_HOST_JSON_BYTES}")
-        return cls(binding, tee, quote, events, pem, version, dict(host), certificates)
+        collateral = _collateral_from_json(members["collateral"], f"{path}.collateral")
+        ccel = CcelBlob.from_json(members["ccel"], f"{path}.ccel")
+        return cls(
+            binding, tee, quote, events, pem, version, dict(host), certificates, collateral, ccel
+        )
+
+
+@dataclass(frozen=True)
+class CcelBlob:
+    """The CC event log as the firmware left it: the ACPI CCEL table and the log area."""
+
+    table: bytes
+    log: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {"table": _json.b64_encode(self.table), "log": _json.b64_encode(self.log)}
+
+    @classmethod
+    def from_json(cls, obj: object, path: str) -> CcelBlob | None:
+        if obj is None:
+            return None
+        members = _json.obj(obj, path, fields=_CCEL_FIELDS)
+        return cls(
+            table=_json.b64_bytes(members["table"], f"{path}.table", max_size=4096),
+            log=_json.b64_bytes(members["log"], f"{path}.log", max_size=MAX_CCEL_BYTES),
+        )
+
+
+def _collateral_from_json(obj: object, path: str) -> Mapping[str, object] | None:
+    if obj is None:
+        return None
+    members = _json.obj(obj, path)
+    try:
+        size = len(canonical_json(members))
+    except EvidenceFormatError as exc:
+        raise EvidenceFormatError(exc.message, path=path) from exc
+    if size > MAX_COLLATERAL_JSON_BYTES:
+        _json.fail(path, f"{size} bytes of JSON, more than {MAX_COLLATERAL_JSON_BYTES}")
+    return dict(members)
 
 
 def _tee_from_json(obj: object, path: str) -> TeeDescription:

@@ -16,6 +16,7 @@ from attestd.evidence import (
     MAX_QUOTE_BYTES,
     STATEMENT_TYPE,
     AgentKeyMismatchError,
+    CcelBlob,
     EvidenceFormatError,
     LogReplayError,
     Statement,
@@ -43,7 +44,8 @@ def test_statement_json_shape() -> None:
     assert obj["_type"] == STATEMENT_TYPE
     assert obj["predicateType"] == EVIDENCE_PREDICATE_TYPE
     assert set(obj["predicate"]) == {
-        "binding", "tee", "quote", "certificates", "runtimeLog", "agent", "host",
+        "binding", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog", "agent",
+        "host",
     }  # fmt: skip
     assert obj["predicate"]["tee"] == {
         "type": "tdx",
@@ -177,3 +179,32 @@ def test_statement_from_json_does_not_modify_its_input() -> None:
     before = copy.deepcopy(obj)
     Statement.from_json(obj)
     assert obj == before
+
+
+def test_collateral_and_ccel_round_trip() -> None:
+    base = make_statement()
+    predicate = dataclasses.replace(
+        base.predicate,
+        collateral={"tcb_info": "{}", "pck_crl": "00"},
+        ccel=CcelBlob(table=b"CCEL" + bytes(52), log=b"\x00" * 100),
+    )
+    statement = dataclasses.replace(base, predicate=predicate)
+    payload = canonical_json(statement.to_json())
+    assert parse_statement(payload) == statement
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ccel", {"table": "AA=="}),
+        ("ccel", {"table": "AA==", "log": "not base64!"}),
+        ("ccel", "CCEL"),
+        ("collateral", ["not", "an", "object"]),
+        ("collateral", {"x": "y" * (300 * 1024)}),
+    ],
+)
+def test_malformed_collateral_or_ccel_is_refused(field: str, value: object) -> None:
+    obj: Any = make_statement().to_json()
+    obj["predicate"][field] = value
+    with pytest.raises(EvidenceFormatError, match=f"predicate.{field}"):
+        parse_statement(canonical_json(obj))
