@@ -53,3 +53,18 @@ class InvalidArgumentError(TeeError, ValueError):
     """A caller passed a value the TEE cannot take, e.g. report_data that is not 64 bytes."""
 
     reason = "tee_invalid_argument"
+
+
+class CcelFormatError(TeeError):
+    """Bytes that claim to be an ACPI CCEL table or a CC event log are malformed.
+
+    ``field`` names the structure member and ``offset`` its byte offset in the
+    input, as in QuoteFormatError.
+    """
+
+    reason = "ccel_malformed"
+
+    def __init__(self, message: str, *, field: str, offset: int) -> None:
+        super().__init__(f"{field} at offset {offset:#x}: {message}")
+        self.field = field
+        self.offset = offset
