@@ -24,10 +24,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import dcap_qvl
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from attestd.tee import backend as tee_backend
 from attestd.tee.errors import DeviceError, InvalidArgumentError
@@ -72,7 +72,7 @@ MEASUREMENT_DEFAULTS: Mapping[str, bytes] = {
     "mr_owner_config": bytes(48),
     "td_attributes": bytes.fromhex("0000001000000000"),
     "xfam": bytes.fromhex("e702060000000000"),
-    "tee_tcb_svn": bytes.fromhex("04010700000000000000000000000000"),
+    "tee_tcb_svn": pki.PLATFORM_TCB.tee_tcb_svn,
     "mr_seam": _label("attestd simulated TDX module"),
 }
 
@@ -83,11 +83,8 @@ _SEAM_ATTRIBUTES = bytes(8)
 _QE_USER_DATA = hashlib.sha256(b"attestd simulated QE").digest()[:16] + bytes(4)
 _QE_AUTH_DATA = bytes(range(32))
 _QE_CPU_SVN = bytes.fromhex("0707ff1a03ff00050000000000000000")
-_QE_ATTRIBUTES = bytes.fromhex("1500000000000000e700000000000000")
 _QE_MR_ENCLAVE = hashlib.sha256(b"attestd simulated quoting enclave").digest()
-_QE_MR_SIGNER = hashlib.sha256(b"attestd simulated quoting enclave signer").digest()
-_QE_ISV_PROD_ID = 2
-_QE_ISV_SVN = 6
+_QE = pki.SIMULATED_QE  # what the QE identity in the simulated collateral names
 
 
 @dataclass(frozen=True)
@@ -118,10 +115,7 @@ class SimulatedTdMeasurements:
         return {name: value for name, value in values if value is not None}
 
 
-def _raw_signature(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
-    """ECDSA-P256-SHA256 as the quote carries it: r||s, 32 bytes each, big-endian."""
-    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+_raw_signature = pki.raw_signature
 
 
 def _raw_public_key(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -157,6 +151,9 @@ class SimulatedTdxBackend:
             if not pki.exists(directory):
                 pki.save(pki.generate(), directory)
             platform = pki.load(directory)
+            collateral = pki.load_collateral(directory)
+            if collateral is None:
+                platform = _issue_collateral(directory, platform)
             registers = _load_registers(directory) or dict(MEASUREMENT_DEFAULTS)
             registers.update((measurements or SimulatedTdMeasurements()).given())
             _save_registers(directory, registers)
@@ -242,6 +239,26 @@ class SimulatedTdxBackend:
     def trust_root_pem(self) -> bytes:
         return self._pki.root_ca.public_bytes(serialization.Encoding.PEM)
 
+    def trust_root_der(self) -> bytes:
+        """The simulated root in DER, as ``dcap_qvl.verify_with_root_ca`` takes it."""
+        return self._pki.root_ca.public_bytes(serialization.Encoding.DER)
+
+    def collateral_json(self) -> str:
+        """This platform's DCAP collateral in dcap-qvl's ``QuoteCollateralV3`` JSON."""
+        with _locked(self._dir):
+            collateral = pki.load_collateral(self._dir)
+        if collateral is None:
+            raise DeviceError(f"simulated TDX collateral vanished from {self._dir}")
+        return json.dumps(collateral)
+
+    def collateral(self) -> dcap_qvl.QuoteCollateralV3:
+        """This platform's DCAP collateral, ready for ``dcap_qvl.verify_with_root_ca``.
+
+        TCB info and QE identity list this platform's TCB and quoting enclave as
+        UpToDate until 2049; the CRLs are empty. Issued once per state directory.
+        """
+        return dcap_qvl.QuoteCollateralV3.from_json(self.collateral_json())
+
     def _registers(self) -> dict[str, bytes]:
         registers = _load_registers(self._dir)
         if registers is None:
@@ -253,15 +270,15 @@ class SimulatedTdxBackend:
         binding = hashlib.sha256(self._attestation_key + _QE_AUTH_DATA).digest() + bytes(32)
         qe_report = EnclaveReport(
             cpu_svn=_QE_CPU_SVN,
-            misc_select=0,
+            misc_select=_QE.misc_select,
             reserved1=bytes(28),
-            attributes=_QE_ATTRIBUTES,
+            attributes=_QE.attributes,
             mr_enclave=_QE_MR_ENCLAVE,
             reserved2=bytes(32),
-            mr_signer=_QE_MR_SIGNER,
+            mr_signer=_QE.mr_signer,
             reserved3=bytes(96),
-            isv_prod_id=_QE_ISV_PROD_ID,
-            isv_svn=_QE_ISV_SVN,
+            isv_prod_id=_QE.isv_prod_id,
+            isv_svn=_QE.isv_svn,
             reserved4=bytes(60),
             report_data=binding,
         )
@@ -271,6 +288,22 @@ class SimulatedTdxBackend:
             qe_auth_data=_QE_AUTH_DATA,
             pck_chain_pem=self._pki.chain_pem(),
         )
+
+
+def _issue_collateral(directory: Path, platform: pki.SimulatedPki) -> pki.SimulatedPki:
+    """Issue and save the collateral (first use, or a state made before collateral existed).
+
+    Older states have a PCK leaf without Intel's SGX extension: it is re-issued
+    with the same key first, so quotes and collateral agree.
+    """
+    upgraded = pki.with_sgx_extension(platform)
+    if upgraded is not platform:
+        pki.save_certificate(upgraded.pck, directory / "pck.pem")
+    collateral = pki.issue_collateral(
+        upgraded, issue_date=pki.NOT_VALID_BEFORE, next_update=pki.NOT_VALID_AFTER
+    )
+    pki.save_collateral(collateral, directory)
+    return upgraded
 
 
 @contextlib.contextmanager
