@@ -1,0 +1,265 @@
+"""The TDX guest backend: quotes through configfs-tsm, RTMRs through sysfs.
+
+    >>> from attestd.tee.tdx.client import TdxGuestBackend
+    >>> backend = TdxGuestBackend.open()            # configfs-tsm, else /dev/tdx_guest
+    >>> quote = backend.get_quote(report_data)       # TDX quote (needs the host's QGS)
+    >>> backend.extend_runtime_register(digest)      # RTMR3 = SHA-384(RTMR3 || digest)
+    >>> backend.rtmrs()                              # RTMR0..3, 48 bytes each
+
+Quotes come from configfs-tsm (Linux 6.7+, provider ``tdx_guest``). On older
+kernels only ``/dev/tdx_guest`` exists; its TDX_CMD_GET_REPORT0 ioctl yields a
+TDREPORT (:meth:`TdxGuestBackend.get_td_report`), which is MAC'ed for this
+platform only and is no quote, so :meth:`~TdxGuestBackend.get_quote` refuses
+there. RTMRs are read and extended through the tdx_guest sysfs measurements
+directory (Linux 6.16+).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from pathlib import Path
+from typing import Protocol
+
+from attestd.tee import backend as tee_backend
+from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
+from attestd.tee.tdx import linuxabi
+from attestd.tee.tsm import (
+    DEFAULT_TSM_ROOT,
+    KernelFilesystem,
+    OsFilesystem,
+    TsmNoProviderError,
+    TsmProviderMismatchError,
+    TsmReportClient,
+)
+
+PROVIDER = "tdx_guest"
+ROOT_OF_TRUST = "intel-sgx-root-ca"
+BACKEND_CONFIGFS = "tdx-configfs-tsm"
+BACKEND_LEGACY = "tdx-legacy-ioctl"
+RUNTIME_RTMR = 3
+DEFAULT_DEVICE = Path("/dev/tdx_guest")
+DEFAULT_SYSFS_ROOTS = (
+    Path("/sys/devices/virtual/misc/tdx_guest"),
+    Path("/sys/class/misc/tdx_guest"),
+)
+
+
+class TdxQuoteUnavailableError(TeeUnavailableError):
+    """Only the legacy device is present: it gives a TDREPORT, never a quote."""
+
+    reason = "tdx_quote_needs_configfs_tsm"
+
+
+class RtmrUnavailableError(TeeUnavailableError):
+    """The kernel offers no sysfs measurement files to read or extend RTMRs."""
+
+    reason = "tdx_rtmr_unavailable"
+
+
+class DeviceIoctl(Protocol):
+    """Issue ``request`` on ``device`` with ``buffer`` as the in/out argument.
+
+    Raises ``OSError`` with the kernel's errno; tests put a fake device here.
+    """
+
+    def __call__(self, device: Path, request: int, buffer: bytearray) -> None: ...
+
+
+def linux_ioctl(device: Path, request: int, buffer: bytearray) -> None:
+    """:class:`DeviceIoctl` on the real device: open, ioctl (buffer mutated in place), close."""
+    fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, request, buffer, True)
+    finally:
+        os.close(fd)
+
+
+class TdxGuestBackend:
+    """The TeeBackend of a real TD; open it with :meth:`open`."""
+
+    def __init__(
+        self,
+        *,
+        tsm: TsmReportClient | None,
+        device: Path,
+        measurements: Path | None,
+        sysfs: KernelFilesystem,
+        ioctl: DeviceIoctl,
+    ) -> None:
+        self._tsm = tsm
+        self._device = device
+        self._measurements = measurements
+        self._sysfs = sysfs
+        self._ioctl = ioctl
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        tsm_root: Path = DEFAULT_TSM_ROOT,
+        sysfs_roots: tuple[Path, ...] = DEFAULT_SYSFS_ROOTS,
+        device: Path = DEFAULT_DEVICE,
+        tsm_filesystem: KernelFilesystem | None = None,
+        sysfs: KernelFilesystem | None = None,
+        ioctl: DeviceIoctl = linux_ioctl,
+    ) -> TdxGuestBackend:
+        """Find this TD's interfaces: configfs-tsm answering as ``tdx_guest``, else the device."""
+        client = TsmReportClient(tsm_root, filesystem=tsm_filesystem)
+        provider = _provider(client)
+        if provider not in (None, PROVIDER):
+            raise TsmProviderMismatchError(
+                f"configfs-tsm at {tsm_root} is provided by {provider!r}, not {PROVIDER!r}: "
+                "this is not a TDX guest"
+            )
+        if provider is None and not device.exists():
+            raise TeeUnavailableError(
+                f"no TDX guest interface: configfs-tsm ({tsm_root}) has no {PROVIDER} "
+                f"provider and {device} does not exist; is this a TD with the tdx_guest "
+                "module loaded?"
+            )
+        tsm = client if provider == PROVIDER else None
+        fs = sysfs if sysfs is not None else OsFilesystem()
+        measurements = next(
+            (r / "measurements" for r in sysfs_roots if fs.is_dir(r / "measurements")), None
+        )
+        return cls(tsm=tsm, device=device, measurements=measurements, sysfs=fs, ioctl=ioctl)
+
+    @property
+    def measurements_directory(self) -> Path | None:
+        """The sysfs directory the RTMRs are read from, or None where the kernel has none."""
+        return self._measurements
+
+    def describe(self) -> tee_backend.TeeDescription:
+        return tee_backend.TeeDescription(
+            tee=tee_backend.TeeType.TDX,
+            simulated=False,
+            root_of_trust=ROOT_OF_TRUST,
+            backend=BACKEND_CONFIGFS if self._tsm is not None else BACKEND_LEGACY,
+        )
+
+    def get_quote(self, report_data: bytes) -> bytes:
+        """A TDX quote with REPORTDATA = ``report_data``, from configfs-tsm."""
+        _check_report_data(report_data)
+        if self._tsm is None:
+            raise TdxQuoteUnavailableError(
+                "a TDX quote needs configfs-tsm (Linux 6.7+) and a quote generation service "
+                f"(QGS) on the host; {self._device} gives only a TDREPORT (get_td_report)"
+            )
+        return self._tsm.get_report(report_data, expected_provider=PROVIDER).outblob
+
+    def get_td_report(self, report_data: bytes) -> bytes:
+        """The 1024-byte TDREPORT with REPORTDATA = ``report_data``, via TDX_CMD_GET_REPORT0."""
+        _check_report_data(report_data)
+        buffer = linuxabi.pack_report_req(report_data)
+        try:
+            self._ioctl(self._device, linuxabi.TDX_CMD_GET_REPORT0, buffer)
+        except OSError as e:
+            raise _ioctl_error(e, self._device) from e
+        report = linuxabi.unpack_tdreport(bytes(buffer))
+        if report[linuxabi.TDREPORT_TYPE_OFFSET] != linuxabi.TDREPORT_TYPE_TDX:
+            kind = report[linuxabi.TDREPORT_TYPE_OFFSET]
+            raise DeviceError(
+                f"{self._device} returned a report of type {kind:#x}, "
+                f"not TDX ({linuxabi.TDREPORT_TYPE_TDX:#x})"
+            )
+        at = linuxabi.TDREPORT_REPORTDATA_OFFSET
+        if report[at : at + linuxabi.TDX_REPORTDATA_LEN] != report_data:
+            raise DeviceError(f"{self._device} returned a TDREPORT over other report data")
+        return report
+
+    def extend_runtime_register(self, digest: bytes) -> None:
+        """Extend RTMR3, the register that carries attestd's runtime log."""
+        self.extend_rtmr(RUNTIME_RTMR, digest)
+
+    def read_runtime_register(self) -> bytes:
+        return self._read_rtmr(RUNTIME_RTMR)
+
+    def rtmrs(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """RTMR0..3 as the kernel reports them now."""
+        return (self._read_rtmr(0), self._read_rtmr(1), self._read_rtmr(2), self._read_rtmr(3))
+
+    def extend_rtmr(self, index: int, digest: bytes) -> None:
+        """RTMR[index] = SHA-384(RTMR[index] || digest); only RTMR2 and RTMR3 are ours to extend."""
+        if index not in linuxabi.GUEST_EXTENDABLE_RTMRS:
+            raise InvalidArgumentError(
+                f"RTMR{index} cannot be extended by attestd: only RTMR2 and RTMR3 may be "
+                "(RTMR0 and RTMR1 hold the firmware's and boot loader's measurements)"
+            )
+        if not isinstance(digest, bytes) or len(digest) != linuxabi.RTMR_SIZE:
+            raise InvalidArgumentError(
+                f"an RTMR extension is a {linuxabi.RTMR_SIZE}-byte SHA-384 digest"
+            )
+        path = self._rtmr_path(index)
+        try:
+            self._sysfs.write(path, digest)
+        except OSError as e:
+            raise _sysfs_error(e, "extend", path) from e
+
+    def _read_rtmr(self, index: int) -> bytes:
+        path = self._rtmr_path(index)
+        try:
+            value = self._sysfs.read(path)
+        except OSError as e:
+            raise _sysfs_error(e, "read", path) from e
+        if len(value) != linuxabi.RTMR_SIZE:
+            raise DeviceError(f"{path} gave {len(value)} bytes, not {linuxabi.RTMR_SIZE}")
+        return value
+
+    def _rtmr_path(self, index: int) -> Path:
+        if index not in range(linuxabi.RTMR_COUNT):
+            raise InvalidArgumentError(f"RTMR index must be 0..3, not {index!r}")
+        if self._measurements is None:
+            raise RtmrUnavailableError(
+                "RTMRs are read and extended through the tdx_guest sysfs measurements "
+                "directory (Linux 6.16+), and this kernel has none"
+            )
+        return self._measurements / linuxabi.rtmr_file(index)
+
+
+def _provider(tsm: TsmReportClient) -> str | None:
+    """configfs-tsm's provider, or None where configfs-tsm or its provider is absent."""
+    if not tsm.available():
+        return None
+    try:
+        return tsm.provider()
+    except TsmNoProviderError:
+        return None
+
+
+def _check_report_data(report_data: bytes) -> None:
+    if not isinstance(report_data, bytes) or len(report_data) != tee_backend.REPORT_DATA_SIZE:
+        raise InvalidArgumentError(
+            f"report_data must be exactly {tee_backend.REPORT_DATA_SIZE} bytes"
+        )
+
+
+def _ioctl_error(e: OSError, device: Path) -> TeeUnavailableError | DeviceError:
+    where = f"TDX_CMD_GET_REPORT0 on {device}"
+    if e.errno == errno.ENOENT:
+        return TeeUnavailableError(f"{device} does not exist; is the tdx_guest module loaded?")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return DeviceError(
+            f"{where}: {e.strerror}; attestd needs read-write access to {device} "
+            "(the attestd group, and DeviceAllow= in systemd/attestd.service)"
+        )
+    if e.errno == errno.ENOTTY:
+        return DeviceError(f"{where}: the device does not know this ioctl (ENOTTY)")
+    if e.errno == errno.EIO:
+        return DeviceError(f"{where}: the TDCALL TDG.MR.REPORT failed (EIO)")
+    return DeviceError(f"{where}: {e.strerror or e} (errno {e.errno})")
+
+
+def _sysfs_error(e: OSError, action: str, path: Path) -> TeeUnavailableError | DeviceError:
+    where = f"cannot {action} {path}"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DeviceError(
+            f"{where}: {e.strerror}; attestd needs write access to {path.parent} "
+            "(add it to ReadWritePaths= in systemd/attestd.service)"
+        )
+    if e.errno == errno.ENOENT:
+        return RtmrUnavailableError(f"{where}: the kernel offers no such measurement register")
+    if e.errno == errno.EINVAL:
+        return DeviceError(f"{where}: the kernel refused the value (EINVAL)")
+    return DeviceError(f"{where}: {e.strerror or e} (errno {e.errno})")
