@@ -1,0 +1,404 @@
+"""Cryptographic verification of an SEV-SNP attestation report up to a trusted AMD root.
+
+    >>> from datetime import UTC, datetime
+    >>> from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
+    >>> vcek = load_certificate(vcek_der)    # AMD's VCEKs have serial 0: loaded quietly
+    >>> report = verify_report(raw, vcek=vcek, options=VerifyOptions(now=datetime.now(UTC)))
+    >>> # raises QuoteVerificationError(reason=...) naming the broken link
+
+The checks run in the order the trust flows: ARK self-signed and trusted, ASK
+signed by the ARK, VCEK (or VLEK) signed by the ASK (RSA-PSS, SHA-384, salt 48),
+every certificate valid at ``now``, the report signed by the VCEK (ECDSA P-384,
+SHA-384), and the VCEK's AMD extensions naming this chip and this reported TCB.
+The extension OIDs are those of AMD's VCEK specification (publication 57230)
+as go-sev-guest's ``kds`` package reads them. Whether the TCB is current and
+the measurement acceptable are policy, and separate.
+"""
+
+from __future__ import annotations
+
+import hmac
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
+
+from attestd.tee.errors import QuoteVerificationError
+from attestd.tee.snp.abi import (
+    MILAN,
+    PRODUCTS,
+    SIGNATURE_ALGO_ECDSA_P384_SHA384,
+    SIGNING_KEY_VCEK,
+    SIGNING_KEY_VLEK,
+    TURIN,
+    AttestationReport,
+    TcbVersion,
+    parse_report,
+)
+
+VCEK_CHAIN_INVALID = "vcek_chain_invalid"
+UNTRUSTED_ROOT = "untrusted_root"
+CERTIFICATE_EXPIRED = "certificate_expired"
+REPORT_SIGNATURE_INVALID = "report_signature_invalid"
+VCEK_EXTENSIONS_INVALID = "vcek_extensions_invalid"
+PRODUCT_MISMATCH = "product_mismatch"
+SIGNING_KEY_MISMATCH = "signing_key_mismatch"
+TCB_MISMATCH = "tcb_mismatch"
+CHIP_ID_MISMATCH = "chip_id_mismatch"
+
+# AMD's KDS extensions, under 1.3.6.1.4.1.3704.1 (go-sev-guest kds/kds.go).
+_AMD = "1.3.6.1.4.1.3704.1"
+OID_STRUCT_VERSION = x509.ObjectIdentifier(f"{_AMD}.1")
+OID_PRODUCT_NAME = x509.ObjectIdentifier(f"{_AMD}.2")
+OID_BL_SPL = x509.ObjectIdentifier(f"{_AMD}.3.1")
+OID_TEE_SPL = x509.ObjectIdentifier(f"{_AMD}.3.2")
+OID_SNP_SPL = x509.ObjectIdentifier(f"{_AMD}.3.3")
+OID_UCODE_SPL = x509.ObjectIdentifier(f"{_AMD}.3.8")
+OID_FMC_SPL = x509.ObjectIdentifier(f"{_AMD}.3.9")  # Turin
+OID_HWID = x509.ObjectIdentifier(f"{_AMD}.4")
+OID_CSP_ID = x509.ObjectIdentifier(f"{_AMD}.5")  # VLEK only
+TURIN_HWID_SIZE = 8
+
+_ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+_AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+_SERIAL_WARNING = r"Parsed a serial number which wasn't positive"
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """The clock (timezone-aware), the product if known, and the trusted ARKs.
+
+    ``trusted_arks=None`` trusts AMD's pinned ARKs (Milan, Genoa, Turin).
+    ``product`` picks the TCB layout and default ASK; None reads it from the
+    report (version 3 and later) or the VCEK's productName.
+    """
+
+    now: datetime
+    product: str | None = None
+    trusted_arks: Sequence[x509.Certificate] | None = None
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("VerifyOptions.now must be timezone-aware")
+        if self.product is not None and self.product not in PRODUCTS:
+            raise ValueError(f"unknown product {self.product!r}; known: {', '.join(PRODUCTS)}")
+
+    def arks(self) -> Sequence[x509.Certificate]:
+        if self.trusted_arks is not None:
+            return self.trusted_arks
+        return [amd_ark(p) for p in PRODUCTS]
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """A certificate from DER or PEM, without the warning AMD's serial-0 VCEKs trigger.
+
+    AMD issues every VCEK with serial number 0, which RFC 5280 forbids and
+    cryptography (>= 42) warns about on load. attestd knows and accepts this
+    for AMD certificates, so that one warning, and only it, is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=_SERIAL_WARNING, category=CryptographyDeprecationWarning
+        )
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+
+
+@cache
+def _pinned(product: str) -> tuple[x509.Certificate, x509.Certificate]:
+    if product not in PRODUCTS:
+        raise ValueError(f"unknown product {product!r}; known: {', '.join(PRODUCTS)}")
+    name = f"ask_ark_{product.lower()}.pem"
+    pem = resources.files("attestd.tee.snp").joinpath(name).read_bytes()
+    ask, ark = x509.load_pem_x509_certificates(pem)
+    return ask, ark
+
+
+def amd_ark(product: str) -> x509.Certificate:
+    """AMD's root key certificate (ARK) for ``product``, shipped with attestd."""
+    return _pinned(product)[1]
+
+
+def amd_ask(product: str) -> x509.Certificate:
+    """AMD's SEV signing key certificate (ASK) for ``product``, shipped with attestd."""
+    return _pinned(product)[0]
+
+
+def verify_report(
+    report: AttestationReport | bytes,
+    *,
+    vcek: x509.Certificate,
+    ask: x509.Certificate | None = None,
+    ark: x509.Certificate | None = None,
+    options: VerifyOptions,
+) -> AttestationReport:
+    """Check every link from a trusted ARK down to the report; return the report.
+
+    ``vcek`` may be a VLEK. ``ask`` defaults to AMD's pinned ASK of the product;
+    ``ark`` to the trusted ARK that signed the ASK. Bytes are parsed first, so
+    malformed input raises QuoteFormatError.
+    """
+    if not isinstance(report, AttestationReport):
+        report = parse_report(report)
+    extensions = _read_extensions(vcek)
+    product = _product(report, extensions, options)
+    if ask is None:
+        if product is None:
+            raise _fail(VCEK_CHAIN_INVALID, "no ASK given and the product is unknown")
+        ask = amd_ask(product)
+    try:
+        vcek_key = _verify_chain(vcek, ask, ark, options)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        # cryptography decodes some certificate parts lazily; damage can surface here.
+        raise _fail(VCEK_CHAIN_INVALID, f"a certificate cannot be processed: {e}") from e
+    _verify_report_signature(report, vcek_key)
+    _verify_claims(report, extensions, product)
+    return report
+
+
+def _fail(reason: str, message: str) -> QuoteVerificationError:
+    return QuoteVerificationError(message, reason=reason)
+
+
+def _subject(cert: x509.Certificate) -> str:
+    return repr(cert.subject.rfc4514_string())
+
+
+def _verify_chain(
+    vcek: x509.Certificate,
+    ask: x509.Certificate,
+    ark: x509.Certificate | None,
+    options: VerifyOptions,
+) -> ec.EllipticCurvePublicKey:
+    """ASK → VCEK signatures, then the anchor, then the clock; return the VCEK's P-384 key.
+
+    An expired chain of good signatures from a trusted root reports
+    ``certificate_expired``, not less.
+    """
+    _verify_pss(vcek, ask)
+    trusted = options.arks()
+    if ark is None:
+        ark = next((t for t in trusted if _signed_by(ask, t)), None)
+        if ark is None:
+            raise _fail(UNTRUSTED_ROOT, f"no trusted ARK signed the ASK {_subject(ask)}")
+    _verify_pss(ask, ark)
+    _verify_pss(ark, ark)
+    for ca in (ask, ark):
+        if not _is_ca(ca):
+            raise _fail(VCEK_CHAIN_INVALID, f"{_subject(ca)} issues certificates but is not a CA")
+    ark_der = ark.public_bytes(Encoding.DER)
+    if not any(hmac.compare_digest(ark_der, t.public_bytes(Encoding.DER)) for t in trusted):
+        raise _fail(UNTRUSTED_ROOT, f"the chain ends at {_subject(ark)}, not a trusted ARK")
+    for cert in (vcek, ask, ark):
+        if not cert.not_valid_before_utc <= options.now <= cert.not_valid_after_utc:
+            raise _fail(CERTIFICATE_EXPIRED, f"{_subject(cert)} is not valid at {options.now}")
+    key = vcek.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
+        raise _fail(VCEK_CHAIN_INVALID, "the VCEK's key is not ECDSA P-384")
+    return key
+
+
+def _signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        _verify_pss(child, issuer)
+    except (QuoteVerificationError, ValueError, TypeError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _verify_pss(child: x509.Certificate, issuer: x509.Certificate) -> None:
+    """``issuer``'s RSA key signed ``child`` with RSA-PSS, SHA-384, MGF1-SHA-384, salt 48.
+
+    AMD's chain uses exactly these parameters; fixing them here, rather than
+    following what the certificate claims, leaves no algorithm to negotiate.
+    """
+    key = issuer.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise _fail(VCEK_CHAIN_INVALID, f"{_subject(issuer)} has no RSA key")
+    if child.issuer != issuer.subject:
+        raise _fail(VCEK_CHAIN_INVALID, f"{_subject(child)} names another issuer")
+    try:
+        key.verify(child.signature, child.tbs_certificate_bytes, _AMD_PSS, hashes.SHA384())
+    except InvalidSignature as e:
+        raise _fail(
+            VCEK_CHAIN_INVALID, f"{_subject(child)} is not signed by {_subject(issuer)}"
+        ) from e
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _verify_report_signature(report: AttestationReport, key: ec.EllipticCurvePublicKey) -> None:
+    if report.signature_algo != SIGNATURE_ALGO_ECDSA_P384_SHA384:
+        raise _fail(REPORT_SIGNATURE_INVALID, f"signature algorithm {report.signature_algo}")
+    signature = encode_dss_signature(report.signature_r, report.signature_s)
+    try:
+        key.verify(signature, report.signed_region, _ECDSA_SHA384)
+    except InvalidSignature as e:
+        raise _fail(REPORT_SIGNATURE_INVALID, "the report is not signed by the VCEK") from e
+
+
+# -- AMD's VCEK extensions -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VcekExtensions:
+    """What AMD's extensions in a VCEK or VLEK say; ``hwid`` is None on a VLEK."""
+
+    product_name: str
+    bootloader: int
+    tee: int
+    snp: int
+    microcode: int
+    fmc: int | None
+    hwid: bytes | None
+    csp_id: str | None
+    reserved_spls: tuple[int, int, int, int]  # 1.3.6.1.4.1.3704.1.3.4 to .7
+
+    @property
+    def product(self) -> str | None:
+        """``Milan-B0`` → ``Milan``; None for a name attestd does not know."""
+        base = self.product_name.split("-", 1)[0]
+        return base if base in PRODUCTS else None
+
+    def tcb(self) -> TcbVersion:
+        return TcbVersion(self.bootloader, self.tee, self.snp, self.microcode, self.fmc)
+
+
+def vcek_extensions(cert: x509.Certificate) -> VcekExtensions:
+    """Read AMD's extensions; raises QuoteVerificationError(vcek_extensions_invalid)."""
+    return _read_extensions(cert)
+
+
+def _read_extensions(cert: x509.Certificate) -> VcekExtensions:
+    try:
+        raw = {e.oid: e.value for e in cert.extensions}
+    except (ValueError, TypeError) as e:
+        raise _fail(VCEK_EXTENSIONS_INVALID, f"the VCEK's extensions cannot be read: {e}") from e
+
+    def value(oid: x509.ObjectIdentifier) -> bytes | None:
+        ext = raw.get(oid)
+        return ext.value if isinstance(ext, x509.UnrecognizedExtension) else None
+
+    def spl(oid: x509.ObjectIdentifier, required: bool = True) -> int | None:
+        data = value(oid)
+        if data is None:
+            if required:
+                raise _fail(
+                    VCEK_EXTENSIONS_INVALID, f"the VCEK lacks extension {oid.dotted_string}"
+                )
+            return None
+        # DER INTEGER 0..255: 02 01 xx, or 02 02 00 xx for 128..255.
+        if len(data) == 3 and data[:2] == b"\x02\x01" and data[2] < 0x80:
+            return data[2]
+        if len(data) == 4 and data[:3] == b"\x02\x02\x00" and data[3] >= 0x80:
+            return data[3]
+        raise _fail(
+            VCEK_EXTENSIONS_INVALID, f"extension {oid.dotted_string} is not a 0..255 INTEGER"
+        )
+
+    def ia5(oid: x509.ObjectIdentifier) -> str | None:
+        data = value(oid)
+        if data is None:
+            return None
+        if len(data) < 2 or data[0] != 0x16 or data[1] != len(data) - 2 or not data[2:].isascii():
+            raise _fail(
+                VCEK_EXTENSIONS_INVALID, f"extension {oid.dotted_string} is not an IA5String"
+            )
+        return data[2:].decode("ascii")
+
+    product_name = ia5(OID_PRODUCT_NAME)
+    if product_name is None:
+        raise _fail(VCEK_EXTENSIONS_INVALID, "the VCEK lacks its productName extension")
+    hwid = value(OID_HWID)
+    if hwid is not None and len(hwid) == 66 and hwid[:2] == b"\x04\x40":
+        hwid = hwid[2:]  # KDS omits the OCTET STRING tag; accept it should AMD add one
+    csp_id = ia5(OID_CSP_ID)
+    if (hwid is None) == (csp_id is None):
+        raise _fail(VCEK_EXTENSIONS_INVALID, "need exactly one of hwID (VCEK) and csp_id (VLEK)")
+    reserved = tuple(spl(x509.ObjectIdentifier(f"{_AMD}.3.{i}"), False) or 0 for i in range(4, 8))
+    return VcekExtensions(
+        product_name=product_name,
+        bootloader=_int(spl(OID_BL_SPL)),
+        tee=_int(spl(OID_TEE_SPL)),
+        snp=_int(spl(OID_SNP_SPL)),
+        microcode=_int(spl(OID_UCODE_SPL)),
+        fmc=spl(OID_FMC_SPL, required=False),
+        hwid=hwid,
+        csp_id=csp_id,
+        reserved_spls=(reserved[0], reserved[1], reserved[2], reserved[3]),
+    )
+
+
+def _int(value: int | None) -> int:
+    assert value is not None  # required SPLs raise before this
+    return value
+
+
+def _product(
+    report: AttestationReport, extensions: VcekExtensions, options: VerifyOptions
+) -> str | None:
+    """The product from the options, else the VCEK, else the report; all that speak must agree."""
+    named = [p for p in (options.product, extensions.product, report.product) if p is not None]
+    if len(set(named)) > 1:
+        raise _fail(PRODUCT_MISMATCH, f"the options, VCEK and report name {sorted(set(named))}")
+    return named[0] if named else None
+
+
+def _verify_claims(
+    report: AttestationReport, extensions: VcekExtensions, product: str | None
+) -> None:
+    """The signing key's kind, the reported TCB and the chip id must be the VCEK's."""
+    is_vlek = extensions.csp_id is not None
+    expected_key = SIGNING_KEY_VLEK if is_vlek else SIGNING_KEY_VCEK
+    if report.signing_key != expected_key:
+        kind = "VLEK" if is_vlek else "VCEK"
+        raise _fail(
+            SIGNING_KEY_MISMATCH,
+            f"the report names signing key {report.signing_key}, not the {kind}",
+        )
+    layout = product or MILAN  # Milan and Genoa share a layout; Turin's VCEKs carry fmcSPL
+    if extensions.fmc is not None:
+        layout = TURIN
+    expected = _expected_tcb(extensions, layout)
+    if report.reported_tcb != expected:
+        raise _fail(
+            TCB_MISMATCH,
+            f"reported TCB {report.reported_tcb:#018x} is not the VCEK's {expected:#018x} "
+            f"({extensions.tcb()})",
+        )
+    if extensions.hwid is not None and not _same_chip(extensions.hwid, report.chip_id):
+        raise _fail(CHIP_ID_MISMATCH, "the report's CHIP_ID is not the VCEK's hwID")
+
+
+def _expected_tcb(ext: VcekExtensions, layout: str) -> int:
+    if layout == TURIN:
+        return ext.tcb().encode(TURIN)
+    spl4, spl5, spl6, spl7 = ext.reserved_spls
+    b = bytes([ext.bootloader, ext.tee, spl4, spl5, spl6, spl7, ext.snp, ext.microcode])
+    return int.from_bytes(b, "little")
+
+
+def _same_chip(hwid: bytes, chip_id: bytes) -> bool:
+    """64-byte hwIDs equal CHIP_ID; Turin's 8-byte ones equal its first 8 bytes, the rest zero."""
+    if len(hwid) == len(chip_id):
+        return hmac.compare_digest(hwid, chip_id)
+    if len(hwid) == TURIN_HWID_SIZE:
+        padded = hwid + bytes(len(chip_id) - TURIN_HWID_SIZE)
+        return hmac.compare_digest(padded, chip_id)
+    return False
