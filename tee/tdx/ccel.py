@@ -298,12 +298,17 @@ def parse_event_log(data: bytes) -> EventLog:
     data = bytes(data)
     r = _Reader(data)
     spec_id = _read_spec_id_event(r)
-    # Where only 0xFF, or only 0x00, remains: computed once, so each check is O(1).
-    fill_from = min(len(data.rstrip(b"\xff")), len(data.rstrip(b"\0")))
     events: list[CcelEvent] = []
-    while r.offset < fill_from:
+    while r.offset < len(data) and not _only_fill_from(data, r.offset):
         events.append(_read_event(r, spec_id, len(events)))
     return EventLog(spec_id, tuple(events))
+
+
+def _only_fill_from(data: bytes, offset: int) -> bool:
+    """Whether ``data[offset:]`` is all 0xFF or all 0x00 (no record is either)."""
+    first = data[offset]
+    # Only records of MRTD start with a zero byte, so the comparison is rare.
+    return first in (0x00, 0xFF) and data.endswith(bytes((first,)) * (len(data) - offset))
 
 
 def _read_spec_id_event(r: _Reader) -> SpecIdEvent:
