@@ -1,0 +1,586 @@
+"""Where DCAP collateral comes from: a file, a PCCS or Intel's PCS, or the evidence itself.
+
+    >>> from attestd.tee.tdx.collateral import FileCollateralSource, PccsCollateralSource
+    >>> source = FileCollateralSource(Path("collateral/"))          # <FMSPC>.json files
+    >>> source = PccsCollateralSource("https://pccs.example:8081", cache_dir, timeout=10)
+    >>> collateral = source.collateral_for(parse_quote(raw), now)   # raises CollateralError
+    >>> verify_with_collateral(raw, collateral, DcapOptions(now=now))
+
+Collateral is Intel's TCB info and QE identity (each with its signature and
+issuer chain), the root CA CRL, and the PCK CRL with its issuer chain; the
+JSON form is dcap-qvl's ``QuoteCollateralV3`` (CRLs and signatures in hex).
+Sources only fetch and parse: whether the collateral is signed, current and
+names the quote's TCB is decided by :mod:`attestd.tee.tdx.dcap`. Every failure
+is a :class:`CollateralError` with a stable ``reason``:
+
+- ``collateral_unavailable``: nothing for this quote (missing file, HTTP 404 or
+  5xx, network failure or timeout, another FMSPC);
+- ``collateral_malformed``: bytes that are not collateral (bad JSON, bad hex,
+  unparsable CRL or certificates, a missing field or header);
+- ``collateral_too_large``: a file or response over the size limit;
+- ``collateral_expired``: a PCCS served collateral whose nextUpdate has passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol
+
+import dcap_qvl
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from attestd.tee.errors import TeeError
+from attestd.tee.tdx.abi import Quote
+
+COLLATERAL_UNAVAILABLE = "collateral_unavailable"
+COLLATERAL_MALFORMED = "collateral_malformed"
+COLLATERAL_TOO_LARGE = "collateral_too_large"
+COLLATERAL_EXPIRED = "collateral_expired"
+
+#: Real collateral is tens of kilobytes (the PCK CRL grows with revocations).
+MAX_COLLATERAL_BYTES = 4 * 1024 * 1024
+
+_TEXT_FIELDS = (
+    "pck_crl_issuer_chain",
+    "tcb_info_issuer_chain",
+    "tcb_info",
+    "qe_identity_issuer_chain",
+    "qe_identity",
+)
+_HEX_FIELDS = ("root_ca_crl", "pck_crl", "tcb_info_signature", "qe_identity_signature")
+
+
+class CollateralError(TeeError):
+    """Collateral could not be had or read; ``reason`` says which (see the module docstring)."""
+
+    reason = "collateral_error"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # type: ignore[misc]
+
+
+def _malformed(message: str) -> CollateralError:
+    return CollateralError(message, reason=COLLATERAL_MALFORMED)
+
+
+@dataclass(frozen=True)
+class Collateral:
+    """One quote's DCAP collateral, checked for shape (not for signatures) when built.
+
+    ``tcb_info`` and ``qe_identity`` are the exact JSON texts their signatures
+    cover; never re-serialise them.
+    """
+
+    pck_crl_issuer_chain: str
+    root_ca_crl: bytes
+    pck_crl: bytes
+    tcb_info_issuer_chain: str
+    tcb_info: str
+    tcb_info_signature: bytes
+    qe_identity_issuer_chain: str
+    qe_identity: str
+    qe_identity_signature: bytes
+    # Parsed once from the fields above, by __post_init__.
+    _documents: tuple[tuple[dict[str, Any], datetime], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+    _crl_updates: tuple[datetime, datetime] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        for name in _TEXT_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise _malformed(f"collateral field {name} is not text")
+        for name in _HEX_FIELDS:
+            if not isinstance(getattr(self, name), bytes):
+                raise _malformed(f"collateral field {name} is not bytes")
+        for name in ("pck_crl_issuer_chain", "tcb_info_issuer_chain", "qe_identity_issuer_chain"):
+            _pem_chain(getattr(self, name), name)
+        documents = (
+            _signed_document(self.tcb_info, "tcb_info", ("id", "fmspc", "tcbLevels")),
+            _signed_document(self.qe_identity, "qe_identity", ("id", "tcbLevels")),
+        )
+        crl_updates = (
+            _crl_next_update(self.root_ca_crl, "root_ca_crl"),
+            _crl_next_update(self.pck_crl, "pck_crl"),
+        )
+        object.__setattr__(self, "_documents", documents)
+        object.__setattr__(self, "_crl_updates", crl_updates)
+
+    @classmethod
+    def from_mapping(cls, document: Mapping[str, Any]) -> Collateral:
+        """From dcap-qvl's ``QuoteCollateralV3`` JSON object (bytes fields in hex)."""
+        if not isinstance(document, Mapping):
+            raise _malformed("collateral is not a JSON object")
+        values: dict[str, Any] = {}
+        for name in (*_TEXT_FIELDS, *_HEX_FIELDS):
+            if name not in document:
+                raise _malformed(f"collateral has no {name}")
+            values[name] = document[name]
+        for name in _HEX_FIELDS:
+            try:
+                values[name] = bytes.fromhex(values[name])
+            except (TypeError, ValueError) as e:
+                raise _malformed(f"collateral field {name} is not hex: {e}") from None
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Collateral:
+        try:
+            document = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise _malformed(f"collateral is not JSON: {e}") from None
+        return cls.from_mapping(document)
+
+    @classmethod
+    def from_dcap(cls, collateral: dcap_qvl.QuoteCollateralV3) -> Collateral:
+        return cls.from_json(collateral.to_json())
+
+    def to_mapping(self) -> dict[str, str]:
+        """dcap-qvl's ``QuoteCollateralV3`` JSON object."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {k: v.hex() if isinstance(v, bytes) else v for k, v in values.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_mapping())
+
+    def to_dcap(self) -> dcap_qvl.QuoteCollateralV3:
+        return dcap_qvl.QuoteCollateralV3(
+            self.pck_crl_issuer_chain,
+            self.root_ca_crl,
+            self.pck_crl,
+            self.tcb_info_issuer_chain,
+            self.tcb_info,
+            self.tcb_info_signature,
+            self.qe_identity_issuer_chain,
+            self.qe_identity,
+            self.qe_identity_signature,
+        )
+
+    @property
+    def fmspc(self) -> str:
+        """The FMSPC the TCB info is for, upper-case hex."""
+        return str(self._documents[0][0]["fmspc"]).upper()
+
+    @property
+    def next_update(self) -> datetime:
+        """The earliest nextUpdate of TCB info, QE identity and both CRLs."""
+        return min(self._documents[0][1], self._documents[1][1], *self._crl_updates)
+
+
+def _pem_chain(pem: str, name: str) -> tuple[x509.Certificate, ...]:
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except Exception as e:  # any refusal of the certificate parser
+        raise _malformed(f"{name} is not a PEM certificate chain: {e}") from None
+    return tuple(certs)
+
+
+def _parse_time(value: object, what: str) -> datetime:
+    if not isinstance(value, str):
+        raise _malformed(f"{what} is not a date")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _malformed(f"{what} is not an ISO 8601 date: {value!r}") from None
+    if moment.tzinfo is None:
+        raise _malformed(f"{what} has no time zone: {value!r}")
+    return moment
+
+
+def _signed_document(
+    text: str, name: str, required: tuple[str, ...]
+) -> tuple[dict[str, Any], datetime]:
+    try:
+        document = json.loads(text)
+    except ValueError as e:
+        raise _malformed(f"{name} is not JSON: {e}") from None
+    if not isinstance(document, dict):
+        raise _malformed(f"{name} is not a JSON object")
+    for key in required:
+        if key not in document:
+            raise _malformed(f"{name} has no {key}")
+    return document, _parse_time(document.get("nextUpdate"), f"{name}.nextUpdate")
+
+
+def _crl_next_update(der: bytes, name: str) -> datetime:
+    try:
+        crl = x509.load_der_x509_crl(der)
+        next_update = crl.next_update_utc
+    except Exception as e:  # any refusal of the CRL parser
+        raise _malformed(f"{name} is not a DER CRL: {e}") from None
+    if next_update is None:
+        raise _malformed(f"{name} has no nextUpdate")
+    return next_update
+
+
+class CollateralSource(Protocol):
+    """Anything that finds the collateral for a quote at a given moment."""
+
+    def collateral_for(self, quote: Quote, now: datetime) -> Collateral: ...
+
+
+@dataclass(frozen=True)
+class _PlatformIds:
+    fmspc: str  # upper-case hex, as PCS URLs and file names spell it
+    ca: str  # "platform" or "processor": which PCK CA issued the leaf, so which PCK CRL
+
+
+def _platform_ids(quote: Quote) -> _PlatformIds:
+    """FMSPC and PCK CA from the quote's PCK leaf (Intel's SGX extension, issuer name)."""
+    try:
+        parsed = dcap_qvl.parse_quote(quote.to_bytes())
+        return _PlatformIds(parsed.fmspc().upper(), parsed.ca())
+    except ValueError as e:
+        raise CollateralError(
+            f"the quote's PCK certificate names no FMSPC: {e}", reason=COLLATERAL_UNAVAILABLE
+        ) from None
+
+
+def _read_limited(path: Path, limit: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise CollateralError(f"no collateral at {path}", reason=COLLATERAL_UNAVAILABLE) from None
+    except OSError as e:
+        raise CollateralError(
+            f"cannot read collateral at {path}: {e}", reason=COLLATERAL_UNAVAILABLE
+        ) from None
+    if len(data) > limit:
+        raise CollateralError(f"{path} is larger than {limit} bytes", reason=COLLATERAL_TOO_LARGE)
+    return data
+
+
+def _check_fmspc(collateral: Collateral, ids: _PlatformIds, where: str) -> Collateral:
+    if collateral.fmspc != ids.fmspc:
+        raise CollateralError(
+            f"{where} is for FMSPC {collateral.fmspc}, the quote's platform is {ids.fmspc}",
+            reason=COLLATERAL_UNAVAILABLE,
+        )
+    return collateral
+
+
+class FileCollateralSource:
+    """Collateral from a ``QuoteCollateralV3`` JSON file, or a directory of ``<FMSPC>.json``."""
+
+    def __init__(self, path: Path | str, *, max_bytes: int = MAX_COLLATERAL_BYTES) -> None:
+        self._path = Path(path)
+        self._max_bytes = max_bytes
+
+    def collateral_for(self, quote: Quote, now: datetime) -> Collateral:
+        ids = _platform_ids(quote)
+        path = self._path
+        if path.is_dir():
+            candidates = [path / f"{ids.fmspc}.json", path / f"{ids.fmspc.lower()}.json"]
+            path = next((p for p in candidates if p.is_file()), candidates[0])
+        collateral = Collateral.from_json(_read_limited(path, self._max_bytes))
+        return _check_fmspc(collateral, ids, str(path))
+
+
+class EvidenceCollateralSource:
+    """Collateral that came inside the evidence, as ``QuoteCollateralV3`` JSON."""
+
+    def __init__(self, collateral_json: str | bytes | Mapping[str, Any]) -> None:
+        self._document = collateral_json
+
+    @cached_property
+    def _collateral(self) -> Collateral:
+        if isinstance(self._document, Mapping):
+            return Collateral.from_mapping(self._document)
+        if len(self._document) > MAX_COLLATERAL_BYTES:
+            raise CollateralError(
+                f"collateral in evidence is larger than {MAX_COLLATERAL_BYTES} bytes",
+                reason=COLLATERAL_TOO_LARGE,
+            )
+        return Collateral.from_json(self._document)
+
+    def collateral_for(self, quote: Quote, now: datetime) -> Collateral:
+        return _check_fmspc(self._collateral, _platform_ids(quote), "the evidence's collateral")
+
+
+# --- PCCS / PCS ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Response:
+    body: bytes
+    headers: dict[str, str]  # lower-case names
+
+
+#: ``fetch(url, timeout, max_bytes) -> _Response``; raises CollateralError.
+Fetcher = Callable[[str, float, int], _Response]
+
+
+def _urllib_fetch(url: str, timeout: float, max_bytes: int) -> _Response:
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        raise CollateralError(f"refusing to fetch {url!r}", reason=COLLATERAL_UNAVAILABLE)
+    request = urllib.request.Request(url, headers={"Accept": "*/*"})  # noqa: S310 (checked)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (checked)
+            body = response.read(max_bytes + 1)
+            headers = {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as e:
+        raise CollateralError(
+            f"{url} answered HTTP {e.code} {e.reason}", reason=COLLATERAL_UNAVAILABLE
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:  # refused, DNS, timeout, TLS
+        raise CollateralError(f"cannot fetch {url}: {e}", reason=COLLATERAL_UNAVAILABLE) from None
+    if len(body) > max_bytes:
+        raise CollateralError(
+            f"{url} answered more than {max_bytes} bytes", reason=COLLATERAL_TOO_LARGE
+        )
+    return _Response(body, headers)
+
+
+class PccsCollateralSource:
+    """Collateral from a PCCS or Intel's PCS (API v4), cached on disk until its nextUpdate.
+
+    Fetches, for a TDX quote's FMSPC and PCK CA:
+    ``/tdx/certification/v4/tcb?fmspc=…`` (header ``TCB-Info-Issuer-Chain``),
+    ``/tdx/certification/v4/qe/identity`` (``SGX-Enclave-Identity-Issuer-Chain``),
+    ``/sgx/certification/v4/pckcrl?ca=…&encoding=der`` (``SGX-PCK-CRL-Issuer-Chain``)
+    and the root CA CRL from a PCCS's ``/sgx/certification/v4/rootcacrl``, else
+    from the URL in the root certificate's CRL distribution point. Issuer chains
+    are URL-encoded PEM. TCB info and QE identity are kept as the exact text
+    their signatures cover. A cached response is used while ``now`` is before
+    its nextUpdate; the clock is always the caller's.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        cache_dir: Path | str,
+        timeout: float = 10.0,
+        *,
+        max_response_bytes: int = MAX_COLLATERAL_BYTES,
+        fetch: Fetcher | None = None,
+    ) -> None:
+        base = base_url.rstrip("/")
+        for suffix in ("/sgx/certification/v4", "/tdx/certification/v4"):
+            base = base.removesuffix(suffix)
+        if urllib.parse.urlsplit(base).scheme not in ("http", "https"):
+            raise ValueError(f"PCCS URL must be http(s): {base_url!r}")
+        self._base = base
+        self._cache_dir = Path(cache_dir)
+        self._timeout = timeout
+        self._max_bytes = max_response_bytes
+        self._fetch = fetch or _urllib_fetch
+
+    def collateral_for(self, quote: Quote, now: datetime) -> Collateral:
+        ids = _platform_ids(quote)
+        tcb_chain, tcb_info, tcb_signature = self._signed_json(
+            f"tcb-{ids.fmspc}",
+            f"/tdx/certification/v4/tcb?fmspc={ids.fmspc}",
+            ("tcb-info-issuer-chain", "sgx-tcb-info-issuer-chain"),
+            "tcbInfo",
+            now,
+        )
+        qe_chain, qe_identity, qe_signature = self._signed_json(
+            "qe-identity",
+            "/tdx/certification/v4/qe/identity?update=standard",
+            ("sgx-enclave-identity-issuer-chain",),
+            "enclaveIdentity",
+            now,
+        )
+        pck_crl_response = self._cached(
+            f"pckcrl-{ids.ca}",
+            f"{self._base}/sgx/certification/v4/pckcrl?ca={ids.ca}&encoding=der",
+            now,
+            _crl_expiry,
+        )
+        pck_crl = _crl_bytes(pck_crl_response.body, "PCK CRL")
+        pck_crl_chain = _issuer_chain(pck_crl_response, ("sgx-pck-crl-issuer-chain",), "PCK CRL")
+        root_ca_crl = self._root_ca_crl(qe_chain, now)
+        collateral = Collateral(
+            pck_crl_issuer_chain=pck_crl_chain,
+            root_ca_crl=root_ca_crl,
+            pck_crl=pck_crl,
+            tcb_info_issuer_chain=tcb_chain,
+            tcb_info=tcb_info,
+            tcb_info_signature=tcb_signature,
+            qe_identity_issuer_chain=qe_chain,
+            qe_identity=qe_identity,
+            qe_identity_signature=qe_signature,
+        )
+        return _check_fmspc(collateral, ids, f"TCB info from {self._base}")
+
+    def _signed_json(
+        self, key: str, path: str, headers: tuple[str, ...], member: str, now: datetime
+    ) -> tuple[str, str, bytes]:
+        """Issuer chain, exact text of ``member``, and signature of a TCB info / QE identity."""
+
+        def expiry(response: _Response) -> datetime:
+            text, _ = _member_text(response.body, member)
+            return _signed_document(text, member, ())[1]
+
+        response = self._cached(key, f"{self._base}{path}", now, expiry)
+        text, signature = _member_text(response.body, member)
+        return _issuer_chain(response, headers, member), text, signature
+
+    def _root_ca_crl(self, issuer_chain: str, now: datetime) -> bytes:
+        try:
+            response = self._cached(
+                "rootcacrl", f"{self._base}/sgx/certification/v4/rootcacrl", now, _crl_expiry
+            )
+        except CollateralError as pccs_error:
+            # Intel's PCS has no rootcacrl endpoint: the root names where its CRL is.
+            url = _crl_distribution_point(_pem_chain(issuer_chain, "issuer chain")[-1])
+            if url is None:
+                raise pccs_error
+            response = self._cached("rootcacrl-dp", url, now, _crl_expiry)
+        return _crl_bytes(response.body, "root CA CRL")
+
+    def _cached(
+        self, key: str, url: str, now: datetime, expiry: Callable[[_Response], datetime]
+    ) -> _Response:
+        """The response for ``url``: from the cache while before its expiry, else fetched."""
+        path = self._cache_dir / f"{key}.json"
+        cached = _load_cached(path, url)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        response = self._fetch(url, self._timeout, self._max_bytes)
+        expires = expiry(response)  # raises collateral_malformed on garbage
+        if now >= expires:
+            raise CollateralError(
+                f"{url} served collateral that expired at {expires.isoformat()}",
+                reason=COLLATERAL_EXPIRED,
+            )
+        _store_cached(path, url, response, expires)
+        return response
+
+
+def _member_text(body: bytes, member: str) -> tuple[str, bytes]:
+    """The exact JSON text of ``member`` in a PCS response, and its hex ``signature``.
+
+    Intel signs the member's bytes as served, so they are cut out, not re-encoded.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _malformed(f"the {member} response is not UTF-8") from None
+    decoder = json.JSONDecoder()
+    members: dict[str, tuple[int, int, Any]] = {}
+    try:
+        index = _skip_space(text, 0)
+        if text[index : index + 1] != "{":
+            raise ValueError("not a JSON object")
+        index = _skip_space(text, index + 1)
+        while text[index : index + 1] != "}":
+            name, index = json.decoder.scanstring(text, index + 1)  # type: ignore[attr-defined]
+            index = _skip_space(text, index)
+            if text[index : index + 1] != ":":
+                raise ValueError("expected ':'")
+            start = _skip_space(text, index + 1)
+            value, end = decoder.raw_decode(text, start)
+            members[name] = (start, end, value)
+            index = _skip_space(text, end)
+            if text[index : index + 1] == ",":
+                index = _skip_space(text, index + 1)
+        if text[index + 1 :].strip():
+            raise ValueError("data after the JSON object")
+    except (ValueError, IndexError) as e:
+        raise _malformed(f"the {member} response is not a JSON object: {e}") from None
+    if member not in members or not isinstance(members[member][2], dict):
+        raise _malformed(f"the response has no {member} object")
+    signature = members.get("signature", (0, 0, None))[2]
+    try:
+        signature_bytes = bytes.fromhex(signature)
+    except (TypeError, ValueError):
+        raise _malformed(f"the {member} response has no hex signature") from None
+    start, end, _ = members[member]
+    return text[start:end], signature_bytes
+
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _issuer_chain(response: _Response, names: tuple[str, ...], what: str) -> str:
+    for name in names:
+        if name in response.headers:
+            chain = urllib.parse.unquote(response.headers[name])
+            _pem_chain(chain, f"{what} issuer chain")
+            return chain
+    raise _malformed(f"the {what} response has no {names[0]} header")
+
+
+def _crl_bytes(body: bytes, what: str) -> bytes:
+    """A CRL as DER, whether served as DER, PEM or (as a PCCS serves the root CA CRL) hex."""
+    stripped = body.strip()
+    if stripped.startswith(b"-----BEGIN X509 CRL-----"):
+        try:
+            return x509.load_pem_x509_crl(stripped).public_bytes(Encoding.DER)
+        except ValueError:
+            raise _malformed(f"the {what} is not a PEM CRL") from None
+    if stripped[:1] != b"\x30":
+        try:
+            stripped = bytes.fromhex(stripped.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise _malformed(f"the {what} is neither DER nor hex") from None
+    _crl_next_update(stripped, what)
+    return stripped
+
+
+def _crl_expiry(response: _Response) -> datetime:
+    return _crl_next_update(_crl_bytes(response.body, "CRL"), "CRL")
+
+
+def _crl_distribution_point(cert: x509.Certificate) -> str | None:
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return None
+    for point in points:
+        for name in point.full_name or ():
+            if isinstance(name, x509.UniformResourceIdentifier):
+                return name.value
+    return None
+
+
+_CACHE_FORMAT = "attestd-pccs-cache/1"
+
+
+def _load_cached(path: Path, url: str) -> tuple[_Response, datetime] | None:
+    """A cached response for ``url`` and its expiry; None when absent, stale-keyed or damaged."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document["format"] != _CACHE_FORMAT or document["url"] != url:
+            return None
+        response = _Response(bytes.fromhex(document["body"]), dict(document["headers"]))
+        return response, _parse_time(document["expires"], "cache expiry")
+    except (OSError, ValueError, KeyError, TypeError, CollateralError):
+        return None
+
+
+def _store_cached(path: Path, url: str, response: _Response, expires: datetime) -> None:
+    document = {
+        "format": _CACHE_FORMAT,
+        "url": url,
+        "expires": expires.astimezone(UTC).isoformat(),
+        "headers": response.headers,
+        "body": response.body.hex(),
+    }
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(document), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written costs a refetch, nothing more

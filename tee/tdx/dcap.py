@@ -1,0 +1,205 @@
+"""DCAP appraisal of a TDX quote with its collateral, by dcap-qvl: signatures, CRLs, TCB status.
+
+    >>> from attestd.tee.tdx.dcap import DcapOptions, verify_with_collateral
+    >>> result = verify_with_collateral(raw, collateral, DcapOptions(now=now))  # Intel's root
+    >>> result.status, result.advisory_ids            # ("UpToDate", ())
+    >>> verify_with_collateral(raw, sim.collateral(), DcapOptions(now, root=sim.trust_root()))
+
+dcap-qvl checks the PCK chain, the QE report and quote signatures, the TCB info
+and QE identity signatures and dates, both CRLs, and finds the platform's TCB
+level. A quote it refuses raises :class:`DcapVerificationError` whose
+``reason`` is one of:
+
+- ``untrusted_root``: the quote's PCK chain does not end at the chosen root,
+  or collateral does not chain to it;
+- ``collateral_expired``: a CRL, the TCB info or the QE identity is past its
+  nextUpdate at ``now`` (``collateral_not_yet_valid`` for one issued after it);
+- ``tcb_revoked``: the platform's TCB level is Revoked;
+- ``certificate_revoked``: a certificate of the PCK chain is on a CRL;
+- ``certificate_expired``: a certificate is outside its validity at ``now``;
+- ``quote_signature_invalid``, ``qe_report_signature_invalid``,
+  ``attestation_key_binding_invalid``: as in :mod:`attestd.tee.tdx.verify`;
+- ``collateral_signature_invalid``: TCB info or QE identity not signed by its issuer;
+- ``collateral_mismatch``: the collateral is for another platform or quoting enclave,
+  or names no TCB level of this one;
+- ``collateral_malformed``: collateral dcap-qvl cannot read;
+- ``dcap_verification_failed``: anything else, with dcap-qvl's message.
+
+A malformed quote raises :class:`~attestd.tee.errors.QuoteFormatError` first.
+The TCB statuses are Intel's, spelled as in Intel's TCB info JSON whatever
+spelling dcap-qvl reports: ``UpToDate``, ``SWHardeningNeeded``,
+``ConfigurationNeeded``, ``ConfigurationAndSWHardeningNeeded``, ``OutOfDate``,
+``OutOfDateConfigurationNeeded``; ``Revoked`` is never returned, it is
+``tcb_revoked``. Whether a status other than UpToDate is acceptable is policy.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import dcap_qvl
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from attestd.tee.errors import QuoteVerificationError
+from attestd.tee.tdx.abi import parse_quote
+from attestd.tee.tdx.collateral import Collateral
+from attestd.tee.tdx.verify import intel_sgx_root_ca
+
+INTEL: Literal["intel"] = "intel"
+
+UP_TO_DATE = "UpToDate"
+SW_HARDENING_NEEDED = "SWHardeningNeeded"
+CONFIGURATION_NEEDED = "ConfigurationNeeded"
+CONFIGURATION_AND_SW_HARDENING_NEEDED = "ConfigurationAndSWHardeningNeeded"
+OUT_OF_DATE = "OutOfDate"
+OUT_OF_DATE_CONFIGURATION_NEEDED = "OutOfDateConfigurationNeeded"
+REVOKED = "Revoked"
+TCB_STATUSES = (
+    UP_TO_DATE,
+    SW_HARDENING_NEEDED,
+    CONFIGURATION_NEEDED,
+    CONFIGURATION_AND_SW_HARDENING_NEEDED,
+    OUT_OF_DATE,
+    OUT_OF_DATE_CONFIGURATION_NEEDED,
+    REVOKED,
+)
+# Both of dcap-qvl's spellings ("OutOfDate", "OUT_OF_DATE") fold to one key; "OK" is UpToDate.
+_STATUS_BY_KEY = {s.lower(): s for s in TCB_STATUSES} | {"ok": UP_TO_DATE}
+
+UNTRUSTED_ROOT = "untrusted_root"
+COLLATERAL_EXPIRED = "collateral_expired"
+COLLATERAL_NOT_YET_VALID = "collateral_not_yet_valid"
+TCB_REVOKED = "tcb_revoked"
+CERTIFICATE_REVOKED = "certificate_revoked"
+CERTIFICATE_EXPIRED = "certificate_expired"
+QUOTE_SIGNATURE_INVALID = "quote_signature_invalid"
+QE_REPORT_SIGNATURE_INVALID = "qe_report_signature_invalid"
+ATTESTATION_KEY_BINDING_INVALID = "attestation_key_binding_invalid"
+COLLATERAL_SIGNATURE_INVALID = "collateral_signature_invalid"
+COLLATERAL_MISMATCH = "collateral_mismatch"
+COLLATERAL_MALFORMED = "collateral_malformed"
+DCAP_VERIFICATION_FAILED = "dcap_verification_failed"
+
+# dcap-qvl (0.7) reports failures as text: the first fragment found (in lower
+# case) decides the reason. Order matters: "TCB status is invalid: Revoked"
+# before anything that says "invalid", "CrlExpired" before "expired".
+_REASONS: tuple[tuple[str, str], ...] = (
+    ("tcb status is invalid: revoked", TCB_REVOKED),
+    ("certrevoked", CERTIFICATE_REVOKED),
+    ("crlexpired", COLLATERAL_EXPIRED),
+    ("certificate revocation list expired", COLLATERAL_EXPIRED),
+    ("tcbinfo expired", COLLATERAL_EXPIRED),
+    ("collateral expired", COLLATERAL_EXPIRED),
+    ("qe identity expired", COLLATERAL_EXPIRED),
+    ("qeidentity expired", COLLATERAL_EXPIRED),
+    ("issue date is in the future", COLLATERAL_NOT_YET_VALID),
+    ("certexpired", CERTIFICATE_EXPIRED),
+    ("certnotvalidyet", CERTIFICATE_EXPIRED),
+    ("unknownissuer", UNTRUSTED_ROOT),
+    ("invalidcrlsignatureforpublickey", UNTRUSTED_ROOT),
+    ("isv enclave report signature is invalid", QUOTE_SIGNATURE_INVALID),
+    ("signature is invalid for qe_report", QE_REPORT_SIGNATURE_INVALID),
+    ("qe report hash mismatch", ATTESTATION_KEY_BINDING_INVALID),
+    ("signature is invalid for tcb_info", COLLATERAL_SIGNATURE_INVALID),
+    ("signature is invalid for qe_identity", COLLATERAL_SIGNATURE_INVALID),
+    ("fmspc mismatch", COLLATERAL_MISMATCH),
+    ("mismatch", COLLATERAL_MISMATCH),
+    ("no matching tcb level", COLLATERAL_MISMATCH),
+    ("non-tdx tcb info", COLLATERAL_MISMATCH),
+    ("failed to decode tcbinfo", COLLATERAL_MALFORMED),
+    ("failed to parse", COLLATERAL_MALFORMED),
+    ("should be valid json", COLLATERAL_MALFORMED),
+)
+
+
+class DcapVerificationError(QuoteVerificationError):
+    """dcap-qvl refused the quote; ``reason`` says why (see the module docstring)."""
+
+    reason = DCAP_VERIFICATION_FAILED
+
+
+@dataclass(frozen=True)
+class DcapOptions:
+    """The clock (timezone-aware) and the root: Intel's, or a given certificate."""
+
+    now: datetime
+    root: Literal["intel"] | x509.Certificate = INTEL
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("DcapOptions.now must be timezone-aware")
+        if self.root != INTEL and not isinstance(self.root, x509.Certificate):
+            raise ValueError('DcapOptions.root must be "intel" or an x509.Certificate')
+
+    @property
+    def root_certificate(self) -> x509.Certificate:
+        return intel_sgx_root_ca() if self.root == INTEL else self.root  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DcapResult:
+    """An accepted quote's TCB status (Intel's spelling) and the advisories that apply."""
+
+    status: str
+    advisory_ids: tuple[str, ...]
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.status == UP_TO_DATE
+
+
+def normalise_status(status: str) -> str:
+    """Intel's spelling of a TCB status, from either of dcap-qvl's; ValueError if unknown."""
+    try:
+        return _STATUS_BY_KEY[status.replace("_", "").lower()]
+    except KeyError:
+        raise ValueError(f"unknown TCB status {status!r}") from None
+
+
+def reason_for(message: str) -> str:
+    """The stable reason for one of dcap-qvl's error messages."""
+    text = message.lower()
+    return next(
+        (reason for fragment, reason in _REASONS if fragment in text), DCAP_VERIFICATION_FAILED
+    )
+
+
+def verify_with_collateral(
+    quote: bytes,
+    collateral: Collateral | dcap_qvl.QuoteCollateralV3,
+    options: DcapOptions,
+) -> DcapResult:
+    """Appraise ``quote`` with ``collateral`` at ``options.now`` under ``options.root``."""
+    parsed = parse_quote(quote)  # QuoteFormatError on malformed bytes, before dcap-qvl
+    root = options.root_certificate
+    root_der = root.public_bytes(Encoding.DER)
+    quoted_root = parsed.pck_chain()[-1].public_bytes(Encoding.DER)
+    if not hmac.compare_digest(quoted_root, root_der):
+        subject = parsed.pck_chain()[-1].subject.rfc4514_string()
+        raise DcapVerificationError(
+            f"the PCK chain ends at {subject!r}, not at {root.subject.rfc4514_string()!r}",
+            reason=UNTRUSTED_ROOT,
+        )
+    if isinstance(collateral, Collateral):
+        collateral = collateral.to_dcap()
+    now_secs = int(options.now.timestamp())
+    raw = parsed.to_bytes()  # without the zero padding a kernel buffer may add
+    try:
+        if options.root == INTEL:
+            report = dcap_qvl.verify(raw, collateral, now_secs)
+        else:
+            report = dcap_qvl.verify_with_root_ca(raw, collateral, root_der, now_secs)
+    except ValueError as e:
+        message = str(e).replace("\n", " ")
+        raise DcapVerificationError(f"dcap-qvl: {message}", reason=reason_for(message)) from None
+    try:
+        status = normalise_status(report.status)
+    except ValueError as e:
+        raise DcapVerificationError(str(e), reason=DCAP_VERIFICATION_FAILED) from None
+    if status == REVOKED:
+        raise DcapVerificationError("the platform's TCB level is Revoked", reason=TCB_REVOKED)
+    return DcapResult(status, tuple(str(a) for a in report.advisory_ids))
