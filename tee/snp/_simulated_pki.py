@@ -1,0 +1,225 @@
+"""The simulated AMD PKI: ARK → ASK → VCEK, shaped like AMD's and named NOT AMD.
+
+Like AMD's: RSA-4096 ARK and ASK, every certificate signed with RSA-PSS
+(SHA-384, MGF1-SHA-384, salt 48), an ECDSA P-384 VCEK carrying AMD's KDS
+extensions (product name, boot loader/TEE/SNP/microcode SPLs, hwID), so the
+same verifier code runs over it. Unlike AMD's: the ARK is generated per state
+directory, so nothing it signs chains to AMD, and the VCEK has a positive
+serial. Keys are unencrypted PKCS#8 PEM, 0600, in a 0700 directory: the
+simulator protects nothing a real TEE would, and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import NameOID
+
+from attestd.tee.errors import DeviceError, QuoteVerificationError
+from attestd.tee.snp import verify
+from attestd.tee.snp.abi import MILAN, TcbVersion
+
+PRODUCT = MILAN
+PRODUCT_NAME = "Milan-B0"
+#: The TCB the simulated firmware runs and its VCEK certifies (Milan layout).
+TCB = TcbVersion(bootloader=4, tee=0, snp=22, microcode=213)
+
+ARK_NAME = "attestd Simulated ARK-Milan \u2014 NOT AMD"
+ASK_NAME = "attestd Simulated SEV-Milan \u2014 NOT AMD"
+VCEK_NAME = "attestd Simulated SEV-VCEK \u2014 NOT AMD"
+ORGANIZATION = "attestd (simulated)"
+
+# A fixed window, like AMD's long-lived roots, so one `now` serves both
+# simulated and recorded real reports in tests.
+NOT_VALID_BEFORE = datetime(2024, 1, 1, tzinfo=UTC)
+NOT_VALID_AFTER = datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+_AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+_STEMS = ("ark", "ask", "vcek")
+
+
+@dataclass(frozen=True)
+class SimulatedPki:
+    """The keys and certificates of one simulated AMD platform."""
+
+    ark_key: rsa.RSAPrivateKey
+    ark: x509.Certificate
+    ask_key: rsa.RSAPrivateKey
+    ask: x509.Certificate
+    vcek_key: ec.EllipticCurvePrivateKey
+    vcek: x509.Certificate
+
+    @property
+    def chip_id(self) -> bytes:
+        """The 64-byte CHIP_ID the VCEK's hwID names."""
+        hwid = verify.vcek_extensions(self.vcek).hwid
+        assert hwid is not None
+        return hwid
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+        ]
+    )
+
+
+def _der_int(value: int) -> bytes:
+    """A DER INTEGER 0..255, as AMD encodes each SPL."""
+    return b"\x02\x01" + bytes([value]) if value < 0x80 else b"\x02\x02\x00" + bytes([value])
+
+
+def _amd_extensions(chip_id: bytes) -> list[x509.UnrecognizedExtension]:
+    product = PRODUCT_NAME.encode()
+    values = [
+        (verify.OID_STRUCT_VERSION, _der_int(0)),
+        (verify.OID_PRODUCT_NAME, b"\x16" + bytes([len(product)]) + product),
+        (verify.OID_BL_SPL, _der_int(TCB.bootloader)),
+        (verify.OID_TEE_SPL, _der_int(TCB.tee)),
+        *((x509.ObjectIdentifier(f"1.3.6.1.4.1.3704.1.3.{i}"), _der_int(0)) for i in range(4, 8)),
+        (verify.OID_SNP_SPL, _der_int(TCB.snp)),
+        (verify.OID_UCODE_SPL, _der_int(TCB.microcode)),
+        (verify.OID_HWID, chip_id),  # raw, without an OCTET STRING tag, as AMD's KDS does
+    ]
+    return [x509.UnrecognizedExtension(oid, value) for oid, value in values]
+
+
+def _certificate(
+    subject: str,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    issuer: x509.Certificate | None,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    is_ca: bool,
+    extra: list[x509.UnrecognizedExtension] | None = None,
+) -> x509.Certificate:
+    issuer_name = issuer.subject if issuer is not None else _name(subject)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOT_VALID_BEFORE)
+        .not_valid_after(NOT_VALID_AFTER)
+    )
+    if is_ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0),
+            critical=True,
+        ).add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    for ext in extra or []:
+        builder = builder.add_extension(ext, critical=False)
+    return builder.sign(issuer_key, hashes.SHA384(), rsa_padding=_AMD_PSS)
+
+
+def generate() -> SimulatedPki:
+    """A fresh simulated platform with a random CHIP_ID. Slow: two RSA-4096 keys."""
+    ark_key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    ark = _certificate(ARK_NAME, ark_key.public_key(), None, ark_key, is_ca=True)
+    ask_key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    ask = _certificate(ASK_NAME, ask_key.public_key(), ark, ark_key, is_ca=True)
+    vcek_key = ec.generate_private_key(ec.SECP384R1())
+    extensions = _amd_extensions(secrets.token_bytes(64))
+    vcek = _certificate(VCEK_NAME, vcek_key.public_key(), ask, ask_key, False, extensions)
+    return SimulatedPki(ark_key, ark, ask_key, ask, vcek_key, vcek)
+
+
+def save(pki: SimulatedPki, directory: Path) -> None:
+    """Write every key (0600) and certificate; the caller makes ``directory`` 0700."""
+    pairs = {"ark": (pki.ark_key, pki.ark), "ask": (pki.ask_key, pki.ask)}
+    for stem, (key, cert) in pairs.items():
+        write_atomic(directory / f"{stem}.key.pem", _key_pem(key), 0o600)
+        write_atomic(directory / f"{stem}.pem", _cert_pem(cert), 0o644)
+    write_atomic(directory / "vcek.pem", _cert_pem(pki.vcek), 0o644)
+    # Written last: its presence is what `exists` tests, so a crash mid-way regenerates all.
+    write_atomic(directory / "vcek.key.pem", _key_pem(pki.vcek_key), 0o600)
+
+
+def exists(directory: Path) -> bool:
+    return (directory / "vcek.key.pem").exists()
+
+
+def load(directory: Path) -> SimulatedPki:
+    """Read what :func:`save` wrote; a missing or damaged file is a DeviceError."""
+    try:
+        certs = {
+            stem: x509.load_pem_x509_certificate((directory / f"{stem}.pem").read_bytes())
+            for stem in _STEMS
+        }
+        ark_key = _load_rsa_key(directory / "ark.key.pem")
+        ask_key = _load_rsa_key(directory / "ask.key.pem")
+        vcek_key = _load_ec_key(directory / "vcek.key.pem")
+        pki = SimulatedPki(ark_key, certs["ark"], ask_key, certs["ask"], vcek_key, certs["vcek"])
+        pki.chip_id  # noqa: B018 - a VCEK without a hwID is damage, found now
+    except (OSError, ValueError, TypeError, AssertionError, QuoteVerificationError) as e:
+        raise DeviceError(f"simulated SEV-SNP PKI in {directory} is unreadable: {e}") from e
+    return pki
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _load_rsa_key(path: Path) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError(f"{path.name} is not an RSA private key")
+    return key
+
+
+def _load_ec_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{path.name} is not an EC private key")
+    return key
+
+
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
+
+    Write a temporary file, fsync it, rename it over the target, fsync the directory.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(fd, mode)  # exactly this mode, whatever the umask
+        f.write(data)
+        f.flush()
+        os.fsync(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
