@@ -1,0 +1,203 @@
+"""Where a report's VCEK comes from: the evidence, an offline store, or AMD's KDS.
+
+    >>> from attestd.tee.snp.kds import VcekSource, get_vcek
+    >>> source = VcekSource(offline_store=Path("/etc/attestd/vcek"),
+    ...                     kds_base_url=KDS_BASE_URL, cache_dir=Path("/var/cache/attestd/kds"))
+    >>> vcek = get_vcek(report, "Milan", source, certificate_table=auxblob)
+
+Sources are tried in a fixed order: the certificate table that came with the
+report, the offline store (``<chip_id hex>-<reported_tcb as 16 hex>.der``), the
+disk cache, and AMD's Key Distribution Service, which is asked only when a base
+URL is configured. Where a certificate comes from does not matter for trust:
+:func:`attestd.tee.snp.verify.verify_report` checks it up to a trusted ARK and
+against the report's chip and TCB. The KDS URL follows AMD's VCEK specification
+(publication 57230) as go-sev-guest's ``kds`` builds it; Turin identifies a chip
+by the first 8 bytes of CHIP_ID and adds ``fmcSPL``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from attestd.tee.errors import QuoteVerificationError, TeeError
+from attestd.tee.snp.abi import TURIN, AttestationReport, CertKind, TcbVersion, parse_cert_table
+from attestd.tee.snp.verify import TURIN_HWID_SIZE, load_certificate
+
+KDS_BASE_URL = "https://kdsintf.amd.com"
+DEFAULT_TIMEOUT_S = 10.0
+#: A VCEK is about 1.4 KB; anything far larger is not one.
+MAX_CERTIFICATE_BYTES = 64 * 1024
+
+
+class VcekUnavailableError(TeeError):
+    """No source could provide the VCEK (or VLEK) for a report; the message says what was tried."""
+
+    reason = "vcek_unavailable"
+
+
+@dataclass(frozen=True)
+class VcekSource:
+    """Which sources :func:`get_vcek` may use, in its fixed order.
+
+    ``kds_base_url=None`` keeps verification offline; ``cache_dir`` keeps what
+    the KDS answered, keyed by URL, so each chip and TCB is fetched once.
+    """
+
+    use_certificate_table: bool = True
+    offline_store: Path | None = None
+    cache_dir: Path | None = None
+    kds_base_url: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_bytes: int = MAX_CERTIFICATE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.kds_base_url is not None:
+            scheme = urllib.parse.urlsplit(self.kds_base_url).scheme
+            if scheme not in ("https", "http"):
+                raise ValueError(f"kds_base_url must be an http(s) URL, not {self.kds_base_url!r}")
+        if self.timeout_s <= 0 or self.max_bytes <= 0:
+            raise ValueError("timeout_s and max_bytes must be positive")
+
+
+def vcek_url(
+    product: str, chip_id: bytes, reported_tcb: int, *, base_url: str = KDS_BASE_URL
+) -> str:
+    """The KDS URL of the VCEK for this chip at this reported TCB."""
+    tcb = TcbVersion.decode(reported_tcb, product)
+    spls = {
+        "blSPL": tcb.bootloader,
+        "teeSPL": tcb.tee,
+        "snpSPL": tcb.snp,
+        "ucodeSPL": tcb.microcode,
+    }
+    hwid = chip_id
+    if product == TURIN:
+        hwid = chip_id[:TURIN_HWID_SIZE]
+        spls = {"fmcSPL": tcb.fmc or 0, **spls}
+    query = "&".join(f"{k}={v}" for k, v in spls.items())
+    return f"{base_url.rstrip('/')}/vcek/v1/{product}/{hwid.hex()}?{query}"
+
+
+def offline_path(store: Path, chip_id: bytes, reported_tcb: int) -> Path:
+    """Where an offline store keeps the VCEK of this chip at this TCB."""
+    return Path(store) / f"{chip_id.hex()}-{reported_tcb:016x}.der"
+
+
+def cache_path(cache_dir: Path, url: str) -> Path:
+    """The cache file for ``url``: its SHA-256, so any URL makes a safe file name."""
+    return Path(cache_dir) / f"{hashlib.sha256(url.encode()).hexdigest()}.der"
+
+
+def get_vcek(
+    report: AttestationReport,
+    product: str,
+    source: VcekSource,
+    *,
+    certificate_table: bytes | None = None,
+) -> x509.Certificate:
+    """The VCEK (or VLEK) for ``report`` from the first source that has it."""
+    tried: list[str] = []
+    if source.use_certificate_table and certificate_table:
+        table = parse_cert_table(certificate_table)
+        for kind in (CertKind.VCEK, CertKind.VLEK):
+            if kind in table:
+                return _certificate(table[kind], f"the certificate table's {kind.value}")
+        tried.append("the certificate table (no VCEK or VLEK entry)")
+    if source.offline_store is not None:
+        path = offline_path(source.offline_store, report.chip_id, report.reported_tcb)
+        data = _read_file(path, source.max_bytes)
+        if data is not None:
+            return _certificate(data, str(path))
+        tried.append(f"offline store ({path} absent)")
+    if source.kds_base_url is None and source.cache_dir is None:
+        tried.append("AMD KDS (no base URL configured)")
+        raise VcekUnavailableError(f"no VCEK for this report; tried {'; '.join(tried)}")
+    url = vcek_url(
+        product, report.chip_id, report.reported_tcb, base_url=source.kds_base_url or KDS_BASE_URL
+    )
+    return fetch_vcek(url, source, tried=tried)
+
+
+def fetch_vcek(url: str, source: VcekSource, *, tried: list[str] | None = None) -> x509.Certificate:
+    """The certificate at ``url``, from the cache when there, else fetched and cached."""
+    tried = list(tried or [])
+    if source.cache_dir is not None:
+        path = cache_path(source.cache_dir, url)
+        data = _read_file(path, source.max_bytes)
+        if data is not None:
+            try:
+                return load_certificate(data)
+            except ValueError:
+                pass  # a damaged cache entry is refetched and replaced
+        tried.append(f"cache ({path.name} absent or damaged)")
+    if source.kds_base_url is None:
+        tried.append("AMD KDS (no base URL configured)")
+        raise VcekUnavailableError(f"no VCEK for this report; tried {'; '.join(tried)}")
+    data = _download(url, source)
+    cert = _certificate(data, url)
+    if source.cache_dir is not None:
+        _write_cache(cache_path(source.cache_dir, url), data)
+    return cert
+
+
+def _download(url: str, source: VcekSource) -> bytes:
+    if urllib.parse.urlsplit(url).scheme not in ("https", "http"):
+        raise VcekUnavailableError(f"refusing to fetch {url!r}: not an http(s) URL")
+    # The scheme is checked just above, so urllib's file: and custom handlers never run.
+    request = urllib.request.Request(url, headers={"Accept": "application/pkix-cert"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=source.timeout_s) as response:  # noqa: S310
+            data: bytes = response.read(source.max_bytes + 1)
+    except urllib.error.HTTPError as e:
+        hint = " (AMD's KDS rate-limits; retry later)" if e.code == 429 else ""
+        raise VcekUnavailableError(f"KDS answered {e.code} {e.reason} for {url}{hint}") from e
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise VcekUnavailableError(f"cannot fetch {url}: {e}") from e
+    if len(data) > source.max_bytes:
+        raise VcekUnavailableError(f"{url} answered more than {source.max_bytes} bytes")
+    return data
+
+
+def _certificate(data: bytes, origin: str) -> x509.Certificate:
+    try:
+        return load_certificate(data)
+    except ValueError as e:
+        raise QuoteVerificationError(
+            f"{origin} is not a certificate: {e}", reason="vcek_chain_invalid"
+        ) from e
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise VcekUnavailableError(f"cannot read {path}: {e}") from e
+    if len(data) > max_bytes:
+        raise VcekUnavailableError(f"{path} is larger than {max_bytes} bytes")
+    return data
+
+
+def _write_cache(path: Path, data: bytes) -> None:
+    """Write atomically (temporary file, fsync, rename); a failed write only costs a refetch."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(fd)
+        os.replace(tmp, path)
+    except OSError:
+        return
