@@ -15,7 +15,7 @@ import struct
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -254,14 +254,16 @@ class Outcome:
     inputs: int = 0
     accepted: int = 0
     seconds: float = 0.0
-    failures: list[str] | None = None
+    failures: list[tuple[bytes, str]] = field(default_factory=list)  # (input, traceback)
+
+    def report(self) -> str:
+        return "\n\n".join(f"input {data.hex()}\n{tb}" for data, tb in self.failures)
 
 
 def run(target: Target, inputs: int, seed: int, *, keep: int = 3) -> Outcome:
     """Feed ``inputs`` inputs; collect (up to ``keep``) escapes other than the allowed error."""
     mutate = Mutator(target, seed)
-    outcome = Outcome(failures=[])
-    assert outcome.failures is not None
+    outcome = Outcome()
     start = time.perf_counter()
     for _ in range(inputs):
         data = mutate()
@@ -272,7 +274,7 @@ def run(target: Target, inputs: int, seed: int, *, keep: int = 3) -> Outcome:
             continue
         except Exception:  # the property under test: nothing else gets out
             if len(outcome.failures) < keep:
-                outcome.failures.append(f"input {data.hex()}\n{traceback.format_exc()}")
+                outcome.failures.append((data, traceback.format_exc()))
             continue
         outcome.accepted += 1
     outcome.seconds = time.perf_counter() - start
@@ -301,4 +303,4 @@ def test_100k_inputs_raise_nothing_but_format_errors(
     assert outcome.inputs >= INPUTS
     # Some mutants must survive, or the mutator only ever tests the first check.
     assert outcome.accepted > INPUTS // 1000
-    assert not outcome.failures, "\n\n".join(outcome.failures or ())
+    assert not outcome.failures, outcome.report()
