@@ -341,19 +341,20 @@ def issue_collateral(
     next_update: datetime,
     tcb: PlatformTcb = PLATFORM_TCB,
     qe: QuotingEnclave = SIMULATED_QE,
+    tcb_status: str = "UpToDate",
 ) -> dict[str, str]:
     """DCAP collateral for ``pki``'s platform, in dcap-qvl's ``QuoteCollateralV3`` JSON shape.
 
     Like Intel's: TCB info (v3, id TDX) and QE identity (v2, id TD_QE) as compact
     JSON, each signed (raw r||s, hex) by a fresh TCB signing certificate under the
     root; the root CA CRL and the PCK (platform CA) CRL as hex DER; issuer chains
-    as PEM. The platform's own TCB is UpToDate; anything lower is OutOfDate.
+    as PEM. The platform's own TCB has ``tcb_status``; anything lower is OutOfDate.
     """
     signing_key = ec.generate_private_key(ec.SECP256R1())
     signing = _certificate(
         TCB_SIGNING_NAME, signing_key, pki.root_ca, pki.root_ca_key, None, is_ca=False
     )
-    tcb_info = _compact_json(_tcb_info(tcb, issue_date, next_update))
+    tcb_info = _compact_json(_tcb_info(tcb, issue_date, next_update, tcb_status))
     qe_identity = _compact_json(_qe_identity(qe, issue_date, next_update))
     signing_chain = _pem(signing, pki.root_ca)
     return {
@@ -387,7 +388,9 @@ def _svns(values: bytes) -> list[dict[str, int]]:
     return [{"svn": v} for v in values]
 
 
-def _tcb_info(tcb: PlatformTcb, issue_date: datetime, next_update: datetime) -> dict[str, Any]:
+def _tcb_info(
+    tcb: PlatformTcb, issue_date: datetime, next_update: datetime, status: str
+) -> dict[str, Any]:
     issued = _timestamp(issue_date)
     zero_signer = bytes(48).hex().upper()
     module = {"mrsigner": zero_signer, "attributes": "0000000000000000"}
@@ -424,7 +427,7 @@ def _tcb_info(tcb: PlatformTcb, issue_date: datetime, next_update: datetime) -> 
                     "tdxtcbcomponents": _svns(tcb.tee_tcb_svn),
                 },
                 "tcbDate": issued,
-                "tcbStatus": "UpToDate",
+                "tcbStatus": status,
             },
             {
                 "tcb": {
