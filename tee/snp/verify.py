@@ -105,6 +105,7 @@ def load_certificate(data: bytes) -> x509.Certificate:
     AMD issues every VCEK with serial number 0, which RFC 5280 forbids and
     cryptography (>= 42) warns about on load. attestd knows and accepts this
     for AMD certificates, so that one warning, and only it, is silenced here.
+    (Reading ``.serial_number`` of such a certificate warns again; attestd never does.)
     """
     with warnings.catch_warnings():
         warnings.filterwarnings(
