@@ -305,10 +305,15 @@ def parse_event_log(data: bytes) -> EventLog:
 
 
 def _only_fill_from(data: bytes, offset: int) -> bool:
-    """Whether ``data[offset:]`` is all 0xFF or all 0x00 (no record is either)."""
-    first = data[offset]
-    # Only records of MRTD start with a zero byte, so the comparison is rare.
-    return first in (0x00, 0xFF) and data.endswith(bytes((first,)) * (len(data) - offset))
+    """Whether ``data[offset:]`` is all 0xFF or all 0x00, which no record is."""
+    fill = data[offset : offset + 1]
+    if fill not in (b"\x00", b"\xff"):
+        return False
+    # A record's first 12 bytes hold an index below 0xFF and a non-zero digest count,
+    # so this short look rules out every record, and the full comparison runs at most
+    # once per log: the parse stays linear however many records start with a zero.
+    head = data[offset : offset + 12]
+    return head == fill * len(head) and data.endswith(fill * (len(data) - offset))
 
 
 def _read_spec_id_event(r: _Reader) -> SpecIdEvent:

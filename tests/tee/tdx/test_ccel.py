@@ -233,6 +233,14 @@ def test_anything_but_uniform_fill_after_the_log_is_refused(
     assert e.value.offset >= end
 
 
+def test_records_full_of_zero_bytes_are_records_not_fill() -> None:
+    mrtd = event2(0, 0, b"", ((SHA384, bytes(48)),))
+    assert mrtd.count(0) == len(mrtd) - 2  # only the digest count and algorithm id are not zero
+    log = parse_event_log(HEADER + mrtd * 2000 + bytes(100))
+    assert len(log.events) == 2000
+    assert replay_rtmrs(log) == (bytes(48),) * 4  # MRTD records extend no RTMR
+
+
 def test_truncated_log_is_refused_between_record_boundaries(
     log: EventLog, log_bytes: bytes
 ) -> None:
