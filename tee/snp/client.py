@@ -170,7 +170,8 @@ class SnpGuestBackend:
             "the runtime log's head is bound through report_data instead"
         )
 
-    def read_runtime_register(self) -> None:
+    def read_runtime_register(self) -> bytes | None:
+        """Always None: SEV-SNP has no runtime measurement register."""
         return None
 
     def _report(self, report_data: bytes, *, with_certificates: bool) -> tuple[bytes, bytes | None]:
