@@ -295,3 +295,12 @@ def test_configfs_tsm_without_a_provider_falls_back_to_the_device(
     backend = open_snp(snp_tsm, device=device_node)
     assert backend.describe().backend == "sev-snp-legacy-ioctl"
     assert report_data_of(backend.get_quote(NONCE)) == NONCE
+
+
+def test_the_real_ioctl_path_reaches_the_kernel(tmp_path: Path) -> None:
+    """A regular file stands for the device: the kernel answers ENOTTY, as a wrong device would."""
+    node = tmp_path / "sev-guest"
+    node.write_bytes(b"")
+    backend = SnpGuestBackend.open(tsm_root=tmp_path / "no-tsm", device=node)
+    with pytest.raises(DeviceError, match="ENOTTY"):
+        backend.get_quote(NONCE)

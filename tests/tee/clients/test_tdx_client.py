@@ -336,3 +336,12 @@ def test_configfs_tsm_permission_problems_are_not_hidden_by_the_fallback(
 def test_ioctl_number_and_struct_size_match_the_uapi_header() -> None:
     assert linuxabi.TDX_REPORT_REQ.size == 64 + 1024
     assert linuxabi.TDX_CMD_GET_REPORT0 == 0xC4405401
+
+
+def test_the_real_ioctl_path_reaches_the_kernel(tmp_path: Path) -> None:
+    """A regular file stands for the device: the kernel answers ENOTTY, as a wrong device would."""
+    node = tmp_path / "tdx_guest"
+    node.write_bytes(b"")
+    backend = TdxGuestBackend.open(tsm_root=tmp_path / "no-tsm", sysfs_roots=(), device=node)
+    with pytest.raises(DeviceError, match="ENOTTY"):
+        backend.get_td_report(NONCE)
