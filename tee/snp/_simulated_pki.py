@@ -192,7 +192,11 @@ def _key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _load_rsa_key(path: Path) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    # These keys are the simulator's own, written by `save`; re-checking a
+    # 4096-bit key's consistency on every open would cost most of a second.
+    key = serialization.load_pem_private_key(
+        path.read_bytes(), password=None, unsafe_skip_rsa_key_validation=True
+    )
     if not isinstance(key, rsa.RSAPrivateKey):
         raise TypeError(f"{path.name} is not an RSA private key")
     return key
