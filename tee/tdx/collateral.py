@@ -332,7 +332,7 @@ def _urllib_fetch(url: str, timeout: float, max_bytes: int) -> _Response:
     request = urllib.request.Request(url, headers={"Accept": "*/*"})  # noqa: S310 (checked)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (checked)
-            body = response.read(max_bytes + 1)
+            body = _read_at_most(response, max_bytes + 1)
             headers = {k.lower(): v for k, v in response.headers.items()}
     except urllib.error.HTTPError as e:
         raise CollateralError(
@@ -345,6 +345,19 @@ def _urllib_fetch(url: str, timeout: float, max_bytes: int) -> _Response:
             f"{url} answered more than {max_bytes} bytes", reason=COLLATERAL_TOO_LARGE
         )
     return _Response(body, headers)
+
+
+def _read_at_most(stream: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes until EOF: one ``read(n)`` of a socket may return fewer."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = stream.read(min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class PccsCollateralSource:
@@ -523,19 +536,18 @@ def _issuer_chain(response: _Response, names: tuple[str, ...], what: str) -> str
 
 def _crl_bytes(body: bytes, what: str) -> bytes:
     """A CRL as DER, whether served as DER, PEM or (as a PCCS serves the root CA CRL) hex."""
-    stripped = body.strip()
-    if stripped.startswith(b"-----BEGIN X509 CRL-----"):
+    der = body  # DER is taken as is: its last bytes may well look like whitespace
+    if body[:1] != b"\x30":
+        text = body.strip()
         try:
-            return x509.load_pem_x509_crl(stripped).public_bytes(Encoding.DER)
-        except ValueError:
-            raise _malformed(f"the {what} is not a PEM CRL") from None
-    if stripped[:1] != b"\x30":
-        try:
-            stripped = bytes.fromhex(stripped.decode("ascii"))
+            if text.startswith(b"-----BEGIN X509 CRL-----"):
+                der = x509.load_pem_x509_crl(text).public_bytes(Encoding.DER)
+            else:
+                der = bytes.fromhex(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
-            raise _malformed(f"the {what} is neither DER nor hex") from None
-    _crl_next_update(stripped, what)
-    return stripped
+            raise _malformed(f"the {what} is neither DER, PEM nor hex") from None
+    _crl_next_update(der, what)
+    return der
 
 
 def _crl_expiry(response: _Response) -> datetime:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestd.tee.errors import TeeError
 from attestd.tee.tdx import _simulated_pki as pki
@@ -268,3 +270,17 @@ def test_a_damaged_cache_is_refetched(tmp_path: Path, pccs: FakePccs, sim_quote:
 def test_pccs_url_must_be_http(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="http"):
         PccsCollateralSource("file:///etc", tmp_path)
+
+
+@pytest.mark.parametrize("encoding", ["pem", "hex"])
+def test_pck_crl_may_be_served_as_pem_or_hex(
+    tmp_path: Path, pccs: FakePccs, short_lived: dict[str, str], sim_quote: Quote, encoding: str
+) -> None:
+    der = bytes.fromhex(short_lived["pck_crl"])
+    crl = x509.load_der_x509_crl(der)
+    body = crl.public_bytes(Encoding.PEM) if encoding == "pem" else der.hex().encode()
+    key = next(k for k in pccs.replies if k.startswith(PCK_CRL_PATH))
+    status, headers, _ = pccs.replies[key]
+    pccs.override[PCK_CRL_PATH] = (status, headers, body)
+    collateral = PccsCollateralSource(pccs.url, tmp_path).collateral_for(sim_quote, ISSUED)
+    assert collateral.pck_crl == der
