@@ -137,7 +137,7 @@ class DcapOptions:
 
     @property
     def root_certificate(self) -> x509.Certificate:
-        return intel_sgx_root_ca() if self.root == INTEL else self.root  # type: ignore[return-value]
+        return self.root if isinstance(self.root, x509.Certificate) else intel_sgx_root_ca()
 
 
 @dataclass(frozen=True)
