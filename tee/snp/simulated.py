@@ -226,7 +226,8 @@ class SimulatedSnpBackend:
             "the runtime log's head is bound through report_data"
         )
 
-    def read_runtime_register(self) -> None:
+    def read_runtime_register(self) -> bytes | None:
+        """None: the runtime log's head travels in report_data, not in a register."""
         return None
 
     def trust_root(self) -> x509.Certificate:

@@ -24,7 +24,12 @@ from attestd.tee.snp.simulated import (
     SimulatedSnpBackend,
     SimulatedSnpMeasurements,
 )
-from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
+from attestd.tee.snp.verify import (
+    VerifyOptions,
+    load_certificate,
+    vcek_extensions,
+    verify_report,
+)
 
 from .conftest import VECTORS_NOW, RealReport
 
@@ -67,12 +72,7 @@ def test_reports_are_hardware_exact_version_3(simulated: SimulatedSnpBackend) ->
     assert report.measurement == MEASUREMENT_DEFAULTS["measurement"]
     assert not report.guest_policy.debug and not report.guest_policy.migrate_ma
     assert report.reported_tcb == report.current_tcb == report.committed_tcb == report.launch_tcb
-    assert (
-        report.chip_id
-        == chain(table)["vcek"]
-        .extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.4.1.3704.1.4"))
-        .value.value
-    )  # type: ignore[attr-defined]
+    assert report.chip_id == vcek_extensions(chain(table)["vcek"]).hwid
     assert table == simulated.certificate_table()
 
 
