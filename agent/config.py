@@ -45,9 +45,9 @@ class ListenConfig:
 
 @dataclass(frozen=True)
 class SimulatedMeasurementsConfig:
-    """Hex overrides for the simulated TD's measurements; absent keeps the state's."""
+    """Overrides for the simulated TEE's measurements; absent keeps the state's."""
 
-    values: Mapping[str, bytes] = field(default_factory=dict)
+    values: Mapping[str, bytes | int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,9 @@ class AgentConfig:
     limits: LimitsConfig
 
 
-_SIMULATED_KEYS = {
+# [tee.simulated] keys of each simulated backend: hex byte strings of a fixed
+# size, or (size None) integers.
+_SIMULATED_TDX_KEYS: dict[str, int | None] = {
     "mr_td": 48,
     "rtmr0": 48,
     "rtmr1": 48,
@@ -88,6 +90,17 @@ _SIMULATED_KEYS = {
     "xfam": 8,
     "tee_tcb_svn": 16,
 }
+_SIMULATED_SNP_KEYS: dict[str, int | None] = {
+    "measurement": 48,
+    "host_data": 32,
+    "family_id": 16,
+    "image_id": 16,
+    "id_key_digest": 48,
+    "author_key_digest": 48,
+    "policy": None,
+    "guest_svn": None,
+}
+_SIMULATED_KEYS = {"simulated-tdx": _SIMULATED_TDX_KEYS, "simulated-snp": _SIMULATED_SNP_KEYS}
 
 
 class _Table:
@@ -183,8 +196,12 @@ def parse_config(
             f"unknown TEE backend {backend!r}; this build offers: {', '.join(KNOWN_BACKENDS)}"
         )
     simulated_table = tee.table("simulated")
-    simulated: dict[str, bytes] = {}
-    for key, size in _SIMULATED_KEYS.items():
+    simulated: dict[str, bytes | int] = {}
+    for key, size in _SIMULATED_KEYS.get(backend, {}).items():
+        if size is None:
+            if simulated_table.has(key):
+                simulated[key] = simulated_table.integer(key, 0, minimum=0, maximum=(1 << 64) - 1)
+            continue
         text = simulated_table.text(key)
         if text is None:
             continue

@@ -99,6 +99,7 @@ class Agent:
         # RTMR3 always equals the head of the log it is delivered with.
         self._lock = threading.Lock()
         self._problem = ""
+        self._has_register = True
         self._artifacts: dict[str, MeasuredArtifact] = {}
         for event in store.events():
             self._remember_artifact(event)
@@ -132,6 +133,7 @@ class Agent:
 
     def _reconcile(self) -> None:
         register = self._backend.read_runtime_register()
+        self._has_register = register is not None
         if register is None:
             return  # No runtime register (SNP): the head is bound through report_data only.
         length = len(self._store)
@@ -196,6 +198,9 @@ class Agent:
                 recorded_at=now_rfc3339(),
             )
             head = self._store.append(event)
+            if not self._has_register:
+                self._remember_artifact(event)
+                return event, head
             try:
                 self._backend.extend_runtime_register(event_digest(event))
             except Exception:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from attestd.agent import config as config_module
 from attestd.agent.config import AgentConfig, load_config, parse_config
 from attestd.agent.errors import ConfigError
 from attestd.evidence import MAX_RUNTIME_LOG_EVENTS
@@ -359,14 +358,31 @@ def test_unknown_tee_override_is_refused() -> None:
     refused(minimal(), "'no-such-tee'", tee_override="no-such-tee")
 
 
-def test_tee_override_takes_precedence_over_the_files_backend(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # This build knows one backend; a second name shows which one wins.
-    monkeypatch.setattr(config_module, "KNOWN_BACKENDS", ("simulated-tdx", "tdx"))
+def test_tee_override_takes_precedence_over_the_files_backend() -> None:
     raw = with_value("tee", "backend", "tdx")
+    del raw["tee"]["simulated"]
     assert parse(raw).tee.backend == "tdx"
     assert parse(raw, tee_override="simulated-tdx").tee.backend == "simulated-tdx"
+
+
+def test_simulated_values_for_a_hardware_backend_are_refused() -> None:
+    raw = with_value("tee", "backend", "tdx")
+    with pytest.raises(ConfigError, match=r"config\.tee\.simulated"):
+        parse(raw)
+
+
+def test_simulated_snp_takes_its_own_values() -> None:
+    raw = with_value("tee", "backend", "simulated-snp")
+    raw["tee"]["simulated"] = {"measurement": "ab" * 48, "host_data": "cd" * 32, "guest_svn": 3}
+    values = parse(raw).tee.simulated.values
+    assert values == {
+        "measurement": bytes.fromhex("ab" * 48),
+        "host_data": bytes.fromhex("cd" * 32),
+        "guest_svn": 3,
+    }
+    raw["tee"]["simulated"] = {"mr_td": "ab" * 48}
+    with pytest.raises(ConfigError, match="mr_td"):
+        parse(raw)
 
 
 # -- [listen] -----------------------------------------------------------------------

@@ -222,8 +222,10 @@ def test_backend_without_a_runtime_register_always_serves(setup: Setup) -> None:
     setup.register.extend(hashlib.sha384(b"irrelevant").digest())
     agent = setup.start(backend)
     assert agent.serving
-    agent.record_event("pipeline", "one", b"1")
+    _, head = agent.record_event("pipeline", "one", b"1")
     agent.evidence(NONCE, [])
+    # The head lives only in the log and the binding: no extension was attempted.
+    assert head != setup.register.value
 
 
 # -- artifacts and evidence ------------------------------------------------------------

@@ -63,6 +63,8 @@ class FakeTeeBackend:
         return QUOTE_PREFIX + self.register.value + report_data
 
     def extend_runtime_register(self, digest: bytes) -> None:
+        if not self.has_register:
+            raise FakeTeeError("this TEE has no runtime register (as SNP)")
         if len(digest) != REGISTER_SIZE:
             raise ValueError(f"an extension is a {REGISTER_SIZE}-byte digest")
         if self.fail_next_extend:
