@@ -19,17 +19,28 @@ from __future__ import annotations
 import enum
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from attestd.verifier.errors import PolicyError
 
 # TDX measurement registers (MRTD, RTMRn) are SHA-384 values.
 _MEASUREMENT_HEX_LEN = 96
 _SHA256_HEX_LEN = 64
+_TEE_TCB_SVN_HEX_LEN = 32
+_SNP_PRODUCTS = ("Milan", "Genoa", "Turin")
+_TCB_STATUSES = (
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+)
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
 DEFAULT_MAX_AGE_SECONDS = 300
@@ -37,10 +48,15 @@ DEFAULT_MAX_CLOCK_SKEW_SECONDS = 30
 
 
 class TrustRoot(enum.StrEnum):
-    """The root a quote must chain to."""
+    """The root a quote must chain to: a vendor's, or a simulator's exported one."""
 
     INTEL = "intel"
+    AMD = "amd"
     SIMULATED = "simulated"
+
+
+#: The TEE each vendor root vouches for; a simulated root's kind is read from its key.
+_ROOT_TEE = {TrustRoot.INTEL: "tdx", TrustRoot.AMD: "sev-snp"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,8 @@ class TrustPolicy:
     root: TrustRoot
     simulated_root_path: Path | None = None
     simulated_root: x509.Certificate | None = None
+    tee: str = "tdx"
+    """The one TEE type this policy accepts ("tdx" or "sev-snp")."""
 
 
 @dataclass(frozen=True)
@@ -68,12 +86,71 @@ class TdxPolicy:
     rtmr0: tuple[str, ...] | None = None
     rtmr1: tuple[str, ...] | None = None
     rtmr2: tuple[str, ...] | None = None
+    mr_config_id: tuple[str, ...] | None = None
+    mr_owner: tuple[str, ...] | None = None
+    mr_owner_config: tuple[str, ...] | None = None
     allow_debug: bool = False
+    min_tee_tcb_svn: bytes | None = None
+    allowed_tcb_statuses: tuple[str, ...] = ("UpToDate",)
+    accepted_advisories: tuple[str, ...] = ()
+    rejected_advisories: tuple[str, ...] = ()
+    collateral: CollateralPolicy = field(default_factory=lambda: CollateralPolicy())
+    require_ccel: bool = False
 
     def allowed(self, register: str) -> tuple[str, ...] | None:
-        """The allowed values of ``register`` ("mrtd", "rtmr0", "rtmr1" or "rtmr2")."""
+        """The allowed values of a register ("mrtd", "rtmr0".."rtmr2", "mr_config_id", ...)."""
         values: tuple[str, ...] | None = getattr(self, register)
         return values
+
+
+class CollateralOrigin(enum.StrEnum):
+    """Where the verifier takes DCAP collateral from."""
+
+    EVIDENCE = "evidence"
+    FILE = "file"
+    PCCS = "pccs"
+
+
+@dataclass(frozen=True)
+class CollateralPolicy:
+    """``[tdx.collateral]``: the source of TCB info, QE identity and CRLs."""
+
+    origin: CollateralOrigin = CollateralOrigin.EVIDENCE
+    path: Path | None = None
+    pccs_url: str | None = None
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class SnpTcbMinimum:
+    """Lowest acceptable SVN of each TCB component; ``fmc`` only exists on Turin."""
+
+    bootloader: int = 0
+    tee: int = 0
+    snp: int = 0
+    microcode: int = 0
+    fmc: int = 0
+
+
+@dataclass(frozen=True)
+class SnpPolicy:
+    """``[snp]``: allowed launch values and guest-policy rules; ``None`` means not checked."""
+
+    measurement: tuple[str, ...] | None = None
+    host_data: tuple[str, ...] | None = None
+    id_key_digest: tuple[str, ...] | None = None
+    author_key_digest: tuple[str, ...] | None = None
+    allow_debug: bool = False
+    allow_migration_agent: bool = False
+    allow_smt: bool = True
+    vmpl: tuple[int, ...] = (0,)
+    min_guest_svn: int = 0
+    min_tcb: SnpTcbMinimum = field(default_factory=SnpTcbMinimum)
+    product: str | None = None
+    use_certificate_table: bool = True
+    vcek_store: Path | None = None
+    kds_url: str | None = None
+    vcek_cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +169,7 @@ class Policy:
     trust: TrustPolicy
     freshness: FreshnessPolicy = FreshnessPolicy()
     tdx: TdxPolicy = TdxPolicy()
+    snp: SnpPolicy = SnpPolicy()
     artifacts: tuple[ArtifactPolicy, ...] = ()
     source: Path | None = None
 
@@ -112,38 +190,50 @@ def load_policy(path: Path) -> Policy:
 def parse_policy(document: Mapping[str, Any], *, source: Path) -> Policy:
     """Validate an already-parsed TOML document; relative paths resolve against ``source``."""
     reader = _Reader(source)
-    reader.only_keys(document, "", {"trust", "freshness", "tdx", "artifacts"})
+    reader.only_keys(document, "", {"trust", "freshness", "tdx", "snp", "artifacts"})
     if "trust" not in document:
         raise reader.error("missing required table [trust]: the root of trust is never implied")
     return Policy(
         trust=_trust(reader, reader.table(document, "trust")),
         freshness=_freshness(reader, reader.table(document, "freshness")),
         tdx=_tdx(reader, reader.table(document, "tdx")),
+        snp=_snp(reader, reader.table(document, "snp")),
         artifacts=_artifacts(reader, document.get("artifacts", []), "artifacts"),
         source=source,
     )
 
 
 def _trust(reader: _Reader, table: Mapping[str, Any]) -> TrustPolicy:
-    reader.only_keys(table, "trust", {"root", "simulated_root"})
+    reader.only_keys(table, "trust", {"root", "simulated_root", "tee"})
     root_name = reader.string(table, "trust", "root")
     if root_name is None:
-        raise reader.error('trust.root is required ("intel" or "simulated")')
+        raise reader.error('trust.root is required ("intel", "amd" or "simulated")')
     try:
         root = TrustRoot(root_name)
     except ValueError:
         choices = ", ".join(f'"{r.value}"' for r in TrustRoot)
         raise reader.error(f"trust.root must be one of {choices}, not {root_name!r}") from None
+    tee_name = reader.string(table, "trust", "tee")
+    if tee_name is not None and tee_name not in ("tdx", "sev-snp"):
+        raise reader.error(f'trust.tee must be "tdx" or "sev-snp", not {tee_name!r}')
     pem_name = reader.string(table, "trust", "simulated_root")
-    if root is TrustRoot.INTEL:
+    if root is not TrustRoot.SIMULATED:
         if pem_name is not None:
             raise reader.error('trust.simulated_root is only allowed with root = "simulated"')
-        return TrustPolicy(root=root)
+        implied = _ROOT_TEE[root]
+        if tee_name is not None and tee_name != implied:
+            raise reader.error(f'trust.root = "{root}" vouches for {implied}, not {tee_name}')
+        return TrustPolicy(root=root, tee=implied)
     if pem_name is None:
         raise reader.error('trust.simulated_root is required when root = "simulated"')
     pem_path = reader.relative(pem_name)
+    certificate = _certificate(pem_path)
+    # The simulated TDX root is an ECDSA key like Intel's; the simulated ARK is RSA like AMD's.
+    implied = "sev-snp" if isinstance(certificate.public_key(), rsa.RSAPublicKey) else "tdx"
+    if tee_name is not None and tee_name != implied:
+        raise reader.error(f"trust.simulated_root is a simulated {implied} root, not {tee_name}")
     return TrustPolicy(
-        root=root, simulated_root_path=pem_path, simulated_root=_certificate(pem_path)
+        root=root, simulated_root_path=pem_path, simulated_root=certificate, tee=implied
     )
 
 
@@ -176,18 +266,135 @@ def _freshness(reader: _Reader, table: Mapping[str, Any]) -> FreshnessPolicy:
 
 
 def _tdx(reader: _Reader, table: Mapping[str, Any]) -> TdxPolicy:
-    registers = ("mrtd", "rtmr0", "rtmr1", "rtmr2")
-    reader.only_keys(table, "tdx", {*registers, "allow_debug"})
+    registers = ("mrtd", "rtmr0", "rtmr1", "rtmr2", "mr_config_id", "mr_owner", "mr_owner_config")
+    options = {
+        "allow_debug",
+        "min_tee_tcb_svn",
+        "allowed_tcb_statuses",
+        "accepted_advisories",
+        "rejected_advisories",
+        "collateral",
+        "require_ccel",
+    }
+    reader.only_keys(table, "tdx", {*registers, *options})
     allowed = {
         register: reader.hex_list(table, f"tdx.{register}", register, _MEASUREMENT_HEX_LEN)
         for register in registers
     }
+    svn = table.get("min_tee_tcb_svn")
+    min_svn = (
+        None
+        if svn is None
+        else bytes.fromhex(reader.hex_value(svn, "tdx.min_tee_tcb_svn", _TEE_TCB_SVN_HEX_LEN))
+    )
+    statuses = reader.string_list(table, "tdx", "allowed_tcb_statuses") or ("UpToDate",)
+    for status in statuses:
+        if status not in _TCB_STATUSES:
+            raise reader.error(
+                f"tdx.allowed_tcb_statuses: {status!r} is not one of {', '.join(_TCB_STATUSES)}"
+                " (Revoked is never acceptable)"
+            )
     return TdxPolicy(
-        mrtd=allowed["mrtd"],
-        rtmr0=allowed["rtmr0"],
-        rtmr1=allowed["rtmr1"],
-        rtmr2=allowed["rtmr2"],
+        **allowed,
         allow_debug=reader.boolean(table, "tdx", "allow_debug", default=False),
+        min_tee_tcb_svn=min_svn,
+        allowed_tcb_statuses=statuses,
+        accepted_advisories=reader.string_list(table, "tdx", "accepted_advisories") or (),
+        rejected_advisories=reader.string_list(table, "tdx", "rejected_advisories") or (),
+        collateral=_collateral(reader, reader.table(table, "collateral", where="tdx.collateral")),
+        require_ccel=reader.boolean(table, "tdx", "require_ccel", default=False),
+    )
+
+
+def _collateral(reader: _Reader, table: Mapping[str, Any]) -> CollateralPolicy:
+    where = "tdx.collateral"
+    reader.only_keys(table, where, {"source", "path", "pccs_url", "cache_dir"})
+    name = reader.string(table, where, "source") or "evidence"
+    try:
+        origin = CollateralOrigin(name)
+    except ValueError:
+        choices = ", ".join(f'"{o.value}"' for o in CollateralOrigin)
+        raise reader.error(f"{where}.source must be one of {choices}, not {name!r}") from None
+    path = reader.string(table, where, "path")
+    url = reader.string(table, where, "pccs_url")
+    cache = reader.string(table, where, "cache_dir")
+    if origin is CollateralOrigin.FILE and path is None:
+        raise reader.error(f'{where}.path is required with source = "file"')
+    if origin is CollateralOrigin.PCCS and (url is None or cache is None):
+        raise reader.error(f'{where}.pccs_url and cache_dir are required with source = "pccs"')
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise reader.error(f"{where}.pccs_url must be an http(s) URL")
+    return CollateralPolicy(
+        origin=origin,
+        path=reader.relative(path) if path else None,
+        pccs_url=url,
+        cache_dir=reader.relative(cache) if cache else None,
+    )
+
+
+def _snp(reader: _Reader, table: Mapping[str, Any]) -> SnpPolicy:
+    where = "snp"
+    values = {
+        "measurement": _MEASUREMENT_HEX_LEN,
+        "host_data": _SHA256_HEX_LEN,
+        "id_key_digest": _MEASUREMENT_HEX_LEN,
+        "author_key_digest": _MEASUREMENT_HEX_LEN,
+    }
+    options = {
+        "allow_debug",
+        "allow_migration_agent",
+        "allow_smt",
+        "vmpl",
+        "min_guest_svn",
+        "min_tcb",
+        "product",
+        "use_certificate_table",
+        "vcek_store",
+        "kds_url",
+        "vcek_cache_dir",
+    }
+    reader.only_keys(table, where, {*values, *options})
+    allowed = {key: reader.hex_list(table, f"snp.{key}", key, size) for key, size in values.items()}
+    vmpl = table.get("vmpl", [0])
+    if (
+        not isinstance(vmpl, list)
+        or not vmpl
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 3 for v in vmpl)
+    ):
+        raise reader.error("snp.vmpl must be a non-empty array of integers 0 to 3")
+    product = reader.string(table, where, "product")
+    if product is not None and product not in _SNP_PRODUCTS:
+        raise reader.error(f"snp.product must be one of {', '.join(_SNP_PRODUCTS)}")
+    tcb_table = reader.table(table, "min_tcb", where="snp.min_tcb")
+    components = ("bootloader", "tee", "snp", "microcode", "fmc")
+    reader.only_keys(tcb_table, "snp.min_tcb", set(components))
+    minimum = {}
+    for component in components:
+        value = reader.integer(tcb_table, "snp.min_tcb", component, 0)
+        if not 0 <= value <= 255:
+            raise reader.error(f"snp.min_tcb.{component} must be 0 to 255")
+        minimum[component] = value
+    min_svn = reader.integer(table, where, "min_guest_svn", 0)
+    if not 0 <= min_svn < 1 << 32:
+        raise reader.error("snp.min_guest_svn must be 0 to 2^32 - 1")
+    kds_url = reader.string(table, where, "kds_url")
+    if kds_url is not None and not kds_url.startswith(("https://", "http://")):
+        raise reader.error("snp.kds_url must be an http(s) URL")
+    store = reader.string(table, where, "vcek_store")
+    cache = reader.string(table, where, "vcek_cache_dir")
+    return SnpPolicy(
+        **allowed,
+        allow_debug=reader.boolean(table, where, "allow_debug", default=False),
+        allow_migration_agent=reader.boolean(table, where, "allow_migration_agent", default=False),
+        allow_smt=reader.boolean(table, where, "allow_smt", default=True),
+        vmpl=tuple(vmpl),
+        min_guest_svn=min_svn,
+        min_tcb=SnpTcbMinimum(**minimum),
+        product=product,
+        use_certificate_table=reader.boolean(table, where, "use_certificate_table", default=True),
+        vcek_store=reader.relative(store) if store else None,
+        kds_url=kds_url,
+        vcek_cache_dir=reader.relative(cache) if cache else None,
     )
 
 
@@ -232,11 +439,19 @@ class _Reader:
                 expected = ", ".join(sorted(known))
                 raise self.error(f"unknown key {full!r} (expected one of: {expected})")
 
-    def table(self, document: Mapping[str, Any], key: str) -> Any:
+    def table(self, document: Mapping[str, Any], key: str, *, where: str | None = None) -> Any:
         value = document.get(key, {})
         if not isinstance(value, dict):
-            raise self.error(f"{key} must be a table ([{key}])")
+            raise self.error(f"{where or key} must be a table ([{where or key}])")
         return value
+
+    def string_list(self, table: Mapping[str, Any], where: str, key: str) -> tuple[str, ...] | None:
+        if key not in table:
+            return None
+        values = table[key]
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            raise self.error(f"{where}.{key} must be an array of non-empty strings")
+        return tuple(values)
 
     def string(self, table: Mapping[str, Any], where: str, key: str) -> str | None:
         if key not in table:

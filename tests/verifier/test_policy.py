@@ -100,8 +100,8 @@ def test_unknown_key_is_rejected_naming_key_and_file(tmp_path: Path) -> None:
 
 
 def test_unknown_table_is_rejected(tmp_path: Path) -> None:
-    path = _write(tmp_path, '[trust]\nroot = "intel"\n[snp]\nmeasurement = []\n')
-    with pytest.raises(PolicyError, match="'snp'"):
+    path = _write(tmp_path, '[trust]\nroot = "intel"\n[sgx]\nmrenclave = []\n')
+    with pytest.raises(PolicyError, match="'sgx'"):
         load_policy(path)
 
 
@@ -118,7 +118,22 @@ def test_unknown_key_in_artifact_is_rejected(tmp_path: Path) -> None:
     [
         ("", r"\[trust\]"),
         ("[trust]\n", "trust.root is required"),
-        ('[trust]\nroot = "amd"\n', "trust.root must be one of"),
+        ('[trust]\nroot = "arm"\n', "trust.root must be one of"),
+        ('[trust]\nroot = "amd"\ntee = "tdx"\n', "vouches for sev-snp"),
+        ('[trust]\nroot = "intel"\ntee = "sgx"\n', "trust.tee must be"),
+        (
+            '[trust]\nroot = "intel"\n[tdx]\nallowed_tcb_statuses = ["Revoked"]\n',
+            "never acceptable",
+        ),
+        ('[trust]\nroot = "intel"\n[tdx]\nmin_tee_tcb_svn = "00"\n', "32 hex digits"),
+        ('[trust]\nroot = "intel"\n[tdx.collateral]\nsource = "file"\n', "path is required"),
+        ('[trust]\nroot = "intel"\n[tdx.collateral]\nsource = "pccs"\n', "required with"),
+        ('[trust]\nroot = "intel"\n[tdx.collateral]\nsource = "magic"\n', "source must be"),
+        ('[trust]\nroot = "amd"\n[snp]\nvmpl = [4]\n', "0 to 3"),
+        ('[trust]\nroot = "amd"\n[snp]\nproduct = "Naples"\n', "product must be"),
+        ('[trust]\nroot = "amd"\n[snp.min_tcb]\nsnp = 256\n', "0 to 255"),
+        ('[trust]\nroot = "amd"\n[snp.min_tcb]\nucode = 1\n', "unknown key"),
+        ('[trust]\nroot = "amd"\n[snp]\nhost_data = ["ab"]\n', "64 hex digits"),
         ('[trust]\nroot = "simulated"\n', "simulated_root is required"),
         ('[trust]\nroot = "intel"\nsimulated_root = "r.pem"\n', "only allowed"),
         ('[trust]\nroot = "simulated"\nsimulated_root = "missing.pem"\n', "cannot read"),
@@ -150,3 +165,62 @@ def test_simulated_root_that_is_not_a_certificate_is_rejected(tmp_path: Path) ->
 def test_missing_policy_file_is_a_policy_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="cannot read policy file"):
         load_policy(tmp_path / "absent.toml")
+
+
+def test_snp_policy_loads(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        f"""
+[trust]
+root = "amd"
+[snp]
+measurement = ["{MRTD}"]
+host_data = ["{SHA256}"]
+vmpl = [0, 1]
+min_guest_svn = 2
+allow_smt = false
+product = "Genoa"
+vcek_store = "vceks"
+[snp.min_tcb]
+bootloader = 3
+snp = 8
+microcode = 115
+""",
+    )
+    policy = load_policy(path)
+    assert policy.trust.root is TrustRoot.AMD
+    assert policy.trust.tee == "sev-snp"
+    assert policy.snp.measurement == (MRTD.lower(),)
+    assert policy.snp.vmpl == (0, 1)
+    assert policy.snp.min_tcb.snp == 8
+    assert policy.snp.min_tcb.tee == 0
+    assert policy.snp.allow_smt is False
+    assert policy.snp.vcek_store == tmp_path / "vceks"
+
+
+def test_tdx_tcb_and_collateral_options_load(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        f"""
+[trust]
+root = "intel"
+[tdx]
+mr_owner = ["{MRTD}"]
+min_tee_tcb_svn = "{"03" * 16}"
+allowed_tcb_statuses = ["UpToDate", "SWHardeningNeeded"]
+accepted_advisories = ["INTEL-SA-00837"]
+require_ccel = true
+[tdx.collateral]
+source = "pccs"
+pccs_url = "https://pccs.example:8081/"
+cache_dir = "cache"
+""",
+    )
+    policy = load_policy(path)
+    assert policy.trust.tee == "tdx"
+    assert policy.tdx.mr_owner == (MRTD.lower(),)
+    assert policy.tdx.min_tee_tcb_svn == bytes([3] * 16)
+    assert policy.tdx.allowed_tcb_statuses == ("UpToDate", "SWHardeningNeeded")
+    assert policy.tdx.collateral.pccs_url == "https://pccs.example:8081/"
+    assert policy.tdx.collateral.cache_dir == tmp_path / "cache"
+    assert policy.tdx.require_ccel
