@@ -33,6 +33,7 @@ from attestd.agent.runtime_log import RuntimeLogStore
 from attestd.evidence import (
     MAX_ENVELOPE_BYTES,
     Binding,
+    CcelBlob,
     EvidencePredicate,
     RuntimeEvent,
     Statement,
@@ -49,8 +50,16 @@ from attestd.evidence import (
     validate_event_fields,
     validate_nonce,
 )
-from attestd.tee.backend import TeeBackend, TeeDescription
+from attestd.tee.backend import (
+    CollateralProvider,
+    ReportWithCertificates,
+    TeeBackend,
+    TeeDescription,
+    TeeType,
+)
 from attestd.tee.detect import open_backend
+from attestd.tee.snp.abi import CertKind, parse_cert_table
+from attestd.tee.tdx.ccel import read_ccel
 
 log = logging.getLogger("attestd.agent")
 
@@ -104,6 +113,13 @@ class Agent:
         for event in store.events():
             self._remember_artifact(event)
         self._reconcile()
+        # Static for the life of the TD: read once, shipped with every piece of evidence.
+        self._collateral = (
+            json.loads(backend.collateral_json())
+            if isinstance(backend, CollateralProvider)
+            else None
+        )
+        self._ccel = _read_ccel() if backend.describe().tee is TeeType.TDX else None
 
     @classmethod
     def open(cls, config: AgentConfig) -> Agent:
@@ -268,7 +284,7 @@ class Agent:
                 agent_key_id=self._key_id,
                 issued_at=datetime.now(UTC),
             )
-            quote = self._backend.get_quote(report_data_for(binding))
+            quote, certificates = self._quote(report_data_for(binding))
         predicate = EvidencePredicate(
             binding=binding,
             tee=self._backend.describe(),
@@ -277,6 +293,9 @@ class Agent:
             agent_key_pem=public_key_pem(self._key.public_key()),
             agent_version=attestd.__version__,
             host=host_claims(),
+            certificates=certificates,
+            collateral=self._collateral,
+            ccel=self._ccel,
         )
         envelope = sign_statement(
             Statement(subjects=tuple(subjects), predicate=predicate), self._key
@@ -288,6 +307,18 @@ class Agent:
                 "bytes verifiers accept; the runtime log is too large to carry whole"
             )
         return envelope
+
+    def _quote(self, report_data: bytes) -> tuple[bytes, tuple[bytes, ...]]:
+        """The quote, and the certificates it needs that it does not embed (SNP: VCEK chain)."""
+        if not isinstance(self._backend, ReportWithCertificates):
+            return self._backend.get_quote(report_data), ()
+        report, table = self._backend.get_report_with_certificates(report_data)
+        if not table:
+            return report, ()
+        entries = parse_cert_table(table)
+        chain = [entries[k] for k in (CertKind.VCEK, CertKind.VLEK) if k in entries][:1]
+        chain += [entries[k] for k in (CertKind.ASK, CertKind.ARK) if k in entries]
+        return report, tuple(chain)
 
     def _subjects(self, names: Sequence[str]) -> list[Subject]:
         if not names:
@@ -330,3 +361,12 @@ class Agent:
 
     def close(self) -> None:
         self._store.close()
+
+
+def _read_ccel() -> CcelBlob | None:
+    """The machine's CC event log, where the firmware published one (TDX guests)."""
+    found = read_ccel()
+    if found is None:
+        return None
+    table, data = found
+    return CcelBlob(table=table, log=data)

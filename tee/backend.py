@@ -56,3 +56,21 @@ class TeeBackend(Protocol):
     def read_runtime_register(self) -> bytes | None:
         """The current runtime-log register, or None where the TEE has none (SNP)."""
         ...
+
+
+@runtime_checkable
+class ReportWithCertificates(Protocol):
+    """A backend (SNP) whose host hands out the signing certificates with each report."""
+
+    def get_report_with_certificates(self, report_data: bytes) -> tuple[bytes, bytes | None]:
+        """The report and the raw GHCB certificate table (None when the host gave none)."""
+        ...
+
+
+@runtime_checkable
+class CollateralProvider(Protocol):
+    """A backend (the TDX simulator) that can hand out the DCAP collateral of its quotes."""
+
+    def collateral_json(self) -> str:
+        """dcap-qvl's QuoteCollateralV3 JSON for this platform's quotes."""
+        ...

@@ -16,7 +16,7 @@ named check with a stable reason. Quote signatures are verified by
 policy. docs/policy.md describes every policy option, check and reason.
 """
 
-from attestd.verifier.appraise import CHECK_NAMES, appraise
+from attestd.verifier.appraise import CHECK_NAMES, SNP_CHECK_NAMES, TDX_CHECK_NAMES, appraise
 from attestd.verifier.errors import PolicyError, VerifierError
 from attestd.verifier.policy import (
     ArtifactPolicy,
@@ -38,6 +38,8 @@ from attestd.verifier.result import (
 
 __all__ = [
     "CHECK_NAMES",
+    "SNP_CHECK_NAMES",
+    "TDX_CHECK_NAMES",
     "AppraisalResult",
     "AppraisalStatus",
     "ArtifactPolicy",

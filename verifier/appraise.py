@@ -21,13 +21,10 @@ Bad evidence never raises: it is a failed check carrying the error's reason.
 
 from __future__ import annotations
 
-import functools
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.dsse import Envelope
 
@@ -43,8 +40,9 @@ from attestd.evidence import (
     verify_envelope,
 )
 from attestd.tee.backend import TeeType
-from attestd.tee.tdx.abi import Quote, parse_quote
-from attestd.tee.tdx.verify import VerifyOptions, intel_sgx_root_ca, verify_quote
+from attestd.verifier._outcome import Outcome, failed, passed, warned
+from attestd.verifier._snp import SNP_CHECK_NAMES, SnpAppraiser
+from attestd.verifier._tdx import TDX_CHECK_NAMES, TdxAppraiser
 from attestd.verifier.policy import Policy, TrustRoot
 from attestd.verifier.result import (
     AppraisalResult,
@@ -64,33 +62,13 @@ CHECK_NAMES = (
     "subjects",
     "runtime_log",
     "freshness",
-    "mrtd",
-    "rtmr0",
-    "rtmr1",
-    "rtmr2",
-    "debug",
     "artifacts",
 )
-"""Every check :func:`appraise` reports, in the order it runs them."""
+"""The checks every appraisal reports, whatever the TEE, in the order they run;
+the TEE's own checks (``TDX_CHECK_NAMES`` or ``SNP_CHECK_NAMES``) run between
+``freshness`` and ``artifacts``."""
 
-
-@dataclass(frozen=True)
-class _Outcome:
-    status: CheckStatus
-    reason: str | None
-    detail: str
-
-
-def _passed(detail: str) -> _Outcome:
-    return _Outcome(CheckStatus.PASS, None, detail)
-
-
-def _failed(reason: str, detail: str) -> _Outcome:
-    return _Outcome(CheckStatus.FAIL, reason, detail)
-
-
-def _warned(reason: str, detail: str) -> _Outcome:
-    return _Outcome(CheckStatus.WARN, reason, detail)
+__all__ = ["CHECK_NAMES", "SNP_CHECK_NAMES", "TDX_CHECK_NAMES", "appraise"]
 
 
 def appraise(
@@ -119,7 +97,7 @@ class _Appraisal:
         self.envelope: Envelope | None = None
         self.statement: Statement | None = None
         self.agent_key: ec.EllipticCurvePublicKey | None = None
-        self.quote: Quote | None = None
+        self.tee: TdxAppraiser | SnpAppraiser | None = None
 
     def run(self, evidence: bytes) -> AppraisalResult:
         self.evidence = evidence
@@ -134,13 +112,13 @@ class _Appraisal:
         self._check("subjects", after_format, self._subjects)
         self._check("runtime_log", after_quote, self._runtime_log)
         self._check("freshness", after_format, self._freshness)
-        for register in ("mrtd", "rtmr0", "rtmr1", "rtmr2"):
-            self._check(register, after_quote, functools.partial(self._measurement, register))
-        self._check("debug", after_quote, self._debug)
+        if self.tee is not None:
+            for name, step in self.tee.reference_checks():
+                self._check(name, after_quote, step)
         self._check("artifacts", after_format, self._artifacts)
         return self._result()
 
-    def _check(self, name: str, needs: tuple[str, ...], step: Callable[[], _Outcome]) -> None:
+    def _check(self, name: str, needs: tuple[str, ...], step: Callable[[], Outcome]) -> None:
         done = {check.name: check.status for check in self.checks}
         blocked = [need for need in needs if done.get(need) is not CheckStatus.PASS]
         if blocked:
@@ -151,161 +129,148 @@ class _Appraisal:
         try:
             outcome = step()
         except AttestdError as err:
-            outcome = _failed(err.reason, err.message)
+            outcome = failed(err.reason, err.message)
         except Exception as err:  # fail closed: a bug must not turn into a pass
-            outcome = _failed("internal_error", f"{type(err).__name__}: {err}")
+            outcome = failed("internal_error", f"{type(err).__name__}: {err}")
         self.checks.append(Check(name, outcome.status, outcome.reason, outcome.detail))
 
     # -- the envelope and the agent key ---------------------------------------
 
-    def _evidence_format(self) -> _Outcome:
+    def _evidence_format(self) -> Outcome:
         self.envelope, self.statement = open_evidence(self.evidence)
         subjects = len(self.statement.subjects)
         events = len(self.statement.predicate.runtime_log)
-        return _passed(f"DSSE envelope with a statement of {subjects} subjects, {events} events")
+        return passed(f"DSSE envelope with a statement of {subjects} subjects, {events} events")
 
-    def _agent_key(self) -> _Outcome:
+    def _agent_key(self) -> Outcome:
         predicate = self._statement().predicate
         key = load_public_key_pem(predicate.agent_key_pem)
         actual = key_id(key)
         named = predicate.binding.agent_key_id
         if not hmac.compare_digest(actual.encode(), named.encode()):
-            return _failed(
+            return failed(
                 "agent_key_mismatch",
                 f"the statement's agent key is {actual}, the binding names {named}",
             )
         self.agent_key = key
-        return _passed(f"agent key {actual} is the one the binding names")
+        return passed(f"agent key {actual} is the one the binding names")
 
-    def _envelope_signature(self) -> _Outcome:
+    def _envelope_signature(self) -> Outcome:
         assert self.agent_key is not None
         try:
             assert self.envelope is not None  # guaranteed by the evidence_format dependency
             verify_envelope(self.envelope, self.agent_key)
         except AttestdError as err:
-            return _failed("envelope_signature_invalid", err.message)
-        return _passed("the DSSE signature verifies under the agent key")
+            return failed("envelope_signature_invalid", err.message)
+        return passed("the DSSE signature verifies under the agent key")
 
     # -- the quote and what it carries ----------------------------------------
 
-    def _quote_signature(self) -> _Outcome:
-        tee = self._statement().predicate.tee
-        if tee.tee is not TeeType.TDX:
-            return _failed("tee_unsupported", f"this verifier appraises TDX quotes, not {tee.tee}")
-        trusts_simulated = self.policy.trust.root is TrustRoot.SIMULATED
+    def _quote_signature(self) -> Outcome:
+        statement = self._statement()
+        tee = statement.predicate.tee
+        trust = self.policy.trust
+        if str(tee.tee) != trust.tee:
+            return failed(
+                "tee_not_allowed",
+                f"the evidence comes from {tee.tee}; the policy's root ({trust.root}) "
+                f"vouches for {trust.tee}",
+            )
+        trusts_simulated = trust.root is TrustRoot.SIMULATED
         if tee.simulated != trusts_simulated:
             claimed = "simulated" if tee.simulated else "hardware"
-            return _failed(
+            return failed(
                 "root_of_trust_mismatch",
                 f"the evidence claims a {claimed} TEE ({tee.root_of_trust}) but the policy "
-                f'trusts root = "{self.policy.trust.root}"',
+                f'trusts root = "{trust.root}"',
             )
-        quote = parse_quote(self._statement().predicate.quote)
-        options = VerifyOptions(trusted_roots=[self._trusted_root()], now=self.now)
-        self.quote = verify_quote(quote, options)
-        return _passed(f"TDX quote verifies to the {self.policy.trust.root} root of trust")
+        appraiser = (
+            TdxAppraiser(statement, self.policy, self.now)
+            if tee.tee is TeeType.TDX
+            else SnpAppraiser(statement, self.policy, self.now)
+        )
+        self.tee = appraiser
+        return appraiser.verify()
 
-    def _trusted_root(self) -> x509.Certificate:
-        trust = self.policy.trust
-        if trust.root is TrustRoot.SIMULATED:
-            assert trust.simulated_root is not None  # load_policy guarantees it
-            return trust.simulated_root
-        return intel_sgx_root_ca()
-
-    def _report_data(self) -> _Outcome:
+    def _report_data(self) -> Outcome:
+        assert self.tee is not None  # guaranteed by the quote_signature dependency
         expected = report_data_for(self._statement().predicate.binding)
-        actual = bytes(self._quote().body.report_data)
-        if not hmac.compare_digest(actual, expected):
-            return _failed(
+        if not hmac.compare_digest(self.tee.report_data(), expected):
+            return failed(
                 "report_data_mismatch",
                 "the quote's REPORTDATA is not SHA-512 of this evidence's binding "
                 "(a quote from other evidence?)",
             )
-        return _passed("the quote's REPORTDATA is SHA-512 of the binding")
+        return passed("the quote's REPORTDATA is SHA-512 of the binding")
 
-    def _nonce(self) -> _Outcome:
+    def _nonce(self) -> Outcome:
         if not hmac.compare_digest(self._statement().predicate.binding.nonce, self.nonce):
-            return _failed("nonce_mismatch", "the binding's nonce is not the nonce sent")
-        return _passed("the binding carries the nonce sent")
+            return failed("nonce_mismatch", "the binding's nonce is not the nonce sent")
+        return passed("the binding carries the nonce sent")
 
-    def _subjects(self) -> _Outcome:
+    def _subjects(self) -> Outcome:
         statement = self._statement()
         actual = subjects_digest(statement.subjects)
         bound = statement.predicate.binding.subjects_digest
         if not hmac.compare_digest(actual.encode(), bound.encode()):
-            return _failed(
+            return failed(
                 "subjects_digest_mismatch",
                 f"the subjects hash to {actual}, the binding says {bound}",
             )
-        return _passed(f"{len(statement.subjects)} subjects match the binding's digest")
+        return passed(f"{len(statement.subjects)} subjects match the binding's digest")
 
-    def _runtime_log(self) -> _Outcome:
+    def _runtime_log(self) -> Outcome:
+        assert self.tee is not None  # guaranteed by the quote_signature dependency
         predicate = self._statement().predicate
         events = predicate.runtime_log
         try:
             head = replay(events)
         except AttestdError as err:
-            return _failed("runtime_log_mismatch", err.message)
+            return failed("runtime_log_mismatch", err.message)
         if not hmac.compare_digest(head, predicate.binding.log_head):
-            return _failed(
+            return failed(
                 "runtime_log_mismatch",
                 f"{len(events)} events replay to {head.hex()}, "
                 f"the binding's head is {predicate.binding.log_head.hex()}",
             )
-        rtmr3 = bytes(self._quote().body.rtmrs[3])
-        if not hmac.compare_digest(head, rtmr3):
-            return _failed(
-                "runtime_log_mismatch",
-                f"{len(events)} events replay to {head.hex()}, the quote's RTMR3 is {rtmr3.hex()}",
+        register = self.tee.runtime_register()
+        if register is None:
+            return passed(
+                f"{len(events)} events replay to the binding's head, which REPORTDATA binds "
+                "(this TEE has no runtime register)"
             )
-        return _passed(f"{len(events)} events replay to the binding's head and to RTMR3")
+        name, value = register
+        if not hmac.compare_digest(head, value):
+            return failed(
+                "runtime_log_mismatch",
+                f"{len(events)} events replay to {head.hex()}, the quote's {name} is {value.hex()}",
+            )
+        return passed(f"{len(events)} events replay to the binding's head and to {name}")
 
-    def _freshness(self) -> _Outcome:
+    def _freshness(self) -> Outcome:
         issued_at = self._statement().predicate.binding.issued_at
         age = (self.now - issued_at).total_seconds()
         bounds = self.policy.freshness
         if age > bounds.max_age_seconds:
-            return _failed(
+            return failed(
                 "evidence_expired",
                 f"issued {age:.0f} s ago, more than max_age_seconds = {bounds.max_age_seconds}",
             )
         if -age > bounds.max_clock_skew_seconds:
-            return _failed(
+            return failed(
                 "evidence_from_future",
                 f"issued {-age:.0f} s in the future, more than "
                 f"max_clock_skew_seconds = {bounds.max_clock_skew_seconds}",
             )
         if age < 0:
-            return _passed(f"issued {-age:.0f} s ahead of the verifier's clock, within the skew")
-        return _passed(f"issued {age:.0f} s ago, within {bounds.max_age_seconds} s")
+            return passed(f"issued {-age:.0f} s ahead of the verifier's clock, within the skew")
+        return passed(f"issued {age:.0f} s ago, within {bounds.max_age_seconds} s")
 
     # -- reference values ------------------------------------------------------
 
-    def _measurement(self, register: str) -> _Outcome:
-        body = self._quote().body
-        value = bytes(body.mr_td if register == "mrtd" else body.rtmrs[int(register[-1])]).hex()
-        allowed = self.policy.tdx.allowed(register)
-        label = register.upper()
-        if allowed is None:
-            return _warned(
-                "reference_value_absent",
-                f"the policy sets no tdx.{register}; {label} {value} was not checked",
-            )
-        if value not in allowed:
-            reason = "mrtd_not_allowed" if register == "mrtd" else "rtmr_not_allowed"
-            return _failed(reason, f"{label} {value} is not among the policy's tdx.{register}")
-        return _passed(f"{label} {value} is allowed by the policy")
-
-    def _debug(self) -> _Outcome:
-        if not self._quote().body.debug:
-            return _passed("the TD is not debuggable")
-        if self.policy.tdx.allow_debug:
-            return _warned("debug_td", "the TD is debuggable (allowed by tdx.allow_debug)")
-        return _failed("debug_td", "the TD is debuggable: its host can read and change its memory")
-
-    def _artifacts(self) -> _Outcome:
+    def _artifacts(self) -> Outcome:
         if not self.policy.artifacts:
-            return _warned("reference_value_absent", "the policy names no artifacts")
+            return warned("reference_value_absent", "the policy names no artifacts")
         subjects = self._statement().subjects
         problems: list[tuple[str, str]] = []
         for artifact in self.policy.artifacts:
@@ -327,18 +292,14 @@ class _Appraisal:
             if not present and artifact.required:
                 problems.append(("artifact_missing", f"required artifact {label} is not a subject"))
         if problems:
-            return _failed(problems[0][0], "; ".join(detail for _, detail in problems))
-        return _passed(f"{len(self.policy.artifacts)} policy artifacts checked")
+            return failed(problems[0][0], "; ".join(detail for _, detail in problems))
+        return passed(f"{len(self.policy.artifacts)} policy artifacts checked")
 
     # -- the result ------------------------------------------------------------
 
     def _statement(self) -> Statement:
         assert self.statement is not None  # guaranteed by the evidence_format dependency
         return self.statement
-
-    def _quote(self) -> Quote:
-        assert self.quote is not None  # guaranteed by the quote_signature dependency
-        return self.quote
 
     def _result(self) -> AppraisalResult:
         trusted = str(self.policy.trust.root)

@@ -57,7 +57,7 @@ def test_affirming_evidence_exits_0_with_the_result_as_json(
     report = json.loads(out)
     assert report["status"] == "affirming"
     assert report["rootOfTrust"]["policy"] == "simulated"
-    assert all(check["status"] == "pass" for check in report["checks"])
+    assert all(check["status"] in ("pass", "skip") for check in report["checks"])
     assert err == ""
 
 

@@ -9,6 +9,7 @@ and sign it with ``sign()`` to make the evidence they need.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class Scenario:
             agent_key_pem=public_key_pem(self.key.public_key()),
             agent_version="0.1.0",
             host={"hostname": "test-td"},
+            collateral=json.loads(self.backend.collateral_json()),
         )
         return Statement(chosen, predicate)
 

@@ -83,9 +83,9 @@ def test_simulated_quote_claiming_hardware_is_an_untrusted_root(
     assert result.status is AppraisalStatus.CONTRAINDICATED
 
 
-def test_snp_evidence_is_not_appraised_as_tdx(scenario: Scenario, policy: Policy) -> None:
+def test_snp_evidence_is_refused_by_a_tdx_policy(scenario: Scenario, policy: Policy) -> None:
     statement = scenario.statement()
     tee = dataclasses.replace(statement.predicate.tee, tee=TeeType.SEV_SNP)
     evidence = _hardware_evidence(statement.predicate.quote, scenario.issued_at, tee)
     result = appraise(evidence, nonce=NONCE, policy=policy, now=scenario.now)
-    assert result.check("quote_signature").reason == "tee_unsupported"
+    assert result.check("quote_signature").reason == "tee_not_allowed"

@@ -1,0 +1,164 @@
+"""The SEV-SNP half of an appraisal: the report, its VCEK chain, and the launch values.
+
+Cryptography lives in ``attestd.tee.snp.verify`` (report signature, VCEK ->
+ASK -> ARK, reported TCB against the VCEK); this module compares what it
+verified with the policy. SNP has no runtime register: the runtime log is
+bound through REPORTDATA alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptography import x509
+
+from attestd.evidence import Statement
+from attestd.tee.snp.abi import AttestationReport, parse_report
+from attestd.tee.snp.kds import VcekSource, get_vcek
+from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
+from attestd.verifier._outcome import NamedSteps, Outcome, allowed_value, failed, passed
+from attestd.verifier.policy import Policy, TrustRoot
+
+#: The SNP checks, in the order they run, after the common ones.
+SNP_CHECK_NAMES = (
+    "reported_tcb",
+    "measurement",
+    "host_data",
+    "id_key_digest",
+    "author_key_digest",
+    "guest_policy",
+    "vmpl",
+    "guest_svn",
+)
+
+
+class SnpAppraiser:
+    def __init__(self, statement: Statement, policy: Policy, now: datetime) -> None:
+        self._statement = statement
+        self._policy = policy
+        self._now = now
+        self._report: AttestationReport | None = None
+        self._product: str | None = None
+
+    @property
+    def report(self) -> AttestationReport:
+        assert self._report is not None  # guaranteed by the quote_signature dependency
+        return self._report
+
+    def _trusted_arks(self) -> list[x509.Certificate] | None:
+        trust = self._policy.trust
+        if trust.root is TrustRoot.SIMULATED:
+            assert trust.simulated_root is not None  # load_policy guarantees it
+            return [trust.simulated_root]
+        return None  # AMD's pinned ARKs
+
+    def verify(self) -> Outcome:
+        report = parse_report(self._statement.predicate.quote)
+        snp = self._policy.snp
+        options = VerifyOptions(
+            now=self._now, product=snp.product, trusted_arks=self._trusted_arks()
+        )
+        # The evidence carries [VCEK or VLEK, ASK, ARK] as the guest's host provided them.
+        shipped = [load_certificate(der) for der in self._statement.predicate.certificates]
+        ask = shipped[1] if len(shipped) > 1 else None
+        if shipped and snp.use_certificate_table:
+            vcek = shipped[0]
+        else:
+            product = snp.product or report.product
+            if product is None:
+                return failed(
+                    "vcek_unavailable",
+                    "the evidence carries no VCEK and the product is unknown (set snp.product)",
+                )
+            source = VcekSource(
+                use_certificate_table=False,
+                offline_store=snp.vcek_store,
+                cache_dir=snp.vcek_cache_dir,
+                kds_base_url=snp.kds_url,
+            )
+            vcek = get_vcek(report, product, source)
+        self._report = verify_report(report, vcek=vcek, ask=ask, options=options)
+        self._product = options.product or report.product or _vcek_product(vcek)
+        return passed(
+            f"SEV-SNP report verifies through its VCEK to the {self._policy.trust.root} ARK"
+        )
+
+    def report_data(self) -> bytes:
+        return bytes(self.report.report_data)
+
+    def runtime_register(self) -> tuple[str, bytes] | None:
+        return None
+
+    def reference_checks(self) -> NamedSteps:
+        return [
+            ("reported_tcb", self._reported_tcb),
+            ("measurement", lambda: self._value("measurement", "MEASUREMENT", True)),
+            ("host_data", lambda: self._value("host_data", "HOST_DATA", False)),
+            ("id_key_digest", lambda: self._value("id_key_digest", "ID_KEY_DIGEST", False)),
+            (
+                "author_key_digest",
+                lambda: self._value("author_key_digest", "AUTHOR_KEY_DIGEST", False),
+            ),
+            ("guest_policy", self._guest_policy),
+            ("vmpl", self._vmpl),
+            ("guest_svn", self._guest_svn),
+        ]
+
+    # -- checks ----------------------------------------------------------------
+
+    def _value(self, key: str, label: str, required: bool) -> Outcome:
+        value = bytes(getattr(self.report, key))
+        allowed = getattr(self._policy.snp, key)
+        reason = "measurement_not_allowed" if key == "measurement" else f"{key}_not_allowed"
+        return allowed_value(label, f"snp.{key}", value, allowed, reason=reason, required=required)
+
+    def _reported_tcb(self) -> Outcome:
+        if self._product is None:
+            return failed("product_unknown", "cannot decode the TCB: the product is unknown")
+        tcb = self.report.tcb(self._product)
+        minimum = self._policy.snp.min_tcb
+        low = [
+            f"{name} {getattr(tcb, name)} < {getattr(minimum, name)}"
+            for name in ("bootloader", "tee", "snp", "microcode", "fmc")
+            if (getattr(tcb, name) or 0) < getattr(minimum, name)
+        ]
+        if low:
+            return failed("tcb_too_low", f"reported TCB below snp.min_tcb: {', '.join(low)}")
+        return passed(f"reported TCB {tcb} ({self._product}) meets snp.min_tcb")
+
+    def _guest_policy(self) -> Outcome:
+        policy = self.report.guest_policy
+        rules = self._policy.snp
+        if policy.debug and not rules.allow_debug:
+            return failed("debug_guest", "the guest policy allows debugging (snp.allow_debug)")
+        if policy.migrate_ma and not rules.allow_migration_agent:
+            return failed(
+                "migration_agent_allowed",
+                "the guest policy allows a migration agent (snp.allow_migration_agent)",
+            )
+        if policy.smt and not rules.allow_smt:
+            return failed("smt_allowed", "the guest policy allows SMT (snp.allow_smt = false)")
+        return passed(
+            f"guest policy debug={policy.debug} migrate_ma={policy.migrate_ma} smt={policy.smt}"
+        )
+
+    def _vmpl(self) -> Outcome:
+        vmpl = self.report.vmpl
+        if vmpl not in self._policy.snp.vmpl:
+            return failed("vmpl_not_allowed", f"VMPL {vmpl} is not among snp.vmpl")
+        return passed(f"VMPL {vmpl} is allowed")
+
+    def _guest_svn(self) -> Outcome:
+        svn = self.report.guest_svn
+        if svn < self._policy.snp.min_guest_svn:
+            return failed(
+                "guest_svn_too_low",
+                f"GUEST_SVN {svn} < snp.min_guest_svn {self._policy.snp.min_guest_svn}",
+            )
+        return passed(f"GUEST_SVN {svn} meets snp.min_guest_svn")
+
+
+def _vcek_product(vcek: x509.Certificate) -> str | None:
+    from attestd.tee.snp.verify import vcek_extensions
+
+    return vcek_extensions(vcek).product
