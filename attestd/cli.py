@@ -226,13 +226,27 @@ def cmd_appraise(args: argparse.Namespace) -> int:
 
 
 def cmd_trust_root_export(args: argparse.Namespace) -> int:
-    from attestd.tee.tdx.simulated import STATE_SUBDIR, SimulatedTdxBackend
+    from attestd.tee.snp.simulated import STATE_SUBDIR as SNP_STATE
+    from attestd.tee.snp.simulated import SimulatedSnpBackend
+    from attestd.tee.tdx.simulated import STATE_SUBDIR as TDX_STATE
+    from attestd.tee.tdx.simulated import SimulatedTdxBackend
 
-    # Exporting must never create a simulated TD where there was none.
-    if not (args.state_dir / STATE_SUBDIR).is_dir():
-        raise UsageError(f"no simulated TDX state under {args.state_dir}")
-    backend = SimulatedTdxBackend.open(args.state_dir)
-    _write_output(args.output, backend.trust_root_pem().rstrip(b"\n"))
+    exporters: dict[str, tuple[Path, Callable[[Path], bytes]]] = {
+        "simulated-tdx": (TDX_STATE, lambda d: SimulatedTdxBackend.open(d).trust_root_pem()),
+        "simulated-snp": (SNP_STATE, lambda d: SimulatedSnpBackend.open(d).trust_root_pem()),
+    }
+    # Exporting must never create a simulated TEE where there was none.
+    present = [
+        name
+        for name, (subdir, _) in exporters.items()
+        if (args.state_dir / subdir).is_dir() and args.tee in (None, name)
+    ]
+    if not present:
+        raise UsageError(f"no simulated TEE state under {args.state_dir}")
+    if len(present) > 1:
+        raise UsageError("both simulated TDX and SNP state exist; choose one with --tee")
+    root = exporters[present[0]][1](args.state_dir)
+    _write_output(args.output, root.rstrip(b"\n"))
     return EXIT_OK
 
 
@@ -302,10 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     trust = commands.add_parser("trust-root", help="trust roots of simulated TEEs")
     trust_commands = trust.add_subparsers(dest="trust_command", required=True, metavar="COMMAND")
     sub = trust_commands.add_parser(
-        "export", help="export the simulated TDX root CA from an agent's state directory"
+        "export",
+        help="export a simulated root (TDX root CA or SNP ARK) from an agent's state directory",
     )
     sub.set_defaults(handler=cmd_trust_root_export)
     sub.add_argument("--state-dir", required=True, type=Path)
+    sub.add_argument("--tee", choices=["simulated-tdx", "simulated-snp"])
     sub.add_argument("-o", "--output", default="-", help="output file, or - for stdout")
 
     sub = command("dev-pki", cmd_dev_pki, "create a throwaway mTLS PKI for demos (not production)")

@@ -1,12 +1,12 @@
-"""The end-to-end demo behind `make demo`.
+"""The end-to-end demo behind `make demo`, once on each simulated TEE (TDX, then SEV-SNP).
 
-1. Starts `attestd` on the simulated TDX backend with a temporary state directory.
+1. Starts `attestd` on the simulated backend with a temporary state directory.
 2. A pipeline step (demo/pipeline_step.py) measures a small model directory and
    records events over the agent's Unix socket.
 3. `attestctl appraise` fetches evidence over mutual TLS with a fresh nonce and
    appraises it against a policy whose reference values come from elsewhere:
-   the MRTD from the TD's configuration, the model digest from the
-   `model_signing` library itself.
+   the launch measurements from the guest's configuration, the model digest
+   from the `model_signing` library itself.
 4. Stops the agent; exits 0 only if every step worked and the result is affirming.
 """
 
@@ -24,14 +24,34 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-# The simulated TD's launch and boot measurements, as an operator's image build
-# would publish them: the agent's config sets them, the policy expects them.
+# The simulated guests' launch and boot measurements, as an operator's image
+# build would publish them: the agent's config sets them, the policy expects them.
 REFERENCE = {
-    "mr_td": "a1" * 48,
-    "rtmr0": "b0" * 48,
-    "rtmr1": "b1" * 48,
-    "rtmr2": "b2" * 48,
+    "simulated-tdx": {
+        "mr_td": "a1" * 48,
+        "rtmr0": "b0" * 48,
+        "rtmr1": "b1" * 48,
+        "rtmr2": "b2" * 48,
+    },
+    "simulated-snp": {
+        "measurement": "c1" * 48,
+        "host_data": "d1" * 32,
+    },
 }
+NAMES = {"simulated-tdx": "SIMULATED TDX", "simulated-snp": "SIMULATED SEV-SNP"}
+
+
+def policy_reference(tee: str) -> str:
+    """The policy's reference values for ``tee``: the same numbers, in the verifier's words."""
+    values = REFERENCE[tee]
+    if tee == "simulated-tdx":
+        keys = {"mr_td": "mrtd", "rtmr0": "rtmr0", "rtmr1": "rtmr1", "rtmr2": "rtmr2"}
+        table = "tdx"
+    else:
+        keys = {"measurement": "measurement", "host_data": "host_data"}
+        table = "snp"
+    lines = [f'{policy_key} = ["{values[key]}"]' for key, policy_key in keys.items()]
+    return f"[{table}]\n" + "\n".join(lines)
 
 
 def step(text: str) -> None:
@@ -91,28 +111,22 @@ def run(*args: str | Path) -> None:
         )
 
 
-def main() -> int:
-    started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="attestd-demo-"))
-    agent: subprocess.Popen[bytes] | None = None
-    try:
-        step("preparing a model, a TLS PKI for the verifier link, and the agent's config")
-        model = work / "models" / "demo-model"
-        make_model(model)
-        run(BIN / "attestctl", "dev-pki", work / "tls")
-        port = free_port()
-        state = work / "state"
-        sock = work / "run" / "attestd.sock"
-        config = work / "attestd.toml"
-        config.write_text(
-            f"""[agent]
+def run_on(tee: str, work: Path, model: Path) -> None:
+    """One agent on ``tee``: pipeline step, appraisal over mTLS, graceful stop."""
+    port = free_port()
+    state = work / tee / "state"
+    sock = work / tee / "run" / "attestd.sock"
+    config = work / tee / "attestd.toml"
+    config.parent.mkdir()
+    config.write_text(
+        f"""[agent]
 state_dir = "{state}"
 
 [tee]
-backend = "simulated-tdx"
+backend = "{tee}"
 
 [tee.simulated]
-{toml_table(REFERENCE)}
+{toml_table(REFERENCE[tee])}
 
 [listen]
 unix_socket = "{sock}"
@@ -126,13 +140,13 @@ client_ca = "{work / "tls" / "ca.pem"}"
 [artifacts]
 roots = ["{work / "models"}"]
 """
-        )
+    )
 
-        step("starting attestd on the SIMULATED TDX backend")
-        with open(work / "agent.log", "wb") as agent_log:
-            agent = subprocess.Popen(
-                [str(BIN / "attestd"), "--config", str(config)], stderr=agent_log
-            )
+    step(f"starting attestd on the {NAMES[tee]} backend")
+    log_path = work / tee / "agent.log"
+    with open(log_path, "wb") as agent_log:
+        agent = subprocess.Popen([str(BIN / "attestd"), "--config", str(config)], stderr=agent_log)
+    try:
         wait_for_socket(sock, agent)
         run(BIN / "attestctl", "info", "--socket", sock)
 
@@ -140,12 +154,11 @@ roots = ["{work / "models"}"]
         run(sys.executable, HERE / "pipeline_step.py", "--socket", sock, model)
 
         step("verifier: export the simulated root and write the policy")
-        run(
-            BIN / "attestctl", "trust-root", "export", "--state-dir", state, "-o", work / "root.pem"
-        )
+        root = work / tee / "root.pem"
+        run(BIN / "attestctl", "trust-root", "export", "--state-dir", state, "-o", root)
         digest = reference_digest(model)
         print(f"reference digest from model_signing: {digest}")
-        policy = work / "policy.toml"
+        policy = work / tee / "policy.toml"
         policy.write_text(
             f"""[trust]
 root = "simulated"
@@ -154,11 +167,7 @@ simulated_root = "root.pem"
 [freshness]
 max_age_seconds = 120
 
-[tdx]
-mrtd = ["{REFERENCE["mr_td"]}"]
-rtmr0 = ["{REFERENCE["rtmr0"]}"]
-rtmr1 = ["{REFERENCE["rtmr1"]}"]
-rtmr2 = ["{REFERENCE["rtmr2"]}"]
+{policy_reference(tee)}
 
 [[artifacts]]
 name = "{model.resolve()}"
@@ -173,22 +182,37 @@ required = true
             "--agent", f"127.0.0.1:{port}", "--server-name", "localhost",
             "--cert", work / "tls" / "client.pem", "--key", work / "tls" / "client.key",
             "--ca", work / "tls" / "ca.pem",
-            "--policy", policy, "--save-evidence", work / "evidence.json",
+            "--policy", policy, "--save-evidence", work / tee / "evidence.json",
         )  # fmt: skip
 
         step("stopping the agent")
         agent.send_signal(signal.SIGTERM)
         if agent.wait(timeout=20) != 0:
             raise SystemExit(f"demo: the agent exited with status {agent.returncode}")
-        agent = None
-        print(f"\ndemo: OK in {time.monotonic() - started:.1f} s")
-        return 0
-    finally:
-        if agent is not None:
+    except BaseException:
+        if agent.poll() is None:
             agent.kill()
             agent.wait()
-            print(f"demo: agent log kept at {work / 'agent.log'}", file=sys.stderr)
-        else:
+        print(f"demo: agent log kept at {log_path}", file=sys.stderr)
+        raise
+
+
+def main() -> int:
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="attestd-demo-"))
+    ok = False
+    try:
+        step("preparing a model and a TLS PKI for the verifier link")
+        model = work / "models" / "demo-model"
+        make_model(model)
+        run(BIN / "attestctl", "dev-pki", work / "tls")
+        for tee in REFERENCE:
+            run_on(tee, work, model)
+        ok = True
+        print(f"\ndemo: OK on {' and '.join(NAMES.values())} in {time.monotonic() - started:.1f} s")
+        return 0
+    finally:
+        if ok:
             shutil.rmtree(work, ignore_errors=True)
 
 

@@ -15,6 +15,18 @@ from attestd.client import AgentClient
 from attestd.devpki import create_dev_pki
 
 MRTD = "5a" * 48
+RTMRS = ("a0" * 48, "a1" * 48, "a2" * 48)
+SNP_MEASUREMENT = "6b" * 48
+#: Both simulated TEEs; end-to-end tests run on each.
+SIMULATED_TEES = ("simulated-tdx", "simulated-snp")
+
+
+def simulated_values(tee: str) -> str:
+    """The [tee.simulated] table fixing the launch measurement of ``tee``."""
+    if tee == "simulated-snp":
+        return f'[tee.simulated]\nmeasurement = "{SNP_MEASUREMENT}"\n'
+    rtmrs = "".join(f'rtmr{i} = "{value}"\n' for i, value in enumerate(RTMRS))
+    return f'[tee.simulated]\nmr_td = "{MRTD}"\n{rtmrs}'
 
 
 def free_port() -> int:
@@ -32,6 +44,7 @@ class AgentProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     extra_config: str = ""
+    tee: str = "simulated-tdx"
 
     @property
     def state_dir(self) -> Path:
@@ -67,11 +80,9 @@ state_dir = "{self.state_dir}"
 log_level = "debug"
 
 [tee]
-backend = "simulated-tdx"
+backend = "{self.tee}"
 
-[tee.simulated]
-mr_td = "{MRTD}"
-
+{simulated_values(self.tee)}
 [listen]
 unix_socket = "{self.socket_path}"
 tcp_address = "127.0.0.1:{self.port}"
@@ -136,8 +147,11 @@ roots = ["{self.models}"]
         )
 
     def simulated_root(self) -> Path:
+        """The simulated root of trust, exported as an operator would."""
         out = self.workdir / "root.pem"
-        from attestd.tee.tdx.simulated import SimulatedTdxBackend
+        from attestd.cli import main
 
-        out.write_bytes(SimulatedTdxBackend.open(self.state_dir).trust_root_pem())
+        assert (
+            main(["trust-root", "export", "--state-dir", str(self.state_dir), "-o", str(out)]) == 0
+        )
         return out

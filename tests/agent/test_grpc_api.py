@@ -12,14 +12,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from attestd.client import AgentCallError, AgentClient
 from attestd.devpki import create_dev_pki
-from tests.harness import AgentProcess
+from tests.harness import SIMULATED_TEES, AgentProcess
 
 NONCE = bytes(range(32))
 
 
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    process = AgentProcess(tmp_path_factory.mktemp("agent"))
+@pytest.fixture(scope="module", params=SIMULATED_TEES)
+def agent(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AgentProcess]:
+    process = AgentProcess(tmp_path_factory.mktemp("agent"), tee=request.param)
     process.write_config()
     model = process.models / "model"
     model.mkdir()
@@ -196,7 +198,11 @@ def test_socket_has_the_configured_mode(agent: AgentProcess) -> None:
 def test_info_says_the_tee_is_simulated(agent: AgentProcess) -> None:
     with agent.verifier() as client:
         info = client.info()
-    assert info.tee == "tdx"
+    expected = {
+        "simulated-tdx": ("tdx", "attestd-simulated-tdx-root"),
+        "simulated-snp": ("sev-snp", "attestd-simulated-amd-ark"),
+    }
+    assert (info.tee, info.root_of_trust) == expected[agent.tee]
     assert info.simulated
-    assert info.root_of_trust == "attestd-simulated-tdx-root"
+    assert info.backend == agent.tee
     assert info.serving
