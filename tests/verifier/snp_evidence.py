@@ -1,0 +1,147 @@
+"""Real simulated SEV-SNP evidence, built the way the agent builds it, and policies to match.
+
+An ``SnpScenario`` holds one simulated SEV-SNP guest, an agent key, two
+subjects and a short runtime log. SNP has no runtime register, so the log is
+extended nowhere: its head travels only in the binding, which REPORTDATA binds.
+``statement()`` takes a fresh report over a binding and ships the VCEK, ASK and
+ARK as the agent does (``agent/core.py`` reads them from the GHCB table).
+
+The simulated PKI costs two RSA-4096 keys: make it once with
+``attestd.tee.snp._simulated_pki.generate()`` and give it to every
+``make_snp_scenario`` that may share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attestd.evidence import (
+    Binding,
+    EvidencePredicate,
+    RuntimeEvent,
+    Statement,
+    Subject,
+    format_rfc3339,
+    key_id,
+    public_key_pem,
+    replay,
+    report_data_for,
+    sign_statement,
+    subjects_digest,
+)
+from attestd.tee.snp import _simulated_pki as snp_pki
+from attestd.tee.snp.abi import CertKind, parse_cert_table, parse_report
+from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend, SimulatedSnpMeasurements
+from attestd.verifier.policy import Policy, load_policy
+from tests.verifier.simulated_evidence import DATASET, MODEL, NONCE
+
+
+@dataclass(frozen=True)
+class SnpScenario:
+    """One simulated SEV-SNP guest with its agent key, subjects, runtime log and clock."""
+
+    backend: SimulatedSnpBackend
+    key: ec.EllipticCurvePrivateKey
+    subjects: tuple[Subject, ...]
+    events: tuple[RuntimeEvent, ...]
+    issued_at: datetime
+
+    @property
+    def now(self) -> datetime:
+        """The verifier's clock: two seconds after the evidence was issued."""
+        return self.issued_at + timedelta(seconds=2)
+
+    def statement(
+        self,
+        *,
+        nonce: bytes = NONCE,
+        subjects: Sequence[Subject] | None = None,
+        issued_at: datetime | None = None,
+    ) -> Statement:
+        """A statement with a fresh report over its binding, and the VCEK chain the agent ships."""
+        chosen = tuple(self.subjects if subjects is None else subjects)
+        binding = Binding(
+            nonce=nonce,
+            subjects_digest=subjects_digest(chosen),
+            log_head=replay(self.events),
+            agent_key_id=key_id(self.key.public_key()),
+            issued_at=issued_at or self.issued_at,
+        )
+        report, table = self.backend.get_report_with_certificates(report_data_for(binding))
+        entries = parse_cert_table(table)
+        predicate = EvidencePredicate(
+            binding=binding,
+            tee=self.backend.describe(),
+            quote=report,
+            runtime_log=self.events,
+            agent_key_pem=public_key_pem(self.key.public_key()),
+            agent_version="0.1.0",
+            host={"hostname": "test-snp-guest"},
+            certificates=tuple(entries[k] for k in (CertKind.VCEK, CertKind.ASK, CertKind.ARK)),
+        )
+        return Statement(chosen, predicate)
+
+    def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+        """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
+        return sign_statement(statement, key or self.key)
+
+    def evidence(self, **kwargs: object) -> bytes:
+        """Well-formed evidence; keyword arguments go to ``statement``."""
+        return self.sign(self.statement(**kwargs))  # type: ignore[arg-type]
+
+    def measurement(self) -> str:
+        """The launch MEASUREMENT as the reports carry it, lowercase hex."""
+        return parse_report(self.backend.get_quote(bytes(64))).measurement.hex()
+
+    def policy(self, directory: Path, *, snp: str | None = None, extra: str = "") -> Policy:
+        """A policy trusting this simulator's ARK; ``[snp]`` allows its measurement unless given.
+
+        ``snp`` is the body of the ``[snp]`` table; ``extra`` follows the whole policy.
+        """
+        (directory / "ark.pem").write_bytes(self.backend.trust_root_pem())
+        lines = ["[trust]", 'root = "simulated"', 'simulated_root = "ark.pem"']
+        lines += ["[freshness]", "max_age_seconds = 300", "max_clock_skew_seconds = 30"]
+        lines += ["[snp]", snp if snp is not None else f'measurement = ["{self.measurement()}"]']
+        lines += ["[[artifacts]]", f'name = "{MODEL.name}"', f'sha256 = "{MODEL.digest["sha256"]}"']
+        lines += ["[[artifacts]]", f'name = "{DATASET.name}"']
+        lines += [f'sha256 = "{DATASET.digest["sha256"]}"', "required = false"]
+        path = directory / "policy.toml"
+        path.write_text("\n".join(lines) + "\n" + extra)
+        return load_policy(path)
+
+
+def make_snp_scenario(
+    state_dir: Path,
+    measurements: SimulatedSnpMeasurements | None = None,
+    *,
+    platform: snp_pki.SimulatedPki | None = None,
+) -> SnpScenario:
+    """A simulated SEV-SNP guest in ``state_dir``, on ``platform`` if given (else a new PKI).
+
+    Launch values live in the state directory, so each launch configuration
+    needs its own; sharing ``platform`` between them spares the RSA key generation.
+    """
+    if platform is not None:
+        directory = state_dir / STATE_SUBDIR
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        snp_pki.save(platform, directory)
+    backend = SimulatedSnpBackend.open(state_dir, measurements)
+    issued_at = datetime.now(UTC).replace(microsecond=0)
+    stamp = format_rfc3339(issued_at)
+    events = (
+        RuntimeEvent(0, "pipeline", "stage.start", b"train", stamp),
+        RuntimeEvent(1, "artifacts", "model.load", MODEL.name.encode(), stamp),
+        RuntimeEvent(2, "pipeline", "stage.end", b"train", stamp),
+    )
+    return SnpScenario(
+        backend=backend,
+        key=ec.generate_private_key(ec.SECP256R1()),
+        subjects=(MODEL, DATASET),
+        events=events,
+        issued_at=issued_at,
+    )
