@@ -250,6 +250,33 @@ def cmd_trust_root_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_quote_inspect(args: argparse.Namespace) -> int:
+    from attestd import quotetool
+
+    evidence = quotetool.read_evidence(args.file, args.tee)
+    _print_json(quotetool.inspect(evidence, product=args.product))
+    return EXIT_OK
+
+
+def cmd_quote_verify(args: argparse.Namespace) -> int:
+    from datetime import UTC
+
+    from attestd import quotetool
+
+    evidence = quotetool.read_evidence(args.file, args.tee)
+    request = quotetool.VerifyRequest(
+        now=args.now or datetime.now(UTC),
+        root=args.root,
+        collateral=args.collateral,
+        vcek=args.vcek,
+        certs=args.certs,
+        product=args.product,
+    )
+    result = quotetool.verify(evidence, request)
+    _print_json(result.to_json())
+    return EXIT_OK if result.valid else EXIT_NOT_AFFIRMING
+
+
 def cmd_dev_pki(args: argparse.Namespace) -> int:
     from attestd.devpki import create_dev_pki
 
@@ -324,10 +351,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tee", choices=["simulated-tdx", "simulated-snp"])
     sub.add_argument("-o", "--output", default="-", help="output file, or - for stdout")
 
+    _add_quote_commands(commands)
+
     sub = command("dev-pki", cmd_dev_pki, "create a throwaway mTLS PKI for demos (not production)")
     sub.add_argument("directory", type=Path)
     sub.add_argument("--host", action="append", help="server name or IP (repeatable)")
     return parser
+
+
+def _add_quote_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    quote = commands.add_parser("quote", help="inspect or verify a TDX quote or SEV-SNP report")
+    quote_commands = quote.add_subparsers(dest="quote_command", required=True, metavar="COMMAND")
+    tees = ("tdx", "sev-snp")
+    products = ("Milan", "Genoa", "Turin")
+
+    sub = quote_commands.add_parser(
+        "inspect", help="print every field of a quote or report as JSON"
+    )
+    sub.set_defaults(handler=cmd_quote_inspect)
+    sub.add_argument("file", help="quote or report, binary or hex, or - for stdin")
+    sub.add_argument("--tee", choices=tees, help="do not detect the TEE")
+    sub.add_argument("--product", choices=products, help="SEV-SNP TCB layout if no CPUID says")
+
+    sub = quote_commands.add_parser(
+        "verify", help="verify a quote's or report's signature chain and TCB status"
+    )
+    sub.set_defaults(handler=cmd_quote_verify)
+    sub.add_argument("file", help="quote or report, binary or hex, or - for stdin")
+    sub.add_argument("--tee", choices=tees, help="do not detect the TEE")
+    sub.add_argument(
+        "--root",
+        metavar="intel|amd|PATH",
+        help="trusted root: intel (TDX default), amd (SEV-SNP default), or a PEM file "
+        "such as a simulated root from `attestctl trust-root export`",
+    )
+    sub.add_argument("--collateral", type=Path, help="TDX: DCAP collateral (QuoteCollateralV3)")
+    sub.add_argument("--vcek", type=Path, help="SEV-SNP: the VCEK or VLEK (DER or PEM)")
+    sub.add_argument("--certs", type=Path, help="SEV-SNP: a GHCB certificate table")
+    sub.add_argument("--product", choices=products, help="SEV-SNP product")
+    sub.add_argument("--now", type=_rfc3339, help="verify as of this time (RFC 3339, with zone)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
