@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -33,6 +34,7 @@ from attestd.evidence import (
     sign_statement,
     subjects_digest,
 )
+from attestd.tee.tdx import _simulated_pki as tdx_pki
 from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.simulated import SimulatedTdMeasurements, SimulatedTdxBackend
 from attestd.verifier.policy import Policy, load_policy
@@ -102,6 +104,19 @@ class Scenario:
         values.update({f"rtmr{i}": body.rtmrs[i].hex() for i in range(3)})
         return values
 
+    def issue_collateral(
+        self,
+        *,
+        issue_date: datetime = tdx_pki.NOT_VALID_BEFORE,
+        next_update: datetime = tdx_pki.NOT_VALID_AFTER,
+        tcb_status: str = "UpToDate",
+    ) -> dict[str, str]:
+        """Fresh DCAP collateral for this platform, as ``EvidencePredicate.collateral`` holds it."""
+        platform = tdx_pki.load(self.backend.state_directory)
+        return tdx_pki.issue_collateral(
+            platform, issue_date=issue_date, next_update=next_update, tcb_status=tcb_status
+        )
+
     def policy(self, directory: Path, *, tdx: bool = True, extra: str = "") -> Policy:
         """A policy trusting this simulator's root and, by default, its measurements."""
         (directory / "root.pem").write_bytes(self.backend.trust_root_pem())
@@ -143,6 +158,12 @@ def make_scenario(state_dir: Path, measurements: SimulatedTdMeasurements | None 
 def replace_log(statement: Statement, events: Sequence[RuntimeEvent]) -> Statement:
     """``statement`` with a different runtime log and everything else unchanged."""
     predicate = dataclasses.replace(statement.predicate, runtime_log=tuple(events))
+    return dataclasses.replace(statement, predicate=predicate)
+
+
+def replace_predicate(statement: Statement, **changes: Any) -> Statement:
+    """``statement`` with predicate fields changed (``collateral=``, ``ccel=`` ...)."""
+    predicate = dataclasses.replace(statement.predicate, **changes)
     return dataclasses.replace(statement, predicate=predicate)
 
 
