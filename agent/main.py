@@ -59,6 +59,11 @@ async def _serve(agent: Agent, server: AgentServer) -> None:
     )
     if info.tee.simulated:
         log.warning("SIMULATED TEE: evidence from this agent rests on a simulated root of trust")
+    if info.tee.backend.endswith("legacy-ioctl") and str(info.tee.tee) == "tdx":
+        log.warning(
+            "TDX without configfs-tsm: the legacy /dev/tdx_guest device gives TD reports, "
+            "not quotes, so GetEvidence will fail; use Linux 6.7+ with configfs-tsm and a QGS"
+        )
     await stop.wait()
     log.info("stopping")
     await server.stop()
