@@ -35,7 +35,14 @@ from attestd.verifier import (
     appraise,
     load_policy,
 )
-from tests.verifier.simulated_evidence import MODEL, NONCE, Scenario, fresh_nonce, replace_log
+from tests.verifier.simulated_evidence import (
+    MODEL,
+    NONCE,
+    Scenario,
+    fresh_nonce,
+    replace_log,
+    replace_predicate,
+)
 from tests.verifier.snp_evidence import SnpScenario, make_snp_scenario
 
 
@@ -165,6 +172,22 @@ def test_report_under_another_simulated_ark_is_rejected(
     result = appraise(other.evidence(), nonce=NONCE, policy=snp_policy, now=snp.now)
     assert_rejected(result, "quote_signature", "untrusted_root")
     assert result.check("report_data").status is CheckStatus.SKIP
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG verifier/_snp.py SnpAppraiser.verify: a shipped certificate that is not DER "
+    "makes load_certificate raise ValueError, which appraise reports as internal_error "
+    "instead of a named reason (tee/snp/kds.py names a non-certificate vcek_chain_invalid)",
+)
+def test_certificate_in_evidence_that_is_not_one_is_a_named_failure(
+    snp: SnpScenario, snp_policy: Policy
+) -> None:
+    statement = snp.statement()
+    certificates = (b"not a certificate", *statement.predicate.certificates[1:])
+    evidence = snp.sign(replace_predicate(statement, certificates=certificates))
+    result = appraise(evidence, nonce=NONCE, policy=snp_policy, now=snp.now)
+    assert_rejected(result, "quote_signature", "vcek_chain_invalid")
 
 
 # -- reference values and guest-policy rules ---------------------------------------
