@@ -428,16 +428,32 @@ class _TdxResult:
     root: dict[str, object]
     details: dict[str, object]
 
-    def _result(self, checks: tuple[Check, ...], message: str, **kw: Any) -> VerifyResult:
-        valid = checks[-1].status != "fail"
+    def _result(
+        self,
+        checks: tuple[Check, ...],
+        message: str,
+        reason: str | None = None,
+        status: dcap.DcapResult | None = None,
+    ) -> VerifyResult:
         return VerifyResult(
-            TDX, valid, message, self.root, self.now, checks, details=self.details, **kw
+            TDX,
+            reason is None,
+            message,
+            self.root,
+            self.now,
+            checks,
+            reason,
+            tcb_status=status.status if status else None,
+            advisory_ids=status.advisory_ids if status else (),
+            details=self.details,
         )
 
     def fail(self, stage: str, error: QuoteVerificationError) -> VerifyResult:
-        checks = (Check("signature_chain", "pass"),) if stage == "tcb_status" else ()
-        checks += (Check(stage, "fail", error.reason),)
-        return self._result(checks, error.message, reason=error.reason)
+        passed: tuple[Check, ...] = ()
+        if stage == "tcb_status":
+            passed = (Check("signature_chain", "pass"),)
+        checks = (*passed, Check(stage, "fail", error.reason))
+        return self._result(checks, error.message, error.reason)
 
     def chain_only(self) -> VerifyResult:
         checks = (Check("signature_chain", "pass"), Check("tcb_status", "skip"))
@@ -447,9 +463,7 @@ class _TdxResult:
     def passed(self, status: dcap.DcapResult) -> VerifyResult:
         checks = (Check("signature_chain", "pass"), Check("tcb_status", "pass"))
         message = f"the quote verifies with its collateral; TCB status {status.status}"
-        return self._result(
-            checks, message, tcb_status=status.status, advisory_ids=status.advisory_ids
-        )
+        return self._result(checks, message, status=status)
 
 
 def verify_snp(data: bytes, request: VerifyRequest) -> VerifyResult:
@@ -479,9 +493,9 @@ def verify_snp(data: bytes, request: VerifyRequest) -> VerifyResult:
     try:
         snp_verify.verify_report(report, vcek=vcek, ask=ask, options=options)
     except QuoteVerificationError as e:
-        checks = (Check("signature_chain", "fail", e.reason),)
+        failed = (Check("signature_chain", "fail", e.reason),)
         return VerifyResult(
-            SEV_SNP, False, e.message, root_info, request.now, checks, e.reason, details=details
+            SEV_SNP, False, e.message, root_info, request.now, failed, e.reason, details=details
         )
     checks = (Check("signature_chain", "pass"), Check("tcb_status", "skip"))
     message = (
