@@ -14,7 +14,7 @@ from cryptography import x509
 
 from attestd.evidence import Statement
 from attestd.tee.snp.abi import AttestationReport, parse_report
-from attestd.tee.snp.kds import VcekSource, get_vcek
+from attestd.tee.snp.kds import VcekSource, VcekUnavailableError, get_vcek, offline_path
 from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
 from attestd.verifier._outcome import NamedSteps, Outcome, allowed_value, failed, passed
 from attestd.verifier.policy import Policy, TrustRoot
@@ -59,29 +59,54 @@ class SnpAppraiser:
             now=self._now, product=snp.product, trusted_arks=self._trusted_arks()
         )
         # The evidence carries [VCEK or VLEK, ASK, ARK] as the guest's host provided them.
-        shipped = [load_certificate(der) for der in self._statement.predicate.certificates]
+        try:
+            shipped = [load_certificate(der) for der in self._statement.predicate.certificates]
+        except ValueError as err:
+            return failed(
+                "vcek_chain_invalid", f"a certificate in the evidence is unreadable: {err}"
+            )
         ask = shipped[1] if len(shipped) > 1 else None
         if shipped and snp.use_certificate_table:
             vcek = shipped[0]
         else:
-            product = snp.product or report.product
-            if product is None:
-                return failed(
-                    "vcek_unavailable",
-                    "the evidence carries no VCEK and the product is unknown (set snp.product)",
+            found = self._stored_vcek(report)
+            if found is None:
+                product = snp.product or report.product
+                if product is None:
+                    return failed(
+                        "vcek_unavailable",
+                        "the evidence carries no VCEK, none is in snp.vcek_store, and the "
+                        "product needed to ask AMD's KDS is unknown (set snp.product)",
+                    )
+                source = VcekSource(
+                    use_certificate_table=False,
+                    cache_dir=snp.vcek_cache_dir,
+                    kds_base_url=snp.kds_url,
                 )
-            source = VcekSource(
-                use_certificate_table=False,
-                offline_store=snp.vcek_store,
-                cache_dir=snp.vcek_cache_dir,
-                kds_base_url=snp.kds_url,
-            )
-            vcek = get_vcek(report, product, source)
+                found = get_vcek(report, product, source)
+            vcek = found
         self._report = verify_report(report, vcek=vcek, ask=ask, options=options)
         self._product = options.product or report.product or _vcek_product(vcek)
         return passed(
             f"SEV-SNP report verifies through its VCEK to the {self._policy.trust.root} ARK"
         )
+
+    def _stored_vcek(self, report: AttestationReport) -> x509.Certificate | None:
+        """The VCEK from the offline store, named by chip and TCB: no product needed."""
+        store = self._policy.snp.vcek_store
+        if store is None:
+            return None
+        path = offline_path(store, report.chip_id, report.reported_tcb)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise VcekUnavailableError(f"cannot read {path}: {err.strerror}") from err
+        try:
+            return load_certificate(data)
+        except ValueError as err:
+            raise VcekUnavailableError(f"{path} is not a certificate: {err}") from err
 
     def report_data(self) -> bytes:
         return bytes(self.report.report_data)

@@ -174,12 +174,6 @@ def test_report_under_another_simulated_ark_is_rejected(
     assert result.check("report_data").status is CheckStatus.SKIP
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG verifier/_snp.py SnpAppraiser.verify: a shipped certificate that is not DER "
-    "makes load_certificate raise ValueError, which appraise reports as internal_error "
-    "instead of a named reason (tee/snp/kds.py names a non-certificate vcek_chain_invalid)",
-)
 def test_certificate_in_evidence_that_is_not_one_is_a_named_failure(
     snp: SnpScenario, snp_policy: Policy
 ) -> None:
@@ -372,13 +366,6 @@ def test_real_milan_report_takes_its_vcek_from_the_offline_store(
     assert result.check("report_data").reason == "report_data_mismatch"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG verifier/_snp.py SnpAppraiser.verify: with no VCEK in the evidence it returns "
-    "vcek_unavailable when neither snp.product nor the report (version 2) names the product, "
-    "before trying snp.vcek_store, whose file name (chip id, reported TCB) needs no product; "
-    "the VCEK found there names its product itself (productName, as _vcek_product reads it)",
-)
 def test_real_milan_report_takes_its_vcek_from_the_offline_store_without_a_product(
     vectors_dir: Path, tmp_path: Path
 ) -> None:
