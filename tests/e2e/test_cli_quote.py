@@ -12,6 +12,7 @@ import pytest
 
 from attestd.cli import EXIT_NOT_AFFIRMING, EXIT_OK, EXIT_USAGE, main
 from attestd.tee.snp.abi import parse_report
+from attestd.tee.snp.simulated import SimulatedSnpBackend
 from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
 
@@ -336,6 +337,23 @@ def test_milan_report_under_the_genoa_root_is_untrusted(
     )
     assert code == EXIT_NOT_AFFIRMING
     assert out["valid"] is False and out["reason"] == "untrusted_root"
+
+
+def test_simulated_snp_report_verifies_with_its_certificate_table_under_its_ark(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backend = SimulatedSnpBackend.open(tmp_path_factory.mktemp("snp-state"))
+    out_dir = tmp_path_factory.mktemp("snp-files")
+    report, table = backend.get_report_with_certificates(bytes(64))
+    (out_dir / "report.bin").write_bytes(report)
+    (out_dir / "certs.bin").write_bytes(table)
+    (out_dir / "ark.pem").write_bytes(backend.trust_root_pem())
+    argv = ("verify", out_dir / "report.bin", "--certs", out_dir / "certs.bin")
+    code, out = run(capsys, *argv, "--root", out_dir / "ark.pem")
+    assert code == EXIT_OK and out["valid"] is True and out["product"] == "Milan"
+
+    code, out = run(capsys, *argv)  # AMD's ARKs by default
+    assert code == EXIT_NOT_AFFIRMING and out["reason"] == "untrusted_root"
 
 
 def test_milan_report_without_a_vcek_is_bad_usage(
