@@ -58,6 +58,7 @@ from attestd.tee.backend import (
     TeeType,
 )
 from attestd.tee.detect import open_backend
+from attestd.tee.errors import TeeError
 from attestd.tee.snp.abi import CertKind, parse_cert_table
 from attestd.tee.tdx.ccel import read_ccel
 
@@ -119,7 +120,10 @@ class Agent:
             if isinstance(backend, CollateralProvider)
             else None
         )
-        self._ccel = _read_ccel() if backend.describe().tee is TeeType.TDX else None
+        description = backend.describe()
+        hardware_tdx = description.tee is TeeType.TDX and not description.simulated
+        # A simulator must not ship the host's own boot log as its TD's.
+        self._ccel = _read_ccel() if hardware_tdx else None
 
     @classmethod
     def open(cls, config: AgentConfig) -> Agent:
@@ -365,7 +369,14 @@ class Agent:
 
 def _read_ccel() -> CcelBlob | None:
     """The machine's CC event log, where the firmware published one (TDX guests)."""
-    found = read_ccel()
+    try:
+        found = read_ccel()
+    except TeeError as err:
+        # Evidence without a CCEL is still evidence; the verifier decides whether it needs one.
+        log.error(
+            "cannot read the CC event log; evidence will carry none", extra={"error": str(err)}
+        )
+        return None
     if found is None:
         return None
     table, data = found

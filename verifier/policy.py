@@ -287,7 +287,11 @@ def _tdx(reader: _Reader, table: Mapping[str, Any]) -> TdxPolicy:
         if svn is None
         else bytes.fromhex(reader.hex_value(svn, "tdx.min_tee_tcb_svn", _TEE_TCB_SVN_HEX_LEN))
     )
-    statuses = reader.string_list(table, "tdx", "allowed_tcb_statuses") or ("UpToDate",)
+    statuses = reader.string_list(table, "tdx", "allowed_tcb_statuses")
+    if statuses is None:
+        statuses = ("UpToDate",)
+    elif not statuses:
+        raise reader.error("tdx.allowed_tcb_statuses must not be empty: it would accept nothing")
     for status in statuses:
         if status not in _TCB_STATUSES:
             raise reader.error(
