@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from attestd.evidence import open_evidence
-from tests.harness import AgentProcess
+from tests.harness import SIMULATED_TEES, AgentProcess
 
 
-def test_evidence_over_four_mebibytes_is_delivered(tmp_path: Path) -> None:
-    agent = AgentProcess(tmp_path)
+@pytest.mark.parametrize("tee", SIMULATED_TEES)
+def test_evidence_over_four_mebibytes_is_delivered(tmp_path: Path, tee: str) -> None:
+    agent = AgentProcess(tmp_path, tee=tee)
     agent.start()
     try:
         with agent.pipeline() as client:

@@ -1,4 +1,4 @@
-"""`attestctl verify`: its exit codes and output, over evidence from a simulated TD.
+"""`attestctl verify`: its exit codes and output, over evidence from each simulated TEE.
 
 0 affirming; 1 appraised and not affirming; 2 unreadable input or bad usage.
 """
@@ -16,18 +16,20 @@ import pytest
 from attestd.cli import EXIT_NOT_AFFIRMING, EXIT_OK, EXIT_USAGE, main
 from attestd.evidence import format_rfc3339
 from tests.verifier.simulated_evidence import NONCE, Scenario, make_scenario
+from tests.verifier.snp_evidence import SnpScenario, make_snp_scenario
 
 
 @dataclass(frozen=True)
 class Files:
-    scenario: Scenario
+    scenario: Scenario | SnpScenario
     evidence: Path
     policy: Path
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
-    scenario = make_scenario(tmp_path_factory.mktemp("td"))
+@pytest.fixture(scope="module", params=["tdx", "sev-snp"])
+def files(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Files:
+    state = tmp_path_factory.mktemp("guest")
+    scenario = make_scenario(state) if request.param == "tdx" else make_snp_scenario(state)
     directory = tmp_path_factory.mktemp("verify")
     scenario.policy(directory)  # writes policy.toml trusting root.pem, the simulated root
     evidence = directory / "evidence.json"
