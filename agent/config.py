@@ -54,6 +54,8 @@ class SimulatedMeasurementsConfig:
 class TeeConfig:
     backend: str
     simulated: SimulatedMeasurementsConfig
+    vmpl: int = 0
+    """The VMPL SEV-SNP reports are requested at (0 unless the guest runs under an SVSM)."""
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,9 @@ def parse_config(
             raise ConfigError(f"config.tee.simulated.{key} must be {size} bytes, got {len(value)}")
         simulated[key] = value
     simulated_table.finish()
+    vmpl = tee.integer("vmpl", 0, minimum=0, maximum=3)
+    if tee.has("vmpl") and backend not in ("sev-snp", "auto"):
+        raise ConfigError("config.tee.vmpl applies to the sev-snp backend only")
     tee.finish()
 
     listen = top.table("listen")
@@ -267,7 +272,7 @@ def parse_config(
     return AgentConfig(
         state_dir=state_dir,
         log_level=log_level,
-        tee=TeeConfig(backend=backend, simulated=SimulatedMeasurementsConfig(simulated)),
+        tee=TeeConfig(backend=backend, simulated=SimulatedMeasurementsConfig(simulated), vmpl=vmpl),
         listen=ListenConfig(
             unix_socket=path_of(socket_text) if socket_text else None,
             unix_socket_mode=socket_mode,

@@ -134,7 +134,10 @@ class Agent:
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(state, 0o700)
         backend = open_backend(
-            config.tee.backend, state, simulated_measurements=config.tee.simulated.values
+            config.tee.backend,
+            state,
+            simulated_measurements=config.tee.simulated.values,
+            vmpl=config.tee.vmpl,
         )
         store = RuntimeLogStore.open(state / "runtime-log.jsonl")
         # The evidence key lives only in this process: a restarted agent is a new signer.

@@ -63,6 +63,7 @@ def open_backend(
     *,
     simulated_measurements: Mapping[str, object] | None = None,
     paths: DetectionPaths = DetectionPaths(),
+    vmpl: int = 0,
 ) -> TeeBackend:
     """Open the backend called ``name``, keeping any simulator state under ``state_dir``."""
     if name == "auto":
@@ -74,7 +75,7 @@ def open_backend(
     if name == "sev-snp":
         from attestd.tee.snp.client import SnpGuestBackend
 
-        return SnpGuestBackend.open(tsm_root=paths.tsm)
+        return SnpGuestBackend.open(tsm_root=paths.tsm, vmpl=vmpl)
     if name == "simulated-tdx":
         from attestd.tee.tdx.simulated import SimulatedTdMeasurements, SimulatedTdxBackend
 

@@ -455,3 +455,17 @@ def test_load_config_passes_tee_override_on(tmp_path: Path) -> None:
     config = load_config(path, tee_override="simulated-tdx")
     assert config.tee.backend == "simulated-tdx"
     assert config.log_level == "warning"
+
+
+def test_vmpl_is_for_sev_snp_only() -> None:
+    raw = with_value("tee", "backend", "sev-snp")
+    del raw["tee"]["simulated"]
+    raw["tee"]["vmpl"] = 2
+    assert parse(raw).tee.vmpl == 2
+    raw["tee"]["vmpl"] = 4
+    with pytest.raises(ConfigError, match="vmpl"):
+        parse(raw)
+    raw = with_value("tee", "backend", "simulated-tdx")
+    raw["tee"]["vmpl"] = 1
+    with pytest.raises(ConfigError, match="sev-snp backend only"):
+        parse(raw)
