@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib import exceptions as sslib_exceptions
@@ -55,7 +56,12 @@ def sign_statement(statement: Statement, private_key: ec.EllipticCurvePrivateKey
     The payload is the JCS form of the statement; the signature's ``keyid`` is
     ``key_id(private_key.public_key())``.
     """
-    envelope = Envelope(canonical_json(statement.to_json()), PAYLOAD_TYPE, {})
+    return sign_json(statement.to_json(), private_key)
+
+
+def sign_json(statement: Mapping[str, object], private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The DSSE envelope (JSON bytes) of any in-toto statement given as JSON, JCS-encoded."""
+    envelope = Envelope(canonical_json(dict(statement)), PAYLOAD_TYPE, {})
     envelope.sign(_signer_for(private_key))
     return canonical_json(envelope.to_dict())
 
