@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
-import os
 from pathlib import Path
-from typing import Protocol
 
 from attestd.tee import backend as tee_backend
+from attestd.tee._linux import DeviceIoctl as DeviceIoctl
+from attestd.tee._linux import linux_ioctl as linux_ioctl
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeError, TeeUnavailableError
 from attestd.tee.snp import linuxabi
 from attestd.tee.tsm import (
@@ -69,24 +68,6 @@ class SnpCertificateBufferError(SnpFirmwareError):
     """The host asked for a larger certificate buffer than the kernel or attestd allows."""
 
     reason = "snp_certificate_buffer"
-
-
-class DeviceIoctl(Protocol):
-    """Issue ``request`` on ``device`` with ``buffer`` as the in/out argument.
-
-    Raises ``OSError`` with the kernel's errno; tests put a fake device here.
-    """
-
-    def __call__(self, device: Path, request: int, buffer: bytearray) -> None: ...
-
-
-def linux_ioctl(device: Path, request: int, buffer: bytearray) -> None:
-    """:class:`DeviceIoctl` on the real device: open, ioctl (buffer mutated in place), close."""
-    fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        fcntl.ioctl(fd, request, buffer, True)
-    finally:
-        os.close(fd)
 
 
 class SnpGuestBackend:

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import struct
 
+from attestd.tee._linux import iowr as iowr
+
 SNP_REPORT_USER_DATA_SIZE = 64
 SNP_REPORT_SIZE = 1184  # ATTESTATION_REPORT, firmware ABI table 22
 SNP_REPORT_RESP_SIZE = 4000
@@ -55,16 +57,6 @@ MSG_REPORT_RSP_HEADER = struct.Struct("<II24s")  # status, report_size, reserved
 # Offsets into the 1184-byte report that the client checks.
 REPORT_VMPL_OFFSET = 0x30
 REPORT_DATA_OFFSET = 0x50
-
-# asm-generic/ioctl.h, as x86 uses it: dir(2) | size(14) | type(8) | nr(8).
-_IOC_WRITE = 1
-_IOC_READ = 2
-
-
-def iowr(kind: str, nr: int, size: int) -> int:
-    """``_IOWR(kind, nr, size)``: a read-write ioctl request number."""
-    return ((_IOC_READ | _IOC_WRITE) << 30) | (size << 16) | (ord(kind) << 8) | nr
-
 
 SNP_GET_REPORT = iowr("S", 0x0, SNP_GUEST_REQUEST_IOCTL.size)  # 0xC0205300
 SNP_GET_EXT_REPORT = iowr("S", 0x2, SNP_GUEST_REQUEST_IOCTL.size)  # 0xC0205302

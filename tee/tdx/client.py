@@ -17,12 +17,11 @@ directory (Linux 6.16+).
 from __future__ import annotations
 
 import errno
-import fcntl
-import os
 from pathlib import Path
-from typing import Protocol
 
 from attestd.tee import backend as tee_backend
+from attestd.tee._linux import DeviceIoctl as DeviceIoctl
+from attestd.tee._linux import linux_ioctl as linux_ioctl
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
 from attestd.tee.tdx import linuxabi
 from attestd.tee.tsm import (
@@ -56,24 +55,6 @@ class RtmrUnavailableError(TeeUnavailableError):
     """The kernel offers no sysfs measurement files to read or extend RTMRs."""
 
     reason = "tdx_rtmr_unavailable"
-
-
-class DeviceIoctl(Protocol):
-    """Issue ``request`` on ``device`` with ``buffer`` as the in/out argument.
-
-    Raises ``OSError`` with the kernel's errno; tests put a fake device here.
-    """
-
-    def __call__(self, device: Path, request: int, buffer: bytearray) -> None: ...
-
-
-def linux_ioctl(device: Path, request: int, buffer: bytearray) -> None:
-    """:class:`DeviceIoctl` on the real device: open, ioctl (buffer mutated in place), close."""
-    fd = os.open(device, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        fcntl.ioctl(fd, request, buffer, True)
-    finally:
-        os.close(fd)
 
 
 class TdxGuestBackend:

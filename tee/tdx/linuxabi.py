@@ -20,21 +20,13 @@ from __future__ import annotations
 
 import struct
 
+from attestd.tee._linux import iowr as iowr
+
 TDX_REPORTDATA_LEN = 64
 TDX_REPORT_LEN = 1024
 
 # struct tdx_report_req: two byte arrays, no padding.
 TDX_REPORT_REQ = struct.Struct(f"<{TDX_REPORTDATA_LEN}s{TDX_REPORT_LEN}s")
-
-# asm-generic/ioctl.h, as x86 uses it: dir(2) | size(14) | type(8) | nr(8).
-_IOC_WRITE = 1
-_IOC_READ = 2
-
-
-def iowr(kind: str, nr: int, size: int) -> int:
-    """``_IOWR(kind, nr, size)``: a read-write ioctl request number."""
-    return ((_IOC_READ | _IOC_WRITE) << 30) | (size << 16) | (ord(kind) << 8) | nr
-
 
 TDX_CMD_GET_REPORT0 = iowr("T", 1, TDX_REPORT_REQ.size)  # 0xC4405401
 
