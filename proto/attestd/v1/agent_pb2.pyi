@@ -136,3 +136,49 @@ class GetAgentInfoResponse(_message.Message):
     serving: bool
     serving_problem: str
     def __init__(self, version: _Optional[str] = ..., tee: _Optional[str] = ..., simulated: _Optional[bool] = ..., root_of_trust: _Optional[str] = ..., backend: _Optional[str] = ..., agent_key_id: _Optional[str] = ..., agent_public_key_pem: _Optional[bytes] = ..., log_length: _Optional[int] = ..., log_head: _Optional[bytes] = ..., serving: _Optional[bool] = ..., serving_problem: _Optional[str] = ...) -> None: ...
+
+class ArtifactSpec(_message.Message):
+    __slots__ = ("path", "license", "tags")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    LICENSE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    license: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, path: _Optional[str] = ..., license: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BeginStageRequest(_message.Message):
+    __slots__ = ("pipeline", "run_id", "stage", "inputs", "previous_attestation")
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    pipeline: str
+    run_id: str
+    stage: str
+    inputs: _containers.RepeatedCompositeFieldContainer[ArtifactSpec]
+    previous_attestation: bytes
+    def __init__(self, pipeline: _Optional[str] = ..., run_id: _Optional[str] = ..., stage: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[ArtifactSpec, _Mapping]]] = ..., previous_attestation: _Optional[bytes] = ...) -> None: ...
+
+class BeginStageResponse(_message.Message):
+    __slots__ = ("run_id", "previous_digest", "event")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    previous_digest: bytes
+    event: RuntimeEvent
+    def __init__(self, run_id: _Optional[str] = ..., previous_digest: _Optional[bytes] = ..., event: _Optional[_Union[RuntimeEvent, _Mapping]] = ...) -> None: ...
+
+class EndStageRequest(_message.Message):
+    __slots__ = ("outputs",)
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    outputs: _containers.RepeatedCompositeFieldContainer[ArtifactSpec]
+    def __init__(self, outputs: _Optional[_Iterable[_Union[ArtifactSpec, _Mapping]]] = ...) -> None: ...
+
+class EndStageResponse(_message.Message):
+    __slots__ = ("attestation",)
+    ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    attestation: bytes
+    def __init__(self, attestation: _Optional[bytes] = ...) -> None: ...

@@ -59,6 +59,16 @@ class AgentStub:
                 request_serializer=attestd_dot_v1_dot_agent__pb2.GetAgentInfoRequest.SerializeToString,
                 response_deserializer=attestd_dot_v1_dot_agent__pb2.GetAgentInfoResponse.FromString,
                 _registered_method=True)
+        self.BeginStage = channel.unary_unary(
+                '/attestd.v1.Agent/BeginStage',
+                request_serializer=attestd_dot_v1_dot_agent__pb2.BeginStageRequest.SerializeToString,
+                response_deserializer=attestd_dot_v1_dot_agent__pb2.BeginStageResponse.FromString,
+                _registered_method=True)
+        self.EndStage = channel.unary_unary(
+                '/attestd.v1.Agent/EndStage',
+                request_serializer=attestd_dot_v1_dot_agent__pb2.EndStageRequest.SerializeToString,
+                response_deserializer=attestd_dot_v1_dot_agent__pb2.EndStageResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -102,6 +112,22 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BeginStage(self, request, context):
+        """Open a pipeline stage: measure its inputs and record an attestd.stage
+        "begin" event. One stage may be open at a time (docs/lifecycle.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndStage(self, request, context):
+        """Close the open stage: measure its outputs, record an attestd.stage "end"
+        event, and return the stage attestation (SLSA provenance + TEE evidence).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +155,16 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.GetAgentInfo,
                     request_deserializer=attestd_dot_v1_dot_agent__pb2.GetAgentInfoRequest.FromString,
                     response_serializer=attestd_dot_v1_dot_agent__pb2.GetAgentInfoResponse.SerializeToString,
+            ),
+            'BeginStage': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginStage,
+                    request_deserializer=attestd_dot_v1_dot_agent__pb2.BeginStageRequest.FromString,
+                    response_serializer=attestd_dot_v1_dot_agent__pb2.BeginStageResponse.SerializeToString,
+            ),
+            'EndStage': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndStage,
+                    request_deserializer=attestd_dot_v1_dot_agent__pb2.EndStageRequest.FromString,
+                    response_serializer=attestd_dot_v1_dot_agent__pb2.EndStageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +302,60 @@ class Agent:
             '/attestd.v1.Agent/GetAgentInfo',
             attestd_dot_v1_dot_agent__pb2.GetAgentInfoRequest.SerializeToString,
             attestd_dot_v1_dot_agent__pb2.GetAgentInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginStage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attestd.v1.Agent/BeginStage',
+            attestd_dot_v1_dot_agent__pb2.BeginStageRequest.SerializeToString,
+            attestd_dot_v1_dot_agent__pb2.BeginStageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndStage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attestd.v1.Agent/EndStage',
+            attestd_dot_v1_dot_agent__pb2.EndStageRequest.SerializeToString,
+            attestd_dot_v1_dot_agent__pb2.EndStageResponse.FromString,
             options,
             channel_credentials,
             insecure,
