@@ -11,7 +11,6 @@ simulator protects nothing a real TEE would, and says so.
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import NameOID
 
+from attestd.tee._state import load_ec_private_key, private_key_pem, write_atomic
 from attestd.tee.errors import DeviceError, QuoteVerificationError
 from attestd.tee.snp import verify
 from attestd.tee.snp.abi import MILAN, TcbVersion
@@ -151,11 +151,11 @@ def save(pki: SimulatedPki, directory: Path) -> None:
     """Write every key (0600) and certificate; the caller makes ``directory`` 0700."""
     pairs = {"ark": (pki.ark_key, pki.ark), "ask": (pki.ask_key, pki.ask)}
     for stem, (key, cert) in pairs.items():
-        write_atomic(directory / f"{stem}.key.pem", _key_pem(key), 0o600)
+        write_atomic(directory / f"{stem}.key.pem", private_key_pem(key), 0o600)
         write_atomic(directory / f"{stem}.pem", _cert_pem(cert), 0o644)
     write_atomic(directory / "vcek.pem", _cert_pem(pki.vcek), 0o644)
     # Written last: its presence is what `exists` tests, so a crash mid-way regenerates all.
-    write_atomic(directory / "vcek.key.pem", _key_pem(pki.vcek_key), 0o600)
+    write_atomic(directory / "vcek.key.pem", private_key_pem(pki.vcek_key), 0o600)
 
 
 def exists(directory: Path) -> bool:
@@ -171,7 +171,7 @@ def load(directory: Path) -> SimulatedPki:
         }
         ark_key = _load_rsa_key(directory / "ark.key.pem")
         ask_key = _load_rsa_key(directory / "ask.key.pem")
-        vcek_key = _load_ec_key(directory / "vcek.key.pem")
+        vcek_key = load_ec_private_key(directory / "vcek.key.pem")
         pki = SimulatedPki(ark_key, certs["ark"], ask_key, certs["ask"], vcek_key, certs["vcek"])
         pki.chip_id  # noqa: B018 - a VCEK without a hwID is damage, found now
     except (OSError, ValueError, TypeError, AssertionError, QuoteVerificationError) as e:
@@ -183,14 +183,6 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def _load_rsa_key(path: Path) -> rsa.RSAPrivateKey:
     # These keys are the simulator's own, written by `save`; re-checking a
     # 4096-bit key's consistency on every open would cost most of a second.
@@ -200,30 +192,3 @@ def _load_rsa_key(path: Path) -> rsa.RSAPrivateKey:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise TypeError(f"{path.name} is not an RSA private key")
     return key
-
-
-def _load_ec_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise TypeError(f"{path.name} is not an EC private key")
-    return key
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
-
-    Write a temporary file, fsync it, rename it over the target, fsync the directory.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(fd, mode)  # exactly this mode, whatever the umask
-        f.write(data)
-        f.flush()
-        os.fsync(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

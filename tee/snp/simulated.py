@@ -19,13 +19,10 @@ runtime log's head is bound through report_data instead.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from attestd.tee import _state
 from attestd.tee import backend as tee_backend
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
 from attestd.tee.snp import _simulated_pki as pki
@@ -137,13 +135,8 @@ class SimulatedSnpBackend:
     ) -> SimulatedSnpBackend:
         """Open (creating on first use) the simulated guest kept under ``state_dir``."""
         directory = Path(state_dir) / STATE_SUBDIR
-        try:
-            for d in (directory.parent, directory):
-                d.mkdir(mode=0o700, exist_ok=True, parents=True)
-            directory.chmod(0o700)
-        except OSError as e:
-            raise DeviceError(f"cannot create simulated SEV-SNP state in {directory}: {e}") from e
-        with _locked(directory):
+        _state.make_directory(directory, "simulated SEV-SNP state")
+        with _state.locked(directory):
             if not pki.exists(directory):
                 pki.save(pki.generate(), directory)
             platform = pki.load(directory)
@@ -257,17 +250,6 @@ def _fresh_launch() -> dict[str, bytes | int]:
     return {**MEASUREMENT_DEFAULTS, "report_id": secrets.token_bytes(32)}
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Serialise access to one state directory across threads and processes."""
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _load_launch(directory: Path) -> dict[str, bytes | int] | None:
     """The saved launch values, or None before the first save; damage is a DeviceError."""
     path = directory / LAUNCH_FILE
@@ -303,4 +285,4 @@ def _save_launch(directory: Path, launch: Mapping[str, bytes | int]) -> None:
         },
     }
     data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
-    pki.write_atomic(directory / LAUNCH_FILE, data, 0o600)
+    _state.write_atomic(directory / LAUNCH_FILE, data, 0o600)

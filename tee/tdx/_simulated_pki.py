@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from attestd.tee._state import load_ec_private_key, private_key_pem, write_atomic
 from attestd.tee.errors import DeviceError
 
 ROOT_CA_NAME = "attestd Simulated TDX Root CA \u2014 NOT INTEL"
@@ -294,11 +294,11 @@ def save(pki: SimulatedPki, directory: Path) -> None:
         "pck": (pki.pck_key, pki.pck),
     }
     for stem, (key, cert) in pairs.items():
-        write_atomic(directory / f"{stem}.key.pem", _key_pem(key), 0o600)
+        write_atomic(directory / f"{stem}.key.pem", private_key_pem(key), 0o600)
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
         write_atomic(directory / f"{stem}.pem", cert_pem, 0o644)
     # Written last: its presence is what `exists` tests, so a crash mid-way regenerates all.
-    write_atomic(directory / _ATTESTATION_KEY_FILE, _key_pem(pki.attestation_key), 0o600)
+    write_atomic(directory / _ATTESTATION_KEY_FILE, private_key_pem(pki.attestation_key), 0o600)
 
 
 def save_certificate(cert: x509.Certificate, path: Path) -> None:
@@ -312,12 +312,12 @@ def exists(directory: Path) -> bool:
 def load(directory: Path) -> SimulatedPki:
     """Read what :func:`save` wrote; a missing or damaged file is a DeviceError."""
     try:
-        keys = {stem: _load_key(directory / f"{stem}.key.pem") for stem in _CERT_STEMS}
+        keys = {stem: load_ec_private_key(directory / f"{stem}.key.pem") for stem in _CERT_STEMS}
         certs = {
             stem: x509.load_pem_x509_certificate((directory / f"{stem}.pem").read_bytes())
             for stem in _CERT_STEMS
         }
-        attestation_key = _load_key(directory / _ATTESTATION_KEY_FILE)
+        attestation_key = load_ec_private_key(directory / _ATTESTATION_KEY_FILE)
     except (OSError, ValueError, TypeError) as e:
         raise DeviceError(f"simulated TDX PKI in {directory} is unreadable: {e}") from e
     return SimulatedPki(
@@ -521,38 +521,3 @@ COLLATERAL_KEYS = (
     "qe_identity",
     "qe_identity_signature",
 )
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise TypeError(f"{path.name} is not an EC private key")
-    return key
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
-
-    Write a temporary file, fsync it, rename it over the target, fsync the directory.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(fd, mode)  # exactly this mode, whatever the umask
-        f.write(data)
-        f.flush()
-        os.fsync(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -15,12 +15,9 @@ an agent restart as hardware registers survive one within a TD's life.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestd.tee import _state
 from attestd.tee import backend as tee_backend
 from attestd.tee.errors import DeviceError, InvalidArgumentError
 from attestd.tee.tdx import _simulated_pki as pki
@@ -141,13 +139,8 @@ class SimulatedTdxBackend:
     ) -> SimulatedTdxBackend:
         """Open (creating on first use) the simulated TD kept under ``state_dir``."""
         directory = Path(state_dir) / STATE_SUBDIR
-        try:
-            for d in (directory.parent, directory):
-                d.mkdir(mode=0o700, exist_ok=True, parents=True)
-            directory.chmod(0o700)
-        except OSError as e:
-            raise DeviceError(f"cannot create simulated TDX state in {directory}: {e}") from e
-        with _locked(directory):
+        _state.make_directory(directory, "simulated TDX state")
+        with _state.locked(directory):
             if not pki.exists(directory):
                 pki.save(pki.generate(), directory)
             platform = pki.load(directory)
@@ -177,7 +170,7 @@ class SimulatedTdxBackend:
             raise InvalidArgumentError(
                 f"report_data must be exactly {tee_backend.REPORT_DATA_SIZE} bytes"
             )
-        with _locked(self._dir):
+        with _state.locked(self._dir):
             registers = self._registers()
         header = QuoteHeader(
             version=QUOTE_VERSION_4,
@@ -222,13 +215,13 @@ class SimulatedTdxBackend:
         if not isinstance(digest, bytes) or len(digest) != RTMR_SIZE:
             raise InvalidArgumentError(f"an RTMR extension is a {RTMR_SIZE}-byte SHA-384 digest")
         name = f"rtmr{index}"
-        with _locked(self._dir):
+        with _state.locked(self._dir):
             registers = self._registers()
             registers[name] = hashlib.sha384(registers[name] + digest).digest()
             _save_registers(self._dir, registers)
 
     def rtmrs(self) -> tuple[bytes, bytes, bytes, bytes]:
-        with _locked(self._dir):
+        with _state.locked(self._dir):
             r = self._registers()
         return r["rtmr0"], r["rtmr1"], r["rtmr2"], r["rtmr3"]
 
@@ -245,7 +238,7 @@ class SimulatedTdxBackend:
 
     def collateral_json(self) -> str:
         """This platform's DCAP collateral in dcap-qvl's ``QuoteCollateralV3`` JSON."""
-        with _locked(self._dir):
+        with _state.locked(self._dir):
             collateral = pki.load_collateral(self._dir)
         if collateral is None:
             raise DeviceError(f"simulated TDX collateral vanished from {self._dir}")
@@ -306,17 +299,6 @@ def _issue_collateral(directory: Path, platform: pki.SimulatedPki) -> pki.Simula
     return upgraded
 
 
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Serialise access to one state directory across threads and processes."""
-    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def _load_registers(directory: Path) -> dict[str, bytes] | None:
     """The saved registers, or None before the first save; damage is a DeviceError."""
     path = directory / REGISTERS_FILE
@@ -344,4 +326,4 @@ def _save_registers(directory: Path, registers: Mapping[str, bytes]) -> None:
         "registers": {name: registers[name].hex() for name in MEASUREMENT_DEFAULTS},
     }
     data = (json.dumps(document, indent=2) + "\n").encode()
-    pki.write_atomic(directory / REGISTERS_FILE, data, 0o600)
+    _state.write_atomic(directory / REGISTERS_FILE, data, 0o600)
