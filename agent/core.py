@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,11 +25,28 @@ from attestd.agent.config import AgentConfig
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
     EvidenceTooLargeError,
+    NoStageOpenError,
     NotServingError,
     RequestInvalidError,
+    StageAlreadyOpenError,
 )
 from attestd.agent.host import host_claims
 from attestd.agent.runtime_log import RuntimeLogStore
+from attestd.agent.stages import (
+    BEGIN_OPERATION,
+    END_OPERATION,
+    STAGE_DOMAIN,
+    ArtifactSpec,
+    OpenStage,
+    PreviousStage,
+    begin_content,
+    check_name,
+    check_specs,
+    choose_run_id,
+    end_content,
+    parse_previous,
+    stage_artifact,
+)
 from attestd.evidence import (
     MAX_ENVELOPE_BYTES,
     Binding,
@@ -49,6 +66,15 @@ from attestd.evidence import (
     subjects_digest,
     validate_event_fields,
     validate_nonce,
+)
+from attestd.evidence.envelope import sign_json
+from attestd.evidence.provenance import (
+    MAX_SEGMENT_EVENTS,
+    StageArtifact,
+    StageAttestation,
+    builder_id,
+    outputs_as_subjects,
+    stage_nonce,
 )
 from attestd.tee.backend import (
     CollateralProvider,
@@ -111,6 +137,12 @@ class Agent:
         self._problem = ""
         self._has_register = True
         self._artifacts: dict[str, MeasuredArtifact] = {}
+        # The open stage lives in memory only: a restart loses it (docs/lifecycle.md).
+        # ``_stage_busy`` marks a BeginStage or EndStage in progress, which may hash
+        # for minutes outside ``_lock``.
+        self._stage_lock = threading.Lock()
+        self._stage: OpenStage | None = None
+        self._stage_busy = False
         for event in store.events():
             self._remember_artifact(event)
         self._reconcile()
@@ -275,9 +307,13 @@ class Agent:
                 f"{len(artifact_names)} artifacts asked for; the limit is "
                 f"{self._config.limits.max_artifacts_per_call}"
             )
+        return self._evidence(nonce, lambda: self._subjects(artifact_names))
+
+    def _evidence(self, nonce: bytes, choose: Callable[[], list[Subject]]) -> bytes:
+        """Evidence whose subjects ``choose`` picks, under the lock that pins the log head."""
         with self._lock:
             self._require_serving()
-            subjects = self._subjects(artifact_names)
+            subjects = choose()
             events = self._store.events()
             if len(events) > self._config.limits.max_log_events_in_evidence:
                 raise EvidenceTooLargeError(
@@ -342,6 +378,130 @@ class Agent:
                 chosen.append(found)
             chosen = list({a.measurement.name: a for a in chosen}.values())
         return [Subject(a.measurement.name, dict(a.measurement.digest)) for a in chosen]
+
+    # -- stages --------------------------------------------------------------
+
+    def begin_stage(
+        self,
+        pipeline: str,
+        run_id: str,
+        stage: str,
+        inputs: Sequence[ArtifactSpec],
+        previous_attestation: bytes,
+    ) -> tuple[OpenStage, PreviousStage | None]:
+        """Open a stage: measure its inputs, then log the ``attestd.stage`` ``begin`` event."""
+        check_name("pipeline", pipeline)
+        check_name("stage", stage)
+        check_specs("inputs", inputs)
+        previous = parse_previous(previous_attestation) if previous_attestation else None
+        run = choose_run_id(run_id, previous)
+        link = previous.digest if previous else None
+        # Refuse an oversized begin event before hashing anything (names may still grow).
+        draft = [StageArtifact(s.path, {"sha256": "0" * 64}, s.license, s.tags) for s in inputs]
+        self._check_stage_content(begin_content(pipeline, run, stage, draft, link))
+        with self._stage_lock:
+            if self._stage is not None:
+                raise StageAlreadyOpenError(
+                    f"stage {self._stage.stage!r} of run {self._stage.run_id!r} is open; "
+                    "end it before beginning another"
+                )
+            if self._stage_busy:
+                raise StageAlreadyOpenError("another BeginStage or EndStage is in progress")
+            self._stage_busy = True
+        try:
+            artifacts = self._measure_specs("inputs", inputs)
+            content = begin_content(pipeline, run, stage, artifacts, link)
+            self._check_stage_content(content)
+            event, _ = self._append(STAGE_DOMAIN, BEGIN_OPERATION, content)
+        except BaseException:
+            with self._stage_lock:
+                self._stage_busy = False
+            raise
+        opened = OpenStage(pipeline, run, stage, tuple(artifacts), link, event)
+        with self._stage_lock:
+            self._stage, self._stage_busy = opened, False
+        log.info(
+            "stage begun",
+            extra={"pipeline": pipeline, "run_id": run, "stage": stage, "sequence": event.sequence},
+        )
+        return opened, previous
+
+    def end_stage(self, outputs: Sequence[ArtifactSpec]) -> bytes:
+        """Close the open stage; returns its stage attestation (JSON bytes).
+
+        A failure before the ``end`` event is logged (a bad output path) leaves
+        the stage open for another try; once the event is logged, the stage is over.
+        """
+        check_specs("outputs", outputs)
+        with self._stage_lock:
+            if self._stage is None:
+                busy = " (another BeginStage is in progress)" if self._stage_busy else ""
+                raise NoStageOpenError(f"no stage is open{busy}; call BeginStage first")
+            if self._stage_busy:
+                raise NoStageOpenError("the open stage is being closed by another EndStage")
+            self._stage_busy = True
+            opened = self._stage
+        ended = False
+        try:
+            artifacts = self._measure_specs("outputs", outputs)
+            content = end_content(opened.run_id, opened.stage, artifacts)
+            self._check_stage_content(content)
+            end, _ = self._append(STAGE_DOMAIN, END_OPERATION, content)
+            ended = True
+        finally:
+            with self._stage_lock:
+                self._stage_busy = False
+                if ended:
+                    self._stage = None
+        log.info(
+            "stage ended",
+            extra={"run_id": opened.run_id, "stage": opened.stage, "sequence": end.sequence},
+        )
+        return self._attest_stage(opened, artifacts, end)
+
+    def _attest_stage(
+        self, opened: OpenStage, outputs: list[StageArtifact], end: RuntimeEvent
+    ) -> bytes:
+        """Provenance signed by the agent key, and evidence bound to its payload."""
+        count = end.sequence + 1 - opened.begin.sequence
+        if count > MAX_SEGMENT_EVENTS:
+            raise EvidenceTooLargeError(
+                f"the stage recorded {count} events, more than the {MAX_SEGMENT_EVENTS} "
+                "a provenance segment may carry"
+            )
+        with self._lock:
+            segment = self._store.events(opened.begin.sequence, end.sequence + 1)
+        tee = self._backend.describe()
+        provenance = opened.provenance(
+            outputs,
+            segment,
+            builder_id(str(tee.tee), tee.backend, self._key_id),
+            attestd.__version__,
+        )
+        statement = provenance.to_statement()
+        payload = canonical_json(statement)  # what sign_json signs, byte for byte
+        envelope = sign_json(statement, self._key)
+        subjects = outputs_as_subjects(outputs)  # exactly the outputs, not a later measurement
+        evidence = self._evidence(stage_nonce(payload), lambda: subjects)
+        return StageAttestation(provenance=envelope, evidence=evidence).to_json()
+
+    def _measure_specs(self, label: str, specs: Sequence[ArtifactSpec]) -> list[StageArtifact]:
+        if not specs:
+            return []
+        if self._roots is not None:
+            real = [str(self._roots.resolve(s.path)) for s in specs]
+            if len(set(real)) != len(real):
+                raise RequestInvalidError(f"{label}: two paths name the same artifact")
+        measured = self.measure([s.path for s in specs])
+        return [stage_artifact(s, m.measurement) for s, m in zip(specs, measured, strict=True)]
+
+    def _check_stage_content(self, content: bytes) -> None:
+        limit = self._config.limits.max_event_content_bytes
+        if len(content) > limit:
+            raise RequestInvalidError(
+                f"the stage event would be {len(content)} bytes, over the {limit}-byte limit "
+                "on event content; declare fewer artifacts, tags or shorter licences"
+            )
 
     def log_page(self, start: int, limit: int) -> tuple[Sequence[RuntimeEvent], bytes, int]:
         page = limit or self._config.limits.log_page_size

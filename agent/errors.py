@@ -51,3 +51,21 @@ class EvidenceTooLargeError(AgentError):
     """The evidence would exceed what verifiers accept (the log is too long)."""
 
     reason = "evidence_too_large"
+
+
+class StageAlreadyOpenError(AgentError):
+    """BeginStage while a stage is open (or being opened or closed)."""
+
+    reason = "stage_already_open"
+
+
+class NoStageOpenError(AgentError):
+    """EndStage with no stage open (never begun, already ended, or lost in a restart)."""
+
+    reason = "stage_not_open"
+
+
+class PreviousAttestationError(RequestInvalidError):
+    """BeginStage was given a previous attestation that is not one, or not of this run."""
+
+    reason = "previous_attestation_invalid"

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,9 +33,12 @@ from attestd.agent.errors import (
     ArtifactNotMeasuredError,
     EvidenceTooLargeError,
     ListenError,
+    NoStageOpenError,
     NotServingError,
     RequestInvalidError,
+    StageAlreadyOpenError,
 )
+from attestd.agent.stages import ArtifactSpec
 from attestd.errors import AttestdError
 from attestd.evidence import EvidenceError, RuntimeEvent, event_digest
 from attestd.tee.errors import TeeError
@@ -59,6 +62,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "GetRuntimeLog": frozenset({Role.PIPELINE, Role.VERIFIER}),
     "MeasureArtifacts": frozenset({Role.PIPELINE}),
     "RecordEvent": frozenset({Role.PIPELINE}),
+    "BeginStage": frozenset({Role.PIPELINE}),
+    "EndStage": frozenset({Role.PIPELINE}),
 }
 
 
@@ -67,7 +72,14 @@ def _status_for(err: AttestdError) -> grpc.StatusCode:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(err, RequestInvalidError | EvidenceError | ArtifactError):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(err, ArtifactNotMeasuredError | NotServingError | EvidenceTooLargeError):
+    if isinstance(
+        err,
+        ArtifactNotMeasuredError
+        | NotServingError
+        | EvidenceTooLargeError
+        | StageAlreadyOpenError
+        | NoStageOpenError,
+    ):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(err, TeeError):
         return grpc.StatusCode.UNAVAILABLE
@@ -95,6 +107,10 @@ def _artifact_pb(item: MeasuredArtifact) -> agent_pb2.Artifact:
         file_count=m.file_count,
         log_sequence=item.log_sequence,
     )
+
+
+def _specs(items: Sequence[agent_pb2.ArtifactSpec]) -> list[ArtifactSpec]:
+    return [ArtifactSpec(i.path, i.license or None, tuple(i.tags)) for i in items]
 
 
 class AgentServicer(agent_pb2_grpc.AgentServicer):
@@ -185,6 +201,34 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             serving=info.serving,
             serving_problem=info.serving_problem,
         )
+
+    async def BeginStage(
+        self, request: agent_pb2.BeginStageRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.BeginStageResponse:
+        opened, previous = await self._call(
+            "BeginStage",
+            context,
+            lambda: self._agent.begin_stage(
+                request.pipeline,
+                request.run_id,
+                request.stage,
+                _specs(request.inputs),
+                request.previous_attestation,
+            ),
+        )
+        return agent_pb2.BeginStageResponse(
+            run_id=opened.run_id,
+            previous_digest=bytes.fromhex(previous.digest) if previous else b"",
+            event=_event_pb(opened.begin),
+        )
+
+    async def EndStage(
+        self, request: agent_pb2.EndStageRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.EndStageResponse:
+        attestation = await self._call(
+            "EndStage", context, lambda: self._agent.end_stage(_specs(request.outputs))
+        )
+        return agent_pb2.EndStageResponse(attestation=attestation)
 
 
 class AgentServer:

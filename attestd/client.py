@@ -8,6 +8,14 @@ Example, from a pipeline step on the same host::
         agent.measure(["/srv/models/llama"])
         agent.record("pipeline.train", "epoch_end", b'{"epoch": 3}')
 
+a pipeline stage, whose attestation the next stage names as its previous one::
+
+    with AgentClient.unix("/run/attestd/attestd.sock") as agent:
+        begun = agent.begin_stage("llm", "finetune",
+                                  inputs=[ArtifactSpec(path="/srv/models/base", license="MIT")])
+        ...
+        attestation = agent.end_stage([ArtifactSpec(path="/srv/models/tuned", tags=["pii=none"])])
+
 and from a remote verifier, over mutual TLS::
 
     with AgentClient.mtls("host:7443", cert=..., key=..., ca=...) as agent:
@@ -29,6 +37,9 @@ from attestd.v1 import agent_pb2, agent_pb2_grpc
 DEFAULT_TIMEOUT_S = 120.0
 # Evidence envelopes may be up to 16 MiB (attestd.evidence.MAX_ENVELOPE_BYTES);
 # gRPC's default 4 MiB receive limit would refuse a long runtime log.
+ArtifactSpec = agent_pb2.ArtifactSpec
+"""An input or output of a stage: ``ArtifactSpec(path=..., license=..., tags=[...])``."""
+
 _CHANNEL_OPTIONS: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", 64 << 20)]
 
 
@@ -126,3 +137,33 @@ class AgentClient:
             self._stub.GetAgentInfo, agent_pb2.GetAgentInfoRequest()
         )
         return response
+
+    def begin_stage(
+        self,
+        pipeline: str,
+        stage: str,
+        *,
+        inputs: Sequence[str | agent_pb2.ArtifactSpec] = (),
+        run_id: str = "",
+        previous_attestation: bytes = b"",
+    ) -> agent_pb2.BeginStageResponse:
+        """Open a stage; a plain string input is a path with no licence or tags."""
+        request = agent_pb2.BeginStageRequest(
+            pipeline=pipeline,
+            run_id=run_id,
+            stage=stage,
+            inputs=_specs(inputs),
+            previous_attestation=previous_attestation,
+        )
+        response: agent_pb2.BeginStageResponse = self._invoke(self._stub.BeginStage, request)
+        return response
+
+    def end_stage(self, outputs: Sequence[str | agent_pb2.ArtifactSpec] = ()) -> bytes:
+        """Close the open stage; returns the stage attestation (JSON bytes)."""
+        request = agent_pb2.EndStageRequest(outputs=_specs(outputs))
+        response: agent_pb2.EndStageResponse = self._invoke(self._stub.EndStage, request)
+        return response.attestation
+
+
+def _specs(items: Sequence[str | agent_pb2.ArtifactSpec]) -> list[agent_pb2.ArtifactSpec]:
+    return [agent_pb2.ArtifactSpec(path=i) if isinstance(i, str) else i for i in items]
