@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from cryptography import x509
 
+from attestd.tee._reader import ByteReader
 from attestd.tee.errors import QuoteFormatError
 
 QUOTE_VERSION_4 = 4
@@ -66,46 +67,11 @@ class _Sized:
                 raise ValueError(f"{type(self).__name__}.{name} must be {size} bytes")
 
 
-class _Reader:
+class _Reader(ByteReader):
     """A cursor over ``data[start:end]`` that reports truncation as QuoteFormatError."""
 
-    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
-        self.data = data
-        self.offset = start
-        self.end = len(data) if end is None else end
-
-    def take(self, size: int, field: str) -> bytes:
-        if size > self.end - self.offset:
-            raise QuoteFormatError(
-                f"truncated: needs {size} bytes, {self.end - self.offset} left",
-                field=field,
-                offset=self.offset,
-            )
-        chunk = self.data[self.offset : self.offset + size]
-        self.offset += size
-        return chunk
-
-    def u16(self, field: str) -> int:
-        value: int = _U16.unpack(self.take(2, field))[0]
-        return value
-
-    def u32(self, field: str) -> int:
-        value: int = _U32.unpack(self.take(4, field))[0]
-        return value
-
-    def sub(self, size: int, field: str) -> _Reader:
-        """A reader over the next ``size`` bytes; this one skips past them."""
-        start = self.offset
-        self.take(size, field)
-        return _Reader(self.data, start, start + size)
-
-    def expect_end(self, field: str) -> None:
-        if self.offset != self.end:
-            raise QuoteFormatError(
-                f"{self.end - self.offset} bytes left over inside a sized structure",
-                field=field,
-                offset=self.offset,
-            )
+    def error(self, message: str, field: str, offset: int) -> QuoteFormatError:
+        return QuoteFormatError(message, field=field, offset=offset)
 
 
 def _expect(value: int, allowed: tuple[int, ...], field: str, offset: int) -> None:

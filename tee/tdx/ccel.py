@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from attestd.tee._reader import ByteReader
 from attestd.tee.errors import CcelFormatError, DeviceError
 
 CCEL_SIGNATURE = b"CCEL"
@@ -73,9 +74,6 @@ ACPI_TABLES = Path("/sys/firmware/acpi/tables")
 # ACPI header (signature, length, revision, checksum, OEM id, OEM table id, OEM
 # revision, creator id, creator revision), then CC type, subtype, reserved, LAML, LASA.
 _TABLE = struct.Struct("<4sIBB6s8sI4sIBBHQQ")
-_U8 = struct.Struct("<B")
-_U16 = struct.Struct("<H")
-_U32 = struct.Struct("<I")
 _SHA1_EVENT_DIGEST_SIZE = 20
 
 
@@ -135,50 +133,11 @@ def event_type_name(event_type: int) -> str:
         return f"EV_UNKNOWN({event_type:#010x})"
 
 
-class _Reader:
+class _Reader(ByteReader):
     """A cursor over ``data[start:end]`` that reports truncation as CcelFormatError."""
 
-    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
-        self.data = data
-        self.offset = start
-        self.end = len(data) if end is None else end
-
-    def take(self, size: int, field: str) -> bytes:
-        if size > self.end - self.offset:
-            raise CcelFormatError(
-                f"truncated: needs {size} bytes, {self.end - self.offset} left",
-                field=field,
-                offset=self.offset,
-            )
-        chunk = self.data[self.offset : self.offset + size]
-        self.offset += size
-        return chunk
-
-    def u8(self, field: str) -> int:
-        value: int = _U8.unpack(self.take(1, field))[0]
-        return value
-
-    def u16(self, field: str) -> int:
-        value: int = _U16.unpack(self.take(2, field))[0]
-        return value
-
-    def u32(self, field: str) -> int:
-        value: int = _U32.unpack(self.take(4, field))[0]
-        return value
-
-    def sub(self, size: int, field: str) -> _Reader:
-        """A reader over the next ``size`` bytes; this one skips past them."""
-        start = self.offset
-        self.take(size, field)
-        return _Reader(self.data, start, start + size)
-
-    def expect_end(self, field: str) -> None:
-        if self.offset != self.end:
-            raise CcelFormatError(
-                f"{self.end - self.offset} bytes left over inside a sized structure",
-                field=field,
-                offset=self.offset,
-            )
+    def error(self, message: str, field: str, offset: int) -> CcelFormatError:
+        return CcelFormatError(message, field=field, offset=offset)
 
 
 @dataclass(frozen=True)
