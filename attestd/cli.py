@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -15,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import attestd
-from attestd.client import AgentCallError, AgentClient
+from attestd.client import AgentCallError, AgentClient, ArtifactSpec
 from attestd.errors import AttestdError
 
 EXIT_OK = 0
@@ -285,6 +286,82 @@ def cmd_dev_pki(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _stage_artifacts(
+    declared: Sequence[str], tagged: Sequence[str], flag: str
+) -> list[ArtifactSpec]:
+    """``PATH[=SPDX]`` arguments and ``PATH=TAG`` arguments as specs with absolute paths.
+
+    The licence follows the last ``=`` (SPDX expressions have none), so a path
+    that itself contains ``=`` is written with a trailing ``=``. A tag names its
+    path exactly as it was given to ``--{flag}``; tags may contain ``=``.
+    """
+    specs: dict[str, tuple[str | None, list[str]]] = {}
+    for text in declared:
+        path, sep, licence = text.rpartition("=")
+        if not sep:
+            path, licence = text, ""
+        if not path:
+            raise UsageError(f"--{flag} {text!r}: no path")
+        if path in specs:
+            raise UsageError(f"--{flag} {path!r} is given twice")
+        specs[path] = (licence or None, [])
+    for text in tagged:
+        owners = [p for p in specs if text.startswith(p + "=") and len(text) > len(p) + 1]
+        if not owners:
+            raise UsageError(f"--{flag}-tag {text!r}: expected PATH=TAG for a --{flag} PATH")
+        owner = max(owners, key=len)
+        specs[owner][1].append(text[len(owner) + 1 :])
+    return [
+        ArtifactSpec(path=os.path.abspath(path), license=licence or "", tags=tags)
+        for path, (licence, tags) in specs.items()
+    ]
+
+
+def cmd_stage_begin(args: argparse.Namespace) -> int:
+    previous = b""
+    if args.previous:
+        try:
+            previous = Path(args.previous).read_bytes()
+        except OSError as err:
+            raise UsageError(f"cannot read {args.previous}: {err.strerror}") from err
+    inputs = _stage_artifacts(args.input, args.input_tag, "input")
+    with _connect(args) as agent:
+        begun = agent.begin_stage(
+            args.pipeline,
+            args.stage,
+            inputs=inputs,
+            run_id=args.run_id,
+            previous_attestation=previous,
+        )
+    print(begun.run_id)
+    return EXIT_OK
+
+
+def cmd_stage_end(args: argparse.Namespace) -> int:
+    from attestd.evidence import parse_envelope
+    from attestd.evidence.provenance import StageAttestation, provenance_digest
+
+    outputs = _stage_artifacts(args.output, args.output_tag, "output")
+    with _connect(args) as agent:
+        attestation = agent.end_stage(outputs)
+    _write_output(args.attestation, attestation)
+    if args.attestation != "-":
+        payload = bytes(parse_envelope(StageAttestation.from_json(attestation).provenance).payload)
+        statement = json.loads(payload)
+        params = statement["predicate"]["buildDefinition"]["externalParameters"]
+        _print_json(
+            {
+                "pipeline": params["pipeline"],
+                "runId": params["runId"],
+                "stage": params["stage"],
+                "provenanceDigest": provenance_digest(payload),
+                "subjects": statement["subject"],
+                "attestation": args.attestation,
+            }
+        )
+    return EXIT_OK
+
+
 # -- parser ------------------------------------------------------------------------
 
 
@@ -352,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", default="-", help="output file, or - for stdout")
 
     _add_quote_commands(commands)
+    _add_stage_commands(commands)
 
     sub = command("dev-pki", cmd_dev_pki, "create a throwaway mTLS PKI for demos (not production)")
     sub.add_argument("directory", type=Path)
@@ -390,6 +468,63 @@ def _add_quote_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     sub.add_argument("--certs", type=Path, help="SEV-SNP: a GHCB certificate table")
     sub.add_argument("--product", choices=products, help="SEV-SNP product")
     sub.add_argument("--now", type=_rfc3339, help="verify as of this time (RFC 3339, with zone)")
+
+
+def _add_stage_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    stage = commands.add_parser(
+        "stage",
+        help="open and close a pipeline stage (docs/lifecycle.md)",
+        description="Open a pipeline stage with its inputs, close it with its outputs, and "
+        "keep the stage attestation the agent returns.",
+    )
+    stage_commands = stage.add_subparsers(dest="stage_command", required=True, metavar="COMMAND")
+
+    sub = stage_commands.add_parser(
+        "begin", help="open a stage: measure its inputs; prints the run id"
+    )
+    sub.set_defaults(handler=cmd_stage_begin)
+    sub.add_argument("--pipeline", required=True)
+    sub.add_argument("--stage", required=True)
+    sub.add_argument("--run-id", default="", help="default: the previous stage's, or a new one")
+    sub.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="PATH[=SPDX]",
+        help="an input and its licence, e.g. /srv/models/base=Apache-2.0 (repeatable)",
+    )
+    sub.add_argument(
+        "--input-tag",
+        action="append",
+        default=[],
+        metavar="PATH=TAG",
+        help="a policy tag of an --input PATH, e.g. /srv/data=pii=none (repeatable)",
+    )
+    sub.add_argument("--previous", metavar="FILE", help="the previous stage's attestation")
+    _add_connection(sub, local_default=True)
+
+    sub = stage_commands.add_parser(
+        "end", help="close the open stage: measure its outputs; write its attestation"
+    )
+    sub.set_defaults(handler=cmd_stage_end)
+    sub.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="PATH[=SPDX]",
+        help="an output and its licence (repeatable)",
+    )
+    sub.add_argument(
+        "--output-tag",
+        action="append",
+        default=[],
+        metavar="PATH=TAG",
+        help="a policy tag of an --output PATH (repeatable)",
+    )
+    sub.add_argument(
+        "-o", dest="attestation", required=True, metavar="FILE", help="attestation file, or -"
+    )
+    _add_connection(sub, local_default=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,12 +32,33 @@ def agent(
     assert process.stop() == 0
 
 
+def _begin_stage(client: AgentClient, agent: AgentProcess) -> object:
+    begun = client.begin_stage("matrix", "begin")
+    with agent.pipeline() as pipeline:
+        pipeline.end_stage()
+    return begun
+
+
+def _end_stage(client: AgentClient, agent: AgentProcess) -> object:
+    with agent.pipeline() as pipeline:
+        pipeline.begin_stage("matrix", "end")
+        try:
+            return client.end_stage()
+        finally:
+            try:
+                pipeline.end_stage()  # when the call under test was refused
+            except AgentCallError as err:
+                assert err.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
 CALLS: dict[str, Callable[[AgentClient, AgentProcess], object]] = {
     "GetEvidence": lambda c, a: c.evidence(NONCE),
     "GetAgentInfo": lambda c, a: c.info(),
     "GetRuntimeLog": lambda c, a: c.runtime_log(),
     "MeasureArtifacts": lambda c, a: c.measure([str(a.models / "model")]),
     "RecordEvent": lambda c, a: c.record("pipeline.test", "matrix", b"x"),
+    "BeginStage": _begin_stage,
+    "EndStage": _end_stage,
 }
 ALLOWED = {
     ("pipeline", "GetEvidence"),
@@ -45,6 +66,8 @@ ALLOWED = {
     ("pipeline", "GetRuntimeLog"),
     ("pipeline", "MeasureArtifacts"),
     ("pipeline", "RecordEvent"),
+    ("pipeline", "BeginStage"),
+    ("pipeline", "EndStage"),
     ("verifier", "GetEvidence"),
     ("verifier", "GetAgentInfo"),
     ("verifier", "GetRuntimeLog"),
