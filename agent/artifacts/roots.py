@@ -30,12 +30,14 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Final
 
+from attestd.agent.artifacts.cache import DigestCache
+from attestd.agent.artifacts.config import HashingConfig
 from attestd.agent.artifacts.errors import (
     ArtifactError,
     ArtifactNotFoundError,
     PathNotAllowedError,
 )
-from attestd.agent.artifacts.measure import Measurement, measure
+from attestd.agent.artifacts.measure import Measurement, ProgressCallback, measure
 
 MAX_PATH_BYTES: Final = 4096
 
@@ -111,15 +113,31 @@ class ArtifactRoots:
             raise ArtifactError(f"path {path!r} cannot be examined: {exc.strerror}") from None
         return real
 
-    def measure(self, path: str, *, max_workers: int | None = None) -> Measurement:
+    def measure(
+        self,
+        path: str,
+        *,
+        max_workers: int | None = None,
+        config: HashingConfig | None = None,
+        cache: DigestCache | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Measurement:
         """Resolve ``path``, measure it, and check what was measured is still inside.
 
         The second check closes the window between :meth:`resolve` and the open
         in :func:`measure`: the measured name is read back from the opened file
         descriptor, so a path component swapped for a symbolic link in between
-        is caught.
+        is caught. The keywords are :func:`measure`'s. (With
+        ``config.allow_symlinks``, links inside a measured directory are
+        followed wherever they point, as model_signing does.)
         """
-        measurement = measure(self.resolve(path), max_workers=max_workers)
+        measurement = measure(
+            self.resolve(path),
+            max_workers=max_workers,
+            config=config,
+            cache=cache,
+            progress=progress,
+        )
         if not self.contains(measurement.name):
             raise PathNotAllowedError(
                 f"path {path!r} moved out of the artifact roots while being measured"

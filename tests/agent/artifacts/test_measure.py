@@ -127,15 +127,14 @@ def test_file_swapped_for_symlink_after_listing_is_refused(
     (tree / "sub").mkdir(parents=True)
     (tree / "sub" / "w.bin").write_bytes(b"w")
     (tmp_path / "secret").write_bytes(b"outside")
-    list_files = measure_module._list_files
+    hash_entry = measure_module._hash_entry
 
-    def list_then_swap(top_fd: int) -> list[tuple[str, ...]]:
-        listed = list_files(top_fd)
+    def swap_then_hash(job: object, dir_fd: int, parts: tuple[str, ...]) -> None:
         (tree / "sub" / "w.bin").unlink()
         (tree / "sub" / "w.bin").symlink_to(tmp_path / "secret")
-        return listed
+        hash_entry(job, dir_fd, parts)
 
-    monkeypatch.setattr(measure_module, "_list_files", list_then_swap)
+    monkeypatch.setattr(measure_module, "_hash_entry", swap_then_hash)
     with pytest.raises(UnsupportedArtifactError, match="symbolic link"):
         measure(tree)
 
@@ -148,15 +147,14 @@ def test_directory_swapped_for_symlink_after_listing_is_refused(
     (tree / "sub" / "w.bin").write_bytes(b"w")
     (tmp_path / "decoy").mkdir()
     (tmp_path / "decoy" / "w.bin").write_bytes(b"outside")
-    list_files = measure_module._list_files
+    open_child_dir = measure_module._open_child_dir
 
-    def list_then_swap(top_fd: int) -> list[tuple[str, ...]]:
-        listed = list_files(top_fd)
+    def swap_then_open(dir_fd: int, name: str, parts: tuple[str, ...]) -> int:
         shutil.rmtree(tree / "sub")
         (tree / "sub").symlink_to(tmp_path / "decoy")
-        return listed
+        return open_child_dir(dir_fd, name, parts)
 
-    monkeypatch.setattr(measure_module, "_list_files", list_then_swap)
+    monkeypatch.setattr(measure_module, "_open_child_dir", swap_then_open)
     with pytest.raises(UnsupportedArtifactError, match="symbolic link"):
         measure(tree, max_workers=1)
 

@@ -174,7 +174,7 @@ def test_measure_through_roots_refuses_what_moved_outside(
 ) -> None:
     # Stands in for a component swapped for a link between resolve and open:
     # measure() reports the name of what it actually opened.
-    def measured_elsewhere(path: Path, *, max_workers: int | None = None) -> Measurement:
+    def measured_elsewhere(path: Path, **options: object) -> Measurement:
         return Measurement("/etc/passwd", "file", {"sha256": "0" * 64}, 0, 1)
 
     monkeypatch.setattr(roots_module, "measure", measured_elsewhere)
