@@ -1,0 +1,669 @@
+"""Verify a chain of stage attestations against a pipeline layout.
+
+    from attestd.verifier.chain import verify_chain
+    from attestd.verifier.layout import load_layout
+
+    layout = load_layout(Path("layout.toml"))
+    result = verify_chain([Path(p).read_bytes() for p in files], layout, labels=files)
+    if result.status is not AppraisalStatus.AFFIRMING:
+        for check in result.failures:
+            print(check.stage, check.name, check.reason, check.detail)
+    print(json.dumps(result.to_json()))
+
+Each attestation is checked on its own first: its evidence is appraised by
+``attestd.verifier.appraise`` under the policy its layout stage makes, with
+the nonce ``stage_nonce(provenance payload)``; its provenance must be signed by
+the agent key the quoted binding names, its outputs must be the evidence's
+subjects, and its runtime-log segment a contiguous slice of the evidence's
+log. Then the chain: every layout stage present once, in the order the
+previous-stage links record, in one run, each stage's inputs its
+predecessor's outputs, no artifact substituted on the way, licences allowed
+and tags present; optionally, an OMS signature on the final product.
+
+Like ``appraise``, ``verify_chain`` never raises for bad attestations: every
+broken link is a failed, named check. The order of the attestations given does
+not matter; the order the stages ran in is the one their signed links record.
+docs/layout.md lists every check and reason.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from securesystemslib.dsse import Envelope
+
+from attestd.errors import AttestdError
+from attestd.evidence import (
+    RuntimeEvent,
+    Statement,
+    _json,
+    format_rfc3339,
+    key_id,
+    load_public_key_pem,
+    open_evidence,
+    parse_envelope,
+    verify_envelope,
+)
+from attestd.evidence.provenance import (
+    StageArtifact,
+    StageAttestation,
+    StageProvenance,
+    provenance_digest,
+    stage_nonce,
+)
+from attestd.verifier._outcome import Outcome, failed, not_checked, passed, warned
+from attestd.verifier.appraise import appraise
+from attestd.verifier.layout import Layout, StageRule
+from attestd.verifier.oms import OmsClosing, OmsSignatureError, close_chain, verify_oms_bundle
+from attestd.verifier.policy import ArtifactPolicy
+from attestd.verifier.result import (
+    AppraisalResult,
+    AppraisalStatus,
+    Check,
+    CheckStatus,
+    overall_status,
+)
+from attestd.verifier.spdx import SpdxError, is_allowed, parse_expression
+
+STAGE_CHECK_NAMES = (
+    "attestation_format",
+    "stage",
+    "pipeline",
+    "tee",
+    "evidence",
+    "agent_key",
+    "provenance_signature",
+    "builder",
+    "outputs",
+    "log_segment",
+    "run",
+    "previous",
+    "inputs",
+    "licenses",
+    "tags",
+)
+"""The checks of one stage attestation, in the order they are reported."""
+
+CHAIN_CHECK_NAMES = ("stages", "artifacts", "oms_signature", "oms_digest")
+"""The checks of the chain as a whole (the OMS ones only with an OMS closing)."""
+
+__all__ = [
+    "CHAIN_CHECK_NAMES",
+    "STAGE_CHECK_NAMES",
+    "ChainCheck",
+    "ChainResult",
+    "StageResult",
+    "verify_chain",
+]
+
+
+@dataclass(frozen=True)
+class ChainCheck(Check):
+    """A named check; ``stage`` is the stage it speaks about, ``None`` for the whole chain."""
+
+    stage: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stage": self.stage,
+            "status": self.status.value,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """The verdict on one stage attestation, with its appraisal and what the table shows."""
+
+    source: str
+    stage: str | None
+    checks: tuple[ChainCheck, ...]
+    provenance: StageProvenance | None = None
+    appraisal: AppraisalResult | None = None
+    tee: str | None = None
+    root: str | None = None
+    agent_key_id: str | None = None
+    digest: str | None = None
+    """provenance_digest of the provenance payload: how the next stage names this one."""
+
+    @property
+    def status(self) -> AppraisalStatus:
+        return overall_status(self.checks)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(c.reason for c in self.checks if c.status is CheckStatus.FAIL and c.reason)
+
+    def to_json(self) -> dict[str, Any]:
+        provenance = self.provenance
+        return {
+            "stage": self.stage,
+            "source": self.source,
+            "status": self.status.value,
+            "tee": self.tee,
+            "rootOfTrust": self.root,
+            "agentKeyId": self.agent_key_id,
+            "provenanceDigest": self.digest,
+            "runId": provenance.run_id if provenance else None,
+            "previous": provenance.previous if provenance else None,
+            "inputs": [a.to_json() for a in provenance.inputs] if provenance else [],
+            "outputs": [a.to_json() for a in provenance.outputs] if provenance else [],
+            "appraisal": self.appraisal.to_json() if self.appraisal else None,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """The verdict on a whole chain: each stage's, and the chain's own checks."""
+
+    pipeline: str
+    run_id: str | None
+    stages: tuple[StageResult, ...]
+    """In layout order; attestations of no layout stage, or of one already seen, follow."""
+    checks: tuple[ChainCheck, ...]
+    max_age_seconds: int | None
+    verified_at: datetime
+    oms: dict[str, object] | None = None
+
+    @property
+    def all_checks(self) -> tuple[ChainCheck, ...]:
+        return tuple(c for s in self.stages for c in s.checks) + self.checks
+
+    @property
+    def status(self) -> AppraisalStatus:
+        """Affirming only if every stage and chain check passed (skips count for nothing)."""
+        return overall_status(self.all_checks)
+
+    @property
+    def failures(self) -> tuple[ChainCheck, ...]:
+        return tuple(c for c in self.all_checks if c.status is CheckStatus.FAIL)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The distinct reasons of the failed checks, in the order they were found."""
+        return tuple(dict.fromkeys(c.reason for c in self.failures if c.reason))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "pipeline": self.pipeline,
+            "runId": self.run_id,
+            "freshness": {
+                "maxAgeSeconds": self.max_age_seconds,
+                "checked": self.max_age_seconds is not None,
+            },
+            "verifiedAt": format_rfc3339(self.verified_at),
+            "reasons": list(self.reasons),
+            "stages": [s.to_json() for s in self.stages],
+            "checks": [c.to_json() for c in self.checks],
+            "oms": self.oms,
+        }
+
+
+def verify_chain(
+    attestations: Sequence[bytes],
+    layout: Layout,
+    *,
+    labels: Sequence[str] | None = None,
+    now: datetime | None = None,
+    oms: OmsClosing | None = None,
+) -> ChainResult:
+    """Verify stage attestation files (``StageAttestation.to_json()`` bytes) against ``layout``.
+
+    ``labels`` name the attestations in the result (file names; default
+    ``#0``, ``#1``...). ``now`` is the verifier's clock, aware. ``oms`` closes
+    the chain with a model signature; a missing ``model_signing`` or an
+    unreadable bundle raises an OmsError, a bad signature is a failed check.
+    """
+    if now is not None and now.utcoffset() is None:
+        raise ValueError("verify_chain: now must be a timezone-aware datetime")
+    clock = now or datetime.now(UTC)
+    names = list(labels) if labels is not None else [f"#{i}" for i in range(len(attestations))]
+    if len(names) != len(attestations):
+        raise ValueError("verify_chain: one label per attestation")
+    parsed = [
+        _Stage(label, data, layout, clock) for label, data in zip(names, attestations, strict=True)
+    ]
+    return _Chain(layout, parsed, clock).run(oms)
+
+
+# -- one stage attestation ---------------------------------------------------------------
+
+
+class _Stage:
+    """One attestation: parsed, appraised, and checked on its own."""
+
+    def __init__(self, source: str, data: bytes, layout: Layout, now: datetime) -> None:
+        self.source = source
+        self.layout = layout
+        self.now = now
+        self.checks: dict[str, ChainCheck] = {}
+        self.provenance: StageProvenance | None = None
+        self.payload = b""
+        self.envelope: Envelope | None = None
+        self.statement: Statement | None = None
+        self.evidence = b""
+        self.rule: StageRule | None = None
+        self.appraisal: AppraisalResult | None = None
+        self._own_checks(data)
+
+    @property
+    def name(self) -> str | None:
+        return self.provenance.stage if self.provenance else None
+
+    @property
+    def digest(self) -> str | None:
+        return provenance_digest(self.payload) if self.provenance else None
+
+    def record(self, name: str, outcome: Outcome) -> None:
+        self.checks[name] = ChainCheck(
+            name, outcome.status, outcome.reason, outcome.detail, self.name
+        )
+
+    def passed(self, name: str) -> bool:
+        check = self.checks.get(name)
+        return check is not None and check.status is CheckStatus.PASS
+
+    def _step(self, name: str, needs: tuple[str, ...], step: Callable[[], Outcome]) -> None:
+        blocked = [need for need in needs if not self.passed(need)]
+        if blocked:
+            self.record(name, not_checked(f"skipped: {', '.join(blocked)} did not pass"))
+            return
+        try:
+            outcome = step()
+        except AttestdError as err:
+            outcome = failed(err.reason, err.message)
+        except Exception as err:  # fail closed: a bug must not turn into a pass
+            outcome = failed("internal_error", f"{type(err).__name__}: {err}")
+        self.record(name, outcome)
+
+    def _own_checks(self, data: bytes) -> None:
+        self._step("attestation_format", (), lambda: self._parse(data))
+        fmt = ("attestation_format",)
+        self._step("stage", fmt, self._stage)
+        self._step("pipeline", fmt, self._pipeline)
+        self._step("tee", ("stage",), self._tee)
+        self._step("evidence", ("tee",), self._evidence)
+        self._step("agent_key", fmt, self._agent_key)
+        self._step("provenance_signature", fmt, self._provenance_signature)
+        self._step("builder", fmt, self._builder)
+        self._step("outputs", fmt, self._outputs)
+        self._step("log_segment", fmt, self._log_segment)
+
+    def _parse(self, data: bytes) -> Outcome:
+        try:
+            attestation = StageAttestation.from_json(data)
+            self.envelope = parse_envelope(attestation.provenance)
+            payload = bytes(self.envelope.payload)
+            statement = _json.loads(payload, what="provenance", max_bytes=len(payload) + 1)
+            provenance = StageProvenance.from_statement(statement)
+            _, self.statement = open_evidence(attestation.evidence)
+        except AttestdError as err:
+            return failed("attestation_malformed", err.message)
+        self.payload, self.provenance, self.evidence = payload, provenance, attestation.evidence
+        return passed(f"stage {provenance.stage!r} of run {provenance.run_id!r}")
+
+    def _stage(self) -> Outcome:
+        self.rule = self.layout.stage(self._provenance().stage)
+        if self.rule is None:
+            known = ", ".join(s.name for s in self.layout.stages)
+            return failed("stage_unknown", f"the layout has no stage {self.name!r} ({known})")
+        return passed(f"the layout has stage {self.name!r}")
+
+    def _pipeline(self) -> Outcome:
+        pipeline = self._provenance().pipeline
+        if pipeline != self.layout.pipeline:
+            return failed(
+                "pipeline_mismatch",
+                f"the attestation is of pipeline {pipeline!r}, the layout of "
+                f"{self.layout.pipeline!r}",
+            )
+        return passed(f"pipeline {pipeline!r}")
+
+    def _tee(self) -> Outcome:
+        assert self.rule is not None  # guaranteed by the stage dependency
+        tee = str(self._statement().predicate.tee.tee)
+        if tee not in self.rule.tees:
+            return failed(
+                "tee_not_accepted",
+                f"stage {self.rule.name!r} ran on {tee}; the layout accepts "
+                f"{', '.join(self.rule.tees)}",
+            )
+        return passed(f"{tee} is accepted for stage {self.rule.name!r}")
+
+    def _evidence(self) -> Outcome:
+        assert self.rule is not None  # guaranteed by the tee dependency
+        tee = str(self._statement().predicate.tee.tee)
+        outputs = [ArtifactPolicy(a.sha256, a.name) for a in self._provenance().outputs]
+        policy = self.rule.policy(tee, self.layout.freshness(), outputs, self.layout.source)
+        result = appraise(
+            self.evidence, nonce=stage_nonce(self.payload), policy=policy, now=self.now
+        )
+        self.appraisal = result
+        if result.status is AppraisalStatus.AFFIRMING:
+            return passed(f"the {tee} evidence is affirmed, bound to this provenance")
+        troubles = [c for c in result.checks if c.status in (CheckStatus.FAIL, CheckStatus.WARN)]
+        detail = "; ".join(f"{c.name}: {c.reason}: {c.detail}" for c in troubles)
+        worst = [c for c in troubles if c.status is CheckStatus.FAIL] or troubles
+        first = worst[0].reason or "evidence_not_affirming"
+        if result.status is AppraisalStatus.WARNING:
+            return warned(first, detail)
+        return failed(first, detail)
+
+    def _agent_key(self) -> Outcome:
+        named = self._statement().predicate.binding.agent_key_id
+        allowed = self.rule.agent_keys if self.rule is not None else None
+        if allowed is None:
+            return passed(f"agent key {named} (the layout allows any)")
+        if named not in allowed:
+            return failed(
+                "agent_key_not_allowed", f"agent key {named} is not among the stage's agent_keys"
+            )
+        return passed(f"agent key {named} is allowed")
+
+    def _provenance_signature(self) -> Outcome:
+        predicate = self._statement().predicate
+        key = load_public_key_pem(predicate.agent_key_pem)
+        named = predicate.binding.agent_key_id
+        if key_id(key) != named:
+            return failed(
+                "agent_key_mismatch", "the evidence's agent key is not the one its binding names"
+            )
+        assert self.envelope is not None  # guaranteed by the attestation_format dependency
+        if named not in self.envelope.signatures:
+            signers = ", ".join(sorted(self.envelope.signatures))
+            return failed(
+                "provenance_key_mismatch",
+                f"the provenance is signed by {signers}, the evidence's agent key is {named}",
+            )
+        try:
+            verify_envelope(self.envelope, key)
+        except AttestdError as err:
+            return failed("provenance_signature_invalid", err.message)
+        return passed(f"the provenance is signed by the evidence's agent key {named}")
+
+    def _builder(self) -> Outcome:
+        builder = self._provenance().builder_id
+        named = self._statement().predicate.binding.agent_key_id
+        if not builder.endswith(f"#{named}"):
+            return failed(
+                "builder_mismatch", f"builder.id {builder!r} does not name the agent key {named}"
+            )
+        return passed(f"builder.id {builder!r}")
+
+    def _outputs(self) -> Outcome:
+        outputs = {a.name: dict(a.digest) for a in self._provenance().outputs}
+        subjects = {s.name: dict(s.digest) for s in self._statement().subjects}
+        if outputs != subjects:
+            missing = sorted(set(outputs) - set(subjects))
+            extra = sorted(set(subjects) - set(outputs))
+            differ = sorted(n for n in set(outputs) & set(subjects) if outputs[n] != subjects[n])
+            return failed(
+                "outputs_mismatch",
+                f"the provenance's outputs are not the evidence's subjects (not attested: "
+                f"{missing}, not in the provenance: {extra}, other digests: {differ})",
+            )
+        return passed(f"{len(outputs)} outputs are the evidence's subjects")
+
+    def _log_segment(self) -> Outcome:
+        segment = self._provenance().log_segment
+        log = self._statement().predicate.runtime_log
+        if not segment:
+            return passed("the stage recorded no runtime events")
+        if _slice_at(log, segment) is None:
+            return failed(
+                "log_segment_mismatch",
+                f"the {len(segment)} events of the provenance's runtime-log segment are not a "
+                f"contiguous slice of the evidence's {len(log)}-event log",
+            )
+        return passed(f"{len(segment)} runtime events are a slice of the evidence's log")
+
+    def _provenance(self) -> StageProvenance:
+        assert self.provenance is not None  # guaranteed by the attestation_format dependency
+        return self.provenance
+
+    def _statement(self) -> Statement:
+        assert self.statement is not None  # guaranteed by the attestation_format dependency
+        return self.statement
+
+    def result(self) -> StageResult:
+        order = {name: i for i, name in enumerate(STAGE_CHECK_NAMES)}
+        checks = sorted(self.checks.values(), key=lambda c: order.get(c.name, len(order)))
+        tee = root = key = None
+        if self.statement is not None:
+            predicate = self.statement.predicate
+            tee = str(predicate.tee.tee)
+            key = predicate.binding.agent_key_id
+            root = predicate.tee.root_of_trust
+            if self.rule is not None and tee in self.rule.trust:
+                root = f"{self.rule.trust[tee].root} ({root})"
+        return StageResult(
+            self.source, self.name, tuple(checks), self.provenance, self.appraisal,
+            tee, root, key, self.digest,
+        )  # fmt: skip
+
+
+def _slice_at(log: Sequence[RuntimeEvent], segment: Sequence[RuntimeEvent]) -> int | None:
+    first = segment[0].sequence
+    start = next((i for i, e in enumerate(log) if e.sequence == first), None)
+    if start is None or tuple(log[start : start + len(segment)]) != tuple(segment):
+        return None
+    return start
+
+
+# -- the chain -----------------------------------------------------------------------
+
+
+@dataclass
+class _Chain:
+    layout: Layout
+    parsed: list[_Stage]
+    now: datetime
+    checks: list[ChainCheck] = field(default_factory=list)
+    by_stage: dict[str, _Stage] = field(default_factory=dict)
+    extras: list[_Stage] = field(default_factory=list)
+
+    def run(self, oms: OmsClosing | None) -> ChainResult:
+        self._place()
+        present = [self.by_stage.get(rule.name) for rule in self.layout.stages]
+        run_id = next((s.provenance.run_id for s in present if s and s.provenance), None)
+        digests = {s.digest: s for s in self.parsed if s.digest is not None}
+        for index, stage in enumerate(present):
+            if stage is None or stage.provenance is None:
+                continue
+            before = present[index - 1] if index > 0 else None
+            earlier = [s for s in present[:index] if s is not None and s.provenance is not None]
+            stage.record("run", _same_run(stage.provenance, run_id))
+            stage.record("previous", _link(stage, index, before, digests))
+            stage.record("inputs", _inputs(stage, index, before, earlier))
+            stage.record("licenses", _licenses(stage.provenance, self.layout.allowed_licenses))
+            stage.record("tags", _tags(stage, self.layout))
+        self._artifacts(present)
+        oms_json = self._oms(oms, present[-1]) if oms is not None else None
+        stages = [s.result() for s in present if s is not None] + [s.result() for s in self.extras]
+        return ChainResult(
+            self.layout.pipeline, run_id, tuple(stages), tuple(self.checks),
+            self.layout.max_age_seconds, self.now, oms_json,
+        )  # fmt: skip
+
+    def _check(self, name: str, outcome: Outcome) -> None:
+        self.checks.append(ChainCheck(name, outcome.status, outcome.reason, outcome.detail))
+
+    def _place(self) -> None:
+        """Give each layout stage its attestation; note the missing, unknown and repeated."""
+        for stage in self.parsed:
+            name = stage.name
+            if name is None or stage.rule is None:
+                self.extras.append(stage)
+            elif name in self.by_stage:
+                stage.record(
+                    "stage",
+                    failed(
+                        "stage_duplicate",
+                        f"{stage.source} is a second attestation of stage {name!r} "
+                        f"(the first is {self.by_stage[name].source})",
+                    ),
+                )
+                self.extras.append(stage)
+            else:
+                self.by_stage[name] = stage
+        missing = [rule.name for rule in self.layout.stages if rule.name not in self.by_stage]
+        if missing:
+            self._check(
+                "stages",
+                failed("stage_missing", f"no attestation of stage(s) {', '.join(missing)}"),
+            )
+        else:
+            self._check("stages", passed(f"all {len(self.layout.stages)} layout stages present"))
+
+    def _artifacts(self, present: Sequence[_Stage | None]) -> None:
+        seen = {
+            a.name
+            for s in present
+            if s is not None and s.provenance is not None
+            for a in (*s.provenance.inputs, *s.provenance.outputs)
+        }
+        absent = [r.name for r in self.layout.artifacts if r.required and r.name not in seen]
+        if absent:
+            self._check(
+                "artifacts",
+                failed(
+                    "artifact_missing", f"required artifact(s) {', '.join(absent)} never appear"
+                ),
+            )
+        elif self.layout.artifacts:
+            self._check("artifacts", passed(f"{len(self.layout.artifacts)} artifact rules checked"))
+
+    def _oms(self, closing: OmsClosing, last: _Stage | None) -> dict[str, object]:
+        try:
+            signed = verify_oms_bundle(closing)
+        except OmsSignatureError as err:
+            self._check("oms_signature", failed(err.reason, err.message))
+            self._check("oms_digest", not_checked("skipped: oms_signature did not pass"))
+            return {"bundle": str(closing.bundle), "signature": None}
+        self._check("oms_signature", passed(f"{closing.bundle} verifies"))
+        if last is None or last.provenance is None:
+            self._check("oms_digest", not_checked("skipped: the last stage is missing"))
+        else:
+            self._check(
+                "oms_digest", close_chain(signed, last.provenance.outputs, closing.artifact)
+            )
+        return {"bundle": str(closing.bundle), "signature": signed.to_json()}
+
+
+def _same_run(provenance: StageProvenance, run_id: str | None) -> Outcome:
+    if provenance.run_id != run_id:
+        return failed(
+            "run_mismatch",
+            f"the attestation is from run {provenance.run_id!r}, the chain is run {run_id!r}",
+        )
+    return passed(f"run {run_id!r}")
+
+
+def _link(stage: _Stage, index: int, before: _Stage | None, digests: dict[str, _Stage]) -> Outcome:
+    previous = stage.provenance.previous if stage.provenance else None
+    if index > 0 and (before is None or before.provenance is None):
+        return not_checked("skipped: the predecessor's attestation is missing")
+    expected = before.digest if before is not None else None
+    if previous == expected:
+        if before is None:
+            return passed("the first stage names no predecessor")
+        return passed(f"follows {before.name!r} (provenance sha256 {expected})")
+    other = digests.get(previous) if previous is not None else None
+    should = f"{before.name!r}" if before is not None else "no stage (it is the first)"
+    if other is not None:
+        return failed(
+            "stage_out_of_order",
+            f"the stage ran after {other.name!r}; the layout puts it after {should}",
+        )
+    if previous is None:
+        return failed(
+            "previous_link_broken", f"the stage names no predecessor; it must follow {should}"
+        )
+    return failed(
+        "previous_link_broken",
+        f"the stage follows provenance sha256 {previous}, which is not {should}'s "
+        f"({expected}): an attestation from another run?",
+    )
+
+
+def _inputs(stage: _Stage, index: int, before: _Stage | None, earlier: Sequence[_Stage]) -> Outcome:
+    assert stage.provenance is not None
+    inputs = stage.provenance.inputs
+    produced = {a.name: (s, a) for s in earlier if s.provenance for a in s.provenance.outputs}
+    substituted = [
+        f"{a.name} is sha256 {a.sha256}, {produced[a.name][0].name!r} produced "
+        f"{produced[a.name][1].sha256}"
+        for a in inputs
+        if a.name in produced and not hmac.compare_digest(a.sha256, produced[a.name][1].sha256)
+    ]
+    if substituted:
+        return failed("artifact_substituted", "; ".join(substituted))
+    if index == 0:
+        return passed(f"{len(inputs)} inputs from outside the chain (the first stage)")
+    rule = stage.rule
+    if rule is not None and not rule.inputs_from_previous:
+        return passed(f"{len(inputs)} inputs (the layout does not tie them to the predecessor)")
+    if before is None or before.provenance is None:
+        return not_checked("skipped: the predecessor's attestation is missing")
+    wanted = {a.name for a in before.provenance.outputs}
+    got = {a.name for a in inputs}
+    if wanted != got:
+        return failed(
+            "inputs_mismatch",
+            f"inputs {sorted(got)} are not {before.name!r}'s outputs {sorted(wanted)} "
+            f"(missing {sorted(wanted - got)}, extra {sorted(got - wanted)})",
+        )
+    return passed(f"inputs are {before.name!r}'s {len(wanted)} outputs, digest for digest")
+
+
+def _licenses(provenance: StageProvenance, allowed: tuple[str, ...] | None) -> Outcome:
+    artifacts = (*provenance.inputs, *provenance.outputs)
+    if allowed is None:
+        return not_checked("the layout sets no allowed_licenses")
+    problems: list[tuple[str, str]] = []
+    for artifact in artifacts:
+        if artifact.license is None:
+            problems.append(("license_missing", f"{artifact.name} carries no licence"))
+            continue
+        try:
+            expression = parse_expression(artifact.license)
+        except SpdxError as err:
+            problems.append((err.reason, f"{artifact.name}: {err.message}"))
+            continue
+        if not is_allowed(expression, allowed):
+            problems.append(
+                ("license_not_allowed", f"{artifact.name} is {artifact.license!r}, not allowed")
+            )
+    if problems:
+        return failed(problems[0][0], "; ".join(detail for _, detail in problems))
+    return passed(f"{len(artifacts)} artifacts carry allowed licences")
+
+
+def _tags(stage: _Stage, layout: Layout) -> Outcome:
+    assert stage.provenance is not None
+    problems: list[str] = []
+    required = stage.rule.required_tags if stage.rule is not None else ()
+    for artifact in stage.provenance.outputs:
+        problems += _missing_tags(artifact, required, "the stage")
+    rules = {r.name: r for r in layout.artifacts}
+    for artifact in (*stage.provenance.inputs, *stage.provenance.outputs):
+        if artifact.name in rules:
+            problems += _missing_tags(artifact, rules[artifact.name].required_tags, "its rule")
+    if problems:
+        return failed("tag_missing", "; ".join(problems))
+    if not required and not any(a.name in rules for a in stage.provenance.outputs):
+        return not_checked("the layout requires no tags of this stage")
+    return passed("every required tag is present")
+
+
+def _missing_tags(artifact: StageArtifact, required: Iterable[str], who: str) -> list[str]:
+    absent = [t for t in required if t not in artifact.tags]
+    return [f"{artifact.name} lacks {', '.join(absent)} ({who} requires it)"] if absent else []
