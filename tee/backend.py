@@ -12,7 +12,15 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from attestd.tee.errors import InvalidArgumentError
+
 REPORT_DATA_SIZE = 64
+
+
+def check_report_data(report_data: bytes) -> None:
+    """Refuse anything but exactly :data:`REPORT_DATA_SIZE` bytes, as every backend must."""
+    if not isinstance(report_data, bytes) or len(report_data) != REPORT_DATA_SIZE:
+        raise InvalidArgumentError(f"report_data must be exactly {REPORT_DATA_SIZE} bytes")
 
 
 class TeeType(enum.StrEnum):

@@ -156,10 +156,7 @@ class SnpGuestBackend:
         return None
 
     def _report(self, report_data: bytes, *, with_certificates: bool) -> tuple[bytes, bytes | None]:
-        if not isinstance(report_data, bytes) or len(report_data) != tee_backend.REPORT_DATA_SIZE:
-            raise InvalidArgumentError(
-                f"report_data must be exactly {tee_backend.REPORT_DATA_SIZE} bytes"
-            )
+        tee_backend.check_report_data(report_data)
         if self._tsm is not None:
             answer = self._tsm.get_report(
                 report_data,

@@ -159,10 +159,7 @@ class SimulatedSnpBackend:
 
     def get_quote(self, report_data: bytes) -> bytes:
         """A version 3 attestation report with REPORT_DATA = ``report_data``."""
-        if not isinstance(report_data, bytes) or len(report_data) != tee_backend.REPORT_DATA_SIZE:
-            raise InvalidArgumentError(
-                f"report_data must be exactly {tee_backend.REPORT_DATA_SIZE} bytes"
-            )
+        tee_backend.check_report_data(report_data)
         tcb = pki.TCB.encode(pki.PRODUCT)
         launch = self._launch
         major, minor, build = _FIRMWARE

@@ -122,7 +122,7 @@ class TdxGuestBackend:
 
     def get_quote(self, report_data: bytes) -> bytes:
         """A TDX quote with REPORTDATA = ``report_data``, from configfs-tsm."""
-        _check_report_data(report_data)
+        tee_backend.check_report_data(report_data)
         if self._tsm is None:
             raise TdxQuoteUnavailableError(
                 "a TDX quote needs configfs-tsm (Linux 6.7+) and a quote generation service "
@@ -132,7 +132,7 @@ class TdxGuestBackend:
 
     def get_td_report(self, report_data: bytes) -> bytes:
         """The 1024-byte TDREPORT with REPORTDATA = ``report_data``, via TDX_CMD_GET_REPORT0."""
-        _check_report_data(report_data)
+        tee_backend.check_report_data(report_data)
         buffer = linuxabi.pack_report_req(report_data)
         try:
             self._ioctl(self._device, linuxabi.TDX_CMD_GET_REPORT0, buffer)
@@ -207,13 +207,6 @@ def _provider(tsm: TsmReportClient) -> str | None:
         return tsm.provider()
     except TsmNoProviderError:
         return None
-
-
-def _check_report_data(report_data: bytes) -> None:
-    if not isinstance(report_data, bytes) or len(report_data) != tee_backend.REPORT_DATA_SIZE:
-        raise InvalidArgumentError(
-            f"report_data must be exactly {tee_backend.REPORT_DATA_SIZE} bytes"
-        )
 
 
 def _ioctl_error(e: OSError, device: Path) -> TeeUnavailableError | DeviceError:

@@ -166,10 +166,7 @@ class SimulatedTdxBackend:
 
     def get_quote(self, report_data: bytes) -> bytes:
         """A TDX quote v4 over the current registers with REPORTDATA = ``report_data``."""
-        if not isinstance(report_data, bytes) or len(report_data) != tee_backend.REPORT_DATA_SIZE:
-            raise InvalidArgumentError(
-                f"report_data must be exactly {tee_backend.REPORT_DATA_SIZE} bytes"
-            )
+        tee_backend.check_report_data(report_data)
         with _state.locked(self._dir):
             registers = self._registers()
         header = QuoteHeader(
