@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import attestd
 from attestd.client import AgentCallError, AgentClient, ArtifactSpec
@@ -430,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_quote_commands(commands)
     _add_stage_commands(commands)
+    _add_chain_commands(commands)
 
     sub = command("dev-pki", cmd_dev_pki, "create a throwaway mTLS PKI for demos (not production)")
     sub.add_argument("directory", type=Path)
@@ -525,6 +527,118 @@ def _add_stage_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "-o", dest="attestation", required=True, metavar="FILE", help="attestation file, or -"
     )
     _add_connection(sub, local_default=True)
+
+
+# -- chain verify -------------------------------------------------------------------
+
+
+def cmd_chain_verify(args: argparse.Namespace) -> int:
+    from attestd.verifier.chain import verify_chain
+    from attestd.verifier.layout import load_layout
+    from attestd.verifier.oms import OmsClosing
+
+    layout = load_layout(args.layout)
+    attestations = []
+    for name in args.attestations:
+        try:
+            attestations.append(Path(name).read_bytes())
+        except OSError as err:
+            raise UsageError(f"cannot read {name}: {err.strerror}") from err
+    closing = None
+    if args.oms_bundle is not None:
+        if (args.oms_key is None) == (not args.oms_certificate):
+            raise UsageError("--oms-bundle needs --oms-key PEM or --oms-certificate PEM ...")
+        closing = OmsClosing(
+            args.oms_bundle, args.oms_key, tuple(args.oms_certificate), args.oms_artifact
+        )
+    elif args.oms_key or args.oms_certificate or args.oms_artifact:
+        raise UsageError("--oms-key, --oms-certificate and --oms-artifact need --oms-bundle")
+    result = verify_chain(attestations, layout, labels=args.attestations, now=args.now, oms=closing)
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        _print_chain_table(result.to_json())
+    if result.status == "affirming":
+        return EXIT_OK
+    # Files that are not stage attestations at all are unreadable input, not a verdict.
+    return EXIT_USAGE if "attestation_malformed" in result.reasons else EXIT_NOT_AFFIRMING
+
+
+def _print_chain_table(report: dict[str, Any]) -> None:
+    """The chain for people: one row per stage, then the chain's own failures."""
+    header = ("STAGE", "TEE", "ROOT", "AGENT KEY", "INPUTS -> OUTPUTS", "LICENCE", "STATUS")
+    rows = [header]
+    for stage in report["stages"]:
+        names = [_short_name(a["name"]) for a in stage["inputs"]]
+        outputs = [_short_name(a["name"]) for a in stage["outputs"]]
+        licences = sorted({a.get("annotations", {}).get("license", "-") for a in stage["outputs"]})
+        reasons = [c["reason"] for c in stage["checks"] if c["status"] == "fail" and c["reason"]]
+        warnings = [c["reason"] for c in stage["checks"] if c["status"] == "warn" and c["reason"]]
+        status = ", ".join(dict.fromkeys(reasons or warnings)) or "ok"
+        key = stage["agentKeyId"] or "-"
+        rows.append(
+            (
+                stage["stage"] or f"? ({stage['source']})",
+                stage["tee"] or "-",
+                stage["rootOfTrust"] or "-",
+                key[:19] + "..." if len(key) > 22 else key,
+                f"{', '.join(names) or '-'} -> {', '.join(outputs) or '-'}",
+                ", ".join(licences) or "-",
+                status,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        sys.stdout.write("\n")
+    for check in report["checks"]:
+        if check["status"] != "pass":
+            label = check["reason"] or check["status"]
+            sys.stdout.write(f"chain: {check['name']}: {label}: {check['detail']}\n")
+    freshness = report["freshness"]
+    if not freshness["checked"]:
+        sys.stdout.write("freshness: not checked (the layout sets no max_age_seconds)\n")
+    verdict = "VERIFIED" if report["status"] == "affirming" else "NOT VERIFIED"
+    reasons = f" ({', '.join(report['reasons'])})" if report["reasons"] else ""
+    sys.stdout.write(f"chain {report['pipeline']} run {report['runId']}: {verdict}{reasons}\n")
+
+
+def _short_name(name: str) -> str:
+    return name.rstrip("/").rsplit("/", 1)[-1] or name
+
+
+def _add_chain_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chain = commands.add_parser(
+        "chain", help="verify a pipeline's chain of stage attestations (docs/layout.md)"
+    )
+    chain_commands = chain.add_subparsers(dest="chain_command", required=True, metavar="COMMAND")
+    sub = chain_commands.add_parser(
+        "verify",
+        help="verify stage attestations against a pipeline layout",
+        description="Verify stage attestations against a pipeline layout: each stage's TEE "
+        "evidence, provenance and signatures, then the chain (order, run, inputs, licences, "
+        "tags), optionally closed by an OMS model signature. Exit 0 verified, 1 not, "
+        "2 unreadable input or bad usage.",
+    )
+    sub.set_defaults(handler=cmd_chain_verify)
+    sub.add_argument("attestations", nargs="+", metavar="ATTESTATION", help="stage attestation")
+    sub.add_argument("--layout", required=True, type=Path, help="pipeline layout (TOML)")
+    sub.add_argument("--json", action="store_true", help="print the chain result as JSON")
+    sub.add_argument("--now", type=_rfc3339, help="verify as of this time (RFC 3339, with zone)")
+    oms = sub.add_argument_group("closing with an OpenSSF model signature (the oms extra)")
+    oms.add_argument("--oms-bundle", type=Path, help="model_signing signature bundle")
+    oms.add_argument("--oms-key", type=Path, help="the signer's public key (PEM)")
+    oms.add_argument(
+        "--oms-certificate",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        help="certificates (PEM) to verify a certificate-signed bundle with",
+    )
+    oms.add_argument(
+        "--oms-artifact", help="the last stage's output the signature is for (if several)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

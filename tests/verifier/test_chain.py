@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestd.cli import main
 from attestd.evidence.provenance import StageAttestation
 from attestd.tee.snp import _simulated_pki as snp_pki
 from attestd.verifier.chain import STAGE_CHECK_NAMES, ChainResult, verify_chain
@@ -420,3 +421,91 @@ def test_artifact_rule_tags_and_presence(
     assert stage_reasons(result, "train") == {"tag_missing"}
     assert stage_reasons(result, "quantize") == {"tag_missing"}  # consumed there
     assert chain_reasons(result) == {"artifact_missing"}
+
+
+# -- attestctl chain verify ------------------------------------------------------------
+
+
+def write_files(directory: Path, built: dict[str, BuiltStage]) -> list[str]:
+    paths = []
+    for name in STAGES:
+        path = directory / f"{name}.json"
+        path.write_bytes(built[name].attestation)
+        paths.append(str(path))
+    return paths
+
+
+def test_cli_prints_a_table_and_exits_0_when_the_chain_verifies(
+    pipeline: Pipeline,
+    happy: dict[str, BuiltStage],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    layout = pipeline.layout(tmp_path)
+    code = main(["chain", "verify", *write_files(tmp_path, happy), "--layout", str(layout)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["STAGE", "TEE", "ROOT", "AGENT"]
+    assert lines[1].split()[:2] == ["prepare", "tdx"]
+    assert "raw -> train" in lines[1] and "CC-BY-4.0" in lines[1] and lines[1].endswith("ok")
+    assert lines[2].split()[:2] == ["train", "sev-snp"]
+    assert "freshness: not checked" in out
+    assert lines[-1] == "chain llm-release run run-42: VERIFIED"
+
+
+def test_cli_json_and_exit_1_when_the_chain_is_broken(
+    pipeline: Pipeline,
+    happy: dict[str, BuiltStage],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    layout = pipeline.layout(tmp_path)
+    files = write_files(tmp_path, happy)
+    del files[1]
+    code = main(["chain", "verify", *files, "--layout", str(layout), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert report["status"] == "contraindicated"
+    assert report["reasons"] == ["stage_missing"]
+    assert [s["stage"] for s in report["stages"]] == ["prepare", "quantize", "package"]
+    assert report["stages"][0]["appraisal"]["status"] == "affirming"
+    assert report["checks"][0] == {
+        "name": "stages", "stage": None, "status": "fail", "reason": "stage_missing",
+        "detail": "no attestation of stage(s) train",
+    }  # fmt: skip
+
+
+def test_cli_table_names_the_failing_stage_and_reason(
+    pipeline: Pipeline,
+    happy: dict[str, BuiltStage],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    layout = pipeline.layout(tmp_path, stage_extra={"train": 'required_tags = ["pii:none"]'})
+    code = main(["chain", "verify", *write_files(tmp_path, happy), "--layout", str(layout)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert lines[2].startswith("train") and lines[2].endswith("tag_missing")
+    assert lines[-1] == "chain llm-release run run-42: NOT VERIFIED (tag_missing)"
+
+
+@pytest.mark.parametrize(
+    "problem", ["missing-file", "bad-layout", "not-an-attestation", "oms-usage"]
+)
+def test_cli_exits_2_on_unreadable_input_or_usage(
+    pipeline: Pipeline, happy: dict[str, BuiltStage], tmp_path: Path, problem: str
+) -> None:
+    layout = pipeline.layout(tmp_path)
+    files = write_files(tmp_path, happy)
+    extra: list[str] = []
+    if problem == "missing-file":
+        files.append(str(tmp_path / "absent.json"))
+    elif problem == "bad-layout":
+        layout.write_text(layout.read_text() + "\nunknown_key = 1\n")
+    elif problem == "not-an-attestation":
+        (tmp_path / "junk.json").write_text("{}")
+        files.append(str(tmp_path / "junk.json"))
+    else:
+        extra = ["--oms-key", str(layout)]
+    assert main(["chain", "verify", *files, "--layout", str(layout), *extra]) == 2
