@@ -14,10 +14,34 @@
 named check with a stable reason. Quote signatures are verified by
 ``attestd.tee.tdx.verify``; this package compares what they vouch for with the
 policy. docs/policy.md describes every policy option, check and reason.
+
+A pipeline's stage attestations are verified as a chain against a layout::
+
+    result = verify_chain(attestation_files, load_layout(Path("layout.toml")))
+    result.status, result.reasons          # e.g. ("stage_missing",)
+
+docs/layout.md describes the layout file and every chain check and reason.
 """
 
 from attestd.verifier.appraise import CHECK_NAMES, SNP_CHECK_NAMES, TDX_CHECK_NAMES, appraise
+from attestd.verifier.chain import (
+    CHAIN_CHECK_NAMES,
+    STAGE_CHECK_NAMES,
+    ChainCheck,
+    ChainResult,
+    StageResult,
+    verify_chain,
+)
 from attestd.verifier.errors import PolicyError, VerifierError
+from attestd.verifier.layout import ArtifactRule, Layout, LayoutError, StageRule, load_layout
+from attestd.verifier.oms import (
+    OmsClosing,
+    OmsError,
+    OmsSignature,
+    OmsSignatureError,
+    OmsUnavailableError,
+    verify_oms_bundle,
+)
 from attestd.verifier.policy import (
     ArtifactPolicy,
     FreshnessPolicy,
@@ -37,23 +61,40 @@ from attestd.verifier.result import (
 )
 
 __all__ = [
+    "CHAIN_CHECK_NAMES",
     "CHECK_NAMES",
     "SNP_CHECK_NAMES",
+    "STAGE_CHECK_NAMES",
     "TDX_CHECK_NAMES",
     "AppraisalResult",
     "AppraisalStatus",
     "ArtifactPolicy",
+    "ArtifactRule",
+    "ChainCheck",
+    "ChainResult",
     "Check",
     "CheckStatus",
     "EvidenceSummary",
     "FreshnessPolicy",
+    "Layout",
+    "LayoutError",
+    "OmsClosing",
+    "OmsError",
+    "OmsSignature",
+    "OmsSignatureError",
+    "OmsUnavailableError",
     "Policy",
     "PolicyError",
     "RootOfTrust",
+    "StageResult",
+    "StageRule",
     "TdxPolicy",
     "TrustPolicy",
     "TrustRoot",
     "VerifierError",
     "appraise",
+    "load_layout",
     "load_policy",
+    "verify_chain",
+    "verify_oms_bundle",
 ]
