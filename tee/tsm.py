@@ -164,6 +164,15 @@ class TsmReportClient:
         with _Entry(self._fs, self._root) as entry:
             return entry.provider()
 
+    def provider_if_any(self) -> str | None:
+        """:meth:`provider`, or None where configfs-tsm or its provider is absent."""
+        if not self.available():
+            return None
+        try:
+            return self.provider()
+        except TsmNoProviderError:
+            return None
+
     def get_report(
         self,
         inblob: bytes,

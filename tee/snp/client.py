@@ -28,7 +28,6 @@ from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     PRIVLEVEL_MAX,
     KernelFilesystem,
-    TsmNoProviderError,
     TsmProviderMismatchError,
     TsmReportClient,
 )
@@ -105,7 +104,7 @@ class SnpGuestBackend:
     ) -> SnpGuestBackend:
         """Find this guest's interface: configfs-tsm answering as ``sev_guest``, else the device."""
         client = TsmReportClient(tsm_root, filesystem=tsm_filesystem)
-        provider = _provider(client)
+        provider = client.provider_if_any()
         if provider not in (None, PROVIDER):
             raise TsmProviderMismatchError(
                 f"configfs-tsm at {tsm_root} is provided by {provider!r}, not {PROVIDER!r}: "
@@ -254,16 +253,6 @@ class SnpGuestBackend:
         vmpl = int.from_bytes(report[linuxabi.REPORT_VMPL_OFFSET :][:4], "little")
         if vmpl != self._vmpl:
             raise DeviceError(f"the SNP report is for VMPL {vmpl}, not {self._vmpl}")
-
-
-def _provider(tsm: TsmReportClient) -> str | None:
-    """configfs-tsm's provider, or None where configfs-tsm or its provider is absent."""
-    if not tsm.available():
-        return None
-    try:
-        return tsm.provider()
-    except TsmNoProviderError:
-        return None
 
 
 def _ioctl_error(e: OSError, where: str, exitinfo2: int) -> TeeError:

@@ -28,7 +28,6 @@ from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     KernelFilesystem,
     OsFilesystem,
-    TsmNoProviderError,
     TsmProviderMismatchError,
     TsmReportClient,
 )
@@ -88,7 +87,7 @@ class TdxGuestBackend:
     ) -> TdxGuestBackend:
         """Find this TD's interfaces: configfs-tsm answering as ``tdx_guest``, else the device."""
         client = TsmReportClient(tsm_root, filesystem=tsm_filesystem)
-        provider = _provider(client)
+        provider = client.provider_if_any()
         if provider not in (None, PROVIDER):
             raise TsmProviderMismatchError(
                 f"configfs-tsm at {tsm_root} is provided by {provider!r}, not {PROVIDER!r}: "
@@ -197,16 +196,6 @@ class TdxGuestBackend:
                 "directory (Linux 6.16+), and this kernel has none"
             )
         return self._measurements / linuxabi.rtmr_file(index)
-
-
-def _provider(tsm: TsmReportClient) -> str | None:
-    """configfs-tsm's provider, or None where configfs-tsm or its provider is absent."""
-    if not tsm.available():
-        return None
-    try:
-        return tsm.provider()
-    except TsmNoProviderError:
-        return None
 
 
 def _ioctl_error(e: OSError, device: Path) -> TeeUnavailableError | DeviceError:

@@ -248,6 +248,16 @@ def test_provider_reads_it_from_a_throwaway_entry(snp_tsm: FakeConfigfsTsm) -> N
     assert snp_tsm.live_entries() == []
 
 
+def test_provider_if_any_is_none_without_configfs_tsm_or_a_provider(
+    tdx_tsm: FakeConfigfsTsm, tmp_path: Path
+) -> None:
+    assert client(tdx_tsm).provider_if_any() == "tdx_guest"
+    assert TsmReportClient(tmp_path / "absent").provider_if_any() is None
+    tdx_tsm.no_provider = True
+    assert client(tdx_tsm).provider_if_any() is None
+    assert tdx_tsm.live_entries() == []
+
+
 def test_generation_that_is_not_a_number_is_a_device_error(tdx_tsm: FakeConfigfsTsm) -> None:
     class Garbled(FakeConfigfsTsm):
         def read(self, path: Path) -> bytes:
