@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Final, Literal
 
@@ -188,30 +189,41 @@ class _FileWork:
     key: CacheKey | None = None
 
 
+#: A hashed file: path components, bytes hashed, and one digest per shard
+#: (one for the whole file under file serialization, none for an empty shard file).
+_Done = tuple[tuple[str, ...], int, tuple[bytes, ...]]
+
+
 def _measurement(
     job: _Job, name: str, model_name: str, kind: Literal["file", "directory"]
 ) -> Measurement:
     config = job.config
-    works = sorted(job.done, key=lambda w: w.parts)
-    resources: list[Resource] = []
+    done = sorted(job.done, key=itemgetter(0))
     algorithm = config.resource_algorithm
-    for work in works:
-        rel = "/".join(work.parts) or "."
-        for (start, end), digest in zip(work.shards, work.digests, strict=True):
-            label = f"{rel}:{start}:{end}" if config.sharded else rel
-            resources.append(Resource(label, algorithm, digest.hex()))
+    resources: list[Resource] = []
+    files: list[FileDigest] = []
+    per_file = config.algorithm == "sha256" and not config.sharded
+    raw: list[bytes] = []
+    for parts, size, digests in done:
+        rel = "/".join(parts) or "."
+        if config.sharded:
+            starts = range(0, size, config.shard_size)
+            for start, digest in zip(starts, digests, strict=True):
+                end = min(start + config.shard_size, size)
+                resources.append(Resource(f"{rel}:{start}:{end}", algorithm, digest.hex()))
+        else:
+            hexdigest = digests[0].hex()
+            resources.append(Resource(rel, algorithm, hexdigest))
+            if per_file:
+                files.append(FileDigest("/".join(parts) or model_name, hexdigest, size))
+        raw.extend(digests)
     manifest = Manifest(model_name, config.serialization_parameters(), tuple(resources))
-    size = sum(w.size for w in works)
-    files: tuple[FileDigest, ...] = ()
-    if config.algorithm == "sha256" and not config.sharded:
-        files = tuple(
-            FileDigest("/".join(w.parts) or model_name, w.digests[0].hex(), w.size) for w in works
-        )
     if kind == "file" and not config.sharded:
-        subject = {config.digest_name: works[0].digests[0].hex()}
+        subject = {config.digest_name: done[0][2][0].hex()}
     else:
-        subject = {"sha256": manifest.subject_digest}
-    return Measurement(name, kind, subject, size, len(works), files, manifest)
+        subject = {"sha256": subject_digest(raw)}
+    size = sum(d[1] for d in done)
+    return Measurement(name, kind, subject, size, len(done), tuple(files), manifest)
 
 
 # -- scheduling ------------------------------------------------------------------
@@ -239,7 +251,7 @@ class _Job:
         self._pending = 0
         self._limit = 4 * workers
         self.error: BaseException | None = None
-        self.done: list[_FileWork] = []
+        self.done: list[_Done] = []
         self.files_total = 0
         self.bytes_total = 0
         self.files_done = 0
@@ -302,6 +314,13 @@ class _Job:
             raise self.error
         self.report(force=True)
 
+    def add_done(self, done: list[_Done], count: int) -> None:
+        """Record a batch of small files hashed whole."""
+        with self._cond:
+            self.done.extend(done)
+            self.files_done += len(done)
+            self.bytes_done += count
+
     def add_bytes(self, count: int) -> None:
         with self._cond:
             self.bytes_done += count
@@ -326,7 +345,7 @@ class _Job:
             self.bytes_done += count
             if work.remaining:
                 return
-            self.done.append(work)
+            self.done.append((work.parts, work.size, tuple(work.digests)))
             self.files_done += 1
         if not remember or not work.shards:
             return
@@ -464,22 +483,46 @@ def _classify(
 
 
 def _hash_names(job: _Job, dir_fd: int, prefix: tuple[str, ...], names: list[str]) -> None:
+    """Hash a batch of files of one directory (large ones become tasks of their own)."""
+    # The common case, a small file hashed whole, stays in this loop: open,
+    # fstat, one pread, close, and no locking until the batch is done.
+    quick = not job.config.sharded and job.cache is None
+    algorithm = job.config.algorithm
+    done: list[_Done] = []
+    count = 0
     try:
         for name in names:
-            if job.failed:
+            if job.error is not None:
                 return
-            _hash_entry(job, dir_fd, (*prefix, name))
+            parts = (*prefix, name)
+            if not quick:
+                _hash_entry(job, dir_fd, parts)
+                continue
+            fd = _open_entry(job, dir_fd, parts)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_size > _engine.READ_LIMIT:
+                    _hash_file(job, os.dup(fd), parts, "/".join(parts))
+                    continue
+                digest, size = _engine.hash_small(fd, algorithm, st.st_size, display=name)
+            finally:
+                os.close(fd)
+            done.append((parts, size, (digest,)))
+            count += size
     finally:
         os.close(dir_fd)
+        job.add_done(done, count)
 
 
 def _hash_entry(job: _Job, dir_fd: int, parts: tuple[str, ...]) -> None:
-    display = "/".join(parts)
+    _hash_file(job, _open_entry(job, dir_fd, parts), parts, "/".join(parts))
+
+
+def _open_entry(job: _Job, dir_fd: int, parts: tuple[str, ...]) -> int:
     try:
-        fd = os.open(parts[-1], job.open_flags, dir_fd=dir_fd)
+        return os.open(parts[-1], job.open_flags, dir_fd=dir_fd)
     except OSError as exc:
-        raise _open_error(exc, display) from None
-    _hash_file(job, fd, parts, display)
+        raise _open_error(exc, "/".join(parts)) from None
 
 
 def _hash_file(job: _Job, fd: int, parts: tuple[str, ...], display: str) -> None:

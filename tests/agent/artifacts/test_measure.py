@@ -127,14 +127,14 @@ def test_file_swapped_for_symlink_after_listing_is_refused(
     (tree / "sub").mkdir(parents=True)
     (tree / "sub" / "w.bin").write_bytes(b"w")
     (tmp_path / "secret").write_bytes(b"outside")
-    hash_entry = measure_module._hash_entry
+    open_entry = measure_module._open_entry
 
-    def swap_then_hash(job: object, dir_fd: int, parts: tuple[str, ...]) -> None:
+    def swap_then_open(job: object, dir_fd: int, parts: tuple[str, ...]) -> int:
         (tree / "sub" / "w.bin").unlink()
         (tree / "sub" / "w.bin").symlink_to(tmp_path / "secret")
-        hash_entry(job, dir_fd, parts)
+        return open_entry(job, dir_fd, parts)
 
-    monkeypatch.setattr(measure_module, "_hash_entry", swap_then_hash)
+    monkeypatch.setattr(measure_module, "_open_entry", swap_then_open)
     with pytest.raises(UnsupportedArtifactError, match="symbolic link"):
         measure(tree)
 
