@@ -599,8 +599,8 @@ def _print_chain_table(report: dict[str, Any]) -> None:
     if not freshness["checked"]:
         sys.stdout.write("freshness: not checked (the layout sets no max_age_seconds)\n")
     verdict = "VERIFIED" if report["status"] == "affirming" else "NOT VERIFIED"
-    reasons = f" ({', '.join(report['reasons'])})" if report["reasons"] else ""
-    sys.stdout.write(f"chain {report['pipeline']} run {report['runId']}: {verdict}{reasons}\n")
+    because = f" ({', '.join(report['reasons'])})" if report["reasons"] else ""
+    sys.stdout.write(f"chain {report['pipeline']} run {report['runId']}: {verdict}{because}\n")
 
 
 def _short_name(name: str) -> str:
