@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format typecheck proto check bench-runtime-log clean
+.PHONY: install demo test lint format typecheck proto check bench-runtime-log bench-hashing clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ check: test
 
 bench-runtime-log: $(STAMP)
 	$(PY) benchmarks/runtime_log.py
+
+bench-hashing: $(STAMP)
+	$(PY) benchmarks/hashing.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
