@@ -25,9 +25,9 @@ from attestd.agent.artifacts import Measurement
 from attestd.agent.errors import PreviousAttestationError, RequestInvalidError
 from attestd.evidence import EvidenceError, RuntimeEvent, canonical_json, parse_envelope
 from attestd.evidence.provenance import (
-    _LICENSE,  # the rules are written once, in evidence.provenance
-    _NAME,
-    _TAG,
+    LICENSE_PATTERN,  # the rules are written once, in evidence.provenance
+    NAME_PATTERN,
+    TAG_PATTERN,
     StageArtifact,
     StageAttestation,
     StageProvenance,
@@ -53,7 +53,7 @@ class ArtifactSpec:
 
 def check_name(label: str, value: str) -> None:
     """A pipeline, run id or stage name: 1 to 128 characters of the provenance name pattern."""
-    if not _NAME.fullmatch(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise RequestInvalidError(
             f"{label} {value[:130]!r} is not a valid name: use 1 to 128 characters "
             "of A-Z a-z 0-9 . _ : / @ + -"
@@ -67,7 +67,7 @@ def check_specs(label: str, specs: Sequence[ArtifactSpec]) -> None:
         if spec.path in seen:
             raise RequestInvalidError(f"{label}: {spec.path!r} is given twice")
         seen.add(spec.path)
-        if spec.license is not None and not _LICENSE.fullmatch(spec.license):
+        if spec.license is not None and not LICENSE_PATTERN.fullmatch(spec.license):
             raise RequestInvalidError(
                 f"{label}: the licence {spec.license[:80]!r} of {spec.path!r} is not an SPDX "
                 "expression (1 to 512 characters of A-Z a-z 0-9 . + - ( ) : and spaces)"
@@ -77,7 +77,7 @@ def check_specs(label: str, specs: Sequence[ArtifactSpec]) -> None:
                 f"{label}: {spec.path!r} has {len(spec.tags)} tags; the limit is {MAX_TAGS}"
             )
         for tag in spec.tags:
-            if not _TAG.fullmatch(tag):
+            if not TAG_PATTERN.fullmatch(tag):
                 raise RequestInvalidError(
                     f"{label}: the tag {tag[:80]!r} of {spec.path!r} is not valid: use 1 to 128 "
                     "characters of A-Z a-z 0-9 . _ : / = -"

@@ -55,9 +55,11 @@ MAX_ARTIFACTS = 1024
 MAX_SEGMENT_EVENTS = 65_536
 MAX_ATTESTATION_BYTES = 32 * 1024 * 1024
 
-_NAME = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}")
-_LICENSE = re.compile(r"[A-Za-z0-9.+\-() :]{1,512}")
-_TAG = re.compile(r"[A-Za-z0-9._:/=-]{1,128}")
+# What a pipeline, run or stage name, a licence expression and a policy tag may
+# contain; the agent checks requests and the verifier checks files with these.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._:/@+-]{1,128}")
+LICENSE_PATTERN = re.compile(r"[A-Za-z0-9.+\-() :]{1,512}")
+TAG_PATTERN = re.compile(r"[A-Za-z0-9._:/=-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class StageArtifact:
                     annotations[LICENSE_ANNOTATION],
                     f"{path}.annotations.{LICENSE_ANNOTATION}",
                     max_len=512,
-                    pattern=_LICENSE,
+                    pattern=LICENSE_PATTERN,
                 )
             if TAGS_ANNOTATION in annotations:
                 raw = _json.array(
@@ -118,7 +120,10 @@ class StageArtifact:
                 )
                 tags = tuple(
                     _json.string(
-                        t, f"{path}.annotations.{TAGS_ANNOTATION}[{i}]", max_len=128, pattern=_TAG
+                        t,
+                        f"{path}.annotations.{TAGS_ANNOTATION}[{i}]",
+                        max_len=128,
+                        pattern=TAG_PATTERN,
                     )
                     for i, t in enumerate(raw)
                 )
@@ -203,10 +208,14 @@ class StageProvenance:
             build["externalParameters"], params_path, fields=("pipeline", "runId", "stage")
         )
         pipeline = _json.string(
-            params["pipeline"], f"{params_path}.pipeline", max_len=128, pattern=_NAME
+            params["pipeline"], f"{params_path}.pipeline", max_len=128, pattern=NAME_PATTERN
         )
-        run_id = _json.string(params["runId"], f"{params_path}.runId", max_len=128, pattern=_NAME)
-        stage = _json.string(params["stage"], f"{params_path}.stage", max_len=128, pattern=_NAME)
+        run_id = _json.string(
+            params["runId"], f"{params_path}.runId", max_len=128, pattern=NAME_PATTERN
+        )
+        stage = _json.string(
+            params["stage"], f"{params_path}.stage", max_len=128, pattern=NAME_PATTERN
+        )
         deps_path = "$.predicate.buildDefinition.resolvedDependencies"
         raw_deps = _json.array(build["resolvedDependencies"], deps_path, max_len=MAX_ARTIFACTS + 1)
         previous: str | None = None
