@@ -14,11 +14,14 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attestd
 from attestd.client import AgentCallError, AgentClient, ArtifactSpec
 from attestd.errors import AttestdError
+
+if TYPE_CHECKING:
+    from attestd.agent.artifacts import Progress
 
 EXIT_OK = 0
 EXIT_NOT_AFFIRMING = 1
@@ -90,22 +93,111 @@ def _write_output(path: str, data: bytes) -> None:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    """Measure through the agent, or in this process with ``--local``.
+
+    The agent hashes where the artifact roots and the runtime log are, and
+    returns only each artifact's digest, so ``-o`` then writes those digests.
+    ``--local`` hashes here with the same library: a progress bar on a
+    terminal, and ``-o`` writes model_signing's full manifest.
+    """
+    if args.local:
+        return _measure_local(args)
+    if args.algorithm or args.serialization:
+        raise UsageError(
+            "--algorithm and --serialization need --local (the agent uses sha256 files)"
+        )
     with _connect(args) as agent:
         artifacts = agent.measure(args.paths)
+    summary = [
+        {
+            "name": a.name,
+            "kind": a.kind,
+            "digest": dict(a.digest),
+            "sizeBytes": a.size_bytes,
+            "fileCount": a.file_count,
+            "logSequence": a.log_sequence,
+        }
+        for a in artifacts
+    ]
+    _print_json(summary)
+    if args.output:
+        _write_output(args.output, json.dumps(summary, indent=2).encode())
+    return EXIT_OK
+
+
+def _measure_local(args: argparse.Namespace) -> int:
+    from attestd.agent.artifacts import HashingConfig, measure
+
+    config = HashingConfig(
+        algorithm=args.algorithm or "sha256", serialization=args.serialization or "files"
+    )
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    results = []
+    for path in args.paths:
+        try:
+            results.append(measure(Path(path), config=config, progress=bar))
+        finally:
+            if bar is not None:
+                bar.close()
     _print_json(
         [
             {
-                "name": a.name,
-                "kind": a.kind,
-                "digest": dict(a.digest),
-                "sizeBytes": a.size_bytes,
-                "fileCount": a.file_count,
-                "logSequence": a.log_sequence,
+                "name": m.name,
+                "kind": m.kind,
+                "digest": dict(m.digest),
+                "sizeBytes": m.size_bytes,
+                "fileCount": m.file_count,
             }
-            for a in artifacts
+            for m in results
         ]
     )
+    if args.output:
+        statements = [m.manifest.statement() for m in results if m.manifest is not None]
+        document = statements[0] if len(statements) == 1 else statements
+        _write_output(args.output, json.dumps(document, indent=2, ensure_ascii=False).encode())
     return EXIT_OK
+
+
+class _ProgressBar:
+    """One line on a terminal: a bar, files, bytes and rate, redrawn in place."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._drawn = False
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.elapsed_s < 0.5 and not self._drawn:
+            return  # quick runs stay silent
+        total = progress.bytes_total or 1
+        fraction = min(1.0, progress.bytes_done / total) if progress.listing_done else 0.0
+        filled = int(fraction * self.WIDTH)
+        rate = progress.bytes_done / progress.elapsed_s if progress.elapsed_s else 0.0
+        more = "" if progress.listing_done else "+"
+        line = (
+            f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+            f"{progress.files_done}/{progress.files_total}{more} files  "
+            f"{_size(progress.bytes_done)}/{_size(progress.bytes_total)}{more}  "
+            f"{_size(rate)}/s "
+        )
+        self._stream.write(line)
+        self._stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._drawn = False
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -379,8 +471,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    sub = command("measure", cmd_measure, "measure files or directories through the agent")
+    sub = command(
+        "measure", cmd_measure, "measure files or directories through the agent, or --local"
+    )
     sub.add_argument("paths", nargs="+", metavar="PATH")
+    sub.add_argument(
+        "--local",
+        action="store_true",
+        help="hash in this process (progress bar on a terminal; -o writes the full manifest)",
+    )
+    sub.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="also write JSON: with --local model_signing's statement (resources and all), "
+        "else the agent's digests",
+    )
+    sub.add_argument("--algorithm", choices=["sha256", "blake2", "blake3"], help="with --local")
+    sub.add_argument("--serialization", choices=["files", "shards"], help="with --local")
     _add_connection(sub, local_default=True)
 
     sub = command("record", cmd_record, "record a runtime event through the agent")
