@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint format typecheck proto check bench-runtime-log bench-hashing clean
+.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) demo/run_demo.py
+
+# Four stages on four agents (simulated TDX and SEV-SNP), a verified chain, two refused ones.
+demo-pipeline: $(STAMP)
+	$(PY) demo/pipeline_demo.py
 
 # The suite includes the linters and the type checker: CI runs `make test`.
 test: $(STAMP) lint typecheck
