@@ -540,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quote_commands(commands)
     _add_stage_commands(commands)
     _add_chain_commands(commands)
+    _add_attestation_commands(commands)
 
     sub = command("dev-pki", cmd_dev_pki, "create a throwaway mTLS PKI for demos (not production)")
     sub.add_argument("directory", type=Path)
@@ -746,6 +747,104 @@ def _add_chain_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     oms.add_argument(
         "--oms-artifact", help="the last stage's output the signature is for (if several)"
+    )
+
+
+# -- attestation: Sigstore bundles (docs/sigstore.md) ------------------------------
+
+
+def _read_file(name: str) -> bytes:
+    try:
+        return Path(name).read_bytes() if name != "-" else sys.stdin.buffer.read()
+    except OSError as err:
+        raise UsageError(f"cannot read {name}: {err.strerror}") from err
+
+
+def cmd_attestation_export_bundle(args: argparse.Namespace) -> int:
+    from attestd.evidence import parse_envelope
+    from attestd.evidence.provenance import StageAttestation, provenance_digest
+    from attestd.sigstore_export import BUNDLE_MEDIA_TYPE, export_stage_bundles
+
+    attestation = StageAttestation.from_json(_read_file(args.file))
+    bundles = export_stage_bundles(attestation)
+    _write_output(args.output, bundles.provenance)
+    if args.evidence_bundle:
+        _write_output(args.evidence_bundle, bundles.evidence)
+    if args.public_key:
+        _write_output(args.public_key, bundles.agent_key_pem.rstrip("\n").encode())
+    if "-" not in (args.output, args.evidence_bundle, args.public_key):
+        payload = bytes(parse_envelope(attestation.provenance).payload)
+        _print_json(
+            {
+                "mediaType": BUNDLE_MEDIA_TYPE,
+                "bundle": args.output,
+                "evidenceBundle": args.evidence_bundle,
+                "publicKey": args.public_key,
+                "agentKeyId": bundles.agent_key_id,
+                "provenanceDigest": provenance_digest(payload),
+                "transparencyLog": False,
+            }
+        )
+    return EXIT_OK
+
+
+def cmd_attestation_sign_keyless(args: argparse.Namespace) -> int:
+    from attestd.evidence.provenance import StageAttestation
+    from attestd.sigstore_export import KeylessSigningError, sign_keyless
+
+    attestation = StageAttestation.from_json(_read_file(args.file))
+    try:
+        bundle = sign_keyless(
+            attestation, identity_token=args.identity_token or None, staging=args.staging
+        )
+    except KeylessSigningError as err:
+        # Sigstore refused or was unreachable: like an agent refusal, not bad usage.
+        print(f"attestctl: {err.diagnostics()}", file=sys.stderr)
+        return EXIT_NOT_AFFIRMING
+    _write_output(args.output, bundle)
+    return EXIT_OK
+
+
+def _add_attestation_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    group = commands.add_parser(
+        "attestation", help="export or sign a stage attestation as a Sigstore bundle"
+    )
+    group_commands = group.add_subparsers(
+        dest="attestation_command", required=True, metavar="COMMAND"
+    )
+    sub = group_commands.add_parser(
+        "export-bundle",
+        help="the provenance envelope as a Sigstore bundle under the agent key (offline)",
+        description="Write the provenance envelope the agent signed as a Sigstore bundle "
+        "(v0.3, publicKey hint = agent key id, no transparency-log entry). Exit 0 written, "
+        "2 unreadable input or envelopes that do not verify under the agent key.",
+    )
+    sub.set_defaults(handler=cmd_attestation_export_bundle)
+    sub.add_argument("file", metavar="FILE", help="stage attestation, or - for stdin")
+    sub.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle file, or -")
+    sub.add_argument(
+        "--evidence-bundle", metavar="FILE", help="also write the evidence envelope's bundle"
+    )
+    sub.add_argument("--public-key", metavar="FILE", help="also write the agent public key (PEM)")
+    sub = group_commands.add_parser(
+        "sign-keyless",
+        help="sign the provenance with Fulcio and Rekor for a CI job's OIDC identity",
+        description="Sign the provenance statement as DSSE with a Fulcio certificate for an "
+        "OIDC identity and record it in Rekor. The identity is --identity-token, else "
+        "SIGSTORE_IDENTITY_TOKEN, else the CI job's ambient credential; never a browser. "
+        "Exit 0 written, 1 Sigstore refused or was unreachable, 2 no identity or bad input.",
+    )
+    sub.set_defaults(handler=cmd_attestation_sign_keyless)
+    sub.add_argument("file", metavar="FILE", help="stage attestation, or - for stdin")
+    sub.add_argument("-o", "--output", required=True, metavar="BUNDLE", help="bundle file, or -")
+    sub.add_argument("--staging", action="store_true", help="use Sigstore's staging instance")
+    sub.add_argument(
+        "--identity-token",
+        metavar="TOKEN",
+        default=os.environ.get("SIGSTORE_IDENTITY_TOKEN", ""),
+        help="OIDC identity token (default: $SIGSTORE_IDENTITY_TOKEN, then ambient CI)",
     )
 
 
