@@ -201,9 +201,13 @@ def sign_keyless(
         ) from err
     try:
         token = IdentityToken(raw_token)
+    except SigstoreError as err:
+        raise NoIdentityError(f"unusable identity token: {err}") from err
+    try:
         statement = Statement(bytes(parse_envelope(attestation.provenance).payload))
     except SigstoreError as err:
-        raise NoIdentityError(f"unusable identity token or statement: {err}") from err
+        # e.g. a stage without outputs: in-toto statements for Sigstore need a subject.
+        raise SigstoreExportError(f"sigstore refuses the provenance statement: {err}") from err
     build = context or signing_context
     try:
         with build(staging).signer(token, cache=True) as signer:

@@ -374,3 +374,16 @@ def test_cli_sign_keyless_exits_1_when_sigstore_refuses(
 
 def _unreachable(*_: object) -> Any:
     raise AssertionError("the test must not reach this")
+
+
+def test_keyless_refuses_a_stage_without_outputs_as_an_export_error_not_an_identity_one(
+    tmp_path: Path,
+) -> None:
+    built = attest(make_tdx_agent(tmp_path), "train", (DATASET,), (), None)
+    with pytest.raises(SigstoreExportError, match="subject") as err:
+        sign_keyless(
+            StageAttestation(built.provenance_envelope, built.evidence),
+            identity_token=_token(),
+            context=FakeContext().build,
+        )
+    assert not isinstance(err.value, NoIdentityError)
