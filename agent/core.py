@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import attestd
-from attestd.agent.artifacts import ArtifactRoots, Measurement
+from attestd.agent.artifacts import ArtifactRoots, HashingConfig, Measurement
 from attestd.agent.config import AgentConfig
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
@@ -89,6 +89,10 @@ from attestd.tee.snp.abi import CertKind, parse_cert_table
 from attestd.tee.tdx.ccel import read_ccel
 
 log = logging.getLogger("attestd.agent")
+
+# model_signing's default (sha256, one entry per file), read without mmap: a
+# pipeline truncating a file mid-measurement must get an error, not crash the agent.
+_DAEMON_HASHING = HashingConfig(use_mmap=False)
 
 #: Domains starting with this prefix are written by the agent itself; pipelines
 #: may not forge them (an "artifact measured" event must come from a measurement).
@@ -284,7 +288,7 @@ class Agent:
             self._roots.resolve(path)
         measured: list[MeasuredArtifact] = []
         for path in paths:
-            m = self._roots.measure(path)
+            m = self._roots.measure(path, config=_DAEMON_HASHING)
             content = canonical_json(
                 {
                     "name": m.name,

@@ -77,9 +77,16 @@ def hash_range(
     *,
     display: str,
     on_bytes: Callable[[int], None] | None = None,
+    use_mmap: bool = True,
 ) -> bytes:
-    """Digest of bytes ``[start, end)`` of ``fd``, which must all exist."""
+    """Digest of bytes ``[start, end)`` of ``fd``, which must all exist.
+
+    Without ``use_mmap`` large ranges are read in slices into one buffer: a
+    little slower, but a file truncated meanwhile is an error, not SIGBUS.
+    """
     length = end - start
+    if not use_mmap and length > READ_LIMIT:
+        return _hash_range_read(fd, algorithm, start, end, display=display, on_bytes=on_bytes)
     if length <= READ_LIMIT:
         data = pread_exactly(fd, start, length, display=display)
         hasher = new_hasher(algorithm)
@@ -109,6 +116,34 @@ def hash_range(
                     on_bytes(step)
     finally:
         mapping.close()
+    return hasher.digest()
+
+
+def _hash_range_read(
+    fd: int,
+    algorithm: str,
+    start: int,
+    end: int,
+    *,
+    display: str,
+    on_bytes: Callable[[int], None] | None,
+) -> bytes:
+    hasher = new_hasher(algorithm, threads=True)
+    buffer = bytearray(min(SLICE, end - start))
+    view = memoryview(buffer)
+    position = start
+    while position < end:
+        want = min(len(buffer), end - position)
+        try:
+            got = os.preadv(fd, [view[:want]], position)
+        except OSError as exc:
+            raise ArtifactError(f"'{display}' cannot be read: {exc.strerror}") from None
+        if got == 0:
+            raise ArtifactError(f"'{display}' shrank while it was being measured")
+        hasher.update(view[:got])
+        position += got
+        if on_bytes is not None:
+            on_bytes(got)
     return hasher.digest()
 
 

@@ -54,6 +54,10 @@ class HashingConfig:
     ignore_paths: tuple[str, ...] = ()
     ignore_git_paths: bool = True
     max_workers: int | None = None
+    use_mmap: bool = True
+    """Map large files (fastest). A file truncated while mapped raises SIGBUS,
+    which ends the process, so the agent daemon turns this off: a pipeline must
+    not be able to crash it by truncating a file it asked to have measured."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:

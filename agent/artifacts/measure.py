@@ -595,12 +595,13 @@ def _hash_shard(job: _Job, fd: int, work: _FileWork, index: int, display: str) -
             return
         start, end = work.shards[index]
         algorithm = job.config.algorithm
-        if algorithm == "blake3" and not job.config.sharded:
+        use_mmap = job.config.use_mmap
+        if algorithm == "blake3" and not job.config.sharded and use_mmap:
             digest = _engine.hash_file_blake3(fd, work.size, display=display)
             job.complete(work, index, digest, end - start)
             return
         digest = _engine.hash_range(
-            fd, algorithm, start, end, display=display, on_bytes=job.add_bytes
+            fd, algorithm, start, end, display=display, on_bytes=job.add_bytes, use_mmap=use_mmap
         )
         job.complete(work, index, digest, 0)
     finally:
