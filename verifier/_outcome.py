@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from attestd.errors import AttestdError
 from attestd.verifier.result import CheckStatus
 
 
@@ -30,6 +31,16 @@ def warned(reason: str, detail: str) -> Outcome:
 def not_checked(detail: str) -> Outcome:
     """An optional reference value the policy does not set: reported, never a verdict."""
     return Outcome(CheckStatus.SKIP, None, detail)
+
+
+def run_step(step: Callable[[], Outcome]) -> Outcome:
+    """Run one check; bad input becomes a failure with its reason, and so does a bug."""
+    try:
+        return step()
+    except AttestdError as err:
+        return failed(err.reason, err.message)
+    except Exception as err:  # fail closed: a bug must not turn into a pass
+        return failed("internal_error", f"{type(err).__name__}: {err}")
 
 
 #: A TEE appraiser's reference checks: (check name, the step that runs it).

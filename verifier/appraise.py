@@ -40,7 +40,7 @@ from attestd.evidence import (
     verify_envelope,
 )
 from attestd.tee.backend import TeeType
-from attestd.verifier._outcome import Outcome, failed, passed, warned
+from attestd.verifier._outcome import Outcome, failed, passed, run_step, warned
 from attestd.verifier._snp import SNP_CHECK_NAMES, SnpAppraiser
 from attestd.verifier._tdx import TDX_CHECK_NAMES, TdxAppraiser
 from attestd.verifier.policy import Policy, TrustRoot
@@ -126,12 +126,7 @@ class _Appraisal:
                 Check(name, CheckStatus.SKIP, None, f"skipped: {', '.join(blocked)} did not pass")
             )
             return
-        try:
-            outcome = step()
-        except AttestdError as err:
-            outcome = failed(err.reason, err.message)
-        except Exception as err:  # fail closed: a bug must not turn into a pass
-            outcome = failed("internal_error", f"{type(err).__name__}: {err}")
+        outcome = run_step(step)
         self.checks.append(Check(name, outcome.status, outcome.reason, outcome.detail))
 
     # -- the envelope and the agent key ---------------------------------------

@@ -55,7 +55,7 @@ from attestd.evidence.provenance import (
     provenance_digest,
     stage_nonce,
 )
-from attestd.verifier._outcome import Outcome, failed, not_checked, passed, warned
+from attestd.verifier._outcome import Outcome, failed, not_checked, passed, run_step, warned
 from attestd.verifier.appraise import appraise
 from attestd.verifier.layout import Layout, StageRule
 from attestd.verifier.oms import OmsClosing, OmsSignatureError, close_chain, verify_oms_bundle
@@ -276,13 +276,7 @@ class _Stage:
         if blocked:
             self.record(name, not_checked(f"skipped: {', '.join(blocked)} did not pass"))
             return
-        try:
-            outcome = step()
-        except AttestdError as err:
-            outcome = failed(err.reason, err.message)
-        except Exception as err:  # fail closed: a bug must not turn into a pass
-            outcome = failed("internal_error", f"{type(err).__name__}: {err}")
-        self.record(name, outcome)
+        self.record(name, run_step(step))
 
     def _own_checks(self, data: bytes) -> None:
         self._step("attestation_format", (), lambda: self._parse(data))
