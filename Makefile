@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing clean
+.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench-runtime-log: $(STAMP)
 
 bench-hashing: $(STAMP)
 	$(PY) benchmarks/hashing.py
+
+# GPU BLAKE3 vs the blake3 package on all cores; needs an NVIDIA GPU and attestd[gpu].
+bench-gpu: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,gpu]'
+	$(PY) benchmarks/gpu_hashing.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
