@@ -113,9 +113,8 @@ def blake3_pieces(pieces: Sequence[Piece]) -> bytes:
         (THREADS,),
         (runs, np.uint32(len(rows)), np.uint64(layout.length), np.uint64(layout.chunks), cvs),
     )
-    digest = _finish(kernels, cvs, layout.chunks)
-    del keep, buffers
-    return digest
+    # _finish copies the result back, so the kernels are done with `keep` and `buffers`.
+    return _finish(kernels, cvs, layout.chunks)
 
 
 def run_rows(
