@@ -64,6 +64,16 @@ def available() -> bool:
     return True
 
 
+def require() -> str:
+    """Check that GPU hashing can run (kernel built); returns :func:`describe`'s text.
+
+    Raises:
+        GpuUnavailableError: what is missing (CuPy, a device, the driver, the kernel).
+    """
+    _kernels()
+    return describe()
+
+
 def describe() -> str:
     """The device hashing would run on, e.g. ``'NVIDIA H100 80GB HBM3 (device 0)'``."""
     cp = _cupy()

@@ -46,6 +46,8 @@ def test_missing_cupy_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert caught.value.reason == "gpu_unavailable"
     assert "attestd[gpu]" in str(caught.value)
     assert not cuda.available()
+    with pytest.raises(GpuUnavailableError, match="CuPy is not installed"):
+        cuda.require()
 
 
 def test_no_cuda_device_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
