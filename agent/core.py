@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ _DAEMON_HASHING = HashingConfig(use_mmap=False)
 RESERVED_DOMAIN_PREFIX = "attestd."
 ARTIFACT_DOMAIN = "attestd.artifact"
 ARTIFACT_OPERATION = "measured"
+GPU_ARTIFACT_OPERATION = "measured-gpu"
 
 
 @dataclass(frozen=True)
@@ -272,8 +274,13 @@ class Agent:
             self._remember_artifact(event)
             return event, head
 
-    def measure(self, paths: Sequence[str]) -> list[MeasuredArtifact]:
-        """Hash each path (inside the artifact roots) and log each measurement."""
+    def measure(self, paths: Sequence[str], *, use_gpu: bool = False) -> list[MeasuredArtifact]:
+        """Hash each path (inside the artifact roots) and log each measurement.
+
+        With ``use_gpu`` each path must be a regular file, hashed with BLAKE3 on
+        the GPU; its event is ``measured-gpu`` and it is not an evidence subject
+        (subjects carry sha256). No GPU means a refusal, never the CPU.
+        """
         if self._roots is None:
             raise RequestInvalidError("no artifact roots are configured; measuring is disabled")
         self._require_serving()  # before hashing, which may take minutes
@@ -286,6 +293,8 @@ class Agent:
             )
         for path in paths:  # refuse the whole call before hashing anything
             self._roots.resolve(path)
+        if use_gpu:
+            return self._measure_on_gpu(paths)
         measured: list[MeasuredArtifact] = []
         for path in paths:
             m = self._roots.measure(path, config=_DAEMON_HASHING)
@@ -301,6 +310,40 @@ class Agent:
             event, _ = self._append(ARTIFACT_DOMAIN, ARTIFACT_OPERATION, content)
             measured.append(MeasuredArtifact(m, event.sequence))
             log.info("artifact measured", extra={"artifact": m.name, "digest": dict(m.digest)})
+        return measured
+
+    def _measure_on_gpu(self, paths: Sequence[str]) -> list[MeasuredArtifact]:
+        from attestd.agent.artifacts.gpu import cuda
+
+        assert self._roots is not None
+        cuda.require()  # before anything is hashed or logged
+        measured: list[MeasuredArtifact] = []
+        for path in paths:
+            real = self._roots.resolve(path)
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            try:
+                info = os.fstat(fd)
+                if not stat.S_ISREG(info.st_mode):
+                    raise RequestInvalidError(f"{path!r}: GPU measurement takes regular files only")
+                # Hash exactly the inode opened above, whatever happens to the path.
+                digest = cuda.blake3_file(f"/proc/self/fd/{fd}").hex()
+            finally:
+                os.close(fd)
+            m = Measurement(
+                name=str(real), kind="file", digest={"blake3": digest},
+                size_bytes=info.st_size, file_count=1,
+            )  # fmt: skip
+            content = canonical_json(
+                {
+                    "name": m.name,
+                    "kind": m.kind,
+                    "digest": dict(m.digest),
+                    "sizeBytes": m.size_bytes,
+                }
+            )
+            event, _ = self._append(ARTIFACT_DOMAIN, GPU_ARTIFACT_OPERATION, content)
+            measured.append(MeasuredArtifact(m, event.sequence))
+            log.info("artifact measured on the GPU", extra={"artifact": m.name, "blake3": digest})
         return measured
 
     def evidence(self, nonce: bytes, artifact_names: Sequence[str]) -> bytes:

@@ -27,6 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from attestd.agent.artifacts import ArtifactError, ArtifactNotFoundError
+from attestd.agent.artifacts.gpu.errors import GpuUnavailableError
 from attestd.agent.config import AgentConfig
 from attestd.agent.core import Agent, MeasuredArtifact
 from attestd.agent.errors import (
@@ -78,7 +79,8 @@ def _status_for(err: AttestdError) -> grpc.StatusCode:
         | NotServingError
         | EvidenceTooLargeError
         | StageAlreadyOpenError
-        | NoStageOpenError,
+        | NoStageOpenError
+        | GpuUnavailableError,
     ):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(err, TeeError):
@@ -160,7 +162,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.MeasureArtifactsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.MeasureArtifactsResponse:
         measured = await self._call(
-            "MeasureArtifacts", context, lambda: self._agent.measure(list(request.paths))
+            "MeasureArtifacts",
+            context,
+            lambda: self._agent.measure(list(request.paths), use_gpu=request.use_gpu),
         )
         return agent_pb2.MeasureArtifactsResponse(artifacts=[_artifact_pb(m) for m in measured])
 

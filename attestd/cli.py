@@ -101,13 +101,15 @@ def cmd_measure(args: argparse.Namespace) -> int:
     terminal, and ``-o`` writes model_signing's full manifest.
     """
     if args.local:
+        if args.gpu:
+            raise UsageError("--gpu asks the agent's GPU; it does not go with --local")
         return _measure_local(args)
     if args.algorithm or args.serialization:
         raise UsageError(
             "--algorithm and --serialization need --local (the agent uses sha256 files)"
         )
     with _connect(args) as agent:
-        artifacts = agent.measure(args.paths)
+        artifacts = agent.measure(args.paths, use_gpu=args.gpu)
     summary = [
         {
             "name": a.name,
@@ -479,6 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--local",
         action="store_true",
         help="hash in this process (progress bar on a terminal; -o writes the full manifest)",
+    )
+    sub.add_argument(
+        "--gpu",
+        action="store_true",
+        help="BLAKE3 on the agent's GPU (files only; refused where the agent has no GPU)",
     )
     sub.add_argument(
         "-o",

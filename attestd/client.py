@@ -110,8 +110,8 @@ class AgentClient:
             reason = next((value for key, value in trailing if key == "attestd-reason"), None)
             raise AgentCallError(code, details, reason) from None
 
-    def measure(self, paths: Sequence[str]) -> list[agent_pb2.Artifact]:
-        request = agent_pb2.MeasureArtifactsRequest(paths=list(paths))
+    def measure(self, paths: Sequence[str], *, use_gpu: bool = False) -> list[agent_pb2.Artifact]:
+        request = agent_pb2.MeasureArtifactsRequest(paths=list(paths), use_gpu=use_gpu)
         response: agent_pb2.MeasureArtifactsResponse = self._invoke(
             self._stub.MeasureArtifacts, request
         )

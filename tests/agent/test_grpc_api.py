@@ -229,3 +229,15 @@ def test_info_says_the_tee_is_simulated(agent: AgentProcess) -> None:
     assert info.simulated
     assert info.backend == agent.tee
     assert info.serving
+
+
+def test_gpu_measurement_without_a_gpu_is_refused_not_done_on_the_cpu(agent: AgentProcess) -> None:
+    with agent.pipeline() as client:
+        before = client.runtime_log().length
+        with pytest.raises(AgentCallError) as refused:
+            client.measure([str(agent.models / "single.bin")], use_gpu=True)
+        after = client.runtime_log().length
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.value.agent_reason == "gpu_unavailable"
+    assert "GPU hashing is unavailable" in refused.value.details
+    assert after == before  # nothing hashed, nothing logged

@@ -21,10 +21,12 @@ class GetEvidenceResponse(_message.Message):
     def __init__(self, envelope: _Optional[bytes] = ...) -> None: ...
 
 class MeasureArtifactsRequest(_message.Message):
-    __slots__ = ("paths",)
+    __slots__ = ("paths", "use_gpu")
     PATHS_FIELD_NUMBER: _ClassVar[int]
+    USE_GPU_FIELD_NUMBER: _ClassVar[int]
     paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    use_gpu: bool
+    def __init__(self, paths: _Optional[_Iterable[str]] = ..., use_gpu: _Optional[bool] = ...) -> None: ...
 
 class Artifact(_message.Message):
     __slots__ = ("name", "kind", "digest", "size_bytes", "file_count", "log_sequence")
