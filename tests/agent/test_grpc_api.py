@@ -10,6 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from attestd.agent.artifacts.gpu import cuda as gpu_cuda
 from attestd.client import AgentCallError, AgentClient
 from attestd.devpki import create_dev_pki
 from tests.harness import SIMULATED_TEES, AgentProcess
@@ -231,6 +232,7 @@ def test_info_says_the_tee_is_simulated(agent: AgentProcess) -> None:
     assert info.serving
 
 
+@pytest.mark.skipif(gpu_cuda.available(), reason="this machine can hash on a GPU")
 def test_gpu_measurement_without_a_gpu_is_refused_not_done_on_the_cpu(agent: AgentProcess) -> None:
     with agent.pipeline() as client:
         before = client.runtime_log().length
