@@ -31,8 +31,8 @@ from attestd.agent.errors import (
     RequestInvalidError,
     StageAlreadyOpenError,
 )
-from attestd.agent.host import host_claims
-from attestd.agent.runtime_log import RuntimeLogStore
+from attestd.agent.host import current_boot_id, host_claims
+from attestd.agent.runtime_log import RuntimeLogStore, rotate_on_new_boot
 from attestd.agent.stages import (
     BEGIN_OPERATION,
     END_OPERATION,
@@ -177,7 +177,17 @@ class Agent:
             simulated_measurements=config.tee.simulated.values,
             vmpl=config.tee.vmpl,
         )
-        store = RuntimeLogStore.open(state / "runtime-log.jsonl")
+        log_path = state / "runtime-log.jsonl"
+        boot_id = current_boot_id()
+        if not backend.describe().simulated and boot_id:
+            # A simulator's registers live in its state file and outlast reboots; hardware's don't.
+            archived = rotate_on_new_boot(log_path, boot_id)
+            if archived is not None:
+                log.warning(
+                    "a new boot: the runtime log of the previous boot was set aside",
+                    extra={"archived": str(archived)},
+                )
+        store = RuntimeLogStore.open(log_path)
         # The evidence key lives only in this process: a restarted agent is a new signer.
         key = ec.generate_private_key(ec.SECP256R1())
         return cls(config, backend, store, key)

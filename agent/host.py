@@ -24,14 +24,15 @@ def host_claims() -> dict[str, object]:
         "bootTime": datetime.fromtimestamp(psutil.boot_time(), UTC)
         .isoformat()
         .replace("+00:00", "Z"),
-        "bootId": _boot_id(),
+        "bootId": current_boot_id(),
         "cpuCount": os.cpu_count() or 0,
         "memoryBytes": psutil.virtual_memory().total,
         "python": platform.python_version(),
     }
 
 
-def _boot_id() -> str:
+def current_boot_id() -> str:
+    """The kernel's random id of this boot ("" where the kernel offers none)."""
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:

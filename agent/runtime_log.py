@@ -141,6 +141,38 @@ def _load(path: Path, fd: int) -> list[RuntimeEvent]:
     return events
 
 
+def rotate_on_new_boot(path: Path, boot_id: str) -> Path | None:
+    """Set the log at ``path`` aside when it was written during another boot.
+
+    Hardware runtime registers (TDX RTMR3) start from zero at every boot, so a
+    log from an earlier boot can never replay to them again: it is kept, renamed
+    after the boot that wrote it, and the agent starts a fresh log. The boot
+    that owns the log is recorded beside it. Returns the archived path, if any.
+    """
+    marker = path.with_name(path.name + ".boot")
+    try:
+        owner = marker.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        owner = None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RuntimeLogCorruptError(f"{marker}: unreadable boot marker: {err}") from err
+    archived: Path | None = None
+    if owner is not None and owner != boot_id and path.exists():
+        archived = path.with_name(f"{path.stem}.{owner or 'unknown'}{path.suffix}")
+        os.replace(path, archived)
+    if owner != boot_id:
+        temporary = marker.with_name(marker.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(fd, boot_id.encode("ascii") + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, marker)
+        _fsync_dir(path.parent)
+    return archived
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from attestd.agent.errors import RuntimeLogCorruptError
-from attestd.agent.runtime_log import LOG_FORMAT, RuntimeLogStore
+from attestd.agent.runtime_log import LOG_FORMAT, RuntimeLogStore, rotate_on_new_boot
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
     RuntimeEvent,
@@ -257,3 +257,29 @@ def test_unrelated_file_with_an_unterminated_last_line_is_refused_untouched(path
     with pytest.raises(RuntimeLogCorruptError):
         RuntimeLogStore.open(path)
     assert path.read_bytes() == content
+
+
+def test_a_log_from_another_boot_is_set_aside(tmp_path: Path) -> None:
+    log_path = tmp_path / "runtime-log.jsonl"
+    assert rotate_on_new_boot(log_path, "boot-a") is None  # first start: nothing to set aside
+    store = RuntimeLogStore.open(log_path)
+    store.append(event(0))
+    store.close()
+    assert rotate_on_new_boot(log_path, "boot-a") is None  # a restart within the boot keeps it
+    assert len(RuntimeLogStore.open(log_path)) == 1
+
+    archived = rotate_on_new_boot(log_path, "boot-b")
+    assert archived == tmp_path / "runtime-log.boot-a.jsonl"
+    assert len(RuntimeLogStore.open(archived)) == 1  # kept whole, for the record
+    assert not log_path.exists()
+    assert len(RuntimeLogStore.open(log_path)) == 0
+    assert (tmp_path / "runtime-log.jsonl.boot").read_text() == "boot-b\n"
+
+
+def test_a_log_predating_the_boot_marker_is_kept(tmp_path: Path) -> None:
+    log_path = tmp_path / "runtime-log.jsonl"
+    store = RuntimeLogStore.open(log_path)
+    store.append(event(0))
+    store.close()
+    assert rotate_on_new_boot(log_path, "boot-a") is None
+    assert len(RuntimeLogStore.open(log_path)) == 1
