@@ -34,18 +34,23 @@ from attestd.agent.errors import (
 from attestd.agent.host import current_boot_id, host_claims
 from attestd.agent.runtime_log import RuntimeLogStore, rotate_on_new_boot
 from attestd.agent.stages import (
+    ABORT_OPERATION,
     BEGIN_OPERATION,
     END_OPERATION,
     STAGE_DOMAIN,
     ArtifactSpec,
     OpenStage,
     PreviousStage,
+    StageRecoveryError,
+    abort_content,
     begin_content,
     check_name,
+    check_reason,
     check_specs,
     choose_run_id,
     end_content,
     parse_previous,
+    reopen,
     stage_artifact,
 )
 from attestd.evidence import (
@@ -143,14 +148,17 @@ class Agent:
         self._problem = ""
         self._has_register = True
         self._artifacts: dict[str, MeasuredArtifact] = {}
-        # The open stage lives in memory only: a restart loses it (docs/lifecycle.md).
-        # ``_stage_busy`` marks a BeginStage or EndStage in progress, which may hash
-        # for minutes outside ``_lock``.
+        # The open stage is rebuilt from the log on start, so it outlives a restart
+        # (docs/lifecycle.md). ``_stage_busy`` marks a BeginStage or EndStage in
+        # progress, which may hash for minutes outside ``_lock``.
         self._stage_lock = threading.Lock()
-        self._stage: OpenStage | None = None
         self._stage_busy = False
+        last_stage_event: RuntimeEvent | None = None
         for event in store.events():
             self._remember_artifact(event)
+            if event.domain == STAGE_DOMAIN:
+                last_stage_event = event
+        self._stage: OpenStage | None = _recover_stage(last_stage_event)
         self._reconcile()
         # Static for the life of the TD: read once, shipped with every piece of evidence.
         self._collateral = (
@@ -516,6 +524,37 @@ class Agent:
         )
         return self._attest_stage(opened, artifacts, end)
 
+    def abort_stage(self, reason: str) -> RuntimeEvent:
+        """Close the open stage without an attestation: log an ``abort`` event with ``reason``."""
+        check_reason(reason)
+        with self._stage_lock:
+            if self._stage is None:
+                busy = " (another BeginStage is in progress)" if self._stage_busy else ""
+                raise NoStageOpenError(f"no stage is open{busy}; nothing to abort")
+            if self._stage_busy:
+                raise NoStageOpenError("the open stage is being closed by an EndStage")
+            self._stage_busy = True
+            opened = self._stage
+        aborted = False
+        try:
+            event, _ = self._append(STAGE_DOMAIN, ABORT_OPERATION, abort_content(opened, reason))
+            aborted = True
+        finally:
+            with self._stage_lock:
+                self._stage_busy = False
+                if aborted:
+                    self._stage = None
+        log.info(
+            "stage aborted",
+            extra={
+                "run_id": opened.run_id,
+                "stage": opened.stage,
+                "sequence": event.sequence,
+                "reason": reason,
+            },
+        )
+        return event
+
     def _attest_stage(
         self, opened: OpenStage, outputs: list[StageArtifact], end: RuntimeEvent
     ) -> bytes:
@@ -585,6 +624,33 @@ class Agent:
 
     def close(self) -> None:
         self._store.close()
+
+
+def _recover_stage(last: RuntimeEvent | None) -> OpenStage | None:
+    """The stage still open in the log: its last stage event is a ``begin``."""
+    if last is None or last.operation != BEGIN_OPERATION:
+        return None  # never begun, or closed by an "end" or "abort" event
+    try:
+        opened = reopen(last)
+    except StageRecoveryError as err:
+        # An older agent's begin event, or a damaged one: EndStage cannot be
+        # attested from it, so the stage stays closed and a new one may begin.
+        log.warning(
+            "the runtime log ends in an open stage that cannot be recovered; "
+            "EndStage will be refused and a new BeginStage accepted",
+            extra={"sequence": last.sequence, "error": str(err)},
+        )
+        return None
+    log.info(
+        "recovered the open stage from the runtime log",
+        extra={
+            "pipeline": opened.pipeline,
+            "run_id": opened.run_id,
+            "stage": opened.stage,
+            "sequence": last.sequence,
+        },
+    )
+    return opened
 
 
 def _read_ccel() -> CcelBlob | None:

@@ -65,6 +65,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "RecordEvent": frozenset({Role.PIPELINE}),
     "BeginStage": frozenset({Role.PIPELINE}),
     "EndStage": frozenset({Role.PIPELINE}),
+    "AbortStage": frozenset({Role.PIPELINE}),
 }
 
 
@@ -233,6 +234,14 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             "EndStage", context, lambda: self._agent.end_stage(_specs(request.outputs))
         )
         return agent_pb2.EndStageResponse(attestation=attestation)
+
+    async def AbortStage(
+        self, request: agent_pb2.AbortStageRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.AbortStageResponse:
+        event = await self._call(
+            "AbortStage", context, lambda: self._agent.abort_stage(request.reason)
+        )
+        return agent_pb2.AbortStageResponse(event=_event_pb(event))
 
 
 class AgentServer:

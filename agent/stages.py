@@ -8,6 +8,10 @@
     ...
     provenance = opened.provenance(outputs, segment, builder, version, finished_on)
 
+    check_reason(reason)
+    content = abort_content(opened, reason)                  # the "abort" event
+    opened = reopen(begin_event)    # the open stage again, after a restart; or StageRecoveryError
+
 The Agent (core.py) owns locking, measuring and logging; this module holds
 the rules and the event formats. Names, licences and tags follow the patterns
 of attestd.evidence.provenance, so anything the agent accepts, a verifier can
@@ -17,6 +21,8 @@ parse back.
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,8 +44,13 @@ from attestd.evidence.runtime_log import parse_rfc3339
 STAGE_DOMAIN = "attestd.stage"
 BEGIN_OPERATION = "begin"
 END_OPERATION = "end"
+ABORT_OPERATION = "abort"
+MAX_ABORT_REASON_BYTES = 1024
+"""The caller's reason in an ``abort`` event, in UTF-8 bytes."""
 MAX_TAGS = 64
 """Per artifact; the provenance parser accepts no more."""
+_BEGIN_FIELDS = ("pipeline", "runId", "stage", "inputs", "previous")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -157,9 +168,79 @@ def end_content(run_id: str, stage: str, outputs: Sequence[StageArtifact]) -> by
     )
 
 
+def check_reason(reason: str) -> None:
+    """An abort reason: at most 1 KiB of UTF-8, no control characters (it lands in logs)."""
+    size = len(reason.encode("utf-8", "surrogatepass"))
+    if size > MAX_ABORT_REASON_BYTES:
+        raise RequestInvalidError(
+            f"the abort reason is {size} bytes; the limit is {MAX_ABORT_REASON_BYTES}"
+        )
+    bad = next((c for c in reason if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise RequestInvalidError(
+            f"the abort reason contains the control character U+{ord(bad):04X}; use plain text"
+        )
+
+
+def abort_content(opened: OpenStage, reason: str) -> bytes:
+    """The content of the ``attestd.stage`` ``abort`` event (canonical JSON)."""
+    return canonical_json(
+        {
+            "pipeline": opened.pipeline,
+            "runId": opened.run_id,
+            "stage": opened.stage,
+            "reason": reason,
+        }
+    )
+
+
+class StageRecoveryError(ValueError):
+    """A ``begin`` event whose content does not say enough to reopen its stage."""
+
+
+def reopen(begin: RuntimeEvent) -> OpenStage:
+    """The open stage that ``begin`` (the log's last stage event) opened, read back from it.
+
+    Everything an ``OpenStage`` holds is in the event: the names, the inputs
+    (digests, licences, tags) and the previous digest in its content, and the
+    start (sequence and time) in the event itself.
+    """
+    try:
+        members = json.loads(begin.content)
+    except ValueError as err:
+        raise StageRecoveryError(f"its content is not JSON: {err}") from None
+    if not isinstance(members, dict):
+        raise StageRecoveryError("its content is not a JSON object")
+    missing = [k for k in _BEGIN_FIELDS if k not in members]
+    if missing:
+        raise StageRecoveryError(f"its content lacks {', '.join(missing)}")
+    for key in ("pipeline", "runId", "stage"):
+        if not isinstance(members[key], str) or not NAME_PATTERN.fullmatch(members[key]):
+            raise StageRecoveryError(f"its {key} is not a valid name")
+    previous = members["previous"]
+    if previous is not None and not (isinstance(previous, str) and _SHA256_HEX.fullmatch(previous)):
+        raise StageRecoveryError("its previous is neither null nor a SHA-256 in hex")
+    if not isinstance(members["inputs"], list):
+        raise StageRecoveryError("its inputs are not an array")
+    try:
+        inputs = tuple(
+            StageArtifact.from_json(item, f"inputs[{i}]")
+            for i, item in enumerate(members["inputs"])
+        )
+    except EvidenceError as err:
+        raise StageRecoveryError(f"an input is unreadable: {err}") from None
+    return OpenStage(
+        members["pipeline"], members["runId"], members["stage"], inputs, previous, begin
+    )
+
+
 @dataclass(frozen=True)
 class OpenStage:
-    """A stage between its begin event and its end event; held in the agent's memory only."""
+    """A stage between its begin event and its end (or abort) event.
+
+    Held in the agent's memory, and rebuilt from the ``begin`` event when the
+    agent restarts (``reopen``).
+    """
 
     pipeline: str
     run_id: str

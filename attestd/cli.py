@@ -457,6 +457,13 @@ def cmd_stage_end(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stage_abort(args: argparse.Namespace) -> int:
+    with _connect(args) as agent:
+        event = agent.abort_stage(args.reason)
+    _print_json({"sequence": event.sequence, **json.loads(event.content)})
+    return EXIT_OK
+
+
 # -- parser ------------------------------------------------------------------------
 
 
@@ -591,9 +598,9 @@ def _add_quote_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 def _add_stage_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     stage = commands.add_parser(
         "stage",
-        help="open and close a pipeline stage (docs/lifecycle.md)",
+        help="open, close or abort a pipeline stage (docs/lifecycle.md)",
         description="Open a pipeline stage with its inputs, close it with its outputs, and "
-        "keep the stage attestation the agent returns.",
+        "keep the stage attestation the agent returns; or abort it without one.",
     )
     stage_commands = stage.add_subparsers(dest="stage_command", required=True, metavar="COMMAND")
 
@@ -641,6 +648,15 @@ def _add_stage_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     sub.add_argument(
         "-o", dest="attestation", required=True, metavar="FILE", help="attestation file, or -"
+    )
+    _add_connection(sub, local_default=True)
+
+    sub = stage_commands.add_parser(
+        "abort", help="close the open stage without an attestation; prints the abort event"
+    )
+    sub.set_defaults(handler=cmd_stage_abort)
+    sub.add_argument(
+        "--reason", default="", metavar="TEXT", help="why, for the log (at most 1024 bytes)"
     )
     _add_connection(sub, local_default=True)
 

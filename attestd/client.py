@@ -15,6 +15,7 @@ a pipeline stage, whose attestation the next stage names as its previous one::
                                   inputs=[ArtifactSpec(path="/srv/models/base", license="MIT")])
         ...
         attestation = agent.end_stage([ArtifactSpec(path="/srv/models/tuned", tags=["pii=none"])])
+        # or, to give the stage up: agent.abort_stage("input rejected by the data check")
 
 and from a remote verifier, over mutual TLS::
 
@@ -163,6 +164,12 @@ class AgentClient:
         request = agent_pb2.EndStageRequest(outputs=_specs(outputs))
         response: agent_pb2.EndStageResponse = self._invoke(self._stub.EndStage, request)
         return response.attestation
+
+    def abort_stage(self, reason: str = "") -> agent_pb2.RuntimeEvent:
+        """Close the open stage without an attestation; returns the ``abort`` event."""
+        request = agent_pb2.AbortStageRequest(reason=reason)
+        response: agent_pb2.AbortStageResponse = self._invoke(self._stub.AbortStage, request)
+        return response.event
 
 
 def _specs(items: Sequence[str | agent_pb2.ArtifactSpec]) -> list[agent_pb2.ArtifactSpec]:

@@ -52,6 +52,18 @@ def _end_stage(client: AgentClient, agent: AgentProcess) -> object:
                 assert err.code == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def _abort_stage(client: AgentClient, agent: AgentProcess) -> object:
+    with agent.pipeline() as pipeline:
+        pipeline.begin_stage("matrix", "abort")
+        try:
+            return client.abort_stage("matrix")
+        finally:
+            try:
+                pipeline.abort_stage("the call under test was refused")
+            except AgentCallError as err:
+                assert err.agent_reason == "stage_not_open"
+
+
 CALLS: dict[str, Callable[[AgentClient, AgentProcess], object]] = {
     "GetEvidence": lambda c, a: c.evidence(NONCE),
     "GetAgentInfo": lambda c, a: c.info(),
@@ -60,6 +72,7 @@ CALLS: dict[str, Callable[[AgentClient, AgentProcess], object]] = {
     "RecordEvent": lambda c, a: c.record("pipeline.test", "matrix", b"x"),
     "BeginStage": _begin_stage,
     "EndStage": _end_stage,
+    "AbortStage": _abort_stage,
 }
 ALLOWED = {
     ("pipeline", "GetEvidence"),
@@ -69,6 +82,7 @@ ALLOWED = {
     ("pipeline", "RecordEvent"),
     ("pipeline", "BeginStage"),
     ("pipeline", "EndStage"),
+    ("pipeline", "AbortStage"),
     ("verifier", "GetEvidence"),
     ("verifier", "GetAgentInfo"),
     ("verifier", "GetRuntimeLog"),

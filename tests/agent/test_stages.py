@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestd.agent.config import parse_config
+from attestd.agent.core import Agent
+from attestd.agent.errors import NoStageOpenError
+from attestd.agent.runtime_log import RuntimeLogStore
 from attestd.cli import main
 from attestd.client import AgentCallError, AgentClient, ArtifactSpec
 from attestd.evidence import (
+    RuntimeEvent,
+    canonical_json,
     load_public_key_pem,
+    now_rfc3339,
     open_evidence,
     parse_envelope,
     verify_envelope,
@@ -29,7 +38,9 @@ from attestd.evidence.provenance import (
     provenance_digest,
     stage_nonce,
 )
+from attestd.evidence.runtime_log import parse_rfc3339
 from attestd.verifier import AppraisalStatus, appraise, load_policy
+from tests.fakes.tee import FakeTeeBackend
 from tests.harness import MRTD, RTMRS, SIMULATED_TEES, SNP_MEASUREMENT, AgentProcess
 
 
@@ -57,9 +68,9 @@ def no_stage_left_open(agent: AgentProcess) -> Iterator[None]:
         agent.start()
     with agent.pipeline() as client:
         try:
-            client.end_stage()
+            client.abort_stage("test teardown")
         except AgentCallError as err:
-            assert err.code == grpc.StatusCode.FAILED_PRECONDITION
+            assert err.agent_reason == "stage_not_open"
 
 
 def spec(path: Path, license: str = "", tags: tuple[str, ...] = ()) -> ArtifactSpec:
@@ -346,32 +357,186 @@ def test_paths_outside_the_artifact_roots_are_refused_and_leave_the_stage_as_it_
     assert provenance_of(attestation)[1].stage == "s"
 
 
-@pytest.mark.parametrize("call", ["begin", "end"])
-def test_verifiers_may_not_open_or_close_stages(agent: AgentProcess, call: str) -> None:
+@pytest.mark.parametrize("call", ["begin", "end", "abort"])
+def test_verifiers_may_not_open_close_or_abort_stages(agent: AgentProcess, call: str) -> None:
+    with agent.pipeline() as pipeline:
+        pipeline.begin_stage("llm", "s")
     with agent.verifier() as client, pytest.raises(AgentCallError) as refused:
         if call == "begin":
             client.begin_stage("llm", "s")
-        else:
+        elif call == "end":
             client.end_stage()
+        else:
+            client.abort_stage("not mine to abort")
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_a_restart_loses_the_open_stage_but_not_its_begin_event(agent: AgentProcess) -> None:
-    with agent.pipeline() as client:
-        begun = client.begin_stage("llm", "lost")
-    agent.stop()
+def _restart(agent: AgentProcess, how: str) -> None:
+    if how == "kill":
+        agent.kill()
+    else:
+        assert agent.stop() == 0
     agent.start()
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_an_open_stage_survives_a_restart_and_its_segment_spans_begin_to_end(
+    agent: AgentProcess, how: str
+) -> None:
+    with agent.pipeline() as client:
+        first, _ = run_stage(client, agent, stage="prepare")
+        begun = client.begin_stage(
+            "llm",
+            "resumed",
+            inputs=[spec(agent.models / "base.bin", "Apache-2.0", ("origin=hub",))],
+            previous_attestation=first,
+        )
+        before = client.record("pipeline.resumed", "step", b'{"step": 1}')
+    _restart(agent, how)
     with agent.pipeline() as client:
         with pytest.raises(AgentCallError) as refused:
-            client.end_stage()
-        (event,) = client.runtime_log(start=begun.event.sequence, limit=1).events
-        client.begin_stage("llm", "again")  # a new stage may begin
-    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
-    assert (event.domain, event.operation, event.content) == (
-        "attestd.stage",
-        "begin",
-        begun.event.content,
+            client.begin_stage("llm", "other")  # the recovered stage is open
+        after = client.record("pipeline.resumed", "step", b'{"step": 2}')
+        attestation = client.end_stage([spec(agent.models / "tuned.bin", "Apache-2.0")])
+        info = client.info()
+    assert refused.value.agent_reason == "stage_already_open"
+    assert "'resumed'" in refused.value.details
+
+    first_payload, first_provenance, _ = provenance_of(first)
+    payload, provenance, _ = provenance_of(attestation)
+    begin = json.loads(begun.event.content)
+    assert (provenance.pipeline, provenance.run_id, provenance.stage) == (
+        "llm",
+        first_provenance.run_id,
+        "resumed",
     )
+    assert provenance.previous == provenance_digest(first_payload) == begin["previous"]
+    assert [a.to_json() for a in provenance.inputs] == begin["inputs"]
+    assert provenance.inputs[0].tags == ("origin=hub",)
+    assert provenance.started_on == parse_rfc3339(begun.event.recorded_at)
+
+    # One segment from the begin event, across the restart, to the end event.
+    segment = provenance.log_segment
+    sequences = [e.sequence for e in segment]
+    assert sequences == list(range(begun.event.sequence, segment[-1].sequence + 1))
+    assert (segment[0].operation, segment[0].content) == ("begin", begun.event.content)
+    assert {before.event.sequence, after.event.sequence} <= set(sequences)
+    assert (segment[-1].domain, segment[-1].operation) == ("attestd.stage", "end")
+
+    # Signed by the new agent's key, and its evidence appraises.
+    assert provenance.builder_id == builder_id(info.tee, info.backend, info.agent_key_id)
+    envelope = parse_envelope(StageAttestation.from_json(attestation).provenance)
+    verify_envelope(envelope, load_public_key_pem(info.agent_public_key_pem.decode()))
+    evidence = StageAttestation.from_json(attestation).evidence
+    policy = load_policy(_policy(agent, provenance.outputs))
+    result = appraise(evidence, nonce=stage_nonce(payload), policy=policy)
+    assert result.status is AppraisalStatus.AFFIRMING, result.failures
+    _, statement = open_evidence(evidence)
+    assert statement.predicate.runtime_log[-len(segment) :] == segment
+
+
+def test_an_abort_closes_the_stage_without_an_attestation(agent: AgentProcess) -> None:
+    with agent.pipeline() as client:
+        begun = client.begin_stage("llm", "doomed", run_id="run-abort")
+        aborted = client.abort_stage("the data check failed")
+        with pytest.raises(AgentCallError) as refused:
+            client.end_stage()
+        (logged,) = client.runtime_log(start=aborted.sequence, limit=1).events
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.value.agent_reason == "stage_not_open"
+    assert (aborted.domain, aborted.operation) == ("attestd.stage", "abort")
+    assert aborted.sequence > begun.event.sequence
+    assert json.loads(aborted.content) == {
+        "pipeline": "llm",
+        "runId": "run-abort",
+        "stage": "doomed",
+        "reason": "the data check failed",
+    }
+    assert logged == aborted
+
+
+def test_after_an_abort_a_new_stage_begins_and_ends(agent: AgentProcess) -> None:
+    with agent.pipeline() as client:
+        client.begin_stage("llm", "doomed")
+        client.abort_stage()
+        attestation, (begin, *_) = run_stage(client, agent, stage="retry")
+    _, provenance, _ = provenance_of(attestation)
+    assert provenance.stage == "retry"
+    assert provenance.log_segment[0].sequence == begin
+
+
+def test_an_aborted_stage_stays_closed_after_a_restart(agent: AgentProcess) -> None:
+    with agent.pipeline() as client:
+        client.begin_stage("llm", "doomed")
+        client.abort_stage("restarting anyway")
+    _restart(agent, "stop")
+    with agent.pipeline() as client, pytest.raises(AgentCallError) as refused:
+        client.end_stage()
+    assert refused.value.agent_reason == "stage_not_open"
+
+
+def test_abort_without_an_open_stage_is_a_failed_precondition(agent: AgentProcess) -> None:
+    with agent.pipeline() as client:
+        length = client.runtime_log().length
+        with pytest.raises(AgentCallError) as refused:
+            client.abort_stage("nothing to abort")
+        assert client.runtime_log().length == length
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.value.agent_reason == "stage_not_open"
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [("é" * 512 + "x", "1025 bytes; the limit is 1024"), ("one\ntwo", "U+000A")],
+)
+def test_a_bad_abort_reason_is_invalid_argument_and_leaves_the_stage_open(
+    agent: AgentProcess, reason: str, message: str
+) -> None:
+    with agent.pipeline() as client:
+        client.begin_stage("llm", "open")
+        with pytest.raises(AgentCallError) as refused:
+            client.abort_stage(reason)
+        aborted = client.abort_stage("é" * 512)  # exactly 1 KiB is allowed
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in refused.value.details
+    assert json.loads(aborted.content)["reason"] == "é" * 512
+
+
+def test_a_begin_event_without_the_recovery_fields_leaves_no_stage_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older agent's begin event: the stage is not recoverable, and the agent says so."""
+    (tmp_path / "models").mkdir()
+    raw = {"agent": {"state_dir": "state"}, "tee": {"backend": "simulated-snp"}}
+    raw["artifacts"] = {"roots": ["models"]}
+    config = parse_config(raw, base_dir=tmp_path)
+    config.state_dir.mkdir()
+    log_path = config.state_dir / "runtime-log.jsonl"
+    store = RuntimeLogStore.open(log_path)
+    old = {"pipeline": "llm", "runId": "run-old", "stage": "s"}  # no inputs, no previous
+    store.append(RuntimeEvent(0, "attestd.stage", "begin", canonical_json(old), now_rfc3339()))
+    store.close()
+
+    def start() -> Agent:
+        backend = FakeTeeBackend(has_register=False)
+        key = ec.generate_private_key(ec.SECP256R1())
+        return Agent(config, backend, RuntimeLogStore.open(log_path), key)
+
+    with caplog.at_level(logging.WARNING, logger="attestd.agent"):
+        agent = start()
+    try:
+        assert "cannot be recovered" in caplog.text
+        with pytest.raises(NoStageOpenError):
+            agent.end_stage([])
+        agent.begin_stage("llm", "s", "run-new", [], b"")
+    finally:
+        agent.close()
+    # Today's begin event is recoverable.
+    agent = start()
+    try:
+        assert agent.abort_stage("done").operation == "abort"
+    finally:
+        agent.close()
 
 
 def test_attestctl_stage_begin_and_end_round_trip(
@@ -411,6 +576,25 @@ def test_attestctl_stage_begin_and_end_round_trip(
 
     # A refusal is exit code 1 with the agent's reason.
     assert main(["stage", "end", "-o", str(second), *socket]) == 1
+    assert "no stage is open" in capsys.readouterr().err
+
+
+def test_attestctl_stage_abort_prints_the_abort_event(
+    agent: AgentProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    socket = ["--socket", str(agent.socket_path)]
+    assert main(["stage", "begin", "--pipeline", "llm", "--stage", "s", *socket]) == 0
+    run_id = capsys.readouterr().out.strip()
+    assert main(["stage", "abort", "--reason", "operator gave up", *socket]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {
+        "sequence": printed["sequence"],
+        "pipeline": "llm",
+        "runId": run_id,
+        "stage": "s",
+        "reason": "operator gave up",
+    }
+    assert main(["stage", "abort", *socket]) == 1
     assert "no stage is open" in capsys.readouterr().err
 
 

@@ -184,3 +184,15 @@ class EndStageResponse(_message.Message):
     ATTESTATION_FIELD_NUMBER: _ClassVar[int]
     attestation: bytes
     def __init__(self, attestation: _Optional[bytes] = ...) -> None: ...
+
+class AbortStageRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class AbortStageResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: RuntimeEvent
+    def __init__(self, event: _Optional[_Union[RuntimeEvent, _Mapping]] = ...) -> None: ...

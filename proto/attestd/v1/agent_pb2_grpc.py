@@ -69,6 +69,11 @@ class AgentStub:
                 request_serializer=attestd_dot_v1_dot_agent__pb2.EndStageRequest.SerializeToString,
                 response_deserializer=attestd_dot_v1_dot_agent__pb2.EndStageResponse.FromString,
                 _registered_method=True)
+        self.AbortStage = channel.unary_unary(
+                '/attestd.v1.Agent/AbortStage',
+                request_serializer=attestd_dot_v1_dot_agent__pb2.AbortStageRequest.SerializeToString,
+                response_deserializer=attestd_dot_v1_dot_agent__pb2.AbortStageResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -128,6 +133,14 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AbortStage(self, request, context):
+        """Close the open stage without an attestation: record an attestd.stage
+        "abort" event with the caller's reason. Nothing is measured or signed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.EndStage,
                     request_deserializer=attestd_dot_v1_dot_agent__pb2.EndStageRequest.FromString,
                     response_serializer=attestd_dot_v1_dot_agent__pb2.EndStageResponse.SerializeToString,
+            ),
+            'AbortStage': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortStage,
+                    request_deserializer=attestd_dot_v1_dot_agent__pb2.AbortStageRequest.FromString,
+                    response_serializer=attestd_dot_v1_dot_agent__pb2.AbortStageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +374,33 @@ class Agent:
             '/attestd.v1.Agent/EndStage',
             attestd_dot_v1_dot_agent__pb2.EndStageRequest.SerializeToString,
             attestd_dot_v1_dot_agent__pb2.EndStageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortStage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attestd.v1.Agent/AbortStage',
+            attestd_dot_v1_dot_agent__pb2.AbortStageRequest.SerializeToString,
+            attestd_dot_v1_dot_agent__pb2.AbortStageResponse.FromString,
             options,
             channel_credentials,
             insecure,
