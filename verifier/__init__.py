@@ -21,6 +21,13 @@ A pipeline's stage attestations are verified as a chain against a layout::
     result.status, result.reasons          # e.g. ("stage_missing",)
 
 docs/layout.md describes the layout file and every chain check and reason.
+
+A result is signed for relying parties as an EAR JWT (ES256)::
+
+    token = sign_result(result, verifier_key, policy_digest=policy_digest(policy_bytes))
+    claims = verify_result(token, verifier_public_key)   # ResultError if not genuine
+
+docs/attestation-results.md describes the claims and the trust-vector mapping.
 """
 
 from attestd.verifier.appraise import CHECK_NAMES, SNP_CHECK_NAMES, TDX_CHECK_NAMES, appraise
@@ -31,6 +38,21 @@ from attestd.verifier.chain import (
     ChainResult,
     StageResult,
     verify_chain,
+)
+from attestd.verifier.ear import (
+    EAR_PROFILE,
+    ResultAlgorithmError,
+    ResultClaimsError,
+    ResultError,
+    ResultFormatError,
+    ResultKeyError,
+    ResultSignatureError,
+    load_signing_key,
+    load_verification_key,
+    policy_digest,
+    sign_chain_result,
+    sign_result,
+    verify_result,
 )
 from attestd.verifier.errors import PolicyError, VerifierError
 from attestd.verifier.layout import ArtifactRule, Layout, LayoutError, StageRule, load_layout
@@ -63,6 +85,7 @@ from attestd.verifier.result import (
 __all__ = [
     "CHAIN_CHECK_NAMES",
     "CHECK_NAMES",
+    "EAR_PROFILE",
     "SNP_CHECK_NAMES",
     "STAGE_CHECK_NAMES",
     "TDX_CHECK_NAMES",
@@ -85,6 +108,12 @@ __all__ = [
     "OmsUnavailableError",
     "Policy",
     "PolicyError",
+    "ResultAlgorithmError",
+    "ResultClaimsError",
+    "ResultError",
+    "ResultFormatError",
+    "ResultKeyError",
+    "ResultSignatureError",
     "RootOfTrust",
     "StageResult",
     "StageRule",
@@ -95,6 +124,12 @@ __all__ = [
     "appraise",
     "load_layout",
     "load_policy",
+    "load_signing_key",
+    "load_verification_key",
+    "policy_digest",
+    "sign_chain_result",
+    "sign_result",
     "verify_chain",
     "verify_oms_bundle",
+    "verify_result",
 ]

@@ -1,0 +1,658 @@
+"""Signed attestation results: EAR (EAT Attestation Results) as an ES256 JWT.
+
+    from attestd.verifier import appraise, policy_digest, sign_result, verify_result
+
+    result = appraise(evidence, nonce=nonce, policy=policy)
+    token = sign_result(result, verifier_key, policy_digest=policy_digest(policy_bytes),
+                        nonce=nonce)
+    claims = verify_result(token, verifier_public_key)       # ResultError if not genuine
+    claims["submods"]["tdx"]["ear.status"]                   # "affirming", "warning", ...
+
+The claims follow draft-ietf-rats-ear (profile ``tag:github.com,2023:veraison/ear``):
+one ``submods`` entry per appraised attester (the TEE for one appraisal, each
+stage and the chain itself for a pipeline), each with an ``ear.status`` and an
+AR4SI ``ear.trustworthiness-vector`` derived from attestd's named checks by
+the tables below. attestd's own claims are maps under the ``attestd.`` prefix.
+A simulated TEE can never be affirmed: its ``hardware`` and ``runtime-opaque``
+claims are at best a warning, so its ``ear.status`` is too.
+
+``verify_result`` is strict: ES256 only, a canonical compact JWS, the EAR
+claims present and well typed. It raises a :class:`ResultError` with a stable
+reason for anything else. docs/attestation-results.md describes every claim.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+import attestd
+from attestd.evidence import format_rfc3339, key_id
+from attestd.verifier.chain import ChainResult, StageResult
+from attestd.verifier.errors import VerifierError
+from attestd.verifier.result import AppraisalResult, Check, CheckStatus
+
+EAR_PROFILE = "tag:github.com,2023:veraison/ear"
+VERIFIER_ID = {"developer": "attestd", "build": f"attestd {attestd.__version__}"}
+TRUST_CATEGORIES = (
+    "instance-identity",
+    "configuration",
+    "executables",
+    "file-system",
+    "hardware",
+    "runtime-opaque",
+    "storage-opaque",
+    "sourced-data",
+)
+"""The eight AR4SI trustworthiness claims, by their EAR JSON names."""
+
+STATUSES = ("none", "affirming", "warning", "contraindicated")
+"""EAR trust tiers, from no claim to the worst."""
+
+MAX_TOKEN_BYTES = 1 << 20
+
+__all__ = [
+    "APPRAISAL_CLAIMS",
+    "CHAIN_CLAIMS",
+    "EAR_PROFILE",
+    "STAGE_CLAIMS",
+    "TRUST_CATEGORIES",
+    "ClaimRule",
+    "ResultAlgorithmError",
+    "ResultClaimsError",
+    "ResultError",
+    "ResultFormatError",
+    "ResultKeyError",
+    "ResultSignatureError",
+    "load_signing_key",
+    "load_verification_key",
+    "policy_digest",
+    "sign_chain_result",
+    "sign_result",
+    "tier",
+    "verify_result",
+]
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+class ResultError(VerifierError):
+    """A signed attestation result that cannot be trusted, or a key that cannot sign one."""
+
+    reason = "result_invalid"
+
+
+class ResultFormatError(ResultError):
+    """The token is not a compact JWS at all (three base64url parts, JSON header and body)."""
+
+    reason = "result_malformed"
+
+
+class ResultAlgorithmError(ResultError):
+    """The header names an algorithm other than ES256, or a header parameter we refuse."""
+
+    reason = "result_algorithm_refused"
+
+
+class ResultSignatureError(ResultError):
+    """The signature does not verify under the verifier's key."""
+
+    reason = "result_signature_invalid"
+
+
+class ResultClaimsError(ResultError):
+    """The signature verifies but the claims are not an EAR attestd can read."""
+
+    reason = "result_claims_invalid"
+
+
+class ResultKeyError(ResultError):
+    """A key that is not an ECDSA P-256 key in PEM."""
+
+    reason = "result_key_invalid"
+
+
+# -- keys --------------------------------------------------------------------------------
+
+
+def load_signing_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
+    """The verifier's P-256 private key from PEM (unencrypted PKCS#8 or SEC1)."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise ResultKeyError(f"not an unencrypted PEM private key: {err}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ResultKeyError("the result key must be an ECDSA P-256 key (ES256)")
+    return key
+
+
+def load_verification_key(pem: bytes) -> ec.EllipticCurvePublicKey:
+    """The verifier's P-256 public key from PEM; a private key PEM gives its public half."""
+    if b"PRIVATE KEY-----" in pem:
+        return load_signing_key(pem).public_key()
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as err:
+        raise ResultKeyError(f"not a PEM public key: {err}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ResultKeyError("the result key must be an ECDSA P-256 key (ES256)")
+    return key
+
+
+def policy_digest(policy: bytes) -> str:
+    """``ear.appraisal-policy-id``: ``sha256:`` + hex SHA-256 of the policy (or layout) file."""
+    return "sha256:" + hashlib.sha256(policy).hexdigest()
+
+
+# -- from checks to AR4SI claims ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimRule:
+    """What one check says about one AR4SI category: a code per outcome (None: no claim).
+
+    ``by_reason`` overrides ``fail`` for specific failure reasons.
+    """
+
+    category: str
+    fail: int | None
+    warn: int | None = 32
+    ok: int | None = 2
+    by_reason: Mapping[str, int | None] = field(default_factory=dict)
+
+    def code(self, check: Check) -> int | None:
+        if check.status is CheckStatus.PASS:
+            return self.ok
+        if check.status is CheckStatus.WARN:
+            return self.warn
+        if check.status is CheckStatus.FAIL:
+            if check.reason is not None and check.reason in self.by_reason:
+                return self.by_reason[check.reason]
+            return self.fail
+        return None  # a skipped check says nothing
+
+
+def _identity(fail: int) -> ClaimRule:
+    # instance-identity has no standard warning value; -33 is a non-standard warning.
+    return ClaimRule("instance-identity", fail=fail, warn=-33)
+
+
+def _rule(category: str, fail: int = 96) -> ClaimRule:
+    return ClaimRule(category, fail=fail)
+
+
+_UNRECOGNIZED_ROOT = {"tee_not_allowed": 97, "root_of_trust_mismatch": 97, "untrusted_root": 97}
+_MEASURED = (_rule("executables"),)
+_CONFIGURED = (_rule("configuration"),)
+_HARDWARE = (_rule("hardware"),)
+
+APPRAISAL_CLAIMS: Mapping[str, tuple[ClaimRule, ...]] = {
+    "evidence_format": (_identity(99),),
+    "agent_key": (_identity(96),),
+    "envelope_signature": (_identity(99),),
+    "quote_signature": (
+        ClaimRule("hardware", fail=99, by_reason=_UNRECOGNIZED_ROOT),
+        # A verified TDX or SEV-SNP quote is a guest whose memory the host cannot read.
+        ClaimRule("runtime-opaque", fail=None, warn=None),
+    ),
+    "report_data": (_identity(99),),
+    "nonce": (_identity(99),),
+    "subjects": (_rule("file-system", 99),),
+    "runtime_log": (_rule("executables", 99),),
+    "freshness": (_identity(96),),
+    "artifacts": (_rule("file-system"),),
+    # TDX
+    "tcb_status": _HARDWARE,
+    "tee_tcb_svn": _HARDWARE,
+    "mrtd": _MEASURED,
+    "rtmr0": _MEASURED,
+    "rtmr1": _MEASURED,
+    "rtmr2": _MEASURED,
+    "ccel": _MEASURED,
+    "mr_config_id": _CONFIGURED,
+    "mr_owner": _CONFIGURED,
+    "mr_owner_config": _CONFIGURED,
+    "debug": (_rule("configuration"), _rule("runtime-opaque")),
+    # SEV-SNP
+    "reported_tcb": _HARDWARE,
+    "measurement": _MEASURED,
+    "host_data": _CONFIGURED,
+    "id_key_digest": _CONFIGURED,
+    "author_key_digest": _CONFIGURED,
+    "guest_policy": (
+        _rule("configuration"),
+        ClaimRule("runtime-opaque", fail=None, by_reason={"debug_guest": 96}),
+    ),
+    "vmpl": _CONFIGURED,
+    "guest_svn": _CONFIGURED,
+}
+"""Each appraisal check (``CHECK_NAMES``, ``TDX_CHECK_NAMES``, ``SNP_CHECK_NAMES``): its claims."""
+
+_SOURCED = (_rule("sourced-data"),)
+
+STAGE_CLAIMS: Mapping[str, tuple[ClaimRule, ...]] = {
+    "attestation_format": (_identity(99),),
+    "stage": _CONFIGURED,
+    "pipeline": _CONFIGURED,
+    "tee": (_rule("hardware", 97),),
+    # "evidence": the stage's appraisal speaks through its own vector, merged in.
+    "agent_key": (_identity(96),),
+    "provenance_signature": (_identity(99),),
+    "builder": _CONFIGURED,
+    "outputs": (_rule("file-system"),),
+    "log_segment": (_rule("executables", 99),),
+    "run": _SOURCED,
+    "previous": _SOURCED,
+    "inputs": _SOURCED,
+    "licenses": _SOURCED,
+    "tags": _SOURCED,
+}
+"""Each stage check (``STAGE_CHECK_NAMES``) to its claims."""
+
+CHAIN_CLAIMS: Mapping[str, tuple[ClaimRule, ...]] = {
+    "stages": _SOURCED,
+    "artifacts": _SOURCED,
+    "oms_signature": (_rule("file-system", 99),),
+    "oms_digest": (_rule("file-system"),),
+}
+"""Each chain check (``CHAIN_CHECK_NAMES``) to its claims."""
+
+_SIMULATED_CAP = {"hardware": 32, "runtime-opaque": 32}
+"""A simulated TEE's root key is a file anyone with its state directory holds: at best a
+warning (32: genuine but with a known vulnerability), never affirming."""
+
+
+def tier(code: int) -> str:
+    """The AR4SI trust tier of a claim value (-128..127)."""
+    if code in (-1, 0, 1):
+        return "none"
+    if 2 <= code <= 31 or -32 <= code <= -2:
+        return "affirming"
+    if 32 <= code <= 95 or -96 <= code <= -33:
+        return "warning"
+    return "contraindicated"
+
+
+def _worse(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if STATUSES.index(tier(b)) > STATUSES.index(tier(a)) else a
+
+
+def _vector(
+    checks: Iterable[Check], rules: Mapping[str, tuple[ClaimRule, ...]], *, simulated: bool
+) -> dict[str, int]:
+    values: dict[str, int | None] = {}
+    for check in checks:
+        for rule in rules.get(check.name, ()):
+            values[rule.category] = _worse(values.get(rule.category), rule.code(check))
+    if simulated:
+        for category, cap in _SIMULATED_CAP.items():
+            value = values.get(category)
+            if value is not None and tier(value) == "affirming":
+                values[category] = cap
+    return {c: v for c in TRUST_CATEGORIES if (v := values.get(c)) is not None}
+
+
+def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    merged = {c: _worse(a.get(c), b.get(c)) for c in TRUST_CATEGORIES}
+    return {c: v for c, v in merged.items() if v is not None}
+
+
+def _status(checks: Sequence[Check], vector: Mapping[str, int]) -> str:
+    """The worse of the checks' status and the vector's worst tier (EAR: never better)."""
+    if not vector and all(c.status is CheckStatus.SKIP for c in checks):
+        return "none"
+    worst = "affirming"
+    if any(c.status is CheckStatus.WARN for c in checks):
+        worst = "warning"
+    if any(c.status is CheckStatus.FAIL for c in checks):
+        worst = "contraindicated"
+    for value in vector.values():
+        if STATUSES.index(tier(value)) > STATUSES.index(worst):
+            worst = tier(value)
+    return worst
+
+
+# -- building the claims -----------------------------------------------------------------
+
+
+def _checks_claim(checks: Iterable[Check], prefix: str = "") -> dict[str, Any]:
+    return {
+        prefix + c.name: {"status": c.status.value, "reason": c.reason, "detail": c.detail}
+        for c in checks
+    }
+
+
+def _tee_claim(result: AppraisalResult) -> dict[str, Any]:
+    root = result.root_of_trust
+    return {
+        "type": result.tee.value if result.tee is not None else None,
+        "simulated": result.simulated,
+        "root-of-trust": {
+            "policy": root.policy,
+            "evidence": root.evidence,
+            "evidence-simulated": root.evidence_simulated,
+        },
+    }
+
+
+def _evidence_claim(result: AppraisalResult) -> dict[str, Any]:
+    summary = result.evidence
+    issued = summary.issued_at
+    return {
+        "agent-key-id": summary.agent_key_id,
+        "agent-version": summary.agent_version,
+        "issued-at": format_rfc3339(issued) if issued is not None else None,
+        "log-length": summary.log_length,
+        "subjects": {name: dict(digest) for name, digest in summary.subjects.items()},
+        "appraised-at": format_rfc3339(result.appraised_at),
+    }
+
+
+def _appraisal_submod(result: AppraisalResult, policy_id: str) -> dict[str, Any]:
+    vector = _vector(result.checks, APPRAISAL_CLAIMS, simulated=result.simulated)
+    submod: dict[str, Any] = {"ear.status": _status(result.checks, vector)}
+    if vector:
+        submod["ear.trustworthiness-vector"] = vector
+    submod["ear.appraisal-policy-id"] = policy_id
+    submod["attestd.tee"] = _tee_claim(result)
+    submod["attestd.evidence"] = _evidence_claim(result)
+    submod["attestd.checks"] = _checks_claim(result.checks)
+    return submod
+
+
+def _stage_submod(stage: StageResult, policy_id: str) -> dict[str, Any]:
+    appraisal = stage.appraisal
+    simulated = appraisal.simulated if appraisal is not None else False
+    vector = _vector(stage.checks, STAGE_CLAIMS, simulated=simulated)
+    checks: list[Check] = list(stage.checks)
+    if appraisal is not None:
+        vector = _merge(vector, _vector(appraisal.checks, APPRAISAL_CLAIMS, simulated=simulated))
+        checks += appraisal.checks
+    submod: dict[str, Any] = {"ear.status": _status(checks, vector)}
+    if vector:
+        submod["ear.trustworthiness-vector"] = vector
+    submod["ear.appraisal-policy-id"] = policy_id
+    if appraisal is not None:
+        submod["attestd.tee"] = _tee_claim(appraisal)
+        submod["attestd.evidence"] = _evidence_claim(appraisal)
+    provenance = stage.provenance
+    submod["attestd.stage"] = {
+        "source": stage.source,
+        "provenance-digest": stage.digest,
+        "run-id": provenance.run_id if provenance is not None else None,
+        "outputs": [a.to_json() for a in provenance.outputs] if provenance is not None else [],
+    }
+    evidence_checks = appraisal.checks if appraisal is not None else ()
+    submod["attestd.checks"] = _checks_claim(stage.checks) | _checks_claim(
+        evidence_checks, "evidence."
+    )
+    return submod
+
+
+def _chain_submod(result: ChainResult, labels: Sequence[str], policy_id: str) -> dict[str, Any]:
+    vector = _vector(result.checks, CHAIN_CLAIMS, simulated=False)
+    submod: dict[str, Any] = {"ear.status": _status(result.all_checks, vector)}
+    if vector:
+        submod["ear.trustworthiness-vector"] = vector
+    submod["ear.appraisal-policy-id"] = policy_id
+    submod["attestd.chain"] = {
+        "pipeline": result.pipeline,
+        "run-id": result.run_id,
+        "stages": list(labels),
+        "max-age-seconds": result.max_age_seconds,
+        "reasons": list(result.reasons),
+        "oms": result.oms,
+    }
+    submod["attestd.checks"] = _checks_claim(result.checks)
+    return submod
+
+
+def _unique(label: str, used: set[str]) -> str:
+    candidate, n = label, 2
+    while candidate in used:
+        candidate, n = f"{label}#{n}", n + 1
+    used.add(candidate)
+    return candidate
+
+
+def _claims(
+    submods: dict[str, Any], now: datetime | None, nonce: bytes | None, simulated: bool
+) -> dict[str, Any]:
+    moment = now or datetime.now(UTC)
+    if moment.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    claims: dict[str, Any] = {
+        "eat_profile": EAR_PROFILE,
+        "iat": int(moment.timestamp()),
+        "ear.verifier-id": dict(VERIFIER_ID),
+    }
+    if nonce is not None:
+        claims["eat_nonce"] = _b64encode(nonce)
+    claims["submods"] = submods
+    statuses = [str(s["ear.status"]) for s in submods.values()]
+    claims["attestd.result"] = {
+        "status": max(statuses, key=STATUSES.index),
+        "simulated": simulated,
+    }
+    return claims
+
+
+def sign_result(
+    result: AppraisalResult,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    policy_digest: str,
+    nonce: bytes | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The EAR of one appraisal as a compact JWS (ES256), one submod named after the TEE.
+
+    ``policy_digest`` is ``policy_digest(policy file bytes)``; ``nonce`` the one the
+    evidence was asked for (``eat_nonce``); ``now`` the ``iat`` (aware; default: now).
+    """
+    label = result.tee.value if result.tee is not None else "unknown"
+    submods = {label: _appraisal_submod(result, policy_digest)}
+    return _sign(_claims(submods, now, nonce, result.simulated), key)
+
+
+def sign_chain_result(
+    result: ChainResult,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    policy_digest: str,
+    now: datetime | None = None,
+) -> str:
+    """The EAR of a verified chain: one submod per stage (by stage name) and one, ``chain``,
+    for the chain's own checks. ``policy_digest`` is that of the layout file."""
+    used = {"chain"}
+    submods: dict[str, Any] = {}
+    for stage in result.stages:
+        label = _unique(stage.stage or f"unknown:{stage.source}", used)
+        submods[label] = _stage_submod(stage, policy_digest)
+    submods["chain"] = _chain_submod(result, list(submods), policy_digest)
+    simulated = any(s.appraisal is not None and s.appraisal.simulated for s in result.stages)
+    return _sign(_claims(submods, now, None, simulated), key)
+
+
+# -- JWS ---------------------------------------------------------------------------------
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(part: str, what: str) -> bytes:
+    try:
+        data = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        raise ResultFormatError(f"the {what} is not base64url") from None
+    # Only the canonical, unpadded spelling: one token, one byte string.
+    if _b64encode(data) != part:
+        raise ResultFormatError(f"the {what} is not canonical unpadded base64url")
+    return data
+
+
+def _sign(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ResultKeyError("the result key must be an ECDSA P-256 key (ES256)")
+    header = {"alg": "ES256", "typ": "JWT", "kid": key_id(key.public_key())}
+    signing_input = ".".join(
+        _b64encode(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+    )
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input}.{_b64encode(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ResultFormatError(f"the {what} repeats a member name")
+        return dict(pairs)
+
+    def no_constant(name: str) -> None:
+        raise ResultFormatError(f"the {what} holds {name}, which is not JSON")
+
+    try:
+        value = json.loads(
+            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constant
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ResultFormatError(f"the {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise ResultFormatError(f"the {what} is not a JSON object")
+    return value
+
+
+def verify_result(
+    token: str | bytes, public_key: ec.EllipticCurvePublicKey, *, nonce: bytes | None = None
+) -> dict[str, Any]:
+    """The claims of an EAR JWT, once its ES256 signature and claims check out.
+
+    ``nonce``, if given, must be the token's ``eat_nonce``. Raises a ResultError:
+    ResultFormatError, ResultAlgorithmError, ResultSignatureError or ResultClaimsError.
+    """
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != (
+        "secp256r1"
+    ):
+        raise ResultKeyError("the result key must be an ECDSA P-256 public key (ES256)")
+    text = _token_text(token)
+    parts = text.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise ResultFormatError("not a compact JWS: expected header.payload.signature")
+    header = _json_object(_b64decode(parts[0], "header"), "header")
+    _check_header(header)
+    signature = _b64decode(parts[2], "signature")
+    if len(signature) != 64:
+        raise ResultSignatureError(f"an ES256 signature is 64 bytes, not {len(signature)}")
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    try:
+        public_key.verify(der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        expected = key_id(public_key)
+        named = header.get("kid")
+        whose = f" (it names key {named}, not {expected})" if named not in (None, expected) else ""
+        raise ResultSignatureError(
+            f"the signature does not verify under key {expected}{whose}"
+        ) from None
+    claims = _json_object(_b64decode(parts[1], "payload"), "payload")
+    _check_claims(claims, nonce)
+    return claims
+
+
+def _token_text(token: str | bytes) -> str:
+    if isinstance(token, bytes):
+        if len(token) > MAX_TOKEN_BYTES:
+            raise ResultFormatError(f"the token is larger than {MAX_TOKEN_BYTES} bytes")
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise ResultFormatError("the token is not ASCII text") from None
+    if len(token) > MAX_TOKEN_BYTES:
+        raise ResultFormatError(f"the token is larger than {MAX_TOKEN_BYTES} bytes")
+    return token.strip()
+
+
+def _check_header(header: Mapping[str, Any]) -> None:
+    alg = header.get("alg")
+    if alg != "ES256":
+        raise ResultAlgorithmError(f"algorithm {alg!r} is refused; only ES256 is accepted")
+    extra = sorted(set(header) - {"alg", "typ", "kid"})
+    if extra:
+        raise ResultAlgorithmError(f"header parameters {', '.join(extra)} are refused")
+    if header.get("typ", "JWT") != "JWT":
+        raise ResultAlgorithmError(f"typ {header.get('typ')!r} is not JWT")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ResultClaimsError(message)
+
+
+def _check_claims(claims: Mapping[str, Any], nonce: bytes | None) -> None:
+    _require(claims.get("eat_profile") == EAR_PROFILE, f"eat_profile is not {EAR_PROFILE}")
+    iat = claims.get("iat")
+    _require(isinstance(iat, int) and not isinstance(iat, bool) and iat >= 0, "iat is missing")
+    verifier = claims.get("ear.verifier-id")
+    _require(
+        isinstance(verifier, dict)
+        and all(isinstance(verifier.get(k), str) for k in ("developer", "build")),
+        "ear.verifier-id needs developer and build",
+    )
+    submods = claims.get("submods")
+    _require(isinstance(submods, dict) and bool(submods), "submods is missing or empty")
+    assert isinstance(submods, dict)
+    for label, submod in submods.items():
+        _check_submod(str(label), submod)
+    if "eat_nonce" in claims or nonce is not None:
+        sent = claims.get("eat_nonce")
+        _require(isinstance(sent, str), "eat_nonce is missing or not a string")
+        assert isinstance(sent, str)
+        try:
+            carried = _b64decode(sent, "eat_nonce")
+        except ResultFormatError as err:
+            raise ResultClaimsError(err.message) from None
+        if nonce is not None:
+            _require(hmac.compare_digest(carried, nonce), "eat_nonce is not the nonce sent")
+
+
+def _check_submod(label: str, submod: Any) -> None:
+    _require(isinstance(submod, dict), f"submod {label!r} is not a map")
+    status = submod.get("ear.status")
+    _require(status in STATUSES, f"submod {label!r}: ear.status {status!r} is not a trust tier")
+    vector = submod.get("ear.trustworthiness-vector", {})
+    _require(isinstance(vector, dict), f"submod {label!r}: the trustworthiness vector is not a map")
+    for category, value in vector.items():
+        _require(category in TRUST_CATEGORIES, f"submod {label!r}: unknown claim {category!r}")
+        _require(
+            isinstance(value, int) and not isinstance(value, bool) and -128 <= value <= 127,
+            f"submod {label!r}: {category} is not an integer in -128..127",
+        )
+        _require(
+            STATUSES.index(tier(value)) <= STATUSES.index(status),
+            f"submod {label!r}: ear.status {status} is better than its {category} claim {value}",
+        )
+    policy_id = submod.get("ear.appraisal-policy-id", "")
+    _require(isinstance(policy_id, str), f"submod {label!r}: ear.appraisal-policy-id")
