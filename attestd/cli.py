@@ -21,6 +21,10 @@ from attestd.client import AgentCallError, AgentClient, ArtifactSpec
 from attestd.errors import AttestdError
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import (
+        EllipticCurvePrivateKey as ResultSigner,
+    )
+
     from attestd.agent.artifacts import Progress
 
 EXIT_OK = 0
@@ -266,11 +270,17 @@ def cmd_log(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _appraise_and_report(evidence: bytes, nonce: bytes, args: argparse.Namespace) -> int:
-    from attestd.verifier import appraise, load_policy
+def _appraise_and_report(
+    evidence: bytes, nonce: bytes, args: argparse.Namespace, signer: ResultSigner | None = None
+) -> int:
+    from attestd.verifier import appraise, load_policy, policy_digest, sign_result
 
     policy = load_policy(args.policy)
     result = appraise(evidence, nonce=nonce, policy=policy, now=args.now)
+    if signer is not None:
+        digest = policy_digest(_read_file(str(args.policy)))
+        token = sign_result(result, signer, policy_digest=digest, nonce=nonce, now=args.now)
+        _write_result_token(token, args)
     report = result.to_json()
     if getattr(args, "summary", False):
         _print_summary(report)
@@ -305,20 +315,22 @@ def _print_summary(report: dict[str, object]) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    signer = _result_signer(args)
     try:
         evidence = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
     except OSError as err:
         raise UsageError(f"cannot read {args.file}: {err.strerror}") from err
-    return _appraise_and_report(evidence, args.nonce, args)
+    return _appraise_and_report(evidence, args.nonce, args, signer)
 
 
 def cmd_appraise(args: argparse.Namespace) -> int:
+    signer = _result_signer(args)
     nonce = secrets.token_bytes(32)
     with _connect(args) as agent:
         evidence = agent.evidence(nonce, args.artifact)
     if args.save_evidence:
         Path(args.save_evidence).write_bytes(evidence)
-    return _appraise_and_report(evidence, nonce, args)
+    return _appraise_and_report(evidence, nonce, args, signer)
 
 
 def cmd_trust_root_export(args: argparse.Namespace) -> int:
@@ -523,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--policy", required=True, type=Path)
     sub.add_argument("--now", type=_rfc3339, help="appraise as of this time (RFC 3339)")
     sub.add_argument("--summary", action="store_true", help="also print a summary on stderr")
+    _add_result_options(sub)
 
     sub = command("appraise", cmd_appraise, "fetch evidence with a fresh nonce and appraise it")
     sub.add_argument("--policy", required=True, type=Path)
@@ -530,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--save-evidence", metavar="FILE", help="also keep the evidence")
     sub.add_argument("--quiet", dest="summary", action="store_false", help="no summary on stderr")
     sub.set_defaults(now=None)
+    _add_result_options(sub)
     _add_connection(sub, local_default=False)
 
     sub = command("info", cmd_info, "show which TEE, root of trust and key the agent uses")
@@ -555,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stage_commands(commands)
     _add_chain_commands(commands)
     _add_attestation_commands(commands)
+    _add_result_commands(commands)
 
     sub = command("dev-pki", cmd_dev_pki, "create a throwaway mTLS PKI for demos (not production)")
     sub.add_argument("directory", type=Path)
@@ -669,6 +684,7 @@ def cmd_chain_verify(args: argparse.Namespace) -> int:
     from attestd.verifier.layout import load_layout
     from attestd.verifier.oms import OmsClosing
 
+    signer = _result_signer(args)
     layout = load_layout(args.layout)
     attestations = []
     for name in args.attestations:
@@ -686,6 +702,12 @@ def cmd_chain_verify(args: argparse.Namespace) -> int:
     elif args.oms_key or args.oms_certificate or args.oms_artifact:
         raise UsageError("--oms-key, --oms-certificate and --oms-artifact need --oms-bundle")
     result = verify_chain(attestations, layout, labels=args.attestations, now=args.now, oms=closing)
+    if signer is not None:
+        from attestd.verifier.ear import policy_digest, sign_chain_result
+
+        digest = policy_digest(_read_file(str(args.layout)))
+        token = sign_chain_result(result, signer, policy_digest=digest, now=args.now)
+        _write_result_token(token, args)
     if args.json:
         _print_json(result.to_json())
     else:
@@ -771,6 +793,7 @@ def _add_chain_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     oms.add_argument(
         "--oms-artifact", help="the last stage's output the signature is for (if several)"
     )
+    _add_result_options(sub)
 
 
 # -- attestation: Sigstore bundles (docs/sigstore.md) ------------------------------
@@ -869,6 +892,81 @@ def _add_attestation_commands(
         default=os.environ.get("SIGSTORE_IDENTITY_TOKEN", ""),
         help="OIDC identity token (default: $SIGSTORE_IDENTITY_TOKEN, then ambient CI)",
     )
+
+
+# -- signed attestation results (docs/attestation-results.md) -----------------------
+
+
+def _add_result_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("signed attestation result (EAR JWT, ES256)")
+    group.add_argument(
+        "--result-key", metavar="PEM", type=Path, help="the verifier's P-256 private key"
+    )
+    group.add_argument("--result-out", metavar="FILE", help="write the signed result here (or -)")
+
+
+def _result_signer(args: argparse.Namespace) -> ResultSigner | None:
+    """The verifier's key, loaded before any work so a bad key stops the command early."""
+    from attestd.verifier.ear import load_signing_key
+
+    if (args.result_key is None) != (args.result_out is None):
+        raise UsageError("--result-key and --result-out go together")
+    if args.result_key is None:
+        return None
+    return load_signing_key(_read_file(str(args.result_key)))
+
+
+def _write_result_token(token: str, args: argparse.Namespace) -> None:
+    if args.result_out == "-":
+        sys.stderr.write(token + "\n")  # stdout carries the JSON report
+        return
+    try:
+        Path(args.result_out).write_text(token + "\n", encoding="ascii")
+    except OSError as err:
+        raise UsageError(f"cannot write {args.result_out}: {err.strerror}") from err
+
+
+def cmd_result_verify(args: argparse.Namespace) -> int:
+    from attestd.verifier.ear import (
+        ResultError,
+        ResultFormatError,
+        ResultKeyError,
+        load_verification_key,
+        verify_result,
+    )
+
+    key = load_verification_key(_read_file(str(args.key)))
+    token = _read_file(args.token)
+    try:
+        claims = verify_result(token, key, nonce=args.nonce)
+    except (ResultFormatError, ResultKeyError):
+        raise  # unreadable input: exit 2
+    except ResultError as err:
+        print(f"attestctl: result REJECTED: {err.diagnostics()}", file=sys.stderr)
+        return EXIT_NOT_AFFIRMING
+    _print_json(claims)
+    statuses = ", ".join(f"{k}={v.get('ear.status')}" for k, v in claims["submods"].items())
+    print(f"attestctl: result signature valid; {statuses}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_result_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser(
+        "result", help="signed attestation results (EAR JWTs, docs/attestation-results.md)"
+    )
+    group_commands = group.add_subparsers(dest="result_command", required=True, metavar="COMMAND")
+    sub = group_commands.add_parser(
+        "verify",
+        help="verify an attestation result's signature and claims",
+        description="Verify an EAR attestation result (ES256 JWT) under the verifier's public "
+        "key and print its claims. Exit 0 genuine, 1 rejected (signature, algorithm, claims, "
+        "nonce), 2 unreadable input or bad usage. The verdict inside is in each submod's "
+        "ear.status.",
+    )
+    sub.set_defaults(handler=cmd_result_verify)
+    sub.add_argument("token", metavar="JWT", help="result file, or - for stdin")
+    sub.add_argument("--key", required=True, type=Path, help="the verifier's public key (PEM)")
+    sub.add_argument("--nonce", type=_hex_nonce, help="the nonce the result must carry (hex)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
