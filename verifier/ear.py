@@ -483,13 +483,18 @@ def sign_chain_result(
     now: datetime | None = None,
 ) -> str:
     """The EAR of a verified chain: one submod per stage (by stage name) and one, ``chain``,
-    for the chain's own checks. ``policy_digest`` is that of the layout file."""
+    for the chain's own checks, whose status is also no better than any stage's.
+    ``policy_digest`` is that of the layout file."""
     used = {"chain"}
     submods: dict[str, Any] = {}
     for stage in result.stages:
         label = _unique(stage.stage or f"unknown:{stage.source}", used)
         submods[label] = _stage_submod(stage, policy_digest)
-    submods["chain"] = _chain_submod(result, list(submods), policy_digest)
+    chain = _chain_submod(result, list(submods), policy_digest)
+    # The chain as a whole is no better than its worst stage (a simulated one included).
+    statuses = [chain["ear.status"]] + [s["ear.status"] for s in submods.values()]
+    chain["ear.status"] = max(statuses, key=STATUSES.index)
+    submods["chain"] = chain
     simulated = any(s.appraisal is not None and s.appraisal.simulated for s in result.stages)
     return _sign(_claims(submods, now, None, simulated), key)
 
@@ -558,7 +563,7 @@ def verify_result(
         raise ResultKeyError("the result key must be an ECDSA P-256 public key (ES256)")
     text = _token_text(token)
     parts = text.split(".")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or not parts[0] or not parts[1]:
         raise ResultFormatError("not a compact JWS: expected header.payload.signature")
     header = _json_object(_b64decode(parts[0], "header"), "header")
     _check_header(header)
