@@ -60,7 +60,7 @@ class StageAlreadyOpenError(AgentError):
 
 
 class NoStageOpenError(AgentError):
-    """EndStage with no stage open (never begun, already ended, or lost in a restart)."""
+    """EndStage or AbortStage with no stage open (never begun, already ended or aborted)."""
 
     reason = "stage_not_open"
 
