@@ -29,6 +29,7 @@ from attestd.agent.errors import (
     NoStageOpenError,
     NotServingError,
     RequestInvalidError,
+    RuntimeLogCorruptError,
     StageAlreadyOpenError,
 )
 from attestd.agent.host import current_boot_id, host_claims
@@ -237,14 +238,7 @@ class Agent:
     def _remember_artifact(self, event: RuntimeEvent) -> None:
         if event.domain != ARTIFACT_DOMAIN or event.operation != ARTIFACT_OPERATION:
             return
-        data = json.loads(event.content)
-        measurement = Measurement(
-            name=data["name"],
-            kind=data["kind"],
-            digest=dict(data["digest"]),
-            size_bytes=data["sizeBytes"],
-            file_count=data["fileCount"],
-        )
+        measurement = _measurement_from_content(event)
         self._artifacts[measurement.name] = MeasuredArtifact(measurement, event.sequence)
 
     # -- operations ----------------------------------------------------------
@@ -316,16 +310,7 @@ class Agent:
         measured: list[MeasuredArtifact] = []
         for path in paths:
             m = self._roots.measure(path, config=_DAEMON_HASHING)
-            content = canonical_json(
-                {
-                    "name": m.name,
-                    "kind": m.kind,
-                    "digest": dict(m.digest),
-                    "sizeBytes": m.size_bytes,
-                    "fileCount": m.file_count,
-                }
-            )
-            event, _ = self._append(ARTIFACT_DOMAIN, ARTIFACT_OPERATION, content)
+            event, _ = self._append(ARTIFACT_DOMAIN, ARTIFACT_OPERATION, _measurement_content(m))
             measured.append(MeasuredArtifact(m, event.sequence))
             log.info("artifact measured", extra={"artifact": m.name, "digest": dict(m.digest)})
         return measured
@@ -351,15 +336,9 @@ class Agent:
                 name=str(real), kind="file", digest={"blake3": digest},
                 size_bytes=info.st_size, file_count=1,
             )  # fmt: skip
-            content = canonical_json(
-                {
-                    "name": m.name,
-                    "kind": m.kind,
-                    "digest": dict(m.digest),
-                    "sizeBytes": m.size_bytes,
-                }
+            event, _ = self._append(
+                ARTIFACT_DOMAIN, GPU_ARTIFACT_OPERATION, _measurement_content(m)
             )
-            event, _ = self._append(ARTIFACT_DOMAIN, GPU_ARTIFACT_OPERATION, content)
             measured.append(MeasuredArtifact(m, event.sequence))
             log.info("artifact measured on the GPU", extra={"artifact": m.name, "blake3": digest})
         return measured
@@ -667,3 +646,34 @@ def _read_ccel() -> CcelBlob | None:
         return None
     table, data = found
     return CcelBlob(table=table, log=data)
+
+
+def _measurement_content(m: Measurement) -> bytes:
+    """The content of an ``attestd.artifact`` event: what was measured, as canonical JSON."""
+    return canonical_json(
+        {
+            "name": m.name,
+            "kind": m.kind,
+            "digest": dict(m.digest),
+            "sizeBytes": m.size_bytes,
+            "fileCount": m.file_count,
+        }
+    )
+
+
+def _measurement_from_content(event: RuntimeEvent) -> Measurement:
+    """The measurement an ``attestd.artifact`` event of our own log records."""
+    try:
+        data = json.loads(event.content)
+        return Measurement(
+            name=str(data["name"]),
+            kind=data["kind"],
+            digest={str(k): str(v) for k, v in dict(data["digest"]).items()},
+            size_bytes=int(data["sizeBytes"]),
+            file_count=int(data["fileCount"]),
+        )
+    except (ValueError, TypeError, KeyError) as err:
+        # Only the agent writes this domain, so damage here is damage to the log.
+        raise RuntimeLogCorruptError(
+            f"runtime log event {event.sequence}: unreadable artifact measurement ({err!r})"
+        ) from err

@@ -16,11 +16,14 @@ from attestd.agent.errors import (
     ArtifactNotMeasuredError,
     NotServingError,
     RequestInvalidError,
+    RuntimeLogCorruptError,
 )
 from attestd.agent.runtime_log import RuntimeLogStore
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
+    RuntimeEvent,
     event_digest,
+    now_rfc3339,
     open_evidence,
     replay,
     report_data_for,
@@ -299,3 +302,12 @@ def test_a_pipeline_event_cannot_pose_as_a_measurement(setup: Setup) -> None:
     agent.record_event("pipeline", "measured", b'{"name":"/srv/fake"}')
     with pytest.raises(ArtifactNotMeasuredError):
         agent.evidence(NONCE, ["/srv/fake"])
+
+
+def test_an_unreadable_measurement_event_is_log_corruption(setup: Setup) -> None:
+    damaged = RuntimeEvent(0, "attestd.artifact", "measured", b'{"name": "/m"}', now_rfc3339())
+    with _closing(setup.log_path) as store:
+        store.append(damaged)
+    setup.register.extend(event_digest(damaged))
+    with pytest.raises(RuntimeLogCorruptError, match="unreadable artifact measurement"):
+        setup.start()
