@@ -18,7 +18,6 @@ describes every key.
 from __future__ import annotations
 
 import contextlib
-import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from attestd.verifier.policy import (
     _snp,
     _tdx,
     _trust,
+    read_toml,
 )
 from attestd.verifier.spdx import LicenseId, SpdxError, WithException, parse_expression
 
@@ -134,15 +134,7 @@ class Layout:
 
 def load_layout(path: Path) -> Layout:
     """Read and validate the layout at ``path``; raise :class:`LayoutError` if it is wrong."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise LayoutError(f"cannot read layout file: {err.strerror}", path=str(path)) from err
-    try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise LayoutError(f"not valid TOML: {err}", path=str(path)) from err
-    return parse_layout(document, source=path)
+    return parse_layout(read_toml(path, what="layout file", error=LayoutError), source=path)
 
 
 def parse_layout(document: Mapping[str, Any], *, source: Path) -> Layout:

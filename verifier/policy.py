@@ -176,15 +176,19 @@ class Policy:
 
 def load_policy(path: Path) -> Policy:
     """Read and validate the policy file at ``path``; raise :class:`PolicyError` if it is wrong."""
+    return parse_policy(read_toml(path, what="policy file", error=PolicyError), source=path)
+
+
+def read_toml(path: Path, *, what: str, error: type[PolicyError]) -> dict[str, Any]:
+    """The TOML document at ``path``; an unreadable or invalid file is ``error``, naming it."""
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise PolicyError(f"cannot read policy file: {err.strerror}", path=str(path)) from err
+        raise error(f"cannot read {what}: {err.strerror}", path=str(path)) from err
     try:
-        document = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise PolicyError(f"not valid TOML: {err}", path=str(path)) from err
-    return parse_policy(document, source=path)
+        raise error(f"not valid TOML: {err}", path=str(path)) from err
 
 
 def parse_policy(document: Mapping[str, Any], *, source: Path) -> Policy:
