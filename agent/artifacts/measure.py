@@ -269,14 +269,19 @@ class _Job:
         with self._cond:
             while throttle and self._pending >= self._limit and self.error is None:
                 self._cond.wait(_PROGRESS_EVERY_S)
-                if self.progress is not None:
-                    self._cond.release()
-                    try:
-                        self.report()
-                    finally:
-                        self._cond.acquire()
+                self._report_while_waiting()
             self._pending += 1
         self.pool.submit(self._run, task, args)
+
+    def _report_while_waiting(self) -> None:
+        """Report progress from inside a wait on ``_cond``, without holding it meanwhile."""
+        if self.progress is None:
+            return
+        self._cond.release()
+        try:
+            self.report()
+        finally:
+            self._cond.acquire()
 
     def _run(self, task: Callable[..., None], args: tuple[object, ...]) -> None:
         try:
@@ -302,12 +307,7 @@ class _Job:
             with self._cond:
                 while self._pending:
                     self._cond.wait(_PROGRESS_EVERY_S if self.progress else None)
-                    if self.progress is not None:
-                        self._cond.release()
-                        try:
-                            self.report()
-                        finally:
-                            self._cond.acquire()
+                    self._report_while_waiting()
         finally:
             self.pool.shutdown(wait=True)
         if self.error is not None:
