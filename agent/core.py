@@ -67,7 +67,6 @@ from attestd.evidence import (
     key_id,
     now_rfc3339,
     public_key_pem,
-    replay,
     report_data_for,
     sign_statement,
     subjects_digest,
@@ -367,7 +366,7 @@ class Agent:
             binding = Binding(
                 nonce=nonce,
                 subjects_digest=subjects_digest(subjects),
-                log_head=replay(events),
+                log_head=self._store.head,  # the store keeps the head replay() would give
                 agent_key_id=self._key_id,
                 issued_at=datetime.now(UTC),
             )
