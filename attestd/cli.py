@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -279,7 +279,14 @@ def _appraise_and_report(
     result = appraise(evidence, nonce=nonce, policy=policy, now=args.now)
     if signer is not None:
         digest = policy_digest(_read_file(str(args.policy)))
-        token = sign_result(result, signer, policy_digest=digest, nonce=nonce, now=args.now)
+        token = sign_result(
+            result,
+            signer,
+            policy_digest=digest,
+            nonce=nonce,
+            now=args.now,
+            lifetime=_result_lifetime(args),
+        )
         _write_result_token(token, args)
     report = result.to_json()
     if getattr(args, "summary", False):
@@ -706,7 +713,9 @@ def cmd_chain_verify(args: argparse.Namespace) -> int:
         from attestd.verifier.ear import policy_digest, sign_chain_result
 
         digest = policy_digest(_read_file(str(args.layout)))
-        token = sign_chain_result(result, signer, policy_digest=digest, now=args.now)
+        token = sign_chain_result(
+            result, signer, policy_digest=digest, now=args.now, lifetime=_result_lifetime(args)
+        )
         _write_result_token(token, args)
     if args.json:
         _print_json(result.to_json())
@@ -903,6 +912,22 @@ def _add_result_options(parser: argparse.ArgumentParser) -> None:
         "--result-key", metavar="PEM", type=Path, help="the verifier's P-256 private key"
     )
     group.add_argument("--result-out", metavar="FILE", help="write the signed result here (or -)")
+    group.add_argument(
+        "--result-lifetime",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        help="how long the result is valid: exp = iat + SECONDS (default: 3600)",
+    )
+
+
+def _positive_seconds(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("the lifetime must be at least one second")
+    return seconds
 
 
 def _result_signer(args: argparse.Namespace) -> ResultSigner | None:
@@ -912,8 +937,18 @@ def _result_signer(args: argparse.Namespace) -> ResultSigner | None:
     if (args.result_key is None) != (args.result_out is None):
         raise UsageError("--result-key and --result-out go together")
     if args.result_key is None:
+        if args.result_lifetime is not None:
+            raise UsageError("--result-lifetime needs --result-key and --result-out")
         return None
     return load_signing_key(_read_file(str(args.result_key)))
+
+
+def _result_lifetime(args: argparse.Namespace) -> timedelta:
+    from attestd.verifier.ear import DEFAULT_RESULT_LIFETIME
+
+    if args.result_lifetime is None:
+        return DEFAULT_RESULT_LIFETIME
+    return timedelta(seconds=args.result_lifetime)
 
 
 def _write_result_token(token: str, args: argparse.Namespace) -> None:
@@ -932,20 +967,21 @@ def cmd_result_verify(args: argparse.Namespace) -> int:
         ResultFormatError,
         ResultKeyError,
         load_verification_key,
+        result_statuses,
         verify_result,
     )
 
     key = load_verification_key(_read_file(str(args.key)))
     token = _read_file(args.token)
     try:
-        claims = verify_result(token, key, nonce=args.nonce)
+        claims = verify_result(token, key, nonce=args.nonce, now=args.now)
     except (ResultFormatError, ResultKeyError):
         raise  # unreadable input: exit 2
     except ResultError as err:
         print(f"attestctl: result REJECTED: {err.diagnostics()}", file=sys.stderr)
         return EXIT_NOT_AFFIRMING
     _print_json(claims)
-    statuses = ", ".join(f"{k}={v.get('ear.status')}" for k, v in claims["submods"].items())
+    statuses = ", ".join(f"{k}={v}" for k, v in result_statuses(claims).items())
     print(f"attestctl: result signature valid; {statuses}", file=sys.stderr)
     return EXIT_OK
 
@@ -960,13 +996,14 @@ def _add_result_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="verify an attestation result's signature and claims",
         description="Verify an EAR attestation result (ES256 JWT) under the verifier's public "
         "key and print its claims. Exit 0 genuine, 1 rejected (signature, algorithm, claims, "
-        "nonce), 2 unreadable input or bad usage. The verdict inside is in each submod's "
-        "ear.status.",
+        "nonce, expired), 2 unreadable input or bad usage. The verdict inside is in each "
+        "submod's ear_status. Tokens of the 2023 Veraison EAR profile are accepted too.",
     )
     sub.set_defaults(handler=cmd_result_verify)
     sub.add_argument("token", metavar="JWT", help="result file, or - for stdin")
     sub.add_argument("--key", required=True, type=Path, help="the verifier's public key (PEM)")
     sub.add_argument("--nonce", type=_hex_nonce, help="the nonce the result must carry (hex)")
+    sub.add_argument("--now", type=_rfc3339, help="check exp as of this time (RFC 3339)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,21 +4,26 @@
 
     result = appraise(evidence, nonce=nonce, policy=policy)
     token = sign_result(result, verifier_key, policy_digest=policy_digest(policy_bytes),
-                        nonce=nonce)
+                        nonce=nonce, lifetime=timedelta(hours=1))
     claims = verify_result(token, verifier_public_key)       # ResultError if not genuine
-    claims["submods"]["tdx"]["ear.status"]                   # "affirming", "warning", ...
+    claims["submods"]["tdx"]["ear_status"]                   # "affirming", "warning", ...
 
-The claims follow draft-ietf-rats-ear (profile ``tag:github.com,2023:veraison/ear``):
+The claims follow draft-ietf-rats-ear-04 (profile ``tag:ietf.org,2026:rats/ear#04``):
 one ``submods`` entry per appraised attester (the TEE for one appraisal, each
-stage and the chain itself for a pipeline), each with an ``ear.status`` and an
-AR4SI ``ear.trustworthiness-vector`` derived from attestd's named checks by
+stage and the chain itself for a pipeline), each with an ``ear_status`` and an
+AR4SI ``ear_trustworthiness_vector`` derived from attestd's named checks by
 the tables below. attestd's own claims are maps under the ``attestd.`` prefix.
 A simulated TEE can never be affirmed: its ``hardware`` and ``runtime-opaque``
-claims are at best a warning, so its ``ear.status`` is too.
+claims are at best a warning, so its ``ear_status`` is too. Every token carries
+``exp``: ``iat`` plus the lifetime it was issued with.
 
-``verify_result`` is strict: ES256 only, a canonical compact JWS, the EAR
-claims present and well typed. It raises a :class:`ResultError` with a stable
-reason for anything else. docs/attestation-results.md describes every claim.
+PyJWT signs and checks the signature; ``verify_result`` adds attestd's strictness
+around it: ES256 only, a canonical compact JWS, no header but ``alg``/``typ``/``kid``,
+the EAR claims present and well typed, ``exp`` not passed (against an injectable
+clock). It also accepts tokens of the 2023 Veraison profile
+(``tag:github.com,2023:veraison/ear``, dotted claim names, no ``exp``) that earlier
+attestd versions issued. It raises a :class:`ResultError` with a stable reason for
+anything else. docs/attestation-results.md describes every claim.
 """
 
 from __future__ import annotations
@@ -30,16 +35,13 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeGuard
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
 
 import attestd
 from attestd.evidence import format_rfc3339, key_id
@@ -47,7 +49,13 @@ from attestd.verifier.chain import ChainResult, StageResult
 from attestd.verifier.errors import VerifierError
 from attestd.verifier.result import AppraisalResult, Check, CheckStatus
 
-EAR_PROFILE = "tag:github.com,2023:veraison/ear"
+EAR_PROFILE = "tag:ietf.org,2026:rats/ear#04"
+"""The profile attestd issues: draft-ietf-rats-ear-04, claim names with underscores."""
+LEGACY_EAR_PROFILE = "tag:github.com,2023:veraison/ear"
+"""The 2023 Veraison profile earlier attestd versions issued (dotted names, no ``exp``).
+``verify_result`` still accepts it, so results already handed out stay checkable."""
+DEFAULT_RESULT_LIFETIME = timedelta(hours=1)
+"""How long a result is valid (``exp - iat``) unless the issuer says otherwise."""
 VERIFIER_ID = {"developer": "attestd", "build": f"attestd {attestd.__version__}"}
 TRUST_CATEGORIES = (
     "instance-identity",
@@ -69,19 +77,23 @@ MAX_TOKEN_BYTES = 1 << 20
 __all__ = [
     "APPRAISAL_CLAIMS",
     "CHAIN_CLAIMS",
+    "DEFAULT_RESULT_LIFETIME",
     "EAR_PROFILE",
+    "LEGACY_EAR_PROFILE",
     "STAGE_CLAIMS",
     "TRUST_CATEGORIES",
     "ClaimRule",
     "ResultAlgorithmError",
     "ResultClaimsError",
     "ResultError",
+    "ResultExpiredError",
     "ResultFormatError",
     "ResultKeyError",
     "ResultSignatureError",
     "load_signing_key",
     "load_verification_key",
     "policy_digest",
+    "result_statuses",
     "sign_chain_result",
     "sign_result",
     "tier",
@@ -122,6 +134,12 @@ class ResultClaimsError(ResultError):
     reason = "result_claims_invalid"
 
 
+class ResultExpiredError(ResultError):
+    """The token is genuine but its ``exp`` has passed: the verdict is too old to act on."""
+
+    reason = "result_expired"
+
+
 class ResultKeyError(ResultError):
     """A key that is not an ECDSA P-256 key in PEM."""
 
@@ -156,7 +174,8 @@ def load_verification_key(pem: bytes) -> ec.EllipticCurvePublicKey:
 
 
 def policy_digest(policy: bytes) -> str:
-    """``ear.appraisal-policy-id``: ``sha256:`` + hex SHA-256 of the policy (or layout) file."""
+    """An ``ear_appraisal_policy_ids`` entry: ``sha256:`` + hex SHA-256 of the policy file
+    (or layout file)."""
     return "sha256:" + hashlib.sha256(policy).hexdigest()
 
 
@@ -370,10 +389,10 @@ def _evidence_claim(result: AppraisalResult) -> dict[str, Any]:
 
 def _appraisal_submod(result: AppraisalResult, policy_id: str) -> dict[str, Any]:
     vector = _vector(result.checks, APPRAISAL_CLAIMS, simulated=result.simulated)
-    submod: dict[str, Any] = {"ear.status": _status(result.checks, vector)}
+    submod: dict[str, Any] = {"ear_status": _status(result.checks, vector)}
     if vector:
-        submod["ear.trustworthiness-vector"] = vector
-    submod["ear.appraisal-policy-id"] = policy_id
+        submod["ear_trustworthiness_vector"] = vector
+    submod["ear_appraisal_policy_ids"] = [policy_id]
     submod["attestd.tee"] = _tee_claim(result)
     submod["attestd.evidence"] = _evidence_claim(result)
     submod["attestd.checks"] = _checks_claim(result.checks)
@@ -388,10 +407,10 @@ def _stage_submod(stage: StageResult, policy_id: str) -> dict[str, Any]:
     if appraisal is not None:
         vector = _merge(vector, _vector(appraisal.checks, APPRAISAL_CLAIMS, simulated=simulated))
         checks += appraisal.checks
-    submod: dict[str, Any] = {"ear.status": _status(checks, vector)}
+    submod: dict[str, Any] = {"ear_status": _status(checks, vector)}
     if vector:
-        submod["ear.trustworthiness-vector"] = vector
-    submod["ear.appraisal-policy-id"] = policy_id
+        submod["ear_trustworthiness_vector"] = vector
+    submod["ear_appraisal_policy_ids"] = [policy_id]
     if appraisal is not None:
         submod["attestd.tee"] = _tee_claim(appraisal)
         submod["attestd.evidence"] = _evidence_claim(appraisal)
@@ -411,10 +430,10 @@ def _stage_submod(stage: StageResult, policy_id: str) -> dict[str, Any]:
 
 def _chain_submod(result: ChainResult, labels: Sequence[str], policy_id: str) -> dict[str, Any]:
     vector = _vector(result.checks, CHAIN_CLAIMS, simulated=False)
-    submod: dict[str, Any] = {"ear.status": _status(result.all_checks, vector)}
+    submod: dict[str, Any] = {"ear_status": _status(result.all_checks, vector)}
     if vector:
-        submod["ear.trustworthiness-vector"] = vector
-    submod["ear.appraisal-policy-id"] = policy_id
+        submod["ear_trustworthiness_vector"] = vector
+    submod["ear_appraisal_policy_ids"] = [policy_id]
     submod["attestd.chain"] = {
         "pipeline": result.pipeline,
         "run-id": result.run_id,
@@ -435,21 +454,38 @@ def _unique(label: str, used: set[str]) -> str:
     return candidate
 
 
-def _claims(
-    submods: dict[str, Any], now: datetime | None, nonce: bytes | None, simulated: bool
-) -> dict[str, Any]:
+def _aware(now: datetime | None) -> datetime:
     moment = now or datetime.now(UTC)
     if moment.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
+    return moment
+
+
+def _lifetime_seconds(lifetime: timedelta) -> int:
+    seconds = int(lifetime.total_seconds())
+    if seconds < 1:
+        raise ValueError("a result's lifetime must be at least one second")
+    return seconds
+
+
+def _claims(
+    submods: dict[str, Any],
+    now: datetime | None,
+    nonce: bytes | None,
+    simulated: bool,
+    lifetime: timedelta,
+) -> dict[str, Any]:
+    iat = int(_aware(now).timestamp())
     claims: dict[str, Any] = {
         "eat_profile": EAR_PROFILE,
-        "iat": int(moment.timestamp()),
-        "ear.verifier-id": dict(VERIFIER_ID),
+        "iat": iat,
+        "exp": iat + _lifetime_seconds(lifetime),
+        "ear_verifier_id": dict(VERIFIER_ID),
     }
     if nonce is not None:
         claims["eat_nonce"] = _b64encode(nonce)
     claims["submods"] = submods
-    statuses = [str(s["ear.status"]) for s in submods.values()]
+    statuses = [str(s["ear_status"]) for s in submods.values()]
     claims["attestd.result"] = {
         "status": max(statuses, key=STATUSES.index),
         "simulated": simulated,
@@ -464,15 +500,17 @@ def sign_result(
     policy_digest: str,
     nonce: bytes | None = None,
     now: datetime | None = None,
+    lifetime: timedelta = DEFAULT_RESULT_LIFETIME,
 ) -> str:
     """The EAR of one appraisal as a compact JWS (ES256), one submod named after the TEE.
 
     ``policy_digest`` is ``policy_digest(policy file bytes)``; ``nonce`` the one the
-    evidence was asked for (``eat_nonce``); ``now`` the ``iat`` (aware; default: now).
+    evidence was asked for (``eat_nonce``); ``now`` the ``iat`` (aware; default: now);
+    ``exp`` is ``iat + lifetime`` (whole seconds, at least one).
     """
     label = result.tee.value if result.tee is not None else "unknown"
     submods = {label: _appraisal_submod(result, policy_digest)}
-    return _sign(_claims(submods, now, nonce, result.simulated), key)
+    return _sign(_claims(submods, now, nonce, result.simulated, lifetime), key)
 
 
 def sign_chain_result(
@@ -481,10 +519,12 @@ def sign_chain_result(
     *,
     policy_digest: str,
     now: datetime | None = None,
+    lifetime: timedelta = DEFAULT_RESULT_LIFETIME,
 ) -> str:
     """The EAR of a verified chain: one submod per stage (by stage name) and one, ``chain``,
     for the chain's own checks, whose status is also no better than any stage's.
-    ``policy_digest`` is that of the layout file."""
+    ``policy_digest`` is that of the layout file; ``now`` and ``lifetime`` as for
+    :func:`sign_result`."""
     used = {"chain"}
     submods: dict[str, Any] = {}
     for stage in result.stages:
@@ -492,14 +532,14 @@ def sign_chain_result(
         submods[label] = _stage_submod(stage, policy_digest)
     chain = _chain_submod(result, list(submods), policy_digest)
     # The chain as a whole is no better than its worst stage (a simulated one included).
-    statuses = [chain["ear.status"]] + [s["ear.status"] for s in submods.values()]
-    chain["ear.status"] = max(statuses, key=STATUSES.index)
+    statuses = [chain["ear_status"]] + [s["ear_status"] for s in submods.values()]
+    chain["ear_status"] = max(statuses, key=STATUSES.index)
     submods["chain"] = chain
     simulated = any(s.appraisal is not None and s.appraisal.simulated for s in result.stages)
-    return _sign(_claims(submods, now, None, simulated), key)
+    return _sign(_claims(submods, now, None, simulated, lifetime), key)
 
 
-# -- JWS ---------------------------------------------------------------------------------
+# -- JWS (PyJWT) and attestd's strictness around it ---------------------------------------
 
 
 def _b64encode(data: bytes) -> str:
@@ -511,21 +551,29 @@ def _b64decode(part: str, what: str) -> bytes:
         data = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
     except (binascii.Error, ValueError):
         raise ResultFormatError(f"the {what} is not base64url") from None
-    # Only the canonical, unpadded spelling: one token, one byte string.
+    # Only the canonical, unpadded spelling: one token, one byte string. PyJWT is
+    # lenient here (it accepts padding), so this check stays ours.
     if _b64encode(data) != part:
         raise ResultFormatError(f"the {what} is not canonical unpadded base64url")
     return data
 
 
-def _sign(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+def _require_p256(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> None:
+    if not isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) or (
+        key.curve.name != "secp256r1"
+    ):
         raise ResultKeyError("the result key must be an ECDSA P-256 key (ES256)")
-    header = {"alg": "ES256", "typ": "JWT", "kid": key_id(key.public_key())}
-    signing_input = ".".join(
-        _b64encode(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+
+
+def _sign(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ResultKeyError("the result key must be an ECDSA P-256 private key (ES256)")
+    _require_p256(key)
+    # PyJWT writes the header {"alg": "ES256", "kid": ..., "typ": "JWT"} and a raw r||s
+    # signature (RFC 7518 §3.4), base64url without padding.
+    return jwt.encode(
+        dict(claims), key, algorithm="ES256", headers={"kid": key_id(key.public_key())}
     )
-    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    return f"{signing_input}.{_b64encode(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
@@ -549,41 +597,63 @@ def _json_object(data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+# PyJWT checks the signature and the algorithm; the clock checks are ours, because
+# PyJWT reads the system clock and the verifier takes an injectable ``now``.
+_PYJWT_OPTIONS: jwt.types.Options = {
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+}
+
+
 def verify_result(
-    token: str | bytes, public_key: ec.EllipticCurvePublicKey, *, nonce: bytes | None = None
+    token: str | bytes,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    nonce: bytes | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The claims of an EAR JWT, once its ES256 signature and claims check out.
 
-    ``nonce``, if given, must be the token's ``eat_nonce``. Raises a ResultError:
-    ResultFormatError, ResultAlgorithmError, ResultSignatureError or ResultClaimsError.
+    ``nonce``, if given, must be the token's ``eat_nonce``; ``now`` (aware; default:
+    the current time) must be before its ``exp``. Both the draft-04 profile and the
+    2023 Veraison one are accepted; the claims come back as signed (use
+    :func:`result_statuses` to read the verdicts of either). Raises a ResultError:
+    ResultFormatError, ResultAlgorithmError, ResultSignatureError, ResultClaimsError
+    or ResultExpiredError.
     """
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != (
-        "secp256r1"
-    ):
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise ResultKeyError("the result key must be an ECDSA P-256 public key (ES256)")
+    _require_p256(public_key)
+    moment = _aware(now)
     text = _token_text(token)
     parts = text.split(".")
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise ResultFormatError("not a compact JWS: expected header.payload.signature")
     header = _json_object(_b64decode(parts[0], "header"), "header")
     _check_header(header)
-    signature = _b64decode(parts[2], "signature")
-    if len(signature) != 64:
-        raise ResultSignatureError(f"an ES256 signature is 64 bytes, not {len(signature)}")
-    der = encode_dss_signature(
-        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-    )
+    _b64decode(parts[1], "payload")
+    _b64decode(parts[2], "signature")
     try:
-        public_key.verify(der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+        jwt.decode(text, public_key, algorithms=["ES256"], options=_PYJWT_OPTIONS)
+    except jwt.InvalidSignatureError:
         expected = key_id(public_key)
         named = header.get("kid")
         whose = f" (it names key {named}, not {expected})" if named not in (None, expected) else ""
         raise ResultSignatureError(
             f"the signature does not verify under key {expected}{whose}"
         ) from None
+    except jwt.InvalidAlgorithmError as err:
+        raise ResultAlgorithmError(str(err)) from None
+    except jwt.DecodeError as err:
+        raise ResultFormatError(f"not a JWT: {err}") from None
+    except jwt.InvalidTokenError as err:
+        raise ResultClaimsError(str(err)) from None
+    # Read the (now authenticated) payload again, strictly: PyJWT tolerates repeated
+    # member names and NaN, which would let two readers see different claims.
     claims = _json_object(_b64decode(parts[1], "payload"), "payload")
-    _check_claims(claims, nonce)
+    _check_claims(claims, nonce, moment)
     return claims
 
 
@@ -609,6 +679,49 @@ def _check_header(header: Mapping[str, Any]) -> None:
         raise ResultAlgorithmError(f"header parameters {', '.join(extra)} are refused")
     if header.get("typ", "JWT") != "JWT":
         raise ResultAlgorithmError(f"typ {header.get('typ')!r} is not JWT")
+    if not isinstance(header.get("kid", ""), str):
+        raise ResultAlgorithmError("the kid header parameter is not a string")
+
+
+# -- the claims, in either profile -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """The claim names of one EAR profile, and whether its tokens must expire."""
+
+    verifier_id: str
+    status: str
+    vector: str
+    policy_ids: str
+    policy_is_list: bool
+    expires: bool
+
+
+_PROFILES: Mapping[str, _Profile] = {
+    EAR_PROFILE: _Profile(
+        "ear_verifier_id",
+        "ear_status",
+        "ear_trustworthiness_vector",
+        "ear_appraisal_policy_ids",
+        policy_is_list=True,
+        expires=True,
+    ),
+    LEGACY_EAR_PROFILE: _Profile(
+        "ear.verifier-id",
+        "ear.status",
+        "ear.trustworthiness-vector",
+        "ear.appraisal-policy-id",
+        policy_is_list=False,
+        expires=False,
+    ),
+}
+
+
+def result_statuses(claims: Mapping[str, Any]) -> dict[str, str]:
+    """Each submod's EAR status in claims ``verify_result`` returned, in either profile."""
+    names = _PROFILES[claims["eat_profile"]]
+    return {str(label): str(s[names.status]) for label, s in claims["submods"].items()}
 
 
 def _require(condition: bool, message: str) -> None:
@@ -616,21 +729,34 @@ def _require(condition: bool, message: str) -> None:
         raise ResultClaimsError(message)
 
 
-def _check_claims(claims: Mapping[str, Any], nonce: bytes | None) -> None:
-    _require(claims.get("eat_profile") == EAR_PROFILE, f"eat_profile is not {EAR_PROFILE}")
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_claims(claims: Mapping[str, Any], nonce: bytes | None, now: datetime) -> None:
+    profile = claims.get("eat_profile")
+    _require(
+        isinstance(profile, str) and profile in _PROFILES,
+        f"eat_profile is not {EAR_PROFILE} (nor {LEGACY_EAR_PROFILE})",
+    )
+    names = _PROFILES[str(profile)]
     iat = claims.get("iat")
-    _require(isinstance(iat, int) and not isinstance(iat, bool) and iat >= 0, "iat is missing")
-    verifier = claims.get("ear.verifier-id")
+    if not (_is_int(iat) and iat >= 0):
+        raise ResultClaimsError("iat is missing or not a non-negative integer")
+    exp = claims.get("exp")
+    if (names.expires or exp is not None) and not (_is_int(exp) and exp > iat):
+        raise ResultClaimsError("exp is missing or not an integer after iat")
+    verifier = claims.get(names.verifier_id)
     _require(
         isinstance(verifier, dict)
         and all(isinstance(verifier.get(k), str) for k in ("developer", "build")),
-        "ear.verifier-id needs developer and build",
+        f"{names.verifier_id} needs developer and build",
     )
     submods = claims.get("submods")
     _require(isinstance(submods, dict) and bool(submods), "submods is missing or empty")
     assert isinstance(submods, dict)
     for label, submod in submods.items():
-        _check_submod(str(label), submod)
+        _check_submod(str(label), submod, names)
     if "eat_nonce" in claims or nonce is not None:
         sent = claims.get("eat_nonce")
         _require(isinstance(sent, str), "eat_nonce is missing or not a string")
@@ -641,23 +767,32 @@ def _check_claims(claims: Mapping[str, Any], nonce: bytes | None) -> None:
             raise ResultClaimsError(err.message) from None
         if nonce is not None:
             _require(hmac.compare_digest(carried, nonce), "eat_nonce is not the nonce sent")
+    if _is_int(exp) and int(now.timestamp()) >= exp:
+        expired = format_rfc3339(datetime.fromtimestamp(exp, UTC))
+        raise ResultExpiredError(f"the result expired at {expired}; ask for a new appraisal")
 
 
-def _check_submod(label: str, submod: Any) -> None:
+def _check_submod(label: str, submod: Any, names: _Profile) -> None:
     _require(isinstance(submod, dict), f"submod {label!r} is not a map")
-    status = submod.get("ear.status")
-    _require(status in STATUSES, f"submod {label!r}: ear.status {status!r} is not a trust tier")
-    vector = submod.get("ear.trustworthiness-vector", {})
+    status = submod.get(names.status)
+    _require(status in STATUSES, f"submod {label!r}: {names.status} {status!r} is not a trust tier")
+    vector = submod.get(names.vector, {})
     _require(isinstance(vector, dict), f"submod {label!r}: the trustworthiness vector is not a map")
     for category, value in vector.items():
         _require(category in TRUST_CATEGORIES, f"submod {label!r}: unknown claim {category!r}")
         _require(
-            isinstance(value, int) and not isinstance(value, bool) and -128 <= value <= 127,
+            _is_int(value) and -128 <= value <= 127,
             f"submod {label!r}: {category} is not an integer in -128..127",
         )
         _require(
             STATUSES.index(tier(value)) <= STATUSES.index(status),
-            f"submod {label!r}: ear.status {status} is better than its {category} claim {value}",
+            f"submod {label!r}: {names.status} {status} is better than its {category} "
+            f"claim {value}",
         )
-    policy_id = submod.get("ear.appraisal-policy-id", "")
-    _require(isinstance(policy_id, str), f"submod {label!r}: ear.appraisal-policy-id")
+    policy = submod.get(names.policy_ids, [] if names.policy_is_list else "")
+    well_typed = (
+        isinstance(policy, list) and all(isinstance(p, str) for p in policy)
+        if names.policy_is_list
+        else isinstance(policy, str)
+    )
+    _require(well_typed, f"submod {label!r}: {names.policy_ids} is not well typed")

@@ -7,9 +7,11 @@ import dataclasses
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,6 +43,7 @@ from attestd.verifier import (
     verify_result,
 )
 from attestd.verifier.chain import verify_chain
+from attestd.verifier.ear import LEGACY_EAR_PROFILE, ResultExpiredError, result_statuses
 from attestd.verifier.layout import load_layout
 from attestd.verifier.policy import Policy
 from tests.verifier.chain_builder import (
@@ -106,14 +109,16 @@ def test_signed_result_round_trips_with_the_ear_claims(
 ) -> None:
     result = appraised(scenario, policy)
     token = sign_result(result, key, policy_digest=POLICY_ID, nonce=NONCE, now=scenario.now)
-    claims = verify_result(token, key.public_key(), nonce=NONCE)
-    assert claims["eat_profile"] == EAR_PROFILE == "tag:github.com,2023:veraison/ear"
+    claims = verify_result(token, key.public_key(), nonce=NONCE, now=scenario.now)
+    assert claims["eat_profile"] == EAR_PROFILE == "tag:ietf.org,2026:rats/ear#04"
     assert claims["iat"] == int(scenario.now.timestamp())
-    assert claims["ear.verifier-id"]["developer"] == "attestd"
-    assert claims["ear.verifier-id"]["build"].startswith("attestd ")
+    assert claims["exp"] == claims["iat"] + 3600  # the default lifetime: one hour
+    assert claims["ear_verifier_id"]["developer"] == "attestd"
+    assert claims["ear_verifier_id"]["build"].startswith("attestd ")
     assert base64.urlsafe_b64decode(claims["eat_nonce"] + "==") == NONCE
     tdx = submod(claims)
-    assert tdx["ear.appraisal-policy-id"] == POLICY_ID
+    assert tdx["ear_appraisal_policy_ids"] == [POLICY_ID]
+    assert not any(name.startswith("ear.") for name in [*claims, *tdx])
     assert list(tdx["attestd.checks"]) == [c.name for c in result.checks]
     assert tdx["attestd.checks"]["nonce"] == {
         "status": "pass",
@@ -161,8 +166,8 @@ def test_a_tampered_header_is_refused(token: str, key: ec.EllipticCurvePrivateKe
 def test_a_tampered_payload_is_refused(token: str, key: ec.EllipticCurvePrivateKey) -> None:
     header, payload, signature = token_parts(token)
     claims = decode(payload)
-    claims["submods"]["tdx"]["ear.status"] = "affirming"
-    claims["submods"]["tdx"]["ear.trustworthiness-vector"]["hardware"] = 2
+    claims["submods"]["tdx"]["ear_status"] = "affirming"
+    claims["submods"]["tdx"]["ear_trustworthiness_vector"]["hardware"] = 2
     forged = b64(json.dumps(claims).encode())
     with pytest.raises(ResultSignatureError) as caught:
         verify_result(f"{header}.{forged}.{signature}", key.public_key())
@@ -260,15 +265,21 @@ def _sign_claims(claims: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str
     return ear._sign(claims, key)
 
 
+NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+IAT = int(NOW.timestamp())
+
+
 def _good_claims() -> dict[str, Any]:
     return {
         "eat_profile": EAR_PROFILE,
-        "iat": 1,
-        "ear.verifier-id": {"developer": "attestd", "build": "attestd test"},
+        "iat": IAT,
+        "exp": IAT + 60,
+        "ear_verifier_id": {"developer": "attestd", "build": "attestd test"},
         "submods": {
-            "tdx": {"ear.status": "warning", "ear.trustworthiness-vector": {"hardware": 32}}
+            "tdx": {"ear_status": "warning", "ear_trustworthiness_vector": {"hardware": 32},
+                    "ear_appraisal_policy_ids": [POLICY_ID]}
         },
-    }
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -277,24 +288,34 @@ def _good_claims() -> dict[str, Any]:
         ({"eat_profile": "tag:example.com,2024:other"}, "eat_profile"),
         ({"iat": 1.5}, "iat"),
         ({"iat": True}, "iat"),
-        ({"ear.verifier-id": {"developer": "attestd"}}, "verifier-id"),
+        ({"exp": None}, "exp"),
+        ({"exp": IAT}, "exp"),
+        ({"exp": str(IAT + 60)}, "exp"),
+        ({"ear_verifier_id": {"developer": "attestd"}}, "verifier_id"),
+        ({"ear_verifier_id": None, "ear.verifier-id": {"developer": "a", "build": "b"}},
+         "verifier_id"),  # the old name does not count under the new profile
         ({"submods": {}}, "submods"),
-        ({"submods": {"tdx": {"ear.status": "fine"}}}, "trust tier"),
-        ({"submods": {"tdx": {"ear.status": "affirming",
-                              "ear.trustworthiness-vector": {"hardware": 96}}}}, "better than"),
-        ({"submods": {"tdx": {"ear.status": "warning",
-                              "ear.trustworthiness-vector": {"firmware": 2}}}}, "unknown claim"),
-        ({"submods": {"tdx": {"ear.status": "warning",
-                              "ear.trustworthiness-vector": {"hardware": 300}}}}, "-128..127"),
+        ({"submods": {"tdx": {"ear_status": "fine"}}}, "trust tier"),
+        ({"submods": {"tdx": {"ear.status": "warning"}}}, "trust tier"),
+        ({"submods": {"tdx": {"ear_status": "affirming",
+                              "ear_trustworthiness_vector": {"hardware": 96}}}}, "better than"),
+        ({"submods": {"tdx": {"ear_status": "warning",
+                              "ear_trustworthiness_vector": {"firmware": 2}}}}, "unknown claim"),
+        ({"submods": {"tdx": {"ear_status": "warning",
+                              "ear_trustworthiness_vector": {"hardware": 300}}}}, "-128..127"),
+        ({"submods": {"tdx": {"ear_status": "warning",
+                              "ear_appraisal_policy_ids": POLICY_ID}}}, "policy_ids"),
         ({"eat_nonce": "not base64!"}, "eat_nonce"),
     ],
 )  # fmt: skip
 def test_claims_that_are_not_an_ear_are_refused_even_when_signed(
     key: ec.EllipticCurvePrivateKey, change: dict[str, Any], message: str
 ) -> None:
-    token = _sign_claims(_good_claims() | change, key)
+    assert verify_result(_sign_claims(_good_claims(), key), key.public_key(), now=NOW)
+    claims = {k: v for k, v in (_good_claims() | change).items() if v is not None}
+    token = _sign_claims(claims, key)
     with pytest.raises(ResultClaimsError, match=message):
-        verify_result(token, key.public_key())
+        verify_result(token, key.public_key(), now=NOW)
 
 
 def test_the_nonce_must_match_when_the_relying_party_gives_one(
@@ -305,7 +326,7 @@ def test_the_nonce_must_match_when_the_relying_party_gives_one(
         verify_result(token, key.public_key(), nonce=b"\x00" * 32)
     no_nonce = _sign_claims(_good_claims(), key)
     with pytest.raises(ResultClaimsError, match="eat_nonce"):
-        verify_result(no_nonce, key.public_key(), nonce=NONCE)
+        verify_result(no_nonce, key.public_key(), nonce=NONCE, now=NOW)
 
 
 def test_only_p256_keys_sign_and_verify(token: str) -> None:
@@ -321,6 +342,129 @@ def test_only_p256_keys_sign_and_verify(token: str) -> None:
         load_signing_key(pem)
     with pytest.raises(ResultKeyError):
         load_verification_key(b"-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n")
+
+
+# -- expiry ------------------------------------------------------------------------------
+
+
+def test_a_result_expires_after_its_lifetime_and_then_is_refused_by_name(
+    scenario: Scenario, policy: Policy, key: ec.EllipticCurvePrivateKey
+) -> None:
+    issued = scenario.now
+    token = sign_result(
+        appraised(scenario, policy),
+        key,
+        policy_digest=POLICY_ID,
+        now=issued,
+        lifetime=timedelta(minutes=5),
+    )
+    claims = verify_result(token, key.public_key(), now=issued + timedelta(seconds=299))
+    assert claims["exp"] - claims["iat"] == 300
+    with pytest.raises(ResultExpiredError, match="expired at") as caught:
+        verify_result(token, key.public_key(), now=issued + timedelta(seconds=300))
+    assert caught.value.reason == "result_expired"
+    # Without a clock, verification reads the current time: this token is long gone.
+    stale = sign_result(
+        appraised(scenario, policy),
+        key,
+        policy_digest=POLICY_ID,
+        now=datetime.now(UTC) - timedelta(hours=2),
+    )
+    with pytest.raises(ResultExpiredError):
+        verify_result(stale, key.public_key())
+    assert verify_result(
+        stale, key.public_key(), now=datetime.now(UTC) - timedelta(hours=1, seconds=1)
+    )
+
+
+def test_a_chain_result_expires_too(
+    pipeline: Pipeline, tmp_path: Path, key: ec.EllipticCurvePrivateKey
+) -> None:
+    result = verify_chain(attestation_bytes(pipeline.run()), load_layout(pipeline.layout(tmp_path)))
+    token = sign_chain_result(
+        result, key, policy_digest=POLICY_ID, now=NOW, lifetime=timedelta(days=1)
+    )
+    assert verify_result(token, key.public_key(), now=NOW)["exp"] == IAT + 86400
+    with pytest.raises(ResultExpiredError):
+        verify_result(token, key.public_key(), now=NOW + timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    "lifetime", [timedelta(0), timedelta(seconds=-5), timedelta(milliseconds=500)]
+)
+def test_a_lifetime_under_one_second_is_a_programming_error(
+    scenario: Scenario, policy: Policy, key: ec.EllipticCurvePrivateKey, lifetime: timedelta
+) -> None:
+    with pytest.raises(ValueError, match="lifetime"):
+        sign_result(appraised(scenario, policy), key, policy_digest=POLICY_ID, lifetime=lifetime)
+
+
+def test_a_naive_verification_clock_is_a_programming_error(
+    token: str, key: ec.EllipticCurvePrivateKey
+) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verify_result(token, key.public_key(), now=datetime(2026, 1, 1))
+
+
+# -- the 2023 Veraison profile that earlier attestd versions issued -----------------------
+
+
+def _legacy_claims() -> dict[str, Any]:
+    """A result as attestd issued it before draft-04: dotted names, no exp, one policy id."""
+    return {
+        "eat_profile": "tag:github.com,2023:veraison/ear",
+        "iat": IAT,
+        "ear.verifier-id": {"developer": "attestd", "build": "attestd 0.1.0"},
+        "eat_nonce": b64(NONCE),
+        "submods": {
+            "tdx": {
+                "ear.status": "warning",
+                "ear.trustworthiness-vector": {"instance-identity": 2, "hardware": 32},
+                "ear.appraisal-policy-id": POLICY_ID,
+                "attestd.tee": {"type": "tdx", "simulated": True},
+            }
+        },
+        "attestd.result": {"status": "warning", "simulated": True},
+    }
+
+
+def _legacy_token(claims: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
+    # Signed with PyJWT directly, exactly as a third party (or old attestd) would.
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "sha256:" + "00" * 32})
+
+
+def test_a_result_in_the_2023_veraison_profile_is_still_accepted(
+    key: ec.EllipticCurvePrivateKey,
+) -> None:
+    assert LEGACY_EAR_PROFILE == "tag:github.com,2023:veraison/ear" != EAR_PROFILE
+    token = _legacy_token(_legacy_claims(), key)
+    # No exp: an old token never expires by itself (the relying party bounds iat).
+    claims = verify_result(token, key.public_key(), nonce=NONCE, now=NOW + timedelta(days=999))
+    assert claims == _legacy_claims()  # returned as signed, not renamed
+    assert result_statuses(claims) == {"tdx": "warning"}
+    with pytest.raises(ResultSignatureError):
+        verify_result(token, ec.generate_private_key(ec.SECP256R1()).public_key())
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"submods": {"tdx": {"ear_status": "warning"}}}, ResultClaimsError, "trust tier"),
+        ({"submods": {"tdx": {"ear.status": "affirming",
+                              "ear.trustworthiness-vector": {"hardware": 96}}}},
+         ResultClaimsError, "better than"),
+        ({"submods": {"tdx": {"ear.status": "none", "ear.appraisal-policy-id": [POLICY_ID]}}},
+         ResultClaimsError, "policy-id"),
+        ({"ear.verifier-id": {"build": "x"}}, ResultClaimsError, "verifier-id"),
+        ({"exp": IAT + 60}, ResultExpiredError, "expired"),  # an exp, where present, counts
+    ],
+)  # fmt: skip
+def test_a_2023_profile_result_is_checked_as_strictly(
+    key: ec.EllipticCurvePrivateKey, change: dict[str, Any], error: type[ResultError], message: str
+) -> None:
+    token = _legacy_token(_legacy_claims() | change, key)
+    with pytest.raises(error, match=message):
+        verify_result(token, key.public_key(), now=NOW + timedelta(hours=1))
 
 
 # -- the trust vector --------------------------------------------------------------------
@@ -351,8 +495,8 @@ def test_an_affirmed_hardware_appraisal_affirms_every_claim(
     result = as_hardware(appraised(scenario, policy))
     assert result.status is AppraisalStatus.AFFIRMING
     tdx = submod(signed(result, key))
-    assert tdx["ear.status"] == "affirming"
-    assert tdx["ear.trustworthiness-vector"] == {
+    assert tdx["ear_status"] == "affirming"
+    assert tdx["ear_trustworthiness_vector"] == {
         "instance-identity": 2,
         "configuration": 2,
         "executables": 2,
@@ -373,9 +517,9 @@ def test_a_warning_names_its_claim(
     result = as_hardware(appraised(scenario, policy))
     assert result.status is AppraisalStatus.WARNING
     tdx = submod(signed(result, key))
-    assert tdx["ear.status"] == "warning"
-    assert tdx["ear.trustworthiness-vector"]["executables"] == 32
-    assert tdx["ear.trustworthiness-vector"]["hardware"] == 2
+    assert tdx["ear_status"] == "warning"
+    assert tdx["ear_trustworthiness_vector"]["executables"] == 32
+    assert tdx["ear_trustworthiness_vector"]["hardware"] == 2
     assert tdx["attestd.checks"]["rtmr2"]["reason"] == "reference_value_absent"
 
 
@@ -389,8 +533,8 @@ def test_a_contraindicated_appraisal_names_its_claims(
     result = as_hardware(appraised(scenario, policy, wrong_nonce))
     assert result.status is AppraisalStatus.CONTRAINDICATED
     tdx = submod(signed(result, key))
-    vector = tdx["ear.trustworthiness-vector"]
-    assert tdx["ear.status"] == "contraindicated"
+    vector = tdx["ear_trustworthiness_vector"]
+    assert tdx["ear_status"] == "contraindicated"
     assert vector["executables"] == 96  # MRTD is not an allowed value
     assert vector["instance-identity"] == 99  # the binding carries another nonce
     assert vector["hardware"] == 2  # the quote itself is genuine
@@ -408,8 +552,8 @@ def test_a_quote_under_another_root_is_unrecognized_hardware(
     result = appraised(scenario, intel)
     assert result.check("quote_signature").reason == "root_of_trust_mismatch"
     tdx = submod(signed(result, key))
-    assert tdx["ear.trustworthiness-vector"]["hardware"] == 97
-    assert tdx["ear.status"] == "contraindicated"
+    assert tdx["ear_trustworthiness_vector"]["hardware"] == 97
+    assert tdx["ear_status"] == "contraindicated"
 
 
 def test_simulated_evidence_never_yields_affirming_hardware(
@@ -419,9 +563,9 @@ def test_simulated_evidence_never_yields_affirming_hardware(
     assert result.simulated and result.status is AppraisalStatus.AFFIRMING
     claims = signed(result, key)
     tdx = submod(claims)
-    assert tdx["ear.trustworthiness-vector"]["hardware"] == 32
-    assert tdx["ear.trustworthiness-vector"]["runtime-opaque"] == 32
-    assert tdx["ear.status"] == "warning"
+    assert tdx["ear_trustworthiness_vector"]["hardware"] == 32
+    assert tdx["ear_trustworthiness_vector"]["runtime-opaque"] == 32
+    assert tdx["ear_status"] == "warning"
     assert tdx["attestd.tee"]["simulated"] is True
     assert tdx["attestd.tee"]["root-of-trust"]["evidence-simulated"] is True
     assert claims["attestd.result"] == {"status": "warning", "simulated": True}
@@ -453,13 +597,13 @@ def test_a_chain_result_has_one_submod_per_stage_and_one_for_the_chain(
     for stage, tee in zip(STAGES, ["tdx", "sev-snp", "tdx", "sev-snp"], strict=True):
         stage_claims = claims["submods"][stage]
         assert stage_claims["attestd.tee"]["type"] == tee
-        assert stage_claims["ear.trustworthiness-vector"]["hardware"] == 32  # simulated
-        assert stage_claims["ear.trustworthiness-vector"]["sourced-data"] == 2
-        assert stage_claims["ear.status"] == "warning"
+        assert stage_claims["ear_trustworthiness_vector"]["hardware"] == 32  # simulated
+        assert stage_claims["ear_trustworthiness_vector"]["sourced-data"] == 2
+        assert stage_claims["ear_status"] == "warning"
         assert "evidence.quote_signature" in stage_claims["attestd.checks"]
     chain = claims["submods"]["chain"]
-    assert chain["ear.trustworthiness-vector"] == {"sourced-data": 2}
-    assert chain["ear.status"] == "warning"  # no better than its simulated stages
+    assert chain["ear_trustworthiness_vector"] == {"sourced-data": 2}
+    assert chain["ear_status"] == "warning"  # no better than its simulated stages
     assert chain["attestd.chain"]["stages"] == list(STAGES)
 
 
@@ -473,8 +617,8 @@ def test_a_broken_chain_is_contraindicated(
         sign_chain_result(result, key, policy_digest=POLICY_ID), key.public_key()
     )
     chain = claims["submods"]["chain"]
-    assert chain["ear.status"] == "contraindicated"
-    assert chain["ear.trustworthiness-vector"]["sourced-data"] == 96
+    assert chain["ear_status"] == "contraindicated"
+    assert chain["ear_trustworthiness_vector"]["sourced-data"] == 96
     assert claims["attestd.result"]["status"] == "contraindicated"
 
 
@@ -522,21 +666,78 @@ def test_cli_writes_a_result_that_result_verify_accepts_and_rejects_tampered(
     args = _verify_args(scenario, tmp_path)
     assert main([*args, "--result-key", str(private), "--result-out", str(out)]) == 0
     capsys.readouterr()
-    assert main(["result", "verify", str(out), "--key", str(public), "--nonce", NONCE.hex()]) == 0
+    now = ["--now", format_rfc3339(scenario.now)]  # the time the result was issued (--now)
+    assert (
+        main(["result", "verify", str(out), "--key", str(public), "--nonce", NONCE.hex(), *now])
+        == 0
+    )
     captured = capsys.readouterr()
     claims = json.loads(captured.out)
-    assert claims["submods"]["tdx"]["ear.status"] == "warning"
+    assert claims["submods"]["tdx"]["ear_status"] == "warning"
     assert "tdx=warning" in captured.err
     digest = policy_digest((tmp_path / "policy" / "policy.toml").read_bytes())
-    assert claims["submods"]["tdx"]["ear.appraisal-policy-id"] == digest
+    assert claims["submods"]["tdx"]["ear_appraisal_policy_ids"] == [digest]
 
     header, payload, signature = out.read_text().strip().split(".")
     forged = decode(payload)
-    forged["submods"]["tdx"]["ear.status"] = "contraindicated"
+    forged["submods"]["tdx"]["ear_status"] = "contraindicated"
     tampered = tmp_path / "tampered.jwt"
     tampered.write_text(f"{header}.{b64(json.dumps(forged).encode())}.{signature}\n")
-    assert main(["result", "verify", str(tampered), "--key", str(public)]) == 1
+    assert main(["result", "verify", str(tampered), "--key", str(public), *now]) == 1
     assert "result_signature_invalid" in capsys.readouterr().err
+
+
+def test_cli_result_lifetime_sets_exp_and_result_verify_refuses_an_expired_result(
+    scenario: Scenario,
+    tmp_path: Path,
+    keys: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    private, public = keys
+    out = tmp_path / "r.jwt"
+    args = [
+        *_verify_args(scenario, tmp_path),
+        "--result-key",
+        str(private),
+        "--result-out",
+        str(out),
+    ]
+    assert main([*args, "--result-lifetime", "120"]) == 0
+    capsys.readouterr()
+    issued = scenario.now
+    verify = ["result", "verify", str(out), "--key", str(public), "--now"]
+    assert main([*verify, format_rfc3339(issued + timedelta(seconds=119))]) == 0
+    assert json.loads(capsys.readouterr().out)["exp"] == int(issued.timestamp()) + 120
+    assert main([*verify, format_rfc3339(issued + timedelta(seconds=120))]) == 1
+    assert "result REJECTED: result_expired" in capsys.readouterr().err
+
+
+def test_cli_result_verify_accepts_a_2023_profile_result(
+    tmp_path: Path,
+    key: ec.EllipticCurvePrivateKey,
+    keys: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, public = keys
+    old = tmp_path / "old.jwt"
+    old.write_text(_legacy_token(_legacy_claims(), key) + "\n")
+    assert main(["result", "verify", str(old), "--key", str(public), "--nonce", NONCE.hex()]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["eat_profile"] == LEGACY_EAR_PROFILE
+    assert "tdx=warning" in captured.err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "soon"])
+def test_cli_result_lifetime_must_be_a_positive_whole_number_of_seconds(
+    scenario: Scenario, tmp_path: Path, keys: tuple[Path, Path], value: str
+) -> None:
+    private, _ = keys
+    args = [*_verify_args(scenario, tmp_path), "--result-key", str(private), "--result-out",
+            str(tmp_path / "r.jwt"), "--result-lifetime", value]  # fmt: skip
+    with pytest.raises(SystemExit) as caught:
+        main(args)
+    assert caught.value.code == 2
+    assert not (tmp_path / "r.jwt").exists()
 
 
 def test_cli_result_verify_refuses_bad_input_with_exit_2(
@@ -560,6 +761,7 @@ def test_cli_result_key_and_out_go_together_and_a_bad_key_stops_early(
     args = _verify_args(scenario, tmp_path)
     assert main([*args, "--result-key", str(private)]) == 2
     assert main([*args, "--result-out", str(tmp_path / "r.jwt")]) == 2
+    assert main([*args, "--result-lifetime", "60"]) == 2  # a lifetime of no result
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key\n")
     assert main([*args, "--result-key", str(bad), "--result-out", str(tmp_path / "r.jwt")]) == 2
@@ -588,6 +790,6 @@ def test_cli_chain_verify_writes_a_chain_result(
     assert main(["result", "verify", str(out), "--key", str(public)]) == 0
     claims = json.loads(capsys.readouterr().out)
     assert list(claims["submods"]) == [*STAGES, "chain"]
-    assert claims["submods"]["chain"]["ear.appraisal-policy-id"] == policy_digest(
-        layout.read_bytes()
-    )
+    assert claims["submods"]["chain"]["ear_appraisal_policy_ids"] == [
+        policy_digest(layout.read_bytes())
+    ]
