@@ -11,7 +11,8 @@ and no sigstore package, and the bundles carry no transparency-log entry::
 
 Keyless signing re-signs the same provenance payload bytes with a short-lived
 Fulcio certificate for the caller's OIDC identity and records it in Rekor
-(this needs ``sigstore`` and the network)::
+(this needs the network and the optional ``sigstore`` extra,
+``pip install 'attestd[sigstore]'``; without it, SigstoreNotInstalledError)::
 
     bundle = sign_keyless(attestation, identity_token=None, staging=False)
 
@@ -61,6 +62,26 @@ class KeylessSigningError(SigstoreExportError):
     """Sigstore (TUF, Fulcio or Rekor) refused or could not be reached."""
 
     reason = "keyless_signing_failed"
+
+
+class SigstoreNotInstalledError(SigstoreExportError):
+    """Keyless signing was asked for, but the optional ``sigstore`` extra is not installed."""
+
+    reason = "sigstore_not_installed"
+
+
+_EXTRA_HINT = "pip install 'attestd[sigstore]'"
+"""How to install what keyless signing needs (the agent itself never does)."""
+
+
+def _require_sigstore() -> None:
+    """Raise SigstoreNotInstalledError, naming the extra, unless sigstore can be imported."""
+    try:
+        import sigstore  # noqa: F401
+    except ImportError as err:
+        raise SigstoreNotInstalledError(
+            f"keyless signing needs the sigstore extra: {_EXTRA_HINT}"
+        ) from err
 
 
 # -- export under the agent key ----------------------------------------------------
@@ -183,6 +204,7 @@ def sign_keyless(
     (default: ``sigstore.oidc.detect_credential``). Both are parameters so
     tests can run offline.
     """
+    _require_sigstore()
     agent_public_key(attestation)
     raw_token = identity_token or (detect or detect_ambient_token)()
     if not raw_token:
@@ -191,14 +213,10 @@ def sign_keyless(
             "in a CI job that grants one (GitHub Actions: permissions id-token: write); "
             "attestctl never opens a browser"
         )
-    try:
-        from sigstore.dsse import Statement
-        from sigstore.errors import Error as SigstoreError
-        from sigstore.oidc import IdentityToken
-    except ImportError as err:
-        raise KeylessSigningError(
-            "keyless signing needs the sigstore package (pip install sigstore==4.5.1)"
-        ) from err
+    from sigstore.dsse import Statement
+    from sigstore.errors import Error as SigstoreError
+    from sigstore.oidc import IdentityToken
+
     try:
         token = IdentityToken(raw_token)
     except SigstoreError as err:
@@ -212,19 +230,18 @@ def sign_keyless(
     try:
         with build(staging).signer(token, cache=True) as signer:
             bundle = signer.sign_dsse(statement)
-    except _service_errors() as err:
+    except Exception as err:
+        if not _is_service_error(err):
+            raise  # a bug, not a refusal: let it show
         raise KeylessSigningError(f"{type(err).__name__}: {err}") from err
     return bundle.to_json().encode("utf-8")
 
 
 def detect_ambient_token() -> str | None:
     """An ambient CI OIDC token for Sigstore, or None where the environment offers none."""
-    try:
-        from sigstore.oidc import IdentityError, detect_credential
-    except ImportError as err:
-        raise KeylessSigningError(
-            "keyless signing needs the sigstore package (pip install sigstore==4.5.1)"
-        ) from err
+    _require_sigstore()
+    from sigstore.oidc import IdentityError, detect_credential
+
     try:
         return detect_credential()
     except IdentityError as err:
@@ -234,33 +251,33 @@ def detect_ambient_token() -> str | None:
 
 def signing_context(staging: bool) -> SigningContext:
     """sigstore's signing context for the production (or staging) public-good instance."""
+    _require_sigstore()
     from sigstore.models import ClientTrustConfig
     from sigstore.sign import SigningContext as _SigstoreContext
 
     try:
         config = ClientTrustConfig.staging() if staging else ClientTrustConfig.production()
-    except _service_errors() as err:
+    except Exception as err:
+        if not _is_service_error(err):
+            raise
         raise KeylessSigningError(f"cannot load Sigstore's trust root: {err}") from err
     return _SigstoreContext.from_trust_config(config)
 
 
-def _service_errors() -> tuple[type[BaseException], ...]:
-    """What sigstore raises when a service refuses or is unreachable.
+_SERVICE_PACKAGES = frozenset({"sigstore", "requests", "urllib3", "tuf"})
 
-    Fulcio's and Rekor's client errors live in private modules and derive
-    from Exception, not from sigstore.errors.Error, so they are named here.
+
+def _is_service_error(err: BaseException) -> bool:
+    """Whether ``err`` is Sigstore (or the network under it) refusing, rather than a bug.
+
+    sigstore.errors.Error is the public base, but Fulcio's and Rekor's client errors
+    (and ExpiredCertificate) live in sigstore's private modules and derive from
+    Exception only. Naming them would mean importing ``sigstore._internal``, which
+    may change in any release, so they are recognised by the package that defines
+    them (or any of their bases): sigstore itself, requests, urllib3 or tuf.
     """
-    import requests
-    from sigstore._internal.fulcio.client import ExpiredCertificate, FulcioClientError
-    from sigstore._internal.rekor import RekorClientError
     from sigstore.errors import Error as SigstoreError
-    from sigstore.oidc import ExpiredIdentity
 
-    return (
-        SigstoreError,
-        FulcioClientError,
-        RekorClientError,
-        ExpiredCertificate,
-        ExpiredIdentity,
-        requests.RequestException,
-    )
+    if isinstance(err, SigstoreError):
+        return True
+    return any(cls.__module__.partition(".")[0] in _SERVICE_PACKAGES for cls in type(err).__mro__)

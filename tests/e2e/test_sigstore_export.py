@@ -256,6 +256,28 @@ def test_keyless_reports_a_service_failure_as_keyless_signing_error(stage: Stage
         sign_keyless(stage.attestation, identity_token=_token(), context=fake.build)
 
 
+class RekorClientError(Exception):
+    """Shaped like sigstore's own: Fulcio's and Rekor's client errors live in sigstore's
+    private modules and derive from Exception only (attestd must not import them)."""
+
+
+RekorClientError.__module__ = "sigstore._internal.rekor"
+
+
+def test_keyless_reports_errors_of_sigstores_private_modules_as_keyless_signing_error(
+    stage: Stage,
+) -> None:
+    fake = FakeContext(FakeSigner(fail=RekorClientError("HTTP 503")))
+    with pytest.raises(KeylessSigningError, match="RekorClientError: HTTP 503"):
+        sign_keyless(stage.attestation, identity_token=_token(), context=fake.build)
+
+
+def test_keyless_lets_a_bug_show_instead_of_calling_it_a_refusal(stage: Stage) -> None:
+    fake = FakeContext(FakeSigner(fail=TypeError("unexpected keyword")))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        sign_keyless(stage.attestation, identity_token=_token(), context=fake.build)
+
+
 def test_keyless_refuses_provenance_the_agent_did_not_sign(tmp_path: Path) -> None:
     agent = make_tdx_agent(tmp_path)
     forged = attest(agent, "train", (DATASET,), (BASE,), None, signer=_new_key())
