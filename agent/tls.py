@@ -89,13 +89,18 @@ def _read(path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as err:
         raise ListenError(f"cannot read TLS file {path}: {err.strerror}") from err
-    with os.fdopen(fd, "rb") as file:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ListenError(f"cannot read TLS file {path}: not a regular file")
         if info.st_size > MAX_TLS_FILE_BYTES:
             raise ListenError(f"TLS file {path} is over {MAX_TLS_FILE_BYTES} bytes")
-        return file.read(MAX_TLS_FILE_BYTES + 1)
+        data = os.read(fd, MAX_TLS_FILE_BYTES + 1)
+        if len(data) > MAX_TLS_FILE_BYTES:  # it grew since fstat
+            raise ListenError(f"TLS file {path} is over {MAX_TLS_FILE_BYTES} bytes")
+        return data
+    finally:
+        os.close(fd)
 
 
 def _certificates(path: Path, pem: bytes) -> list[x509.Certificate]:
