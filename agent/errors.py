@@ -111,11 +111,14 @@ class ClientKeyTooWeakError(AgentError):
 MAX_ECHO_CHARS = 200
 
 
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, ending in an ellipsis and its full length when cut."""
+def truncate(text: str, limit: int, *, length: str | None = None) -> str:
+    """``text`` cut to ``limit`` characters; a cut text ends in an ellipsis and its length.
+
+    ``length`` says how to state the length when it is not ``text``'s own (a value's).
+    """
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}… ({len(text)} characters)"
+    return f"{text[:limit]}… ({length or f'{len(text)} characters'})"
 
 
 def echo(value: object, limit: int = MAX_ECHO_CHARS) -> str:
@@ -124,4 +127,8 @@ def echo(value: object, limit: int = MAX_ECHO_CHARS) -> str:
     Use it wherever a message repeats a value a client sent (a name, a path):
     a cut value says how long it was, so the reader knows it saw a prefix.
     """
+    if isinstance(value, bytes):
+        return truncate(repr(value), limit, length=f"{len(value)} bytes")
+    if isinstance(value, str):
+        return truncate(repr(value), limit, length=f"{len(value)} characters")
     return truncate(repr(value), limit)

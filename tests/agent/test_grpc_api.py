@@ -144,6 +144,7 @@ def test_client_without_certificate_is_refused(agent: AgentProcess) -> None:
         (lambda c, a: c.record("bad domain!", "op", b""), "domain"),
         (lambda c, a: c.record("pipeline", "x" * 129, b""), "operation"),
         (lambda c, a: c.record("attestd.artifact", "measured", b"{}"), "reserved"),
+        (lambda c, a: c.record("ATTESTD.stage", "begin", b"{}"), "reserved"),
         (lambda c, a: c.measure([]), "no paths"),
         (lambda c, a: c.measure([str(a.models / "single.bin")] * 65), "limit is 64"),
         (lambda c, a: c.evidence(NONCE, ["/never/measured"] * 65), "limit is 64"),
@@ -168,6 +169,37 @@ def test_evidence_for_an_unmeasured_artifact_is_refused(agent: AgentProcess) -> 
     with agent.pipeline() as client, pytest.raises(AgentCallError) as refused:
         client.evidence(NONCE, ["/nowhere"])
     assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+HUGE_NAME = "/models/" + "n" * (20 << 10)  # over gRPC's metadata limit if echoed whole
+
+
+@pytest.mark.parametrize(
+    ("call", "code", "reason"),
+    [
+        (
+            lambda c: c.evidence(NONCE, [HUGE_NAME]),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "artifact_not_measured",
+        ),
+        # Under the 4096-byte path limit, echoed whole by the artifact roots: the
+        # server's bound on every status message cuts it.
+        (
+            lambda c: c.measure(["/outside/" + "p" * 4000]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "path_not_allowed",
+        ),
+    ],
+)
+def test_a_refusal_echoing_a_huge_value_keeps_its_code_and_reason(
+    agent: AgentProcess, call: Callable[[AgentClient], object], code: grpc.StatusCode, reason: str
+) -> None:
+    with agent.pipeline() as client, pytest.raises(AgentCallError) as refused:
+        call(client)
+    assert refused.value.code == code
+    assert refused.value.agent_reason == reason
+    assert len(refused.value.details) < 2048
+    assert "characters)" in refused.value.details  # it says the value was cut
 
 
 def escaping_paths(agent: AgentProcess) -> list[str]:
