@@ -31,6 +31,7 @@ from attestd.agent.errors import (
     RequestInvalidError,
     RuntimeLogCorruptError,
     StageAlreadyOpenError,
+    echo,
 )
 from attestd.agent.host import current_boot_id, host_claims
 from attestd.agent.runtime_log import RuntimeLogStore, rotate_on_new_boot
@@ -246,10 +247,11 @@ class Agent:
         self, domain: str, operation: str, content: bytes
     ) -> tuple[RuntimeEvent, bytes]:
         """Durably log one pipeline event and extend the register; returns (event, head)."""
-        if domain.startswith(RESERVED_DOMAIN_PREFIX):
+        # In any case: "ATTESTD.stage" would read as the agent's own domain to a person.
+        if domain.lower().startswith(RESERVED_DOMAIN_PREFIX):
             raise RequestInvalidError(
-                f"domain {domain!r}: the prefix {RESERVED_DOMAIN_PREFIX!r} "
-                "is reserved for the agent"
+                f"domain {echo(domain)}: the prefix {RESERVED_DOMAIN_PREFIX!r} "
+                "is reserved for the agent (in any letter case)"
             )
         if len(content) > self._config.limits.max_event_content_bytes:
             raise RequestInvalidError(
@@ -326,7 +328,9 @@ class Agent:
             try:
                 info = os.fstat(fd)
                 if not stat.S_ISREG(info.st_mode):
-                    raise RequestInvalidError(f"{path!r}: GPU measurement takes regular files only")
+                    raise RequestInvalidError(
+                        f"{echo(path)}: GPU measurement takes regular files only"
+                    )
                 # Hash exactly the inode opened above, whatever happens to the path.
                 digest = cuda.blake3_file(f"/proc/self/fd/{fd}").hex()
             finally:
@@ -416,7 +420,7 @@ class Agent:
                 found = self._artifacts.get(name) or self._artifacts.get(os.path.realpath(name))
                 if found is None:
                     raise ArtifactNotMeasuredError(
-                        f"artifact {name!r} has not been measured by this agent"
+                        f"artifact {echo(name)} has not been measured by this agent"
                     )
                 chosen.append(found)
             chosen = list({a.measurement.name: a for a in chosen}.values())

@@ -4,7 +4,11 @@
 
 Runs until SIGTERM or SIGINT, then stops accepting calls, lets running ones
 finish (a few seconds) and exits 0. Exit 1 means it could not start; the
-reason is the last JSON log line.
+reason is the last JSON log line, a ``cannot start`` record.
+
+Start-up order: configuration, then the state directory's lock (before anything
+touches the state), then the TLS files, then the backend and the runtime log,
+then every listener is bound, and only then does any listener serve.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ import sys
 from pathlib import Path
 
 import attestd
-from attestd.agent.config import load_config
+from attestd.agent.config import AgentConfig, load_config
 from attestd.agent.core import Agent
+from attestd.agent.errors import StateDirError, StateDirLockedError
 from attestd.agent.logs import configure_logging
 from attestd.agent.server import AgentServer
+from attestd.agent.state_lock import StateLock
+from attestd.agent.tls import ServerTls, load_server_tls
 from attestd.errors import AttestdError
 
 log = logging.getLogger("attestd")
@@ -39,12 +46,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve(agent: Agent, server: AgentServer) -> None:
+class _StartFailed(Exception):
+    """The agent stopped before serving; the ``cannot start`` record is logged already."""
+
+
+def _cannot_start(err: AttestdError) -> None:
+    """The one JSON line that says why the agent did not start."""
+    extra: dict[str, object] = {"reason": err.reason, "error": str(err)}
+    if isinstance(err, StateDirLockedError):
+        extra["holder_pid"] = err.holder_pid
+    log.error("cannot start", extra=extra)
+
+
+async def _serve(agent: Agent, config: AgentConfig, tls: ServerTls | None) -> None:
+    server = AgentServer(agent, config, tls)
+    try:
+        await server.start()
+    except AttestdError as err:
+        _cannot_start(err)
+        raise _StartFailed from err
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await server.start()
     info = agent.info()
     log.info(
         "agent started",
@@ -69,24 +93,44 @@ async def _serve(agent: Agent, server: AgentServer) -> None:
     await server.stop()
 
 
+def _open(config: AgentConfig) -> tuple[StateLock, ServerTls | None, Agent]:
+    """Everything that must succeed before a listener is bound, in order."""
+    lock = StateLock.acquire(config.state_dir)
+    try:
+        listen = config.listen
+        tls = load_server_tls(listen.tls) if listen.tls and listen.tcp_address else None
+        try:
+            agent = Agent.open(config)
+        except OSError as err:
+            # Agent.open does its I/O in the state directory (backend state, runtime log).
+            where = f" {err.filename}" if err.filename else ""
+            raise StateDirError(f"cannot use the state directory:{where} {err.strerror}") from err
+    except BaseException:
+        lock.release()
+        raise
+    return lock, tls, agent
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging("info")
     try:
         config = load_config(args.config, tee_override=args.tee)
         configure_logging(config.log_level)
-        agent = Agent.open(config)
+        lock, tls, agent = _open(config)
     except AttestdError as err:
-        log.error("cannot start", extra={"reason": err.reason, "error": str(err)})
+        _cannot_start(err)
         return 1
-    server = AgentServer(agent, config)
     try:
-        asyncio.run(_serve(agent, server))
+        asyncio.run(_serve(agent, config, tls))
+    except _StartFailed:
+        return 1
     except AttestdError as err:
         log.error("stopped on error", extra={"reason": err.reason, "error": str(err)})
         return 1
     finally:
         agent.close()
+        lock.release()  # last: the log is closed, another agent may have the directory
     log.info("stopped")
     return 0
 

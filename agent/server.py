@@ -3,17 +3,20 @@
 * The Unix socket serves local pipelines (role ``pipeline``). Who may connect is
   decided by the socket's file mode and group.
 * TCP with mutual TLS serves remote verifiers (role ``verifier``): any client
-  certificate issued by the configured CA. Verifiers may read evidence, the
-  agent's info and the log, and nothing else.
+  certificate issued by the configured CA whose key meets the minimum strength
+  (``tls.py``). Verifiers may read evidence, the agent's info and the log, and
+  nothing else.
 
-Library errors become gRPC status codes here, with the stable ``reason`` in the
-``attestd-reason`` trailing metadata.
+Every listener is bound before any is started, so nothing answers a call from
+an agent that then fails to start. Library errors become gRPC status codes
+here, with the stable ``reason`` in the ``attestd-reason`` trailing metadata.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
 import socket
@@ -23,8 +26,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from attestd.agent.artifacts import ArtifactError, ArtifactNotFoundError
 from attestd.agent.artifacts.gpu.errors import GpuUnavailableError
@@ -32,14 +35,18 @@ from attestd.agent.config import AgentConfig
 from attestd.agent.core import Agent, MeasuredArtifact
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
+    ClientKeyTooWeakError,
     EvidenceTooLargeError,
     ListenError,
     NoStageOpenError,
     NotServingError,
     RequestInvalidError,
     StageAlreadyOpenError,
+    truncate,
 )
+from attestd.agent.reflection import enable_reflection
 from attestd.agent.stages import ArtifactSpec
+from attestd.agent.tls import ServerTls, key_weakness
 from attestd.errors import AttestdError
 from attestd.evidence import EvidenceError, RuntimeEvent, event_digest
 from attestd.tee.errors import TeeError
@@ -49,6 +56,10 @@ log = logging.getLogger("attestd.server")
 
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["Agent"].full_name
 _T = TypeVar("_T")
+#: The most characters of a refusal's message sent to the client. gRPC carries
+#: it in a header; past its metadata limit the client would get
+#: RESOURCE_EXHAUSTED instead of the refusal and its reason.
+MAX_STATUS_MESSAGE_CHARS = 1024
 
 
 class Role(enum.StrEnum):
@@ -72,6 +83,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 def _status_for(err: AttestdError) -> grpc.StatusCode:
     if isinstance(err, ArtifactNotFoundError):
         return grpc.StatusCode.NOT_FOUND
+    if isinstance(err, ClientKeyTooWeakError):
+        return grpc.StatusCode.UNAUTHENTICATED
     if isinstance(err, RequestInvalidError | EvidenceError | ArtifactError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(
@@ -116,6 +129,30 @@ def _specs(items: Sequence[agent_pb2.ArtifactSpec]) -> list[ArtifactSpec]:
     return [ArtifactSpec(i.path, i.license or None, tuple(i.tags)) for i in items]
 
 
+@functools.lru_cache(maxsize=256)
+def _certificate_weakness(pem: bytes) -> str | None:
+    """Why a verifier's certificate key is too weak (None: strong enough); cached per cert."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return "an unreadable certificate"  # TLS accepted it, so this should never happen
+    return key_weakness(cert.public_key())
+
+
+def _check_client_key(context: grpc.aio.ServicerContext) -> None:
+    """Refuse a verifier whose certificate key is below the minimum strength.
+
+    gRPC Python has no hook into the TLS handshake, so the certificate the
+    handshake verified is read back from the call's auth context.
+    """
+    certs = context.auth_context().get("x509_pem_cert", [])
+    if not certs:
+        raise ClientKeyTooWeakError("the TLS session carries no client certificate")
+    weakness = _certificate_weakness(certs[0])
+    if weakness is not None:
+        raise ClientKeyTooWeakError(f"the client certificate has a {weakness}")
+
+
 class AgentServicer(agent_pb2_grpc.AgentServicer):
     """attestd.v1.Agent for one listener; ``role`` is fixed by the listener."""
 
@@ -133,6 +170,8 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                 grpc.StatusCode.PERMISSION_DENIED, f"{rpc} is not allowed for {self._role} clients"
             )
         try:
+            if self._role is Role.VERIFIER:
+                _check_client_key(context)
             return await asyncio.to_thread(work)
         except AttestdError as err:
             code = _status_for(err)
@@ -140,8 +179,10 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                 log.error(
                     "call failed", extra={"rpc": rpc, "reason": err.reason, "error": str(err)}
                 )
+            elif isinstance(err, ClientKeyTooWeakError):
+                log.warning("refused", extra={"rpc": rpc, "reason": err.reason, "error": str(err)})
             context.set_trailing_metadata((("attestd-reason", err.reason),))
-            await context.abort(code, str(err))
+            await context.abort(code, truncate(str(err), MAX_STATUS_MESSAGE_CHARS))
         except Exception:
             log.exception("internal error", extra={"rpc": rpc})
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the agent's log")
@@ -245,13 +286,21 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
 
 
 class AgentServer:
-    """Both listeners, their health services, and an orderly stop."""
+    """Both listeners, their health services, and an orderly stop.
 
-    def __init__(self, agent: Agent, config: AgentConfig) -> None:
+    :meth:`bind` creates and binds every listener without serving on any;
+    :meth:`start` then starts them all. A failure in either leaves nothing
+    listening.
+    """
+
+    def __init__(self, agent: Agent, config: AgentConfig, tls: ServerTls | None = None) -> None:
         self._agent = agent
         self._config = config
+        self._tls = tls
         self._servers: list[grpc.aio.Server] = []
         self._health: list[health.aio.HealthServicer] = []
+        self._bound = False
+        self._socket_bound = False  # ours to remove: never unlink another agent's socket
         self.tcp_port: int | None = None
 
     def _options(self) -> list[tuple[str, int]]:
@@ -259,49 +308,83 @@ class AgentServer:
         return [
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", 256 << 20),
+            # gRPC sets SO_REUSEPORT by default: a second agent could then bind
+            # the same address and take half of the verifiers' connections.
+            ("grpc.so_reuseport", 0),
         ]
 
     def _new_server(self, role: Role) -> grpc.aio.Server:
         server = grpc.aio.server(options=self._options())
+        self._servers.append(server)  # before anything can fail: bind() stops it on failure
         servicer = AgentServicer(self._agent, role, self.sync_health)
         agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
         self._health.append(health_servicer)
-        self._servers.append(server)
         return server
 
+    async def bind(self) -> None:
+        """Bind every configured listener; none serves until :meth:`start`."""
+        try:
+            self._bind_unix()
+            self._bind_tcp()
+        except BaseException:
+            await self._discard()
+            raise
+        self._bound = True
+
+    def _bind_unix(self) -> None:
+        listen = self._config.listen
+        if listen.unix_socket is None:
+            return
+        server = self._new_server(Role.PIPELINE)
+        _prepare_socket_path(listen.unix_socket)
+        old_umask = os.umask(0o177)  # no window where the socket is wider than 0600
+        try:
+            server.add_insecure_port(f"unix:{listen.unix_socket}")
+            self._socket_bound = True
+        except RuntimeError as err:
+            raise ListenError(f"cannot listen on the Unix socket {listen.unix_socket}") from err
+        finally:
+            os.umask(old_umask)
+        try:
+            os.chmod(listen.unix_socket, listen.unix_socket_mode)
+        except OSError as err:
+            mode_error = f"cannot set the mode of {listen.unix_socket}: {err.strerror}"
+            raise ListenError(mode_error) from err
+
+    def _bind_tcp(self) -> None:
+        listen = self._config.listen
+        if listen.tcp_address is None:
+            return
+        if self._tls is None:
+            raise ListenError("the TCP listener needs TLS material; none was loaded")
+        server = self._new_server(Role.VERIFIER)
+        try:
+            self.tcp_port = server.add_secure_port(listen.tcp_address, self._tls.credentials())
+        except RuntimeError as err:
+            raise ListenError(
+                f"cannot listen on {listen.tcp_address}: the address is in use or not available"
+            ) from err
+
     async def start(self) -> None:
+        """Start serving on every listener (binding them first if :meth:`bind` was not called)."""
+        if not self._bound:
+            await self.bind()
+        try:
+            for server in self._servers:
+                await server.start()
+            await self.sync_health()
+        except BaseException:
+            await self._discard()
+            raise
         listen = self._config.listen
         if listen.unix_socket is not None:
-            server = self._new_server(Role.PIPELINE)
-            _prepare_socket_path(listen.unix_socket)
-            old_umask = os.umask(0o177)  # no window where the socket is wider than 0600
-            try:
-                server.add_insecure_port(f"unix:{listen.unix_socket}")
-                await server.start()
-            finally:
-                os.umask(old_umask)
-            os.chmod(listen.unix_socket, listen.unix_socket_mode)
             log.info(
                 "listening", extra={"unix_socket": str(listen.unix_socket), "role": "pipeline"}
             )
-        if listen.tcp_address is not None and listen.tls is not None:
-            tls = listen.tls
-            try:
-                credentials = grpc.ssl_server_credentials(
-                    [(tls.key.read_bytes(), tls.cert.read_bytes())],
-                    root_certificates=tls.client_ca.read_bytes(),
-                    require_client_auth=True,
-                )
-            except OSError as err:
-                raise ListenError(f"cannot read TLS file {err.filename}: {err.strerror}") from err
-            server = self._new_server(Role.VERIFIER)
-            self.tcp_port = server.add_secure_port(listen.tcp_address, credentials)
-            await server.start()
+        if listen.tcp_address is not None:
             log.info(
                 "listening",
                 extra={
@@ -311,7 +394,16 @@ class AgentServer:
                     "tls": "mutual",
                 },
             )
-        await self.sync_health()
+
+    async def _discard(self) -> None:
+        """Stop every server made so far, inside the loop (else their __del__ complains)."""
+        await asyncio.gather(*(server.stop(None) for server in self._servers))
+        self._servers.clear()
+        self._health.clear()
+        socket_path = self._config.listen.unix_socket
+        if socket_path is not None and self._socket_bound:
+            socket_path.unlink(missing_ok=True)
+            self._socket_bound = False
 
     async def sync_health(self) -> None:
         status = (
@@ -336,11 +428,20 @@ class AgentServer:
 
 
 def _prepare_socket_path(path: Path) -> None:
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    except OSError as err:
+        # FileExistsError too: the parent (or one above it) is a file.
+        raise ListenError(
+            f"cannot create the socket's directory {path.parent}: "
+            f"{err.strerror or 'a file is in the way'}"
+        ) from err
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         return
+    except OSError as err:
+        raise ListenError(f"cannot examine the socket path {path}: {err.strerror}") from err
     if not stat.S_ISSOCK(mode):
         raise ListenError(f"{path} exists and is not a socket; refusing to replace it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -44,6 +44,18 @@ def _hex_nonce(text: str) -> bytes:
         raise argparse.ArgumentTypeError("nonce must be hex") from None
 
 
+def _evidence_nonce(text: str) -> bytes:
+    """A hex nonce of the length evidence may carry: any other can never match, so it is usage."""
+    from attestd.evidence import MAX_NONCE_BYTES, MIN_NONCE_BYTES
+
+    nonce = _hex_nonce(text)
+    if not MIN_NONCE_BYTES <= len(nonce) <= MAX_NONCE_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"nonce is {len(nonce)} bytes; it must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES}"
+        )
+    return nonce
+
+
 def _rfc3339(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -531,14 +543,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection(sub, local_default=True)
 
     sub = command("evidence", cmd_evidence, "fetch evidence for a nonce and write it to a file")
-    sub.add_argument("--nonce", required=True, type=_hex_nonce, help="16 to 64 bytes, hex")
+    sub.add_argument("--nonce", required=True, type=_evidence_nonce, help="16 to 64 bytes, hex")
     sub.add_argument("--artifact", action="append", default=[], help="subject name (repeatable)")
     sub.add_argument("-o", "--output", required=True, help="output file, or - for stdout")
     _add_connection(sub, local_default=False)
 
     sub = command("verify", cmd_verify, "appraise an evidence file against a nonce and a policy")
     sub.add_argument("file", help="evidence file (DSSE envelope), or - for stdin")
-    sub.add_argument("--nonce", required=True, type=_hex_nonce)
+    sub.add_argument("--nonce", required=True, type=_evidence_nonce, help="16 to 64 bytes, hex")
     sub.add_argument("--policy", required=True, type=Path)
     sub.add_argument("--now", type=_rfc3339, help="appraise as of this time (RFC 3339)")
     sub.add_argument("--summary", action="store_true", help="also print a summary on stderr")

@@ -122,7 +122,9 @@ def test_record_event_appends_to_the_log_and_extends_the_register(setup: Setup) 
         assert list(store.events()) == [first, second]
 
 
-@pytest.mark.parametrize("domain", ["attestd.artifact", "attestd.x", "attestd."])
+@pytest.mark.parametrize(
+    "domain", ["attestd.artifact", "attestd.x", "attestd.", "ATTESTD.stage", "AttestD.artifact"]
+)
 def test_reserved_domain_is_refused_and_nothing_is_logged(setup: Setup, domain: str) -> None:
     agent = setup.start()
     with pytest.raises(RequestInvalidError, match="reserved"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -143,6 +144,7 @@ def test_client_without_certificate_is_refused(agent: AgentProcess) -> None:
         (lambda c, a: c.record("bad domain!", "op", b""), "domain"),
         (lambda c, a: c.record("pipeline", "x" * 129, b""), "operation"),
         (lambda c, a: c.record("attestd.artifact", "measured", b"{}"), "reserved"),
+        (lambda c, a: c.record("ATTESTD.stage", "begin", b"{}"), "reserved"),
         (lambda c, a: c.measure([]), "no paths"),
         (lambda c, a: c.measure([str(a.models / "single.bin")] * 65), "limit is 64"),
         (lambda c, a: c.evidence(NONCE, ["/never/measured"] * 65), "limit is 64"),
@@ -167,6 +169,37 @@ def test_evidence_for_an_unmeasured_artifact_is_refused(agent: AgentProcess) -> 
     with agent.pipeline() as client, pytest.raises(AgentCallError) as refused:
         client.evidence(NONCE, ["/nowhere"])
     assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+HUGE_NAME = "/models/" + "n" * (20 << 10)  # over gRPC's metadata limit if echoed whole
+
+
+@pytest.mark.parametrize(
+    ("call", "code", "reason"),
+    [
+        (
+            lambda c: c.evidence(NONCE, [HUGE_NAME]),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "artifact_not_measured",
+        ),
+        # Under the 4096-byte path limit, echoed whole by the artifact roots: the
+        # server's bound on every status message cuts it.
+        (
+            lambda c: c.measure(["/outside/" + "p" * 4000]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "path_not_allowed",
+        ),
+    ],
+)
+def test_a_refusal_echoing_a_huge_value_keeps_its_code_and_reason(
+    agent: AgentProcess, call: Callable[[AgentClient], object], code: grpc.StatusCode, reason: str
+) -> None:
+    with agent.pipeline() as client, pytest.raises(AgentCallError) as refused:
+        call(client)
+    assert refused.value.code == code
+    assert refused.value.agent_reason == reason
+    assert len(refused.value.details) < 2048
+    assert "characters)" in refused.value.details  # it says the value was cut
 
 
 def escaping_paths(agent: AgentProcess) -> list[str]:
@@ -227,6 +260,63 @@ def test_health_and_reflection_are_served(agent: AgentProcess) -> None:
         )
         names = {s.name for a in answers for s in a.list_services_response.service}
     assert "attestd.v1.Agent" in names
+
+
+def _reflect_v1(channel: grpc.Channel, requests: list[object]) -> list[Any]:
+    """Call grpc.reflection.v1 as a v1-only client (grpcurl, Postman) does.
+
+    The v1 messages are v1alpha's field for field under another package, so
+    v1alpha's classes encode and decode them; only the method path says v1.
+    """
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    call = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    return list(call(iter(requests), timeout=10))
+
+
+@pytest.mark.parametrize("listener", ["unix", "tcp"])
+def test_reflection_v1_lists_and_describes_the_services(agent: AgentProcess, listener: str) -> None:
+    from google.protobuf import descriptor_pb2
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    if listener == "unix":
+        channel = grpc.insecure_channel(f"unix:{agent.socket_path}")
+    else:
+        tls = agent.tls
+        credentials = grpc.ssl_channel_credentials(
+            (tls / "ca.pem").read_bytes(),
+            (tls / "client.key").read_bytes(),
+            (tls / "client.pem").read_bytes(),
+        )
+        channel = grpc.secure_channel(
+            f"127.0.0.1:{agent.port}",
+            credentials,
+            options=[("grpc.ssl_target_name_override", "localhost")],
+        )
+    with channel:
+        listed, described = _reflect_v1(
+            channel,
+            [
+                reflection_pb2.ServerReflectionRequest(list_services=""),
+                reflection_pb2.ServerReflectionRequest(
+                    file_containing_symbol="grpc.reflection.v1.ServerReflection"
+                ),
+            ],
+        )
+    names = {s.name for s in listed.list_services_response.service}
+    assert {"attestd.v1.Agent", "grpc.health.v1.Health"} <= names
+    assert {
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
+    (raw,) = described.file_descriptor_response.file_descriptor_proto
+    proto = descriptor_pb2.FileDescriptorProto.FromString(raw)
+    assert proto.package == "grpc.reflection.v1"
+    assert proto.service[0].method[0].input_type == ".grpc.reflection.v1.ServerReflectionRequest"
 
 
 def test_socket_has_the_configured_mode(agent: AgentProcess) -> None:

@@ -165,6 +165,16 @@ def test_nonce_that_is_not_hex_is_a_usage_error(
     assert "nonce must be hex" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("length", [0, 15, 65])
+def test_nonce_of_a_length_evidence_cannot_carry_is_a_usage_error(
+    files: Files, capsys: pytest.CaptureFixture[str], length: int
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        verify(files, nonce=("ab" * length) or " ")
+    assert exited.value.code == EXIT_USAGE
+    assert "it must be 16 to 64" in capsys.readouterr().err
+
+
 def test_time_without_a_zone_is_a_usage_error(
     files: Files, capsys: pytest.CaptureFixture[str]
 ) -> None:
