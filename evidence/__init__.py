@@ -38,8 +38,8 @@ from attestd.evidence.binding import (
     agent_key_link,
     log_head_link,
     report_data_for,
-    subjects_link,
     subjects_digest,
+    subjects_link,
     validate_nonce,
 )
 from attestd.evidence.canonical import canonical_json
@@ -118,8 +118,8 @@ __all__ = [
     "Statement",
     "Subject",
     "SubjectsMismatchError",
-    "canonical_json",
     "agent_key_link",
+    "canonical_json",
     "check_log_head",
     "encode_event",
     "event_digest",

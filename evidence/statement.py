@@ -248,4 +248,3 @@ def parse_statement(payload: bytes) -> Statement:
     return Statement.from_json(
         _json.loads(payload, what="statement", max_bytes=MAX_STATEMENT_BYTES)
     )
-
