@@ -562,7 +562,7 @@ class _Chain:
             )
             stage.runner.run(LINK_CHECKS, link)
         self.runner.run(CHAIN_CHECKS, self)
-        oms_json = None
+        oms_json: dict[str, object] | None = None
         if self.oms is not None:
             signature = self.signed.to_json() if self.signed is not None else None
             oms_json = {"bundle": str(self.oms.bundle), "signature": signature}
