@@ -55,6 +55,7 @@ from attestd.verifier.checks import (
     not_checked,
     passed,
 )
+from attestd.verifier.registry import DCAP_REASONS, SNP_REPORT_REASONS, TDX_QUOTE_REASONS
 
 TDX = "tdx"
 SEV_SNP = "sev-snp"
@@ -454,32 +455,8 @@ class _TdxQuote:
 
 
 TDX_QUOTE_CHECKS: tuple[CheckDef[_TdxQuote], ...] = (
-    CheckDef(
-        "signature_chain",
-        _TdxQuote.signature_chain,
-        reasons=(
-            "untrusted_root",
-            "certificate_expired",
-            "pck_chain_invalid",
-            "qe_report_signature_invalid",
-            "attestation_key_binding_invalid",
-            "quote_signature_invalid",
-        ),
-    ),
-    CheckDef(
-        "tcb_status",
-        _TdxQuote.tcb_status,
-        ("signature_chain",),
-        reasons=(
-            "collateral_expired",
-            "collateral_not_yet_valid",
-            "tcb_revoked",
-            "certificate_revoked",
-            "collateral_signature_invalid",
-            "collateral_mismatch",
-            "dcap_verification_failed",
-        ),
-    ),
+    CheckDef("signature_chain", _TdxQuote.signature_chain, reasons=TDX_QUOTE_REASONS),
+    CheckDef("tcb_status", _TdxQuote.tcb_status, ("signature_chain",), reasons=DCAP_REASONS),
 )
 """The checks of ``attestctl quote verify`` for a TDX quote, in order."""
 
@@ -563,21 +540,7 @@ class _SnpReport:
 
 
 SNP_QUOTE_CHECKS: tuple[CheckDef[_SnpReport], ...] = (
-    CheckDef(
-        "signature_chain",
-        _SnpReport.signature_chain,
-        reasons=(
-            "vcek_chain_invalid",
-            "untrusted_root",
-            "certificate_expired",
-            "report_signature_invalid",
-            "vcek_extensions_invalid",
-            "product_mismatch",
-            "signing_key_mismatch",
-            "tcb_mismatch",
-            "chip_id_mismatch",
-        ),
-    ),
+    CheckDef("signature_chain", _SnpReport.signature_chain, reasons=SNP_REPORT_REASONS),
     # SEV-SNP has no vendor TCB status: whether the reported TCB is current is policy.
     CheckDef(
         "tcb_status",

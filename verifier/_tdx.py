@@ -49,6 +49,14 @@ TDX_QUOTE_REASONS = (
 )
 """What ``quote_signature`` reports when a TDX quote does not verify (``tee/tdx/verify.py``)."""
 
+DCAP_REASONS = (
+    "tcb_revoked", "certificate_revoked", "certificate_expired", "untrusted_root",
+    "collateral_expired", "collateral_not_yet_valid", "collateral_signature_invalid",
+    "collateral_mismatch", "quote_signature_invalid", "qe_report_signature_invalid",
+    "attestation_key_binding_invalid", "dcap_verification_failed",
+)  # fmt: skip
+"""What dcap-qvl reports when it refuses a quote with its collateral (``tee/tdx/dcap.py``)."""
+
 
 # Policy keys whose TD report field is spelt differently.
 _BODY_FIELD = {"mrtd": "mr_td"}
@@ -228,11 +236,8 @@ def _rtmr(index: int) -> CheckDef[TdxAppraiser]:
 
 _TCB_STATUS_REASONS = (
     "tcb_status_not_allowed", "advisory_rejected", "advisory_not_accepted",
-    "tcb_revoked", "certificate_revoked", "certificate_expired", "untrusted_root",
     "collateral_unavailable", "collateral_malformed", "collateral_too_large",
-    "collateral_expired", "collateral_not_yet_valid", "collateral_signature_invalid",
-    "collateral_mismatch", "quote_signature_invalid", "qe_report_signature_invalid",
-    "attestation_key_binding_invalid", "dcap_verification_failed", "debug_td",
+    *DCAP_REASONS, "debug_td",
 )  # fmt: skip
 
 TDX_CHECKS: tuple[CheckDef[TdxAppraiser], ...] = (

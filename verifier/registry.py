@@ -20,13 +20,20 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from attestd.verifier._snp import SNP_CHECKS
-from attestd.verifier._tdx import TDX_CHECKS
+from attestd.verifier._snp import SNP_CHECKS, SNP_REPORT_REASONS
+from attestd.verifier._tdx import DCAP_REASONS, TDX_CHECKS, TDX_QUOTE_REASONS
 from attestd.verifier.appraisal import COMMON_CHECKS
 from attestd.verifier.chain import CHAIN_CHECKS, STAGE_CHECKS
 from attestd.verifier.checks import CheckDef, Claim
 
-__all__ = ["SUITES", "claims_table", "find"]
+__all__ = [
+    "DCAP_REASONS",
+    "SNP_REPORT_REASONS",
+    "SUITES",
+    "TDX_QUOTE_REASONS",
+    "claims_table",
+    "find",
+]
 
 SUITES: Mapping[str, tuple[CheckDef[Any], ...]] = MappingProxyType(
     {
