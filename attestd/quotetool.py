@@ -20,7 +20,9 @@ Unreadable or malformed input raises an :class:`~attestd.errors.AttestdError`
 (``quote_input_invalid``, ``quote_malformed``, ``collateral_malformed``);
 evidence that fails verification is a :class:`VerifyResult` with ``valid``
 False and the ``reason`` of :mod:`attestd.tee.tdx.verify`,
-:mod:`attestd.tee.tdx.dcap` or :mod:`attestd.tee.snp.verify`.
+:mod:`attestd.tee.tdx.dcap` or :mod:`attestd.tee.snp.verify`. Its checks
+(``TDX_QUOTE_CHECKS``, ``SNP_QUOTE_CHECKS``) are declared and run like the
+verifier's (``attestd.verifier.checks``), reported up to the first failure.
 """
 
 from __future__ import annotations

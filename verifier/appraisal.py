@@ -11,8 +11,14 @@ The checks run in the order of the chain of trust, top to bottom, each a named
 :class:`Check`: the envelope is read, the agent key is the one the binding
 names, the key signed the statement, the quote chains to the policy's root,
 the quote carries the binding, and the binding carries the nonce, the subjects
-and the runtime log. Then come the policy's reference values. A check whose
-inputs did not pass is skipped, never guessed.
+and the runtime log. Then come the TEE's checks and the policy's reference
+values. A check whose inputs did not pass is skipped, never guessed.
+
+Each check is declared once, at the end of this module (``APPRAISAL_CHECKS``,
+``REFERENCE_CHECKS``) or of ``_tdx.py`` / ``_snp.py``: its name, the checks
+it needs, its step, its reasons and its AR4SI claims. ``Runner``
+(``verifier/checks.py``) runs them; the binding links themselves are
+``attestd.evidence``'s (``agent_key_link``, ``subjects_link``, ``log_head_link``).
 
 Cryptographic verification of the quote lives in ``attestd.tee.tdx.verify``;
 what lives here is the comparison of verified values with expected ones.
@@ -61,6 +67,7 @@ __all__ = [
     "APPRAISAL_CHECKS",
     "CHECK_NAMES",
     "COMMON_CHECKS",
+    "REFERENCE_CHECKS",
     "SNP_CHECK_NAMES",
     "TDX_CHECK_NAMES",
     "appraise",
