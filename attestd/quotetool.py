@@ -20,7 +20,9 @@ Unreadable or malformed input raises an :class:`~attestd.errors.AttestdError`
 (``quote_input_invalid``, ``quote_malformed``, ``collateral_malformed``);
 evidence that fails verification is a :class:`VerifyResult` with ``valid``
 False and the ``reason`` of :mod:`attestd.tee.tdx.verify`,
-:mod:`attestd.tee.tdx.dcap` or :mod:`attestd.tee.snp.verify`.
+:mod:`attestd.tee.tdx.dcap` or :mod:`attestd.tee.snp.verify`. Its checks
+(``TDX_QUOTE_CHECKS``, ``SNP_QUOTE_CHECKS``) are declared and run like the
+verifier's (``attestd.verifier.checks``), reported up to the first failure.
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ from attestd.tee.tdx import abi as tdx_abi
 from attestd.tee.tdx import dcap
 from attestd.tee.tdx import verify as tdx_verify
 from attestd.tee.tdx.collateral import MAX_COLLATERAL_BYTES, Collateral
+from attestd.verifier.checks import (
+    Check,
+    CheckDef,
+    CheckStatus,
+    Outcome,
+    Runner,
+    not_checked,
+    passed,
+)
+from attestd.verifier.registry import DCAP_REASONS, SNP_REPORT_REASONS, TDX_QUOTE_REASONS
 
 TDX = "tdx"
 SEV_SNP = "sev-snp"
@@ -307,19 +319,6 @@ class VerifyRequest:
 
 
 @dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # "pass", "fail" or "skip"
-    reason: str | None = None
-
-    def to_json(self) -> dict[str, object]:
-        out: dict[str, object] = {"name": self.name, "status": self.status}
-        if self.reason is not None:
-            out["reason"] = self.reason
-        return out
-
-
-@dataclass(frozen=True)
 class VerifyResult:
     """The verdict on one quote or report; ``details`` holds what is TEE-specific."""
 
@@ -341,13 +340,23 @@ class VerifyResult:
         out |= {
             "message": self.message,
             "tcbStatus": self.tcb_status,
-            "tcbChecked": any(c.name == "tcb_status" and c.status != "skip" for c in self.checks),
+            "tcbChecked": any(
+                c.name == "tcb_status" and c.status is not CheckStatus.SKIP for c in self.checks
+            ),
             "advisoryIds": list(self.advisory_ids),
             "root": self.root,
             "checkedAt": format_rfc3339(self.checked_at),
-            "checks": [c.to_json() for c in self.checks],
+            "checks": [_check_json(c) for c in self.checks],
         }
         return out | self.details
+
+
+def _check_json(check: Check) -> dict[str, object]:
+    """A check as the quote tool prints it: no detail (``message`` says it), a reason if any."""
+    out: dict[str, object] = {"name": check.name, "status": check.status.value}
+    if check.reason is not None:
+        out["reason"] = check.reason
+    return out
 
 
 def verify(evidence: Evidence, request: VerifyRequest) -> VerifyResult:
@@ -397,19 +406,18 @@ def verify_tdx(data: bytes, request: VerifyRequest) -> VerifyResult:
         root_info = _root_json("file", roots, root)
         dcap_root = dcap.DcapOptions(now=request.now, root=_matching_root(quote, roots))
     collateral = _read_collateral(request.collateral) if request.collateral else None
-    result = _TdxResult(request.now, root_info, {"fmspc": _fmspc(quote)})
-    try:
-        tdx_verify.verify_quote(quote, tdx_verify.VerifyOptions(roots, request.now))
-    except QuoteVerificationError as e:
-        return result.fail("signature_chain", e)
-    if collateral is None:
-        return result.chain_only()
-    result.details["collateralNextUpdate"] = format_rfc3339(collateral.next_update)
-    try:
-        status = dcap.verify_with_collateral(quote.to_bytes(), collateral, dcap_root)
-    except dcap.DcapVerificationError as e:
-        return result.fail("tcb_status", e)
-    return result.passed(status)
+    tdx = _TdxQuote(quote, roots, request.now, collateral, dcap_root, {"fmspc": _fmspc(quote)})
+    checks = _run(TDX_QUOTE_CHECKS, tdx)
+    status = tdx.status
+    if status is not None:
+        message = f"the quote verifies with its collateral; TCB status {status.status}"
+    else:
+        message = "the quote's signature chain verifies; TCB status not checked (no --collateral)"
+    return _verdict(
+        TDX, checks, message, root_info, request.now, tdx.details,
+        tcb_status=status.status if status else None,
+        advisory_ids=status.advisory_ids if status else (),
+    )  # fmt: skip
 
 
 def _matching_root(quote: tdx_abi.Quote, roots: Sequence[x509.Certificate]) -> x509.Certificate:
@@ -423,47 +431,68 @@ def _read_collateral(path: Path) -> Collateral:
 
 
 @dataclass
-class _TdxResult:
+class _TdxQuote:
+    """What the TDX checks work on, and what they found."""
+
+    quote: tdx_abi.Quote
+    roots: list[x509.Certificate]
     now: datetime
-    root: dict[str, object]
+    collateral: Collateral | None
+    dcap_options: dcap.DcapOptions
     details: dict[str, object]
+    status: dcap.DcapResult | None = None
 
-    def _result(
-        self,
-        checks: tuple[Check, ...],
-        message: str,
-        reason: str | None = None,
-        status: dcap.DcapResult | None = None,
-    ) -> VerifyResult:
-        return VerifyResult(
-            TDX,
-            reason is None,
-            message,
-            self.root,
-            self.now,
-            checks,
-            reason,
-            tcb_status=status.status if status else None,
-            advisory_ids=status.advisory_ids if status else (),
-            details=self.details,
+    def signature_chain(self) -> Outcome:
+        tdx_verify.verify_quote(self.quote, tdx_verify.VerifyOptions(self.roots, self.now))
+        return passed("the quote's signature chain verifies")
+
+    def tcb_status(self) -> Outcome:
+        if self.collateral is None:
+            return not_checked("no --collateral: the TCB status is not checked")
+        self.details["collateralNextUpdate"] = format_rfc3339(self.collateral.next_update)
+        self.status = dcap.verify_with_collateral(
+            self.quote.to_bytes(), self.collateral, self.dcap_options
         )
+        return passed(f"TCB status {self.status.status}")
 
-    def fail(self, stage: str, error: QuoteVerificationError) -> VerifyResult:
-        passed: tuple[Check, ...] = ()
-        if stage == "tcb_status":
-            passed = (Check("signature_chain", "pass"),)
-        checks = (*passed, Check(stage, "fail", error.reason))
-        return self._result(checks, error.message, error.reason)
 
-    def chain_only(self) -> VerifyResult:
-        checks = (Check("signature_chain", "pass"), Check("tcb_status", "skip"))
-        message = "the quote's signature chain verifies; TCB status not checked (no --collateral)"
-        return self._result(checks, message)
+TDX_QUOTE_CHECKS: tuple[CheckDef[_TdxQuote], ...] = (
+    CheckDef("signature_chain", _TdxQuote.signature_chain, reasons=TDX_QUOTE_REASONS),
+    CheckDef("tcb_status", _TdxQuote.tcb_status, ("signature_chain",), reasons=DCAP_REASONS),
+)
+"""The checks of ``attestctl quote verify`` for a TDX quote, in order."""
 
-    def passed(self, status: dcap.DcapResult) -> VerifyResult:
-        checks = (Check("signature_chain", "pass"), Check("tcb_status", "pass"))
-        message = f"the quote verifies with its collateral; TCB status {status.status}"
-        return self._result(checks, message, status=status)
+
+def _run(suite: Sequence[CheckDef[Any]], context: object) -> tuple[Check, ...]:
+    """Run the quote tool's checks: a verification failure is a verdict, up to the first one;
+    anything else (unreadable input) is the caller's error and propagates."""
+    runner = Runner(
+        verdicts=(QuoteVerificationError,), propagate=(Exception,), stop_at_failure=True
+    )
+    runner.run(suite, context)
+    return runner.checks
+
+
+def _verdict(
+    tee: str,
+    checks: tuple[Check, ...],
+    message: str,
+    root: dict[str, object],
+    now: datetime,
+    details: dict[str, object],
+    *,
+    tcb_status: str | None = None,
+    advisory_ids: tuple[str, ...] = (),
+) -> VerifyResult:
+    """The result of ``checks``: valid unless one failed, which then gives reason and message."""
+    failure = next((c for c in checks if c.status is CheckStatus.FAIL), None)
+    if failure is not None:
+        return VerifyResult(
+            tee, False, failure.detail, root, now, checks, failure.reason, details=details
+        )
+    return VerifyResult(
+        tee, True, message, root, now, checks, None, tcb_status, advisory_ids, details
+    )
 
 
 def verify_snp(data: bytes, request: VerifyRequest) -> VerifyResult:
@@ -490,19 +519,38 @@ def verify_snp(data: bytes, request: VerifyRequest) -> VerifyResult:
         root_info = _root_json("file", arks, root)
     options = snp_verify.VerifyOptions(now=request.now, product=request.product, trusted_arks=arks)
     details = _snp_details(report, vcek, request.product)
-    try:
-        snp_verify.verify_report(report, vcek=vcek, ask=ask, options=options)
-    except QuoteVerificationError as e:
-        failed = (Check("signature_chain", "fail", e.reason),)
-        return VerifyResult(
-            SEV_SNP, False, e.message, root_info, request.now, failed, e.reason, details=details
-        )
-    checks = (Check("signature_chain", "pass"), Check("tcb_status", "skip"))
+    checks = _run(SNP_QUOTE_CHECKS, _SnpReport(report, vcek, ask, options))
     message = (
         "the report is signed by a VCEK that chains to a trusted ARK and names its reported TCB; "
         "whether that TCB is current is policy"
     )
-    return VerifyResult(SEV_SNP, True, message, root_info, request.now, checks, details=details)
+    return _verdict(SEV_SNP, checks, message, root_info, request.now, details)
+
+
+@dataclass(frozen=True)
+class _SnpReport:
+    """What the SEV-SNP checks work on."""
+
+    report: snp_abi.AttestationReport
+    vcek: x509.Certificate
+    ask: x509.Certificate | None
+    options: snp_verify.VerifyOptions
+
+    def signature_chain(self) -> Outcome:
+        snp_verify.verify_report(self.report, vcek=self.vcek, ask=self.ask, options=self.options)
+        return passed("the report's VCEK chain and signature verify")
+
+
+SNP_QUOTE_CHECKS: tuple[CheckDef[_SnpReport], ...] = (
+    CheckDef("signature_chain", _SnpReport.signature_chain, reasons=SNP_REPORT_REASONS),
+    # SEV-SNP has no vendor TCB status: whether the reported TCB is current is policy.
+    CheckDef(
+        "tcb_status",
+        lambda _: not_checked("SEV-SNP has no vendor TCB status"),
+        ("signature_chain",),
+    ),
+)
+"""The checks of ``attestctl quote verify`` for an SEV-SNP report, in order."""
 
 
 def _snp_details(

@@ -19,7 +19,10 @@ and the verifier opens it, checks the quote (tee/), then the links::
     binding = statement.predicate.binding
     assert quote_report_data == ev.report_data_for(binding)     # after tee verification
     ev.verify_envelope(envelope, ev.load_public_key_pem(statement.predicate.agent_key_pem))
-    ev.check_consistency(statement)                             # subjects, key, log head
+    for broken in (ev.agent_key_link(binding, statement.predicate.agent_key_pem),
+                   ev.subjects_link(binding, statement.subjects),
+                   ev.log_head_link(binding, statement.predicate.runtime_log)):
+        assert broken is None, broken.reason                    # e.g. "subjects_digest_mismatch"
 
 docs/evidence-format.md specifies every byte; errors derive from EvidenceError
 and carry a stable ``reason``.
@@ -30,9 +33,13 @@ from attestd.evidence.binding import (
     MIN_NONCE_BYTES,
     REPORT_DATA_BYTES,
     Binding,
+    BrokenLink,
     Subject,
+    agent_key_link,
+    log_head_link,
     report_data_for,
     subjects_digest,
+    subjects_link,
     validate_nonce,
 )
 from attestd.evidence.canonical import canonical_json
@@ -80,7 +87,6 @@ from attestd.evidence.statement import (
     CcelBlob,
     EvidencePredicate,
     Statement,
-    check_consistency,
     parse_statement,
 )
 
@@ -99,6 +105,7 @@ __all__ = [
     "STATEMENT_TYPE",
     "AgentKeyMismatchError",
     "Binding",
+    "BrokenLink",
     "CcelBlob",
     "EnvelopeSignatureError",
     "EventFormatError",
@@ -111,8 +118,8 @@ __all__ = [
     "Statement",
     "Subject",
     "SubjectsMismatchError",
+    "agent_key_link",
     "canonical_json",
-    "check_consistency",
     "check_log_head",
     "encode_event",
     "event_digest",
@@ -122,6 +129,7 @@ __all__ = [
     "format_rfc3339",
     "key_id",
     "load_public_key_pem",
+    "log_head_link",
     "now_rfc3339",
     "open_evidence",
     "parse_envelope",
@@ -132,6 +140,7 @@ __all__ = [
     "report_data_for",
     "sign_statement",
     "subjects_digest",
+    "subjects_link",
     "validate_event_fields",
     "validate_nonce",
     "verify_envelope",

@@ -7,11 +7,16 @@ the quote vouches for all four::
 
     binding = Binding(nonce, subjects_digest(subjects), replay(log), key_id(pub), now)
     quote = backend.get_quote(report_data_for(binding))
+
+A verifier checks each link the quote cannot see for itself, by name::
+
+    broken = subjects_link(binding, statement.subjects)   # None, or BrokenLink(reason, detail)
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -20,9 +25,21 @@ from datetime import datetime
 
 from attestd.evidence import _json
 from attestd.evidence.canonical import canonical_json
-from attestd.evidence.errors import EvidenceFormatError, NonceError
-from attestd.evidence.keys import KEY_ID_PATTERN
-from attestd.evidence.runtime_log import LOG_HEAD_SIZE, format_rfc3339, parse_rfc3339
+from attestd.evidence.errors import (
+    AgentKeyMismatchError,
+    EvidenceError,
+    EvidenceFormatError,
+    NonceError,
+    SubjectsMismatchError,
+)
+from attestd.evidence.keys import KEY_ID_PATTERN, key_id, load_public_key_pem
+from attestd.evidence.runtime_log import (
+    LOG_HEAD_SIZE,
+    RuntimeEvent,
+    format_rfc3339,
+    parse_rfc3339,
+    replay,
+)
 
 MIN_NONCE_BYTES = 16
 """Shortest nonce a verifier may send: 128 bits, so guessing one is hopeless."""
@@ -152,3 +169,68 @@ class Binding:
 def report_data_for(binding: Binding) -> bytes:
     """SHA-512(JCS(binding.to_json())): the 64 bytes placed in TDX/SNP REPORTDATA."""
     return hashlib.sha512(canonical_json(binding.to_json())).digest()
+
+
+# -- the links the binding names ---------------------------------------------------------
+
+AGENT_KEY_MISMATCH = AgentKeyMismatchError.reason
+"""The agent key carried is not the one the binding names."""
+
+SUBJECTS_MISMATCH = SubjectsMismatchError.reason
+"""The subjects do not hash to the binding's subjects digest."""
+
+LOG_HEAD_MISMATCH = "runtime_log_mismatch"
+"""The runtime log does not replay (to the binding's head, or to a quoted register)."""
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    """A binding link that does not hold: a stable ``reason`` and a sentence for people."""
+
+    reason: str
+    detail: str
+
+
+def agent_key_link(binding: Binding, agent_key_pem: str) -> BrokenLink | None:
+    """``None`` if ``agent_key_pem`` is the key the binding names.
+
+    A PEM that is not a P-256 public key raises EvidenceFormatError: that is
+    malformed evidence, not a broken link.
+    """
+    actual = key_id(load_public_key_pem(agent_key_pem))
+    named = binding.agent_key_id
+    if not hmac.compare_digest(actual.encode(), named.encode()):
+        return BrokenLink(
+            AGENT_KEY_MISMATCH, f"the statement's agent key is {actual}, the binding names {named}"
+        )
+    return None
+
+
+def subjects_link(binding: Binding, subjects: Sequence[Subject]) -> BrokenLink | None:
+    """``None`` if ``subjects`` hash to the binding's subjects digest."""
+    actual = subjects_digest(subjects)
+    bound = binding.subjects_digest
+    if not hmac.compare_digest(actual.encode(), bound.encode()):
+        return BrokenLink(
+            SUBJECTS_MISMATCH, f"the subjects hash to {actual}, the binding says {bound}"
+        )
+    return None
+
+
+def log_head_link(binding: Binding, events: Sequence[RuntimeEvent]) -> BrokenLink | None:
+    """``None`` if ``events`` replay to the binding's runtime-log head.
+
+    A log that does not replay at all (a gap in sequences) is a broken link too.
+    Whether the head is also a quoted register (TDX RTMR3) is the TEE's check.
+    """
+    try:
+        head = replay(events)
+    except EvidenceError as err:
+        return BrokenLink(LOG_HEAD_MISMATCH, err.message)
+    if not hmac.compare_digest(head, binding.log_head):
+        return BrokenLink(
+            LOG_HEAD_MISMATCH,
+            f"{len(events)} events replay to {head.hex()}, "
+            f"the binding's head is {binding.log_head.hex()}",
+        )
+    return None

@@ -14,13 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from attestd.evidence import _json
-from attestd.evidence.binding import Binding, Subject, subjects_digest
+from attestd.evidence.binding import Binding, Subject
 from attestd.evidence.canonical import canonical_json
-from attestd.evidence.errors import (
-    AgentKeyMismatchError,
-    EvidenceFormatError,
-    SubjectsMismatchError,
-)
+from attestd.evidence.errors import EvidenceFormatError
 from attestd.evidence.keys import (
     KEY_ID_PATTERN,
     MAX_PUBLIC_KEY_PEM_CHARS,
@@ -29,7 +25,6 @@ from attestd.evidence.keys import (
 )
 from attestd.evidence.runtime_log import (
     RuntimeEvent,
-    check_log_head,
     event_from_json,
     event_to_json,
 )
@@ -252,29 +247,4 @@ def parse_statement(payload: bytes) -> Statement:
     """Strictly parse a statement from JSON bytes (an envelope's payload)."""
     return Statement.from_json(
         _json.loads(payload, what="statement", max_bytes=MAX_STATEMENT_BYTES)
-    )
-
-
-def check_consistency(statement: Statement) -> None:
-    """The links inside a statement that its signature alone does not prove.
-
-    The subjects must hash to the binding's subjects digest
-    (SubjectsMismatchError), the agent key must be the one the binding names
-    (AgentKeyMismatchError), and the runtime log must replay to the binding's
-    log head (LogReplayError). Checking the log against RTMR3 is the TDX
-    verifier's job, with check_log_head.
-    """
-    binding = statement.predicate.binding
-    actual = subjects_digest(statement.subjects)
-    if actual != binding.subjects_digest:
-        raise SubjectsMismatchError(
-            f"subjects hash to {actual}, but the binding says {binding.subjects_digest}"
-        )
-    agent = key_id(load_public_key_pem(statement.predicate.agent_key_pem))
-    if agent != binding.agent_key_id:
-        raise AgentKeyMismatchError(
-            f"statement's agent key is {agent}, but the binding names {binding.agent_key_id}"
-        )
-    check_log_head(
-        statement.predicate.runtime_log, binding.log_head, against="binding runtimeLogHead"
     )

@@ -10,8 +10,11 @@
             print(check.name, check.reason, check.detail)
     print(json.dumps(result.to_json()))
 
-``appraise`` never raises for bad evidence: every broken link is a failed,
-named check with a stable reason. Quote signatures are verified by
+``appraise`` (module ``attestd.verifier.appraisal``) never raises for bad
+evidence: every broken link is a failed, named check with a stable reason.
+Every check is declared once, with its needs, step, reasons and AR4SI claims,
+and run by one runner (``attestd.verifier.checks``); ``attestd.verifier.registry``
+lists them all. Quote signatures are verified by
 ``attestd.tee.tdx.verify``; this package compares what they vouch for with the
 policy. docs/policy.md describes every policy option, check and reason.
 
@@ -30,15 +33,15 @@ A result is signed for relying parties as an EAR JWT (ES256)::
 docs/attestation-results.md describes the claims and the trust-vector mapping.
 """
 
-from attestd.verifier.appraise import CHECK_NAMES, SNP_CHECK_NAMES, TDX_CHECK_NAMES, appraise
+from attestd.verifier.appraisal import CHECK_NAMES, SNP_CHECK_NAMES, TDX_CHECK_NAMES, appraise
 from attestd.verifier.chain import (
     CHAIN_CHECK_NAMES,
     STAGE_CHECK_NAMES,
-    ChainCheck,
     ChainResult,
     StageResult,
     verify_chain,
 )
+from attestd.verifier.checks import Check, CheckStatus
 from attestd.verifier.ear import (
     EAR_PROFILE,
     ResultAlgorithmError,
@@ -73,14 +76,7 @@ from attestd.verifier.policy import (
     TrustRoot,
     load_policy,
 )
-from attestd.verifier.result import (
-    AppraisalResult,
-    AppraisalStatus,
-    Check,
-    CheckStatus,
-    EvidenceSummary,
-    RootOfTrust,
-)
+from attestd.verifier.result import AppraisalResult, AppraisalStatus, EvidenceSummary, RootOfTrust
 
 __all__ = [
     "CHAIN_CHECK_NAMES",
@@ -93,7 +89,6 @@ __all__ = [
     "AppraisalStatus",
     "ArtifactPolicy",
     "ArtifactRule",
-    "ChainCheck",
     "ChainResult",
     "Check",
     "CheckStatus",

@@ -16,20 +16,33 @@ from attestd.evidence import Statement
 from attestd.tee.snp.abi import AttestationReport, parse_report
 from attestd.tee.snp.kds import VcekSource, VcekUnavailableError, get_vcek, offline_path
 from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
-from attestd.verifier._outcome import NamedSteps, Outcome, allowed_value, failed, passed
+from attestd.verifier.checks import (
+    REFERENCE_VALUE_ABSENT,
+    CheckDef,
+    Claim,
+    Outcome,
+    allowed_value,
+    claim,
+    failed,
+    names,
+    passed,
+)
 from attestd.verifier.policy import Policy, TrustRoot
 
-#: The SNP checks, in the order they run, after the common ones.
-SNP_CHECK_NAMES = (
-    "reported_tcb",
-    "measurement",
-    "host_data",
-    "id_key_digest",
-    "author_key_digest",
-    "guest_policy",
-    "vmpl",
-    "guest_svn",
+SNP_REPORT_REASONS = (
+    "vcek_unavailable",
+    "vcek_chain_invalid",
+    "untrusted_root",
+    "certificate_expired",
+    "report_signature_invalid",
+    "vcek_extensions_invalid",
+    "product_mismatch",
+    "signing_key_mismatch",
+    "tcb_mismatch",
+    "chip_id_mismatch",
 )
+"""What ``quote_signature`` reports when an SEV-SNP report does not verify
+(``tee/snp/verify.py``, ``tee/snp/kds.py``)."""
 
 
 class SnpAppraiser:
@@ -114,30 +127,15 @@ class SnpAppraiser:
     def runtime_register(self) -> tuple[str, bytes] | None:
         return None
 
-    def reference_checks(self) -> NamedSteps:
-        return [
-            ("reported_tcb", self._reported_tcb),
-            ("measurement", lambda: self._value("measurement", "MEASUREMENT", True)),
-            ("host_data", lambda: self._value("host_data", "HOST_DATA", False)),
-            ("id_key_digest", lambda: self._value("id_key_digest", "ID_KEY_DIGEST", False)),
-            (
-                "author_key_digest",
-                lambda: self._value("author_key_digest", "AUTHOR_KEY_DIGEST", False),
-            ),
-            ("guest_policy", self._guest_policy),
-            ("vmpl", self._vmpl),
-            ("guest_svn", self._guest_svn),
-        ]
-
     # -- checks ----------------------------------------------------------------
 
-    def _value(self, key: str, label: str, required: bool) -> Outcome:
+    def value(self, key: str, label: str, required: bool) -> Outcome:
         value = bytes(getattr(self.report, key))
         allowed = getattr(self._policy.snp, key)
         reason = "measurement_not_allowed" if key == "measurement" else f"{key}_not_allowed"
         return allowed_value(label, f"snp.{key}", value, allowed, reason=reason, required=required)
 
-    def _reported_tcb(self) -> Outcome:
+    def reported_tcb(self) -> Outcome:
         if self._product is None:
             return failed("product_unknown", "cannot decode the TCB: the product is unknown")
         tcb = self.report.tcb(self._product)
@@ -151,7 +149,7 @@ class SnpAppraiser:
             return failed("tcb_too_low", f"reported TCB below snp.min_tcb: {', '.join(low)}")
         return passed(f"reported TCB {tcb} ({self._product}) meets snp.min_tcb")
 
-    def _guest_policy(self) -> Outcome:
+    def guest_policy(self) -> Outcome:
         policy = self.report.guest_policy
         rules = self._policy.snp
         if policy.debug and not rules.allow_debug:
@@ -167,13 +165,13 @@ class SnpAppraiser:
             f"guest policy debug={policy.debug} migrate_ma={policy.migrate_ma} smt={policy.smt}"
         )
 
-    def _vmpl(self) -> Outcome:
+    def vmpl(self) -> Outcome:
         vmpl = self.report.vmpl
         if vmpl not in self._policy.snp.vmpl:
             return failed("vmpl_not_allowed", f"VMPL {vmpl} is not among snp.vmpl")
         return passed(f"VMPL {vmpl} is allowed")
 
-    def _guest_svn(self) -> Outcome:
+    def guest_svn(self) -> Outcome:
         svn = self.report.guest_svn
         if svn < self._policy.snp.min_guest_svn:
             return failed(
@@ -187,3 +185,62 @@ def _vcek_product(vcek: x509.Certificate) -> str | None:
     from attestd.tee.snp.verify import vcek_extensions
 
     return vcek_extensions(vcek).product
+
+
+# -- the registry of the SEV-SNP checks -----------------------------------------------------
+
+_QUOTE = ("evidence_format", "quote_signature")
+_CONFIGURED = (claim("configuration"),)
+
+
+def _optional(key: str, label: str) -> CheckDef[SnpAppraiser]:
+    """A launch value checked only when the policy sets it."""
+    return CheckDef(
+        key,
+        lambda s: s.value(key, label, False),
+        _QUOTE,
+        reasons=(f"{key}_not_allowed",),
+        claims=_CONFIGURED,
+    )
+
+
+SNP_CHECKS: tuple[CheckDef[SnpAppraiser], ...] = (
+    CheckDef(
+        "reported_tcb",
+        SnpAppraiser.reported_tcb,
+        _QUOTE,
+        reasons=("tcb_too_low", "product_unknown"),
+        claims=(claim("hardware"),),
+    ),
+    CheckDef(
+        "measurement",
+        lambda s: s.value("measurement", "MEASUREMENT", True),
+        _QUOTE,
+        reasons=("measurement_not_allowed", REFERENCE_VALUE_ABSENT),
+        claims=(claim("executables"),),
+    ),
+    _optional("host_data", "HOST_DATA"),
+    _optional("id_key_digest", "ID_KEY_DIGEST"),
+    _optional("author_key_digest", "AUTHOR_KEY_DIGEST"),
+    CheckDef(
+        "guest_policy",
+        SnpAppraiser.guest_policy,
+        _QUOTE,
+        reasons=("debug_guest", "migration_agent_allowed", "smt_allowed"),
+        claims=(
+            claim("configuration"),
+            Claim("runtime-opaque", fail=None, by_reason={"debug_guest": 96}),
+        ),
+    ),
+    CheckDef("vmpl", SnpAppraiser.vmpl, _QUOTE, reasons=("vmpl_not_allowed",), claims=_CONFIGURED),
+    CheckDef(
+        "guest_svn",
+        SnpAppraiser.guest_svn,
+        _QUOTE,
+        reasons=("guest_svn_too_low",),
+        claims=_CONFIGURED,
+    ),
+)
+"""The SEV-SNP checks, in the order they run, after the common ones."""
+
+SNP_CHECK_NAMES = names(SNP_CHECKS)

@@ -25,31 +25,37 @@ from attestd.tee.tdx.collateral import (
 )
 from attestd.tee.tdx.dcap import DcapOptions, verify_with_collateral
 from attestd.tee.tdx.verify import VerifyOptions, intel_sgx_root_ca, verify_quote
-from attestd.verifier._outcome import (
-    NamedSteps,
+from attestd.verifier.checks import (
+    REFERENCE_VALUE_ABSENT,
+    CheckDef,
     Outcome,
     allowed_value,
+    claim,
     failed,
+    names,
     not_checked,
     passed,
     warned,
 )
 from attestd.verifier.policy import CollateralOrigin, Policy, TrustRoot
 
-#: The TDX checks, in the order they run, after the common ones.
-TDX_CHECK_NAMES = (
-    "tcb_status",
-    "mrtd",
-    "rtmr0",
-    "rtmr1",
-    "rtmr2",
-    "mr_config_id",
-    "mr_owner",
-    "mr_owner_config",
-    "tee_tcb_svn",
-    "debug",
-    "ccel",
+TDX_QUOTE_REASONS = (
+    "untrusted_root",
+    "pck_chain_invalid",
+    "certificate_expired",
+    "qe_report_signature_invalid",
+    "attestation_key_binding_invalid",
+    "quote_signature_invalid",
 )
+"""What ``quote_signature`` reports when a TDX quote does not verify (``tee/tdx/verify.py``)."""
+
+DCAP_REASONS = (
+    "tcb_revoked", "certificate_revoked", "certificate_expired", "untrusted_root",
+    "collateral_expired", "collateral_not_yet_valid", "collateral_signature_invalid",
+    "collateral_mismatch", "quote_signature_invalid", "qe_report_signature_invalid",
+    "attestation_key_binding_invalid", "dcap_verification_failed",
+)  # fmt: skip
+"""What dcap-qvl reports when it refuses a quote with its collateral (``tee/tdx/dcap.py``)."""
 
 
 # Policy keys whose TD report field is spelt differently.
@@ -87,43 +93,19 @@ class TdxAppraiser:
     def runtime_register(self) -> tuple[str, bytes]:
         return "RTMR3", bytes(self.quote.body.rtmrs[3])
 
-    def reference_checks(self) -> NamedSteps:
-        def register(key: str, label: str, reason: str, *, required: bool) -> Outcome:
-            value = bytes(getattr(self.quote.body, _BODY_FIELD.get(key, key)))
-            allowed = self._policy.tdx.allowed(key)
-            return allowed_value(
-                label, f"tdx.{key}", value, allowed, reason=reason, required=required
-            )
+    def register(self, key: str, label: str, reason: str, *, required: bool) -> Outcome:
+        """A TD report field against the policy's allowed values for it."""
+        value = bytes(getattr(self.quote.body, _BODY_FIELD.get(key, key)))
+        allowed = self._policy.tdx.allowed(key)
+        return allowed_value(label, f"tdx.{key}", value, allowed, reason=reason, required=required)
 
-        def rtmr(index: int) -> Outcome:
-            value = bytes(self.quote.body.rtmrs[index])
-            allowed = self._policy.tdx.allowed(f"rtmr{index}")
-            return allowed_value(
-                f"RTMR{index}", f"tdx.rtmr{index}", value, allowed,
-                reason="rtmr_not_allowed", required=True,
-            )  # fmt: skip
-
-        return [
-            ("tcb_status", self._tcb_status),
-            ("mrtd", lambda: register("mrtd", "MRTD", "mrtd_not_allowed", required=True)),
-            ("rtmr0", lambda: rtmr(0)),
-            ("rtmr1", lambda: rtmr(1)),
-            ("rtmr2", lambda: rtmr(2)),
-            (
-                "mr_config_id",
-                lambda: register("mr_config_id", "MRCONFIGID", "mr_not_allowed", required=False),
-            ),
-            ("mr_owner", lambda: register("mr_owner", "MROWNER", "mr_not_allowed", required=False)),
-            (
-                "mr_owner_config",
-                lambda: register(
-                    "mr_owner_config", "MROWNERCONFIG", "mr_not_allowed", required=False
-                ),
-            ),
-            ("tee_tcb_svn", self._tee_tcb_svn),
-            ("debug", self._debug),
-            ("ccel", self._ccel),
-        ]
+    def rtmr(self, index: int) -> Outcome:
+        value = bytes(self.quote.body.rtmrs[index])
+        allowed = self._policy.tdx.allowed(f"rtmr{index}")
+        return allowed_value(
+            f"RTMR{index}", f"tdx.rtmr{index}", value, allowed,
+            reason="rtmr_not_allowed", required=True,
+        )  # fmt: skip
 
     # -- checks ----------------------------------------------------------------
 
@@ -144,7 +126,7 @@ class TdxAppraiser:
             )
         return EvidenceCollateralSource(shipped)
 
-    def _tcb_status(self) -> Outcome:
+    def tcb_status(self) -> Outcome:
         collateral: Collateral = self._collateral_source().collateral_for(self.quote, self._now)
         root = self._policy.trust.root
         options = DcapOptions(
@@ -177,7 +159,7 @@ class TdxAppraiser:
                 )
         return passed(f"TCB status {result.status} (advisories: {advisories}), allowed")
 
-    def _tee_tcb_svn(self) -> Outcome:
+    def tee_tcb_svn(self) -> Outcome:
         actual = bytes(self.quote.body.tee_tcb_svn)
         minimum = self._policy.tdx.min_tee_tcb_svn
         if minimum is None:
@@ -192,14 +174,14 @@ class TdxAppraiser:
             )
         return passed(f"TEE_TCB_SVN {actual.hex()} is at least {minimum.hex()}")
 
-    def _debug(self) -> Outcome:
+    def debug(self) -> Outcome:
         if not self.quote.body.debug:
             return passed("the TD is not debuggable")
         if self._policy.tdx.allow_debug:
             return warned("debug_td", "the TD is debuggable (allowed by tdx.allow_debug)")
         return failed("debug_td", "the TD is debuggable: its host can read and change its memory")
 
-    def _ccel(self) -> Outcome:
+    def ccel(self) -> Outcome:
         blob = self._statement.predicate.ccel
         if blob is None:
             if self._policy.tdx.require_ccel:
@@ -221,3 +203,86 @@ class TdxAppraiser:
                     f"the quote has {quoted.hex()}",
                 )
         return passed(f"{len(log.events)} CC event log entries replay to RTMR0-2 of the quote")
+
+
+# -- the registry of the TDX checks ---------------------------------------------------------
+
+_QUOTE = ("evidence_format", "quote_signature")
+_MEASURED = (claim("executables"),)
+_CONFIGURED = (claim("configuration"),)
+_ABSENT = (REFERENCE_VALUE_ABSENT,)
+
+
+def _field(key: str, label: str) -> CheckDef[TdxAppraiser]:
+    """An owner-defined TD field: checked only when the policy sets it."""
+    return CheckDef(
+        key,
+        lambda t: t.register(key, label, "mr_not_allowed", required=False),
+        _QUOTE,
+        reasons=("mr_not_allowed",),
+        claims=_CONFIGURED,
+    )
+
+
+def _rtmr(index: int) -> CheckDef[TdxAppraiser]:
+    return CheckDef(
+        f"rtmr{index}",
+        lambda t: t.rtmr(index),
+        _QUOTE,
+        reasons=("rtmr_not_allowed", *_ABSENT),
+        claims=_MEASURED,
+    )
+
+
+_TCB_STATUS_REASONS = (
+    "tcb_status_not_allowed", "advisory_rejected", "advisory_not_accepted",
+    "collateral_unavailable", "collateral_malformed", "collateral_too_large",
+    *DCAP_REASONS, "debug_td",
+)  # fmt: skip
+
+TDX_CHECKS: tuple[CheckDef[TdxAppraiser], ...] = (
+    CheckDef(
+        "tcb_status",
+        TdxAppraiser.tcb_status,
+        _QUOTE,
+        reasons=_TCB_STATUS_REASONS,
+        claims=(claim("hardware"),),
+    ),
+    CheckDef(
+        "mrtd",
+        lambda t: t.register("mrtd", "MRTD", "mrtd_not_allowed", required=True),
+        _QUOTE,
+        reasons=("mrtd_not_allowed", *_ABSENT),
+        claims=_MEASURED,
+    ),
+    _rtmr(0),
+    _rtmr(1),
+    _rtmr(2),
+    _field("mr_config_id", "MRCONFIGID"),
+    _field("mr_owner", "MROWNER"),
+    _field("mr_owner_config", "MROWNERCONFIG"),
+    CheckDef(
+        "tee_tcb_svn",
+        TdxAppraiser.tee_tcb_svn,
+        _QUOTE,
+        reasons=("tee_tcb_svn_too_low",),
+        claims=(claim("hardware"),),
+    ),
+    CheckDef(
+        "debug",
+        TdxAppraiser.debug,
+        _QUOTE,
+        reasons=("debug_td",),
+        claims=(claim("configuration"), claim("runtime-opaque")),
+    ),
+    CheckDef(
+        "ccel",
+        TdxAppraiser.ccel,
+        _QUOTE,
+        reasons=("ccel_mismatch", "ccel_malformed", "ccel_missing"),
+        claims=_MEASURED,
+    ),
+)
+"""The TDX checks, in the order they run, after the common ones."""
+
+TDX_CHECK_NAMES = names(TDX_CHECKS)

@@ -11,7 +11,7 @@
     print(json.dumps(result.to_json()))
 
 Each attestation is checked on its own first: its evidence is appraised by
-``attestd.verifier.appraise`` under the policy its layout stage makes, with
+``attestd.verifier.appraisal`` under the policy its layout stage makes, with
 the nonce ``stage_nonce(provenance payload)``; its provenance must be signed by
 the agent key the quoted binding names, its outputs must be the evidence's
 subjects, and its runtime-log segment a contiguous slice of the evidence's
@@ -29,7 +29,7 @@ docs/layout.md lists every check and reason.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,13 +41,14 @@ from attestd.evidence import (
     RuntimeEvent,
     Statement,
     _json,
+    agent_key_link,
     format_rfc3339,
-    key_id,
     load_public_key_pem,
     open_evidence,
     parse_envelope,
     verify_envelope,
 )
+from attestd.evidence.binding import AGENT_KEY_MISMATCH
 from attestd.evidence.provenance import (
     StageArtifact,
     StageAttestation,
@@ -55,66 +56,43 @@ from attestd.evidence.provenance import (
     provenance_digest,
     stage_nonce,
 )
-from attestd.verifier._outcome import Outcome, failed, not_checked, passed, run_step, warned
-from attestd.verifier.appraise import appraise
-from attestd.verifier.layout import Layout, StageRule
-from attestd.verifier.oms import OmsClosing, OmsSignatureError, close_chain, verify_oms_bundle
-from attestd.verifier.policy import ArtifactPolicy
-from attestd.verifier.result import (
-    AppraisalResult,
-    AppraisalStatus,
+from attestd.verifier.appraisal import appraise
+from attestd.verifier.checks import (
     Check,
+    CheckDef,
     CheckStatus,
-    overall_status,
+    Outcome,
+    Runner,
+    claim,
+    failed,
+    identity,
+    names,
+    not_checked,
+    passed,
+    warned,
 )
+from attestd.verifier.layout import Layout, StageRule
+from attestd.verifier.oms import (
+    OmsClosing,
+    OmsError,
+    OmsSignature,
+    OmsSignatureError,
+    close_chain,
+    verify_oms_bundle,
+)
+from attestd.verifier.policy import ArtifactPolicy
+from attestd.verifier.result import AppraisalResult, AppraisalStatus, overall_status
 from attestd.verifier.spdx import SpdxError, is_allowed, parse_expression
 
-STAGE_CHECK_NAMES = (
-    "attestation_format",
-    "stage",
-    "pipeline",
-    "tee",
-    "evidence",
-    "agent_key",
-    "provenance_signature",
-    "builder",
-    "outputs",
-    "log_segment",
-    "run",
-    "previous",
-    "inputs",
-    "licenses",
-    "tags",
-)
-"""The checks of one stage attestation, in the order they are reported."""
-
-CHAIN_CHECK_NAMES = ("stages", "artifacts", "oms_signature", "oms_digest")
-"""The checks of the chain as a whole (the OMS ones only with an OMS closing)."""
-
 __all__ = [
+    "CHAIN_CHECKS",
     "CHAIN_CHECK_NAMES",
+    "STAGE_CHECKS",
     "STAGE_CHECK_NAMES",
-    "ChainCheck",
     "ChainResult",
     "StageResult",
     "verify_chain",
 ]
-
-
-@dataclass(frozen=True)
-class ChainCheck(Check):
-    """A named check; ``stage`` is the stage it speaks about, ``None`` for the whole chain."""
-
-    stage: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "stage": self.stage,
-            "status": self.status.value,
-            "reason": self.reason,
-            "detail": self.detail,
-        }
 
 
 @dataclass(frozen=True)
@@ -123,7 +101,7 @@ class StageResult:
 
     source: str
     stage: str | None
-    checks: tuple[ChainCheck, ...]
+    checks: tuple[Check, ...]
     provenance: StageProvenance | None = None
     appraisal: AppraisalResult | None = None
     tee: str | None = None
@@ -155,7 +133,7 @@ class StageResult:
             "inputs": [a.to_json() for a in provenance.inputs] if provenance else [],
             "outputs": [a.to_json() for a in provenance.outputs] if provenance else [],
             "appraisal": self.appraisal.to_json() if self.appraisal else None,
-            "checks": [c.to_json() for c in self.checks],
+            "checks": [c.to_json(with_stage=True) for c in self.checks],
         }
 
 
@@ -167,13 +145,13 @@ class ChainResult:
     run_id: str | None
     stages: tuple[StageResult, ...]
     """In layout order; attestations of no layout stage, or of one already seen, follow."""
-    checks: tuple[ChainCheck, ...]
+    checks: tuple[Check, ...]
     max_age_seconds: int | None
     verified_at: datetime
     oms: dict[str, object] | None = None
 
     @property
-    def all_checks(self) -> tuple[ChainCheck, ...]:
+    def all_checks(self) -> tuple[Check, ...]:
         return tuple(c for s in self.stages for c in s.checks) + self.checks
 
     @property
@@ -182,7 +160,7 @@ class ChainResult:
         return overall_status(self.all_checks)
 
     @property
-    def failures(self) -> tuple[ChainCheck, ...]:
+    def failures(self) -> tuple[Check, ...]:
         return tuple(c for c in self.all_checks if c.status is CheckStatus.FAIL)
 
     @property
@@ -202,7 +180,7 @@ class ChainResult:
             "verifiedAt": format_rfc3339(self.verified_at),
             "reasons": list(self.reasons),
             "stages": [s.to_json() for s in self.stages],
-            "checks": [c.to_json() for c in self.checks],
+            "checks": [c.to_json(with_stage=True) for c in self.checks],
             "oms": self.oms,
         }
 
@@ -225,13 +203,13 @@ def verify_chain(
     if now is not None and now.utcoffset() is None:
         raise ValueError("verify_chain: now must be a timezone-aware datetime")
     clock = now or datetime.now(UTC)
-    names = list(labels) if labels is not None else [f"#{i}" for i in range(len(attestations))]
-    if len(names) != len(attestations):
+    given = list(labels) if labels is not None else [f"#{i}" for i in range(len(attestations))]
+    if len(given) != len(attestations):
         raise ValueError("verify_chain: one label per attestation")
     parsed = [
-        _Stage(label, data, layout, clock) for label, data in zip(names, attestations, strict=True)
+        _Stage(label, data, layout, clock) for label, data in zip(given, attestations, strict=True)
     ]
-    return _Chain(layout, parsed, clock).run(oms)
+    return _Chain(layout, parsed, clock, oms).run()
 
 
 # -- one stage attestation ---------------------------------------------------------------
@@ -242,9 +220,10 @@ class _Stage:
 
     def __init__(self, source: str, data: bytes, layout: Layout, now: datetime) -> None:
         self.source = source
+        self.data = data
         self.layout = layout
         self.now = now
-        self.checks: dict[str, ChainCheck] = {}
+        self.runner = Runner()
         self.provenance: StageProvenance | None = None
         self.payload = b""
         self.envelope: Envelope | None = None
@@ -252,7 +231,7 @@ class _Stage:
         self.evidence = b""
         self.rule: StageRule | None = None
         self.appraisal: AppraisalResult | None = None
-        self._own_checks(data)
+        self.runner.run(OWN_CHECKS, self)
 
     @property
     def name(self) -> str | None:
@@ -262,38 +241,9 @@ class _Stage:
     def digest(self) -> str | None:
         return provenance_digest(self.payload) if self.provenance else None
 
-    def record(self, name: str, outcome: Outcome) -> None:
-        self.checks[name] = ChainCheck(
-            name, outcome.status, outcome.reason, outcome.detail, self.name
-        )
-
-    def passed(self, name: str) -> bool:
-        check = self.checks.get(name)
-        return check is not None and check.status is CheckStatus.PASS
-
-    def _step(self, name: str, needs: tuple[str, ...], step: Callable[[], Outcome]) -> None:
-        blocked = [need for need in needs if not self.passed(need)]
-        if blocked:
-            self.record(name, not_checked(f"skipped: {', '.join(blocked)} did not pass"))
-            return
-        self.record(name, run_step(step))
-
-    def _own_checks(self, data: bytes) -> None:
-        self._step("attestation_format", (), lambda: self._parse(data))
-        fmt = ("attestation_format",)
-        self._step("stage", fmt, self._stage)
-        self._step("pipeline", fmt, self._pipeline)
-        self._step("tee", ("stage",), self._tee)
-        self._step("evidence", ("tee",), self._evidence)
-        self._step("agent_key", fmt, self._agent_key)
-        self._step("provenance_signature", fmt, self._provenance_signature)
-        self._step("builder", fmt, self._builder)
-        self._step("outputs", fmt, self._outputs)
-        self._step("log_segment", fmt, self._log_segment)
-
-    def _parse(self, data: bytes) -> Outcome:
+    def parse(self) -> Outcome:
         try:
-            attestation = StageAttestation.from_json(data)
+            attestation = StageAttestation.from_json(self.data)
             self.envelope = parse_envelope(attestation.provenance)
             payload = bytes(self.envelope.payload)
             statement = _json.loads(payload, what="provenance", max_bytes=len(payload) + 1)
@@ -302,16 +252,17 @@ class _Stage:
         except AttestdError as err:
             return failed("attestation_malformed", err.message)
         self.payload, self.provenance, self.evidence = payload, provenance, attestation.evidence
+        self.runner.stage = provenance.stage  # every check from here on speaks about this stage
         return passed(f"stage {provenance.stage!r} of run {provenance.run_id!r}")
 
-    def _stage(self) -> Outcome:
+    def stage(self) -> Outcome:
         self.rule = self.layout.stage(self._provenance().stage)
         if self.rule is None:
             known = ", ".join(s.name for s in self.layout.stages)
             return failed("stage_unknown", f"the layout has no stage {self.name!r} ({known})")
         return passed(f"the layout has stage {self.name!r}")
 
-    def _pipeline(self) -> Outcome:
+    def pipeline(self) -> Outcome:
         pipeline = self._provenance().pipeline
         if pipeline != self.layout.pipeline:
             return failed(
@@ -321,7 +272,7 @@ class _Stage:
             )
         return passed(f"pipeline {pipeline!r}")
 
-    def _tee(self) -> Outcome:
+    def tee(self) -> Outcome:
         assert self.rule is not None  # guaranteed by the stage dependency
         tee = str(self._statement().predicate.tee.tee)
         if tee not in self.rule.tees:
@@ -332,7 +283,7 @@ class _Stage:
             )
         return passed(f"{tee} is accepted for stage {self.rule.name!r}")
 
-    def _evidence(self) -> Outcome:
+    def appraise_evidence(self) -> Outcome:
         assert self.rule is not None  # guaranteed by the tee dependency
         tee = str(self._statement().predicate.tee.tee)
         outputs = [ArtifactPolicy(a.sha256, a.name) for a in self._provenance().outputs]
@@ -351,7 +302,7 @@ class _Stage:
             return warned(first, detail)
         return failed(first, detail)
 
-    def _agent_key(self) -> Outcome:
+    def agent_key(self) -> Outcome:
         named = self._statement().predicate.binding.agent_key_id
         allowed = self.rule.agent_keys if self.rule is not None else None
         if allowed is None:
@@ -362,14 +313,12 @@ class _Stage:
             )
         return passed(f"agent key {named} is allowed")
 
-    def _provenance_signature(self) -> Outcome:
+    def provenance_signature(self) -> Outcome:
         predicate = self._statement().predicate
-        key = load_public_key_pem(predicate.agent_key_pem)
         named = predicate.binding.agent_key_id
-        if key_id(key) != named:
-            return failed(
-                "agent_key_mismatch", "the evidence's agent key is not the one its binding names"
-            )
+        broken = agent_key_link(predicate.binding, predicate.agent_key_pem)
+        if broken is not None:
+            return failed(broken.reason, broken.detail)
         assert self.envelope is not None  # guaranteed by the attestation_format dependency
         if named not in self.envelope.signatures:
             signers = ", ".join(sorted(self.envelope.signatures))
@@ -378,12 +327,12 @@ class _Stage:
                 f"the provenance is signed by {signers}, the evidence's agent key is {named}",
             )
         try:
-            verify_envelope(self.envelope, key)
+            verify_envelope(self.envelope, load_public_key_pem(predicate.agent_key_pem))
         except AttestdError as err:
             return failed("provenance_signature_invalid", err.message)
         return passed(f"the provenance is signed by the evidence's agent key {named}")
 
-    def _builder(self) -> Outcome:
+    def builder(self) -> Outcome:
         builder = self._provenance().builder_id
         named = self._statement().predicate.binding.agent_key_id
         if not builder.endswith(f"#{named}"):
@@ -392,7 +341,7 @@ class _Stage:
             )
         return passed(f"builder.id {builder!r}")
 
-    def _outputs(self) -> Outcome:
+    def outputs(self) -> Outcome:
         outputs = {a.name: dict(a.digest) for a in self._provenance().outputs}
         subjects = {s.name: dict(s.digest) for s in self._statement().subjects}
         if outputs != subjects:
@@ -406,7 +355,7 @@ class _Stage:
             )
         return passed(f"{len(outputs)} outputs are the evidence's subjects")
 
-    def _log_segment(self) -> Outcome:
+    def log_segment(self) -> Outcome:
         segment = self._provenance().log_segment
         log = self._statement().predicate.runtime_log
         if not segment:
@@ -429,7 +378,7 @@ class _Stage:
 
     def result(self) -> StageResult:
         order = {name: i for i, name in enumerate(STAGE_CHECK_NAMES)}
-        checks = sorted(self.checks.values(), key=lambda c: order.get(c.name, len(order)))
+        checks = sorted(self.runner.checks, key=lambda c: order.get(c.name, len(order)))
         tee = root = key = None
         if self.statement is not None:
             predicate = self.statement.predicate
@@ -452,125 +401,43 @@ def _slice_at(log: Sequence[RuntimeEvent], segment: Sequence[RuntimeEvent]) -> i
     return start
 
 
-# -- the chain -----------------------------------------------------------------------
+# -- a stage in its chain ------------------------------------------------------------
 
 
-@dataclass
-class _Chain:
+@dataclass(frozen=True)
+class _Link:
+    """What a stage's place in the chain is checked against: the stages around it."""
+
+    stage: _Stage
+    provenance: StageProvenance
+    index: int
+    before: _Stage | None
+    earlier: Sequence[_Stage]
+    digests: dict[str, _Stage]
+    run_id: str | None
     layout: Layout
-    parsed: list[_Stage]
-    now: datetime
-    checks: list[ChainCheck] = field(default_factory=list)
-    by_stage: dict[str, _Stage] = field(default_factory=dict)
-    extras: list[_Stage] = field(default_factory=list)
-
-    def run(self, oms: OmsClosing | None) -> ChainResult:
-        self._place()
-        present = [self.by_stage.get(rule.name) for rule in self.layout.stages]
-        run_id = next((s.provenance.run_id for s in present if s and s.provenance), None)
-        digests = {s.digest: s for s in self.parsed if s.digest is not None}
-        for index, stage in enumerate(present):
-            if stage is None or stage.provenance is None:
-                continue
-            before = present[index - 1] if index > 0 else None
-            earlier = [s for s in present[:index] if s is not None and s.provenance is not None]
-            stage.record("run", _same_run(stage.provenance, run_id))
-            stage.record("previous", _link(stage, index, before, digests))
-            stage.record("inputs", _inputs(stage, index, before, earlier))
-            stage.record("licenses", _licenses(stage.provenance, self.layout.allowed_licenses))
-            stage.record("tags", _tags(stage, self.layout))
-        self._artifacts(present)
-        oms_json = self._oms(oms, present[-1]) if oms is not None else None
-        stages = [s.result() for s in present if s is not None] + [s.result() for s in self.extras]
-        return ChainResult(
-            self.layout.pipeline, run_id, tuple(stages), tuple(self.checks),
-            self.layout.max_age_seconds, self.now, oms_json,
-        )  # fmt: skip
-
-    def _check(self, name: str, outcome: Outcome) -> None:
-        self.checks.append(ChainCheck(name, outcome.status, outcome.reason, outcome.detail))
-
-    def _place(self) -> None:
-        """Give each layout stage its attestation; note the missing, unknown and repeated."""
-        for stage in self.parsed:
-            name = stage.name
-            if name is None or stage.rule is None:
-                self.extras.append(stage)
-            elif name in self.by_stage:
-                stage.record(
-                    "stage",
-                    failed(
-                        "stage_duplicate",
-                        f"{stage.source} is a second attestation of stage {name!r} "
-                        f"(the first is {self.by_stage[name].source})",
-                    ),
-                )
-                self.extras.append(stage)
-            else:
-                self.by_stage[name] = stage
-        missing = [rule.name for rule in self.layout.stages if rule.name not in self.by_stage]
-        if missing:
-            self._check(
-                "stages",
-                failed("stage_missing", f"no attestation of stage(s) {', '.join(missing)}"),
-            )
-        else:
-            self._check("stages", passed(f"all {len(self.layout.stages)} layout stages present"))
-
-    def _artifacts(self, present: Sequence[_Stage | None]) -> None:
-        seen = {
-            a.name
-            for s in present
-            if s is not None and s.provenance is not None
-            for a in (*s.provenance.inputs, *s.provenance.outputs)
-        }
-        absent = [r.name for r in self.layout.artifacts if r.required and r.name not in seen]
-        if absent:
-            self._check(
-                "artifacts",
-                failed(
-                    "artifact_missing", f"required artifact(s) {', '.join(absent)} never appear"
-                ),
-            )
-        elif self.layout.artifacts:
-            self._check("artifacts", passed(f"{len(self.layout.artifacts)} artifact rules checked"))
-
-    def _oms(self, closing: OmsClosing, last: _Stage | None) -> dict[str, object]:
-        try:
-            signed = verify_oms_bundle(closing)
-        except OmsSignatureError as err:
-            self._check("oms_signature", failed(err.reason, err.message))
-            self._check("oms_digest", not_checked("skipped: oms_signature did not pass"))
-            return {"bundle": str(closing.bundle), "signature": None}
-        self._check("oms_signature", passed(f"{closing.bundle} verifies"))
-        if last is None or last.provenance is None:
-            self._check("oms_digest", not_checked("skipped: the last stage is missing"))
-        else:
-            self._check(
-                "oms_digest", close_chain(signed, last.provenance.outputs, closing.artifact)
-            )
-        return {"bundle": str(closing.bundle), "signature": signed.to_json()}
 
 
-def _same_run(provenance: StageProvenance, run_id: str | None) -> Outcome:
-    if provenance.run_id != run_id:
+def _same_run(link: _Link) -> Outcome:
+    if link.provenance.run_id != link.run_id:
         return failed(
             "run_mismatch",
-            f"the attestation is from run {provenance.run_id!r}, the chain is run {run_id!r}",
+            f"the attestation is from run {link.provenance.run_id!r}, "
+            f"the chain is run {link.run_id!r}",
         )
-    return passed(f"run {run_id!r}")
+    return passed(f"run {link.run_id!r}")
 
 
-def _link(stage: _Stage, index: int, before: _Stage | None, digests: dict[str, _Stage]) -> Outcome:
-    previous = stage.provenance.previous if stage.provenance else None
-    if index > 0 and (before is None or before.provenance is None):
+def _previous(link: _Link) -> Outcome:
+    previous, before = link.provenance.previous, link.before
+    if link.index > 0 and (before is None or before.provenance is None):
         return not_checked("skipped: the predecessor's attestation is missing")
     expected = before.digest if before is not None else None
     if previous == expected:
         if before is None:
             return passed("the first stage names no predecessor")
         return passed(f"follows {before.name!r} (provenance sha256 {expected})")
-    other = digests.get(previous) if previous is not None else None
+    other = link.digests.get(previous) if previous is not None else None
     should = f"{before.name!r}" if before is not None else "no stage (it is the first)"
     if other is not None:
         return failed(
@@ -588,10 +455,9 @@ def _link(stage: _Stage, index: int, before: _Stage | None, digests: dict[str, _
     )
 
 
-def _inputs(stage: _Stage, index: int, before: _Stage | None, earlier: Sequence[_Stage]) -> Outcome:
-    assert stage.provenance is not None
-    inputs = stage.provenance.inputs
-    produced = {a.name: (s, a) for s in earlier if s.provenance for a in s.provenance.outputs}
+def _inputs(link: _Link) -> Outcome:
+    inputs, before = link.provenance.inputs, link.before
+    produced = {a.name: (s, a) for s in link.earlier if s.provenance for a in s.provenance.outputs}
     substituted = [
         f"{a.name} is sha256 {a.sha256}, {produced[a.name][0].name!r} produced "
         f"{produced[a.name][1].sha256}"
@@ -600,9 +466,9 @@ def _inputs(stage: _Stage, index: int, before: _Stage | None, earlier: Sequence[
     ]
     if substituted:
         return failed("artifact_substituted", "; ".join(substituted))
-    if index == 0:
+    if link.index == 0:
         return passed(f"{len(inputs)} inputs from outside the chain (the first stage)")
-    rule = stage.rule
+    rule = link.stage.rule
     if rule is not None and not rule.inputs_from_previous:
         return passed(f"{len(inputs)} inputs (the layout does not tie them to the predecessor)")
     if before is None or before.provenance is None:
@@ -618,8 +484,9 @@ def _inputs(stage: _Stage, index: int, before: _Stage | None, earlier: Sequence[
     return passed(f"inputs are {before.name!r}'s {len(wanted)} outputs, digest for digest")
 
 
-def _licenses(provenance: StageProvenance, allowed: tuple[str, ...] | None) -> Outcome:
-    artifacts = (*provenance.inputs, *provenance.outputs)
+def _licenses(link: _Link) -> Outcome:
+    artifacts = (*link.provenance.inputs, *link.provenance.outputs)
+    allowed = link.layout.allowed_licenses
     if allowed is None:
         return not_checked("the layout sets no allowed_licenses")
     problems: list[tuple[str, str]] = []
@@ -641,19 +508,19 @@ def _licenses(provenance: StageProvenance, allowed: tuple[str, ...] | None) -> O
     return passed(f"{len(artifacts)} artifacts carry allowed licences")
 
 
-def _tags(stage: _Stage, layout: Layout) -> Outcome:
-    assert stage.provenance is not None
+def _tags(link: _Link) -> Outcome:
+    provenance, rule = link.provenance, link.stage.rule
     problems: list[str] = []
-    required = stage.rule.required_tags if stage.rule is not None else ()
-    for artifact in stage.provenance.outputs:
+    required = rule.required_tags if rule is not None else ()
+    for artifact in provenance.outputs:
         problems += _missing_tags(artifact, required, "the stage")
-    rules = {r.name: r for r in layout.artifacts}
-    for artifact in (*stage.provenance.inputs, *stage.provenance.outputs):
+    rules = {r.name: r for r in link.layout.artifacts}
+    for artifact in (*provenance.inputs, *provenance.outputs):
         if artifact.name in rules:
             problems += _missing_tags(artifact, rules[artifact.name].required_tags, "its rule")
     if problems:
         return failed("tag_missing", "; ".join(problems))
-    if not required and not any(a.name in rules for a in stage.provenance.outputs):
+    if not required and not any(a.name in rules for a in provenance.outputs):
         return not_checked("the layout requires no tags of this stage")
     return passed("every required tag is present")
 
@@ -661,3 +528,228 @@ def _tags(stage: _Stage, layout: Layout) -> Outcome:
 def _missing_tags(artifact: StageArtifact, required: Iterable[str], who: str) -> list[str]:
     absent = [t for t in required if t not in artifact.tags]
     return [f"{artifact.name} lacks {', '.join(absent)} ({who} requires it)"] if absent else []
+
+
+# -- the chain -----------------------------------------------------------------------
+
+
+@dataclass
+class _Chain:
+    layout: Layout
+    parsed: list[_Stage]
+    now: datetime
+    oms: OmsClosing | None
+    runner: Runner = field(
+        default_factory=lambda: Runner(verdicts=(OmsSignatureError,), propagate=(OmsError,))
+    )
+    by_stage: dict[str, _Stage] = field(default_factory=dict)
+    extras: list[_Stage] = field(default_factory=list)
+    present: list[_Stage | None] = field(default_factory=list)
+    signed: OmsSignature | None = None
+
+    def run(self) -> ChainResult:
+        self._place()
+        present = self.present
+        run_id = next((s.provenance.run_id for s in present if s and s.provenance), None)
+        digests = {s.digest: s for s in self.parsed if s.digest is not None}
+        for index, stage in enumerate(present):
+            if stage is None or stage.provenance is None:
+                continue
+            before = present[index - 1] if index > 0 else None
+            earlier = [s for s in present[:index] if s is not None and s.provenance is not None]
+            link = _Link(
+                stage, stage.provenance, index, before, earlier, digests, run_id, self.layout
+            )
+            stage.runner.run(LINK_CHECKS, link)
+        self.runner.run(CHAIN_CHECKS, self)
+        oms_json: dict[str, object] | None = None
+        if self.oms is not None:
+            signature = self.signed.to_json() if self.signed is not None else None
+            oms_json = {"bundle": str(self.oms.bundle), "signature": signature}
+        stages = [s.result() for s in present if s is not None] + [s.result() for s in self.extras]
+        return ChainResult(
+            self.layout.pipeline, run_id, tuple(stages), self.runner.checks,
+            self.layout.max_age_seconds, self.now, oms_json,
+        )  # fmt: skip
+
+    def _place(self) -> None:
+        """Give each layout stage its attestation; set the unknown and repeated apart."""
+        for stage in self.parsed:
+            name = stage.name
+            if name is None or stage.rule is None:
+                self.extras.append(stage)
+            elif name in self.by_stage:
+                stage.runner.record(
+                    "stage",
+                    failed(
+                        "stage_duplicate",
+                        f"{stage.source} is a second attestation of stage {name!r} "
+                        f"(the first is {self.by_stage[name].source})",
+                    ),
+                )
+                self.extras.append(stage)
+            else:
+                self.by_stage[name] = stage
+        self.present = [self.by_stage.get(rule.name) for rule in self.layout.stages]
+
+    def stages(self) -> Outcome:
+        missing = [rule.name for rule in self.layout.stages if rule.name not in self.by_stage]
+        if missing:
+            return failed("stage_missing", f"no attestation of stage(s) {', '.join(missing)}")
+        return passed(f"all {len(self.layout.stages)} layout stages present")
+
+    def artifacts(self) -> Outcome:
+        seen = {
+            a.name
+            for s in self.present
+            if s is not None and s.provenance is not None
+            for a in (*s.provenance.inputs, *s.provenance.outputs)
+        }
+        absent = [r.name for r in self.layout.artifacts if r.required and r.name not in seen]
+        if absent:
+            return failed(
+                "artifact_missing", f"required artifact(s) {', '.join(absent)} never appear"
+            )
+        return passed(f"{len(self.layout.artifacts)} artifact rules checked")
+
+    def oms_signature(self) -> Outcome:
+        assert self.oms is not None  # guaranteed by applies
+        self.signed = verify_oms_bundle(self.oms)  # OmsSignatureError: a failed check
+        return passed(f"{self.oms.bundle} verifies")
+
+    def oms_digest(self) -> Outcome:
+        assert self.oms is not None and self.signed is not None  # guaranteed by oms_signature
+        last = self.present[-1] if self.present else None
+        if last is None or last.provenance is None:
+            return not_checked("skipped: the last stage is missing")
+        return close_chain(self.signed, last.provenance.outputs, self.oms.artifact)
+
+
+# -- the registry of the chain's checks --------------------------------------------------
+
+_FORMAT = ("attestation_format",)
+_CONFIGURED = (claim("configuration"),)
+_SOURCED = (claim("sourced-data"),)
+
+OWN_CHECKS: tuple[CheckDef[_Stage], ...] = (
+    CheckDef(
+        "attestation_format",
+        _Stage.parse,
+        reasons=("attestation_malformed",),
+        claims=(identity(99),),
+    ),
+    CheckDef(
+        "stage",
+        _Stage.stage,
+        _FORMAT,
+        reasons=("stage_unknown", "stage_duplicate"),
+        claims=_CONFIGURED,
+    ),
+    CheckDef(
+        "pipeline",
+        _Stage.pipeline,
+        _FORMAT,
+        reasons=("pipeline_mismatch",),
+        claims=_CONFIGURED,
+    ),
+    CheckDef(
+        "tee",
+        _Stage.tee,
+        ("stage",),
+        reasons=("tee_not_accepted",),
+        claims=(claim("hardware", 97),),
+    ),
+    # No claims of its own: the stage's appraisal speaks through its own vector, merged in.
+    # Its reason is the appraisal's (any appraisal reason).
+    CheckDef("evidence", _Stage.appraise_evidence, ("tee",)),
+    CheckDef(
+        "agent_key",
+        _Stage.agent_key,
+        _FORMAT,
+        reasons=("agent_key_not_allowed",),
+        claims=(identity(96),),
+    ),
+    CheckDef(
+        "provenance_signature",
+        _Stage.provenance_signature,
+        _FORMAT,
+        reasons=("provenance_key_mismatch", "provenance_signature_invalid", AGENT_KEY_MISMATCH),
+        claims=(identity(99),),
+    ),
+    CheckDef(
+        "builder",
+        _Stage.builder,
+        _FORMAT,
+        reasons=("builder_mismatch",),
+        claims=_CONFIGURED,
+    ),
+    CheckDef(
+        "outputs",
+        _Stage.outputs,
+        _FORMAT,
+        reasons=("outputs_mismatch",),
+        claims=(claim("file-system"),),
+    ),
+    CheckDef(
+        "log_segment",
+        _Stage.log_segment,
+        _FORMAT,
+        reasons=("log_segment_mismatch",),
+        claims=(claim("executables", 99),),
+    ),
+)
+"""The checks of one stage attestation on its own, in order."""
+
+LINK_CHECKS: tuple[CheckDef[_Link], ...] = (
+    CheckDef("run", _same_run, reasons=("run_mismatch",), claims=_SOURCED),
+    CheckDef(
+        "previous",
+        _previous,
+        reasons=("stage_out_of_order", "previous_link_broken"),
+        claims=_SOURCED,
+    ),
+    CheckDef(
+        "inputs", _inputs, reasons=("artifact_substituted", "inputs_mismatch"), claims=_SOURCED
+    ),
+    CheckDef(
+        "licenses",
+        _licenses,
+        reasons=("license_not_allowed", "license_missing", "license_invalid"),
+        claims=_SOURCED,
+    ),
+    CheckDef("tags", _tags, reasons=("tag_missing",), claims=_SOURCED),
+)
+"""The checks of a stage's place in the chain (a stage present in the layout), in order."""
+
+STAGE_CHECKS = OWN_CHECKS + LINK_CHECKS
+STAGE_CHECK_NAMES = names(STAGE_CHECKS)
+"""The checks of one stage attestation, in the order they are reported."""
+
+CHAIN_CHECKS: tuple[CheckDef[_Chain], ...] = (
+    CheckDef("stages", _Chain.stages, reasons=("stage_missing",), claims=_SOURCED),
+    CheckDef(
+        "artifacts",
+        _Chain.artifacts,
+        reasons=("artifact_missing",),
+        claims=_SOURCED,
+        applies=lambda chain: bool(chain.layout.artifacts),
+    ),
+    CheckDef(
+        "oms_signature",
+        _Chain.oms_signature,
+        reasons=("oms_signature_invalid",),
+        claims=(claim("file-system", 99),),
+        applies=lambda chain: chain.oms is not None,
+    ),
+    CheckDef(
+        "oms_digest",
+        _Chain.oms_digest,
+        ("oms_signature",),
+        reasons=("oms_digest_mismatch",),
+        claims=(claim("file-system"),),
+        applies=lambda chain: chain.oms is not None,
+    ),
+)
+"""The checks of the chain as a whole (the OMS ones only with an OMS closing)."""
+
+CHAIN_CHECK_NAMES = names(CHAIN_CHECKS)

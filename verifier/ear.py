@@ -12,7 +12,8 @@ The claims follow draft-ietf-rats-ear-04 (profile ``tag:ietf.org,2026:rats/ear#0
 one ``submods`` entry per appraised attester (the TEE for one appraisal, each
 stage and the chain itself for a pipeline), each with an ``ear_status`` and an
 AR4SI ``ear_trustworthiness_vector`` derived from attestd's named checks by
-the tables below. attestd's own claims are maps under the ``attestd.`` prefix.
+the claims each check declares (``attestd.verifier.registry``). attestd's own
+claims are maps under the ``attestd.`` prefix.
 A simulated TEE can never be affirmed: its ``hardware`` and ``runtime-opaque``
 claims are at best a warning, so its ``ear_status`` is too. Every token carries
 ``exp``: ``iat`` plus the lifetime it was issued with.
@@ -34,7 +35,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
@@ -46,8 +47,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import attestd
 from attestd.evidence import format_rfc3339, key_id
 from attestd.verifier.chain import ChainResult, StageResult
+from attestd.verifier.checks import Check, CheckStatus, Claim
 from attestd.verifier.errors import VerifierError
-from attestd.verifier.result import AppraisalResult, Check, CheckStatus
+from attestd.verifier.registry import SUITES, claims_table
+from attestd.verifier.result import AppraisalResult
 
 EAR_PROFILE = "tag:ietf.org,2026:rats/ear#04"
 """The profile attestd issues: draft-ietf-rats-ear-04, claim names with underscores."""
@@ -182,114 +185,16 @@ def policy_digest(policy: bytes) -> str:
 # -- from checks to AR4SI claims ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ClaimRule:
-    """What one check says about one AR4SI category: a code per outcome (None: no claim).
+# Each check declares its own claims (verifier/checks.py: Claim); these tables are views.
+ClaimRule = Claim
 
-    ``by_reason`` overrides ``fail`` for specific failure reasons.
-    """
-
-    category: str
-    fail: int | None
-    warn: int | None = 32
-    ok: int | None = 2
-    by_reason: Mapping[str, int | None] = field(default_factory=dict)
-
-    def code(self, check: Check) -> int | None:
-        if check.status is CheckStatus.PASS:
-            return self.ok
-        if check.status is CheckStatus.WARN:
-            return self.warn
-        if check.status is CheckStatus.FAIL:
-            if check.reason is not None and check.reason in self.by_reason:
-                return self.by_reason[check.reason]
-            return self.fail
-        return None  # a skipped check says nothing
-
-
-def _identity(fail: int) -> ClaimRule:
-    # instance-identity has no standard warning value; -33 is a non-standard warning.
-    return ClaimRule("instance-identity", fail=fail, warn=-33)
-
-
-def _rule(category: str, fail: int = 96) -> ClaimRule:
-    return ClaimRule(category, fail=fail)
-
-
-_UNRECOGNIZED_ROOT = {"tee_not_allowed": 97, "root_of_trust_mismatch": 97, "untrusted_root": 97}
-_MEASURED = (_rule("executables"),)
-_CONFIGURED = (_rule("configuration"),)
-_HARDWARE = (_rule("hardware"),)
-
-APPRAISAL_CLAIMS: Mapping[str, tuple[ClaimRule, ...]] = {
-    "evidence_format": (_identity(99),),
-    "agent_key": (_identity(96),),
-    "envelope_signature": (_identity(99),),
-    "quote_signature": (
-        ClaimRule("hardware", fail=99, by_reason=_UNRECOGNIZED_ROOT),
-        # A verified TDX or SEV-SNP quote is a guest whose memory the host cannot read.
-        ClaimRule("runtime-opaque", fail=None, warn=None),
-    ),
-    "report_data": (_identity(99),),
-    "nonce": (_identity(99),),
-    "subjects": (_rule("file-system", 99),),
-    "runtime_log": (_rule("executables", 99),),
-    "freshness": (_identity(96),),
-    "artifacts": (_rule("file-system"),),
-    # TDX
-    "tcb_status": _HARDWARE,
-    "tee_tcb_svn": _HARDWARE,
-    "mrtd": _MEASURED,
-    "rtmr0": _MEASURED,
-    "rtmr1": _MEASURED,
-    "rtmr2": _MEASURED,
-    "ccel": _MEASURED,
-    "mr_config_id": _CONFIGURED,
-    "mr_owner": _CONFIGURED,
-    "mr_owner_config": _CONFIGURED,
-    "debug": (_rule("configuration"), _rule("runtime-opaque")),
-    # SEV-SNP
-    "reported_tcb": _HARDWARE,
-    "measurement": _MEASURED,
-    "host_data": _CONFIGURED,
-    "id_key_digest": _CONFIGURED,
-    "author_key_digest": _CONFIGURED,
-    "guest_policy": (
-        _rule("configuration"),
-        ClaimRule("runtime-opaque", fail=None, by_reason={"debug_guest": 96}),
-    ),
-    "vmpl": _CONFIGURED,
-    "guest_svn": _CONFIGURED,
-}
+APPRAISAL_CLAIMS = claims_table(SUITES["appraisal"] + SUITES["tdx"] + SUITES["snp"])
 """Each appraisal check (``CHECK_NAMES``, ``TDX_CHECK_NAMES``, ``SNP_CHECK_NAMES``): its claims."""
 
-_SOURCED = (_rule("sourced-data"),)
+STAGE_CLAIMS = claims_table(SUITES["stage"])
+"""Each stage check (``STAGE_CHECK_NAMES``) to its claims; ``evidence`` makes none of its own."""
 
-STAGE_CLAIMS: Mapping[str, tuple[ClaimRule, ...]] = {
-    "attestation_format": (_identity(99),),
-    "stage": _CONFIGURED,
-    "pipeline": _CONFIGURED,
-    "tee": (_rule("hardware", 97),),
-    # "evidence": the stage's appraisal speaks through its own vector, merged in.
-    "agent_key": (_identity(96),),
-    "provenance_signature": (_identity(99),),
-    "builder": _CONFIGURED,
-    "outputs": (_rule("file-system"),),
-    "log_segment": (_rule("executables", 99),),
-    "run": _SOURCED,
-    "previous": _SOURCED,
-    "inputs": _SOURCED,
-    "licenses": _SOURCED,
-    "tags": _SOURCED,
-}
-"""Each stage check (``STAGE_CHECK_NAMES``) to its claims."""
-
-CHAIN_CLAIMS: Mapping[str, tuple[ClaimRule, ...]] = {
-    "stages": _SOURCED,
-    "artifacts": _SOURCED,
-    "oms_signature": (_rule("file-system", 99),),
-    "oms_digest": (_rule("file-system"),),
-}
+CHAIN_CLAIMS = claims_table(SUITES["chain"])
 """Each chain check (``CHAIN_CHECK_NAMES``) to its claims."""
 
 _SIMULATED_CAP = {"hardware": 32, "runtime-opaque": 32}
@@ -317,7 +222,7 @@ def _worse(a: int | None, b: int | None) -> int | None:
 
 
 def _vector(
-    checks: Iterable[Check], rules: Mapping[str, tuple[ClaimRule, ...]], *, simulated: bool
+    checks: Iterable[Check], rules: Mapping[str, tuple[Claim, ...]], *, simulated: bool
 ) -> dict[str, int]:
     values: dict[str, int | None] = {}
     for check in checks:

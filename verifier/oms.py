@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from attestd.evidence.provenance import StageArtifact
-from attestd.verifier._outcome import Outcome, failed, passed
+from attestd.verifier.checks import Outcome, failed, passed
 from attestd.verifier.errors import VerifierError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

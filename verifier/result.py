@@ -22,15 +22,17 @@ from typing import Any
 
 from attestd.evidence import format_rfc3339
 from attestd.tee.backend import TeeType
+from attestd.verifier.checks import Check, CheckStatus
 
-
-class CheckStatus(enum.StrEnum):
-    """The outcome of one check."""
-
-    PASS = "pass"  # noqa: S105 (a check outcome, not a password)
-    FAIL = "fail"
-    WARN = "warn"
-    SKIP = "skip"
+__all__ = [
+    "AppraisalResult",
+    "AppraisalStatus",
+    "Check",
+    "CheckStatus",
+    "EvidenceSummary",
+    "RootOfTrust",
+    "overall_status",
+]
 
 
 class AppraisalStatus(enum.StrEnum):
@@ -39,25 +41,6 @@ class AppraisalStatus(enum.StrEnum):
     AFFIRMING = "affirming"
     WARNING = "warning"
     CONTRAINDICATED = "contraindicated"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One named check; ``reason`` is set for ``fail`` and ``warn``, ``None`` otherwise."""
-
-    name: str
-    status: CheckStatus
-    reason: str | None
-    detail: str
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "name": self.name,
-            "status": self.status.value,
-            "reason": self.reason,
-            "detail": self.detail,
-        }
 
 
 @dataclass(frozen=True)

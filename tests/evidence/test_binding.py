@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.evidence import (
     MAX_NONCE_BYTES,
@@ -17,12 +18,16 @@ from attestd.evidence import (
     EvidenceFormatError,
     NonceError,
     Subject,
+    agent_key_link,
     canonical_json,
+    log_head_link,
+    public_key_pem,
     report_data_for,
     subjects_digest,
+    subjects_link,
     validate_nonce,
 )
-from tests.evidence.builders import example_binding, example_subjects
+from tests.evidence.builders import example_binding, example_subjects, make_statement
 
 
 def test_binding_json_round_trip_is_exact() -> None:
@@ -179,3 +184,44 @@ def test_subject_from_json_is_strict(obj: object, path: str) -> None:
     with pytest.raises(EvidenceFormatError) as info:
         Subject.from_json(obj)
     assert info.value.path == path
+
+
+# -- the links the binding names ---------------------------------------------------------
+
+
+def test_a_consistent_statement_breaks_no_link() -> None:
+    statement = make_statement()
+    binding = statement.predicate.binding
+    assert agent_key_link(binding, statement.predicate.agent_key_pem) is None
+    assert subjects_link(binding, statement.subjects) is None
+    assert log_head_link(binding, statement.predicate.runtime_log) is None
+
+
+def test_subjects_not_in_the_binding_break_the_subjects_link() -> None:
+    statement = make_statement()
+    extra = (*statement.subjects, Subject("extra", {"sha256": "00" * 32}))
+    broken = subjects_link(statement.predicate.binding, extra)
+    assert broken is not None and broken.reason == "subjects_digest_mismatch"
+
+
+def test_another_agent_key_breaks_the_agent_key_link() -> None:
+    statement = make_statement()
+    other = public_key_pem(ec.generate_private_key(ec.SECP256R1()).public_key())
+    broken = agent_key_link(statement.predicate.binding, other)
+    assert broken is not None and broken.reason == "agent_key_mismatch"
+
+
+def test_a_truncated_log_breaks_the_log_head_link() -> None:
+    statement = make_statement()
+    broken = log_head_link(statement.predicate.binding, statement.predicate.runtime_log[:-1])
+    assert broken is not None and broken.reason == "runtime_log_mismatch"
+    assert statement.predicate.binding.log_head.hex() in broken.detail
+
+
+def test_a_log_with_a_gap_breaks_the_log_head_link() -> None:
+    statement = make_statement()
+    log = statement.predicate.runtime_log
+    assert len(log) >= 2
+    broken = log_head_link(statement.predicate.binding, log[1:])
+    assert broken is not None and broken.reason == "runtime_log_mismatch"
+    assert "sequence" in broken.detail

@@ -1,4 +1,4 @@
-"""Statement round trips, strict parsing, and the consistency links."""
+"""Statement round trips and strict parsing."""
 
 from __future__ import annotations
 
@@ -9,23 +9,16 @@ import json
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.evidence import (
     EVIDENCE_PREDICATE_TYPE,
     MAX_QUOTE_BYTES,
     STATEMENT_TYPE,
-    AgentKeyMismatchError,
     CcelBlob,
     EvidenceFormatError,
-    LogReplayError,
     Statement,
-    Subject,
-    SubjectsMismatchError,
     canonical_json,
-    check_consistency,
     parse_statement,
-    public_key_pem,
 )
 from attestd.tee.backend import TeeType
 from tests.evidence.builders import make_statement
@@ -54,34 +47,6 @@ def test_statement_json_shape() -> None:
         "backend": "simulated",
     }
     assert obj["predicate"]["agent"]["keyId"].startswith("sha256:")
-
-
-def test_consistent_statement_passes_check_consistency() -> None:
-    check_consistency(make_statement())
-
-
-def test_subjects_not_in_binding_fail_consistency() -> None:
-    statement = make_statement()
-    extra = (*statement.subjects, Subject("extra", {"sha256": "00" * 32}))
-    with pytest.raises(SubjectsMismatchError):
-        check_consistency(dataclasses.replace(statement, subjects=extra))
-
-
-def test_other_agent_key_fails_consistency() -> None:
-    statement = make_statement()
-    other = public_key_pem(ec.generate_private_key(ec.SECP256R1()).public_key())
-    predicate = dataclasses.replace(statement.predicate, agent_key_pem=other)
-    with pytest.raises(AgentKeyMismatchError):
-        check_consistency(dataclasses.replace(statement, predicate=predicate))
-
-
-def test_truncated_log_fails_consistency() -> None:
-    statement = make_statement()
-    predicate = dataclasses.replace(
-        statement.predicate, runtime_log=statement.predicate.runtime_log[:-1]
-    )
-    with pytest.raises(LogReplayError, match="binding runtimeLogHead"):
-        check_consistency(dataclasses.replace(statement, predicate=predicate))
 
 
 def _mutated(edit: Any) -> bytes:

@@ -11,8 +11,14 @@ The checks run in the order of the chain of trust, top to bottom, each a named
 :class:`Check`: the envelope is read, the agent key is the one the binding
 names, the key signed the statement, the quote chains to the policy's root,
 the quote carries the binding, and the binding carries the nonce, the subjects
-and the runtime log. Then come the policy's reference values. A check whose
-inputs did not pass is skipped, never guessed.
+and the runtime log. Then come the TEE's checks and the policy's reference
+values. A check whose inputs did not pass is skipped, never guessed.
+
+Each check is declared once, at the end of this module (``APPRAISAL_CHECKS``,
+``REFERENCE_CHECKS``) or of ``_tdx.py`` / ``_snp.py``: its name, the checks
+it needs, its step, its reasons and its AR4SI claims. ``Runner``
+(``verifier/checks.py``) runs them; the binding links themselves are
+``attestd.evidence``'s (``agent_key_link``, ``subjects_link``, ``log_head_link``).
 
 Cryptographic verification of the quote lives in ``attestd.tee.tdx.verify``;
 what lives here is the comparison of verified values with expected ones.
@@ -22,53 +28,50 @@ Bad evidence never raises: it is a failed check carrying the error's reason.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 from datetime import UTC, datetime
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.dsse import Envelope
 
 from attestd.errors import AttestdError
 from attestd.evidence import (
     Statement,
-    key_id,
+    agent_key_link,
     load_public_key_pem,
+    log_head_link,
     open_evidence,
-    replay,
     report_data_for,
-    subjects_digest,
+    subjects_link,
     verify_envelope,
 )
+from attestd.evidence.binding import AGENT_KEY_MISMATCH, LOG_HEAD_MISMATCH, SUBJECTS_MISMATCH
 from attestd.tee.backend import TeeType
-from attestd.verifier._outcome import Outcome, failed, passed, run_step, warned
-from attestd.verifier._snp import SNP_CHECK_NAMES, SnpAppraiser
-from attestd.verifier._tdx import TDX_CHECK_NAMES, TdxAppraiser
+from attestd.verifier._snp import SNP_CHECK_NAMES, SNP_CHECKS, SNP_REPORT_REASONS, SnpAppraiser
+from attestd.verifier._tdx import TDX_CHECK_NAMES, TDX_CHECKS, TDX_QUOTE_REASONS, TdxAppraiser
+from attestd.verifier.checks import (
+    REFERENCE_VALUE_ABSENT,
+    CheckDef,
+    Claim,
+    Outcome,
+    Runner,
+    claim,
+    failed,
+    identity,
+    names,
+    passed,
+    warned,
+)
 from attestd.verifier.policy import Policy, TrustRoot
-from attestd.verifier.result import (
-    AppraisalResult,
-    Check,
-    CheckStatus,
-    EvidenceSummary,
-    RootOfTrust,
-)
+from attestd.verifier.result import AppraisalResult, EvidenceSummary, RootOfTrust
 
-CHECK_NAMES = (
-    "evidence_format",
-    "agent_key",
-    "envelope_signature",
-    "quote_signature",
-    "report_data",
-    "nonce",
-    "subjects",
-    "runtime_log",
-    "freshness",
-    "artifacts",
-)
-"""The checks every appraisal reports, whatever the TEE, in the order they run;
-the TEE's own checks (``TDX_CHECK_NAMES`` or ``SNP_CHECK_NAMES``) run between
-``freshness`` and ``artifacts``."""
-
-__all__ = ["CHECK_NAMES", "SNP_CHECK_NAMES", "TDX_CHECK_NAMES", "appraise"]
+__all__ = [
+    "APPRAISAL_CHECKS",
+    "CHECK_NAMES",
+    "COMMON_CHECKS",
+    "REFERENCE_CHECKS",
+    "SNP_CHECK_NAMES",
+    "TDX_CHECK_NAMES",
+    "appraise",
+]
 
 
 def appraise(
@@ -92,76 +95,57 @@ class _Appraisal:
         self.policy = policy
         self.nonce = nonce
         self.now = now
-        self.checks: list[Check] = []
+        self.runner = Runner()
         self.evidence: bytes = b""
         self.envelope: Envelope | None = None
         self.statement: Statement | None = None
-        self.agent_key: ec.EllipticCurvePublicKey | None = None
-        self.tee: TdxAppraiser | SnpAppraiser | None = None
+        self.tdx: TdxAppraiser | None = None
+        self.snp: SnpAppraiser | None = None
 
     def run(self, evidence: bytes) -> AppraisalResult:
         self.evidence = evidence
-        after_format = ("evidence_format",)
-        after_quote = ("evidence_format", "quote_signature")
-        self._check("evidence_format", (), self._evidence_format)
-        self._check("agent_key", after_format, self._agent_key)
-        self._check("envelope_signature", ("agent_key",), self._envelope_signature)
-        self._check("quote_signature", after_format, self._quote_signature)
-        self._check("report_data", after_quote, self._report_data)
-        self._check("nonce", after_format, self._nonce)
-        self._check("subjects", after_format, self._subjects)
-        self._check("runtime_log", after_quote, self._runtime_log)
-        self._check("freshness", after_format, self._freshness)
-        if self.tee is not None:
-            for name, step in self.tee.reference_checks():
-                self._check(name, after_quote, step)
-        self._check("artifacts", after_format, self._artifacts)
+        self.runner.run(APPRAISAL_CHECKS, self)
+        # The TEE's checks are reported once the quote's TEE is known (quote_signature ran).
+        if self.tdx is not None:
+            self.runner.run(TDX_CHECKS, self.tdx)
+        if self.snp is not None:
+            self.runner.run(SNP_CHECKS, self.snp)
+        self.runner.run(REFERENCE_CHECKS, self)
         return self._result()
 
-    def _check(self, name: str, needs: tuple[str, ...], step: Callable[[], Outcome]) -> None:
-        done = {check.name: check.status for check in self.checks}
-        blocked = [need for need in needs if done.get(need) is not CheckStatus.PASS]
-        if blocked:
-            self.checks.append(
-                Check(name, CheckStatus.SKIP, None, f"skipped: {', '.join(blocked)} did not pass")
-            )
-            return
-        outcome = run_step(step)
-        self.checks.append(Check(name, outcome.status, outcome.reason, outcome.detail))
+    @property
+    def tee(self) -> TdxAppraiser | SnpAppraiser:
+        tee = self.tdx or self.snp
+        assert tee is not None  # guaranteed by the quote_signature dependency
+        return tee
 
     # -- the envelope and the agent key ---------------------------------------
 
-    def _evidence_format(self) -> Outcome:
+    def evidence_format(self) -> Outcome:
         self.envelope, self.statement = open_evidence(self.evidence)
         subjects = len(self.statement.subjects)
         events = len(self.statement.predicate.runtime_log)
         return passed(f"DSSE envelope with a statement of {subjects} subjects, {events} events")
 
-    def _agent_key(self) -> Outcome:
+    def agent_key(self) -> Outcome:
         predicate = self._statement().predicate
-        key = load_public_key_pem(predicate.agent_key_pem)
-        actual = key_id(key)
-        named = predicate.binding.agent_key_id
-        if not hmac.compare_digest(actual.encode(), named.encode()):
-            return failed(
-                "agent_key_mismatch",
-                f"the statement's agent key is {actual}, the binding names {named}",
-            )
-        self.agent_key = key
-        return passed(f"agent key {actual} is the one the binding names")
+        broken = agent_key_link(predicate.binding, predicate.agent_key_pem)
+        if broken is not None:
+            return failed(broken.reason, broken.detail)
+        return passed(f"agent key {predicate.binding.agent_key_id} is the one the binding names")
 
-    def _envelope_signature(self) -> Outcome:
-        assert self.agent_key is not None
+    def envelope_signature(self) -> Outcome:
+        key = load_public_key_pem(self._statement().predicate.agent_key_pem)
         try:
             assert self.envelope is not None  # guaranteed by the evidence_format dependency
-            verify_envelope(self.envelope, self.agent_key)
+            verify_envelope(self.envelope, key)
         except AttestdError as err:
             return failed("envelope_signature_invalid", err.message)
         return passed("the DSSE signature verifies under the agent key")
 
     # -- the quote and what it carries ----------------------------------------
 
-    def _quote_signature(self) -> Outcome:
+    def quote_signature(self) -> Outcome:
         statement = self._statement()
         tee = statement.predicate.tee
         trust = self.policy.trust
@@ -179,16 +163,13 @@ class _Appraisal:
                 f"the evidence claims a {claimed} TEE ({tee.root_of_trust}) but the policy "
                 f'trusts root = "{trust.root}"',
             )
-        appraiser = (
-            TdxAppraiser(statement, self.policy, self.now)
-            if tee.tee is TeeType.TDX
-            else SnpAppraiser(statement, self.policy, self.now)
-        )
-        self.tee = appraiser
-        return appraiser.verify()
+        if tee.tee is TeeType.TDX:
+            self.tdx = TdxAppraiser(statement, self.policy, self.now)
+            return self.tdx.verify()
+        self.snp = SnpAppraiser(statement, self.policy, self.now)
+        return self.snp.verify()
 
-    def _report_data(self) -> Outcome:
-        assert self.tee is not None  # guaranteed by the quote_signature dependency
+    def report_data(self) -> Outcome:
         expected = report_data_for(self._statement().predicate.binding)
         if not hmac.compare_digest(self.tee.report_data(), expected):
             return failed(
@@ -198,51 +179,41 @@ class _Appraisal:
             )
         return passed("the quote's REPORTDATA is SHA-512 of the binding")
 
-    def _nonce(self) -> Outcome:
+    def nonce_check(self) -> Outcome:
         if not hmac.compare_digest(self._statement().predicate.binding.nonce, self.nonce):
             return failed("nonce_mismatch", "the binding's nonce is not the nonce sent")
         return passed("the binding carries the nonce sent")
 
-    def _subjects(self) -> Outcome:
+    def subjects(self) -> Outcome:
         statement = self._statement()
-        actual = subjects_digest(statement.subjects)
-        bound = statement.predicate.binding.subjects_digest
-        if not hmac.compare_digest(actual.encode(), bound.encode()):
-            return failed(
-                "subjects_digest_mismatch",
-                f"the subjects hash to {actual}, the binding says {bound}",
-            )
+        broken = subjects_link(statement.predicate.binding, statement.subjects)
+        if broken is not None:
+            return failed(broken.reason, broken.detail)
         return passed(f"{len(statement.subjects)} subjects match the binding's digest")
 
-    def _runtime_log(self) -> Outcome:
-        assert self.tee is not None  # guaranteed by the quote_signature dependency
+    def runtime_log(self) -> Outcome:
         predicate = self._statement().predicate
         events = predicate.runtime_log
-        try:
-            head = replay(events)
-        except AttestdError as err:
-            return failed("runtime_log_mismatch", err.message)
-        if not hmac.compare_digest(head, predicate.binding.log_head):
-            return failed(
-                "runtime_log_mismatch",
-                f"{len(events)} events replay to {head.hex()}, "
-                f"the binding's head is {predicate.binding.log_head.hex()}",
-            )
+        broken = log_head_link(predicate.binding, events)
+        if broken is not None:
+            return failed(broken.reason, broken.detail)
         register = self.tee.runtime_register()
         if register is None:
             return passed(
                 f"{len(events)} events replay to the binding's head, which REPORTDATA binds "
                 "(this TEE has no runtime register)"
             )
+        # The log replays to the binding's head, so the head is what the register must hold.
+        head = predicate.binding.log_head
         name, value = register
         if not hmac.compare_digest(head, value):
             return failed(
-                "runtime_log_mismatch",
+                LOG_HEAD_MISMATCH,
                 f"{len(events)} events replay to {head.hex()}, the quote's {name} is {value.hex()}",
             )
         return passed(f"{len(events)} events replay to the binding's head and to {name}")
 
-    def _freshness(self) -> Outcome:
+    def freshness(self) -> Outcome:
         issued_at = self._statement().predicate.binding.issued_at
         age = (self.now - issued_at).total_seconds()
         bounds = self.policy.freshness
@@ -263,9 +234,9 @@ class _Appraisal:
 
     # -- reference values ------------------------------------------------------
 
-    def _artifacts(self) -> Outcome:
+    def artifacts(self) -> Outcome:
         if not self.policy.artifacts:
-            return warned("reference_value_absent", "the policy names no artifacts")
+            return warned(REFERENCE_VALUE_ABSENT, "the policy names no artifacts")
         subjects = self._statement().subjects
         problems: list[tuple[str, str]] = []
         for artifact in self.policy.artifacts:
@@ -315,10 +286,110 @@ class _Appraisal:
                 issued_at=predicate.binding.issued_at,
             )
         return AppraisalResult(
-            checks=tuple(self.checks),
+            checks=self.runner.checks,
             tee=tee,
             simulated=claims_simulated or self.policy.trust.root is TrustRoot.SIMULATED,
             root_of_trust=root,
             evidence=summary,
             appraised_at=self.now,
         )
+
+
+# -- the registry of the common checks ---------------------------------------------------------
+
+_FORMAT = ("evidence_format",)
+_QUOTE = ("evidence_format", "quote_signature")
+_UNRECOGNIZED_ROOT = {"tee_not_allowed": 97, "root_of_trust_mismatch": 97, "untrusted_root": 97}
+
+APPRAISAL_CHECKS: tuple[CheckDef[_Appraisal], ...] = (
+    CheckDef(
+        "evidence_format",
+        _Appraisal.evidence_format,
+        reasons=("evidence_malformed", "nonce_invalid", "event_invalid"),
+        claims=(identity(99),),
+    ),
+    CheckDef(
+        "agent_key",
+        _Appraisal.agent_key,
+        _FORMAT,
+        reasons=(AGENT_KEY_MISMATCH, "evidence_malformed"),
+        claims=(identity(96),),
+    ),
+    CheckDef(
+        "envelope_signature",
+        _Appraisal.envelope_signature,
+        ("agent_key",),
+        reasons=("envelope_signature_invalid",),
+        claims=(identity(99),),
+    ),
+    CheckDef(
+        "quote_signature",
+        _Appraisal.quote_signature,
+        _FORMAT,
+        reasons=(
+            "tee_not_allowed",
+            "root_of_trust_mismatch",
+            "quote_malformed",
+            *dict.fromkeys(TDX_QUOTE_REASONS + SNP_REPORT_REASONS),
+        ),
+        claims=(
+            Claim("hardware", fail=99, by_reason=_UNRECOGNIZED_ROOT),
+            # A verified TDX or SEV-SNP quote is a guest whose memory the host cannot read.
+            Claim("runtime-opaque", fail=None, warn=None),
+        ),
+    ),
+    CheckDef(
+        "report_data",
+        _Appraisal.report_data,
+        _QUOTE,
+        reasons=("report_data_mismatch",),
+        claims=(identity(99),),
+    ),
+    CheckDef(
+        "nonce",
+        _Appraisal.nonce_check,
+        _FORMAT,
+        reasons=("nonce_mismatch",),
+        claims=(identity(99),),
+    ),
+    CheckDef(
+        "subjects",
+        _Appraisal.subjects,
+        _FORMAT,
+        reasons=(SUBJECTS_MISMATCH,),
+        claims=(claim("file-system", 99),),
+    ),
+    CheckDef(
+        "runtime_log",
+        _Appraisal.runtime_log,
+        _QUOTE,
+        reasons=(LOG_HEAD_MISMATCH,),
+        claims=(claim("executables", 99),),
+    ),
+    CheckDef(
+        "freshness",
+        _Appraisal.freshness,
+        _FORMAT,
+        reasons=("evidence_expired", "evidence_from_future"),
+        claims=(identity(96),),
+    ),
+)
+"""The checks every appraisal runs first, whatever the TEE, in order."""
+
+REFERENCE_CHECKS: tuple[CheckDef[_Appraisal], ...] = (
+    CheckDef(
+        "artifacts",
+        _Appraisal.artifacts,
+        _FORMAT,
+        reasons=("artifact_digest_mismatch", "artifact_missing", REFERENCE_VALUE_ABSENT),
+        claims=(claim("file-system"),),
+    ),
+)
+"""The checks every appraisal runs last, after the TEE's."""
+
+COMMON_CHECKS = APPRAISAL_CHECKS + REFERENCE_CHECKS
+
+CHECK_NAMES = names(COMMON_CHECKS)
+"""The checks every appraisal reports, whatever the TEE, in the order they run;
+the TEE's own checks (``TDX_CHECK_NAMES`` or ``SNP_CHECK_NAMES``) run between
+``freshness`` and ``artifacts``."""
