@@ -24,6 +24,7 @@ from attestd.tee.tdx.collateral import (
     PccsCollateralSource,
 )
 from attestd.tee.tdx.dcap import DcapOptions, verify_with_collateral
+from attestd.tee.tdx.rtmr import RUNTIME_LOG_RTMR
 from attestd.tee.tdx.verify import VerifyOptions, intel_sgx_root_ca, verify_quote
 from attestd.verifier._outcome import (
     NamedSteps,
@@ -85,7 +86,7 @@ class TdxAppraiser:
         return bytes(self.quote.body.report_data)
 
     def runtime_register(self) -> tuple[str, bytes]:
-        return "RTMR3", bytes(self.quote.body.rtmrs[3])
+        return f"RTMR{RUNTIME_LOG_RTMR}", bytes(self.quote.body.rtmrs[RUNTIME_LOG_RTMR])
 
     def reference_checks(self) -> NamedSteps:
         def register(key: str, label: str, reason: str, *, required: bool) -> Outcome:

@@ -23,7 +23,7 @@ from attestd.tee import backend as tee_backend
 from attestd.tee._linux import DeviceIoctl as DeviceIoctl
 from attestd.tee._linux import linux_ioctl as linux_ioctl
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
-from attestd.tee.tdx import linuxabi
+from attestd.tee.tdx import linuxabi, rtmr
 from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     KernelFilesystem,
@@ -36,7 +36,6 @@ PROVIDER = "tdx_guest"
 ROOT_OF_TRUST = "intel-sgx-root-ca"
 BACKEND_CONFIGFS = "tdx-configfs-tsm"
 BACKEND_LEGACY = "tdx-legacy-ioctl"
-RUNTIME_RTMR = 3
 DEFAULT_DEVICE = Path("/dev/tdx_guest")
 DEFAULT_SYSFS_ROOTS = (
     Path("/sys/devices/virtual/misc/tdx_guest"),
@@ -150,11 +149,11 @@ class TdxGuestBackend:
         return report
 
     def extend_runtime_register(self, digest: bytes) -> None:
-        """Extend RTMR3, the register that carries attestd's runtime log."""
-        self.extend_rtmr(RUNTIME_RTMR, digest)
+        """Extend the runtime-log register (:data:`rtmr.RUNTIME_LOG_RTMR`) by ``digest``."""
+        self.extend_rtmr(rtmr.RUNTIME_LOG_RTMR, digest)
 
     def read_runtime_register(self) -> bytes:
-        return self._read_rtmr(RUNTIME_RTMR)
+        return self._read_rtmr(rtmr.RUNTIME_LOG_RTMR)
 
     def rtmrs(self) -> tuple[bytes, bytes, bytes, bytes]:
         """RTMR0..3 as the kernel reports them now."""
@@ -167,9 +166,9 @@ class TdxGuestBackend:
                 f"RTMR{index} cannot be extended by attestd: only RTMR2 and RTMR3 may be "
                 "(RTMR0 and RTMR1 hold the firmware's and boot loader's measurements)"
             )
-        if not isinstance(digest, bytes) or len(digest) != linuxabi.RTMR_SIZE:
+        if not isinstance(digest, bytes) or len(digest) != rtmr.RTMR_SIZE:
             raise InvalidArgumentError(
-                f"an RTMR extension is a {linuxabi.RTMR_SIZE}-byte SHA-384 digest"
+                f"an RTMR extension is a {rtmr.RTMR_SIZE}-byte SHA-384 digest"
             )
         path = self._rtmr_path(index)
         try:
@@ -183,12 +182,12 @@ class TdxGuestBackend:
             value = self._sysfs.read(path)
         except OSError as e:
             raise _sysfs_error(e, "read", path) from e
-        if len(value) != linuxabi.RTMR_SIZE:
-            raise DeviceError(f"{path} gave {len(value)} bytes, not {linuxabi.RTMR_SIZE}")
+        if len(value) != rtmr.RTMR_SIZE:
+            raise DeviceError(f"{path} gave {len(value)} bytes, not {rtmr.RTMR_SIZE}")
         return value
 
     def _rtmr_path(self, index: int) -> Path:
-        if index not in range(linuxabi.RTMR_COUNT):
+        if index not in range(rtmr.RTMR_COUNT):
             raise InvalidArgumentError(f"RTMR index must be 0..3, not {index!r}")
         if self._measurements is None:
             raise RtmrUnavailableError(

@@ -13,12 +13,12 @@ between the log append and the register extension.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from attestd.tee.backend import REPORT_DATA_SIZE, TeeDescription, TeeType
+from attestd.tee.tdx import rtmr
 
-REGISTER_SIZE = 48
+REGISTER_SIZE = rtmr.RTMR_SIZE
 QUOTE_PREFIX = b"FAKE-QUOTE:"
 
 
@@ -30,11 +30,11 @@ class FakeTeeError(RuntimeError):
 class FakeRegister:
     """RTMR3: starts at zero; changes only by extension (or a test's deliberate write)."""
 
-    value: bytes = bytes(REGISTER_SIZE)
+    value: bytes = rtmr.INITIAL_VALUE
     extensions: list[bytes] = field(default_factory=list)
 
     def extend(self, digest: bytes) -> None:
-        self.value = hashlib.sha384(self.value + digest).digest()
+        self.value = rtmr.extend(self.value, digest)
         self.extensions.append(digest)
 
 
