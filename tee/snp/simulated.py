@@ -39,6 +39,7 @@ from attestd.tee.snp.abi import (
     POLICY_RESERVED_ONE,
     SIGNATURE_ALGO_ECDSA_P384_SHA384,
     AttestationReport,
+    CertChain,
     CertKind,
     build_cert_table,
     encode_signature,
@@ -205,6 +206,11 @@ class SimulatedSnpBackend:
     def get_report_with_certificates(self, report_data: bytes) -> tuple[bytes, bytes]:
         """The report and the GHCB certificate table (VCEK, ASK, ARK), as configfs-tsm gives."""
         return self.get_quote(report_data), self._table
+
+    def attest(self, report_data: bytes) -> tee_backend.Attestation:
+        """The report and its certificate chain (VCEK, ASK, ARK), leaf first."""
+        report, table = self.get_report_with_certificates(report_data)
+        return tee_backend.Attestation(report, CertChain.from_raw_table(table).ordered())
 
     def certificate_table(self) -> bytes:
         return self._table

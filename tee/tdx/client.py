@@ -17,13 +17,16 @@ directory (Linux 6.16+).
 from __future__ import annotations
 
 import errno
+import logging
+from functools import cached_property
 from pathlib import Path
 
 from attestd.tee import backend as tee_backend
 from attestd.tee._linux import DeviceIoctl as DeviceIoctl
 from attestd.tee._linux import linux_ioctl as linux_ioctl
-from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
+from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeError, TeeUnavailableError
 from attestd.tee.tdx import linuxabi, rtmr
+from attestd.tee.tdx.ccel import ACPI_TABLES, read_ccel
 from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     KernelFilesystem,
@@ -41,6 +44,8 @@ DEFAULT_SYSFS_ROOTS = (
     Path("/sys/devices/virtual/misc/tdx_guest"),
     Path("/sys/class/misc/tdx_guest"),
 )
+
+log = logging.getLogger("attestd.tee")
 
 
 class TdxQuoteUnavailableError(TeeUnavailableError):
@@ -66,12 +71,14 @@ class TdxGuestBackend:
         measurements: Path | None,
         sysfs: KernelFilesystem,
         ioctl: DeviceIoctl,
+        acpi_tables: Path = ACPI_TABLES,
     ) -> None:
         self._tsm = tsm
         self._device = device
         self._measurements = measurements
         self._sysfs = sysfs
         self._ioctl = ioctl
+        self._acpi_tables = acpi_tables
 
     @classmethod
     def open(
@@ -83,6 +90,7 @@ class TdxGuestBackend:
         tsm_filesystem: KernelFilesystem | None = None,
         sysfs: KernelFilesystem | None = None,
         ioctl: DeviceIoctl = linux_ioctl,
+        acpi_tables: Path = ACPI_TABLES,
     ) -> TdxGuestBackend:
         """Find this TD's interfaces: configfs-tsm answering as ``tdx_guest``, else the device."""
         client = TsmReportClient(tsm_root, filesystem=tsm_filesystem)
@@ -103,7 +111,14 @@ class TdxGuestBackend:
         measurements = next(
             (r / "measurements" for r in sysfs_roots if fs.is_dir(r / "measurements")), None
         )
-        return cls(tsm=tsm, device=device, measurements=measurements, sysfs=fs, ioctl=ioctl)
+        return cls(
+            tsm=tsm,
+            device=device,
+            measurements=measurements,
+            sysfs=fs,
+            ioctl=ioctl,
+            acpi_tables=acpi_tables,
+        )
 
     @property
     def measurements_directory(self) -> Path | None:
@@ -127,6 +142,23 @@ class TdxGuestBackend:
                 f"(QGS) on the host; {self._device} gives only a TDREPORT (get_td_report)"
             )
         return self._tsm.get_report(report_data, expected_provider=PROVIDER).outblob
+
+    def attest(self, report_data: bytes) -> tee_backend.Attestation:
+        """A quote and this machine's CC event log; the verifier fetches the collateral."""
+        return tee_backend.Attestation(self.get_quote(report_data), ccel=self._ccel)
+
+    @cached_property
+    def _ccel(self) -> tee_backend.Ccel | None:
+        """The CCEL, read once: the firmware wrote it at boot and it does not change."""
+        try:
+            found = read_ccel(self._acpi_tables)
+        except TeeError as err:
+            # Evidence without a CCEL is still evidence; the verifier decides whether it needs one.
+            log.error(
+                "cannot read the CC event log; evidence will carry none", extra={"error": str(err)}
+            )
+            return None
+        return tee_backend.Ccel(table=found[0], log=found[1]) if found is not None else None
 
     def get_td_report(self, report_data: bytes) -> bytes:
         """The 1024-byte TDREPORT with REPORTDATA = ``report_data``, via TDX_CMD_GET_REPORT0."""

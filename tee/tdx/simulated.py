@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 
 import dcap_qvl
@@ -198,6 +199,18 @@ class SimulatedTdxBackend:
             signature, self._attestation_key, self._certification_data
         )
         return Quote(header, body, signature_data).to_bytes()
+
+    def attest(self, report_data: bytes) -> tee_backend.Attestation:
+        """A quote with this platform's DCAP collateral; a simulated TD has no CCEL of its own."""
+        return tee_backend.Attestation(
+            self.get_quote(report_data), collateral=self._collateral_object
+        )
+
+    @cached_property
+    def _collateral_object(self) -> Mapping[str, object]:
+        # Issued once per state directory, so read once per backend.
+        document: dict[str, object] = json.loads(self.collateral_json())
+        return document
 
     def extend_runtime_register(self, digest: bytes) -> None:
         """Extend the runtime-log register (:data:`rtmr.RUNTIME_LOG_RTMR`) by ``digest``."""

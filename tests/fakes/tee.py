@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attestd.tee.backend import REPORT_DATA_SIZE, TeeDescription, TeeType
+from attestd.tee.backend import REPORT_DATA_SIZE, Attestation, Ccel, TeeDescription, TeeType
 from attestd.tee.tdx import rtmr
 
 REGISTER_SIZE = rtmr.RTMR_SIZE
@@ -46,6 +46,10 @@ class FakeTeeBackend:
         self.has_register = has_register
         self.fail_next_extend = False
         self.report_data: list[bytes] = []
+        # What attest() ships beside the quote; a test sets them to stand for SNP or TDX.
+        self.certificates: tuple[bytes, ...] = ()
+        self.collateral: dict[str, object] | None = None
+        self.ccel: Ccel | None = None
 
     def reopen(self) -> FakeTeeBackend:
         """A fresh backend over the same register, as after an agent restart."""
@@ -61,6 +65,12 @@ class FakeTeeBackend:
             raise ValueError(f"report_data must be {REPORT_DATA_SIZE} bytes")
         self.report_data.append(report_data)
         return QUOTE_PREFIX + self.register.value + report_data
+
+    def attest(self, report_data: bytes) -> Attestation:
+        """The fake quote, with whatever certificates, collateral and CCEL the test set."""
+        return Attestation(
+            self.get_quote(report_data), self.certificates, self.collateral, self.ccel
+        )
 
     def extend_runtime_register(self, digest: bytes) -> None:
         if not self.has_register:
