@@ -112,6 +112,14 @@ class SimulatedSnpMeasurements:
         return {name: value for name, value in values if value is not None}
 
 
+#: The launch values a configuration may impose: each one's width in bytes, None for integers.
+MEASUREMENT_WIDTHS: Mapping[str, int | None] = {
+    f.name: len(default) if isinstance(default, bytes) else None
+    for f in fields(SimulatedSnpMeasurements)
+    for default in (MEASUREMENT_DEFAULTS[f.name],)
+}
+
+
 class SimulatedSnpBackend:
     """The TeeBackend of a simulated SEV-SNP guest; open it with :meth:`open`."""
 

@@ -115,6 +115,11 @@ class SimulatedTdMeasurements:
         return {name: value for name, value in values if value is not None}
 
 
+#: The measurements a configuration may impose, and each one's width in bytes.
+MEASUREMENT_WIDTHS: Mapping[str, int] = {
+    f.name: len(MEASUREMENT_DEFAULTS[f.name]) for f in fields(SimulatedTdMeasurements)
+}
+
 _raw_signature = pki.raw_signature
 
 
