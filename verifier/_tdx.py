@@ -17,8 +17,8 @@ from attestd.tee.tdx.abi import Quote, parse_quote
 from attestd.tee.tdx.ccel import parse_ccel_table, parse_event_log, replay_rtmrs
 from attestd.tee.tdx.collateral import (
     Collateral,
-    CollateralError,
     CollateralSource,
+    CollateralUnavailableError,
     EvidenceCollateralSource,
     FileCollateralSource,
     PccsCollateralSource,
@@ -138,10 +138,9 @@ class TdxAppraiser:
             return PccsCollateralSource(config.pccs_url, config.cache_dir)
         shipped = self._statement.predicate.collateral
         if shipped is None:
-            raise CollateralError(
+            raise CollateralUnavailableError(
                 "the evidence carries no DCAP collateral and the policy takes it from the "
-                'evidence; set [tdx.collateral] source to "file" or "pccs"',
-                reason="collateral_unavailable",
+                'evidence; set [tdx.collateral] source to "file" or "pccs"'
             )
         return EvidenceCollateralSource(shipped)
 
