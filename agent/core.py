@@ -62,6 +62,7 @@ from attestd.evidence import (
     RuntimeEvent,
     Statement,
     Subject,
+    TeeClaims,
     canonical_json,
     event_digest,
     key_id,
@@ -354,7 +355,7 @@ class Agent:
             attestation = self._backend.attest(report_data_for(binding))
         predicate = EvidencePredicate(
             binding=binding,
-            tee=self._backend.describe(),
+            tee=TeeClaims.of(self._backend.describe()),
             quote=attestation.quote,
             runtime_log=tuple(events),
             agent_key_pem=public_key_pem(self._key.public_key()),

@@ -181,7 +181,7 @@ class _Appraisal:
             )
         appraiser = (
             TdxAppraiser(statement, self.policy, self.now)
-            if tee.tee is TeeType.TDX
+            if TeeType(tee.tee) is TeeType.TDX
             else SnpAppraiser(statement, self.policy, self.now)
         )
         self.tee = appraiser
@@ -304,7 +304,7 @@ class _Appraisal:
         claims_simulated = False
         if self.statement is not None:
             predicate = self.statement.predicate
-            tee = predicate.tee.tee
+            tee = TeeType(predicate.tee.tee)
             claims_simulated = predicate.tee.simulated
             root = RootOfTrust(trusted, predicate.tee.root_of_trust, predicate.tee.simulated)
             summary = EvidenceSummary(

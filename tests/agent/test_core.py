@@ -23,6 +23,7 @@ from attestd.evidence import (
     INITIAL_LOG_HEAD,
     CcelBlob,
     RuntimeEvent,
+    TeeClaims,
     event_digest,
     now_rfc3339,
     open_evidence,
@@ -287,7 +288,8 @@ def test_evidence_binds_nonce_log_and_register_through_the_quote(setup: Setup) -
     assert predicate.binding.nonce == NONCE
     assert predicate.binding.log_head == replay(predicate.runtime_log) == setup.register.value
     assert backend.report_data == [report_data_for(predicate.binding)]
-    assert predicate.tee == backend.describe()
+    assert predicate.tee == TeeClaims("tdx", True, "fake-root", "fake-tdx")
+    assert predicate.tee == TeeClaims.of(backend.describe())
 
 
 def test_evidence_carries_what_the_backend_attests_beside_the_quote(setup: Setup) -> None:
