@@ -9,7 +9,8 @@ agent builds and signs evidence::
     binding = ev.Binding(nonce, ev.subjects_digest(subjects), ev.replay(log),
                          ev.key_id(key.public_key()), datetime.now(UTC))
     quote = backend.get_quote(ev.report_data_for(binding))
-    predicate = ev.EvidencePredicate(binding, backend.describe(), quote, tuple(log),
+    tee = ev.TeeClaims.of(backend.describe())
+    predicate = ev.EvidencePredicate(binding, tee, quote, tuple(log),
                                      ev.public_key_pem(key.public_key()), "0.1.0", host)
     data = ev.sign_statement(ev.Statement(tuple(subjects), predicate), key)
 
