@@ -37,7 +37,7 @@ format: $(STAMP)
 # mypy cannot follow the editable install's package mapping, so it checks a
 # plain install of the same tree in build/typecheck.
 typecheck: $(STAMP)
-	rm -rf build/typecheck
+	rm -rf build/typecheck build/lib
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target build/typecheck . 2>&1 \
 		| { grep -v -e BuildBackendWarning -e "return '\\\\n'.join" || true; }
 	cd build/typecheck && ../../$(PY) -m mypy --config-file ../../pyproject.toml -p attestd

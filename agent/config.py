@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from attestd.agent.errors import ConfigError
-from attestd.evidence import MAX_RUNTIME_LOG_EVENTS
-from attestd.tee.detect import BACKEND_NAMES
+from attestd.evidence import MAX_EVENT_CONTENT_BYTES, MAX_RUNTIME_LOG_EVENTS
+from attestd.tee.detect import BACKEND_NAMES, simulated_measurement_widths
 
 #: Backends this build can run. "simulated-*" names are deliberate: simulation
 #: is only ever used when asked for by name.
@@ -75,34 +75,6 @@ class AgentConfig:
     listen: ListenConfig
     artifact_roots: tuple[Path, ...]
     limits: LimitsConfig
-
-
-# [tee.simulated] keys of each simulated backend: hex byte strings of a fixed
-# size, or (size None) integers.
-_SIMULATED_TDX_KEYS: dict[str, int | None] = {
-    "mr_td": 48,
-    "rtmr0": 48,
-    "rtmr1": 48,
-    "rtmr2": 48,
-    "mr_config_id": 48,
-    "mr_owner": 48,
-    "mr_owner_config": 48,
-    "mr_seam": 48,
-    "td_attributes": 8,
-    "xfam": 8,
-    "tee_tcb_svn": 16,
-}
-_SIMULATED_SNP_KEYS: dict[str, int | None] = {
-    "measurement": 48,
-    "host_data": 32,
-    "family_id": 16,
-    "image_id": 16,
-    "id_key_digest": 48,
-    "author_key_digest": 48,
-    "policy": None,
-    "guest_svn": None,
-}
-_SIMULATED_KEYS = {"simulated-tdx": _SIMULATED_TDX_KEYS, "simulated-snp": _SIMULATED_SNP_KEYS}
 
 
 class _Table:
@@ -199,7 +171,8 @@ def parse_config(
         )
     simulated_table = tee.table("simulated")
     simulated: dict[str, bytes | int] = {}
-    for key, size in _SIMULATED_KEYS.get(backend, {}).items():
+    # [tee.simulated] keys: hex byte strings of the simulator's width, or (width None) integers.
+    for key, size in simulated_measurement_widths(backend).items():
         if size is None:
             if simulated_table.has(key):
                 simulated[key] = simulated_table.integer(key, 0, minimum=0, maximum=(1 << 64) - 1)
@@ -256,7 +229,10 @@ def parse_config(
             "max_artifacts_per_call", 64, minimum=1, maximum=4096
         ),
         max_event_content_bytes=limits_table.integer(
-            "max_event_content_bytes", 64 << 10, minimum=1, maximum=64 << 10
+            "max_event_content_bytes",
+            MAX_EVENT_CONTENT_BYTES,
+            minimum=1,
+            maximum=MAX_EVENT_CONTENT_BYTES,
         ),
         max_log_events_in_evidence=limits_table.integer(
             "max_log_events_in_evidence",

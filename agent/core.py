@@ -63,6 +63,7 @@ from attestd.evidence import (
     RuntimeEvent,
     Statement,
     Subject,
+    TeeClaims,
     canonical_json,
     event_digest,
     key_id,
@@ -83,17 +84,8 @@ from attestd.evidence.provenance import (
     outputs_as_subjects,
     stage_nonce,
 )
-from attestd.tee.backend import (
-    CollateralProvider,
-    ReportWithCertificates,
-    TeeBackend,
-    TeeDescription,
-    TeeType,
-)
+from attestd.tee.backend import Attestation, TeeBackend, TeeDescription
 from attestd.tee.detect import open_backend
-from attestd.tee.errors import TeeError
-from attestd.tee.snp.abi import CertKind, parse_cert_table
-from attestd.tee.tdx.ccel import read_ccel
 
 log = logging.getLogger("attestd.agent")
 
@@ -161,16 +153,6 @@ class Agent:
                 last_stage_event = event
         self._stage: OpenStage | None = _recover_stage(last_stage_event)
         self._reconcile()
-        # Static for the life of the TD: read once, shipped with every piece of evidence.
-        self._collateral = (
-            json.loads(backend.collateral_json())
-            if isinstance(backend, CollateralProvider)
-            else None
-        )
-        description = backend.describe()
-        hardware_tdx = description.tee is TeeType.TDX and not description.simulated
-        # A simulator must not ship the host's own boot log as its TD's.
-        self._ccel = _read_ccel() if hardware_tdx else None
 
     @classmethod
     def open(cls, config: AgentConfig) -> Agent:
@@ -374,18 +356,18 @@ class Agent:
                 agent_key_id=self._key_id,
                 issued_at=datetime.now(UTC),
             )
-            quote, certificates = self._quote(report_data_for(binding))
+            attestation = self._backend.attest(report_data_for(binding))
         predicate = EvidencePredicate(
             binding=binding,
-            tee=self._backend.describe(),
-            quote=quote,
+            tee=TeeClaims.of(self._backend.describe()),
+            quote=attestation.quote,
             runtime_log=tuple(events),
             agent_key_pem=public_key_pem(self._key.public_key()),
             agent_version=attestd.__version__,
             host=host_claims(),
-            certificates=certificates,
-            collateral=self._collateral,
-            ccel=self._ccel,
+            certificates=attestation.certificates,
+            collateral=attestation.collateral,
+            ccel=_ccel_blob(attestation),
         )
         envelope = sign_statement(
             Statement(subjects=tuple(subjects), predicate=predicate), self._key
@@ -397,18 +379,6 @@ class Agent:
                 "bytes verifiers accept; the runtime log is too large to carry whole"
             )
         return envelope
-
-    def _quote(self, report_data: bytes) -> tuple[bytes, tuple[bytes, ...]]:
-        """The quote, and the certificates it needs that it does not embed (SNP: VCEK chain)."""
-        if not isinstance(self._backend, ReportWithCertificates):
-            return self._backend.get_quote(report_data), ()
-        report, table = self._backend.get_report_with_certificates(report_data)
-        if not table:
-            return report, ()
-        entries = parse_cert_table(table)
-        chain = [entries[k] for k in (CertKind.VCEK, CertKind.VLEK) if k in entries][:1]
-        chain += [entries[k] for k in (CertKind.ASK, CertKind.ARK) if k in entries]
-        return report, tuple(chain)
 
     def _subjects(self, names: Sequence[str]) -> list[Subject]:
         if not names:
@@ -635,20 +605,10 @@ def _recover_stage(last: RuntimeEvent | None) -> OpenStage | None:
     return opened
 
 
-def _read_ccel() -> CcelBlob | None:
-    """The machine's CC event log, where the firmware published one (TDX guests)."""
-    try:
-        found = read_ccel()
-    except TeeError as err:
-        # Evidence without a CCEL is still evidence; the verifier decides whether it needs one.
-        log.error(
-            "cannot read the CC event log; evidence will carry none", extra={"error": str(err)}
-        )
-        return None
-    if found is None:
-        return None
-    table, data = found
-    return CcelBlob(table=table, log=data)
+def _ccel_blob(attestation: Attestation) -> CcelBlob | None:
+    """The backend's CC event log in the evidence format's terms."""
+    ccel = attestation.ccel
+    return CcelBlob(table=ccel.table, log=ccel.log) if ccel is not None else None
 
 
 def _measurement_content(m: Measurement) -> bytes:

@@ -497,9 +497,9 @@ def _verdict(
 
 def verify_snp(data: bytes, request: VerifyRequest) -> VerifyResult:
     report = snp_abi.parse_report(data)
-    table = _cert_table(request.certs) if request.certs else {}
-    vcek = _vcek(request.vcek, table)
-    ask = _load_cert(table["ask"], "ASK in the certificate table") if "ask" in table else None
+    chain = snp_abi.CertChain.from_table(_cert_table(request.certs) if request.certs else {})
+    vcek = _vcek(request.vcek, chain)
+    ask = _load_cert(chain.ask, "ASK in the certificate table") if chain.ask is not None else None
     root = request.root or ROOT_AMD
     if root == ROOT_INTEL:
         raise QuoteInputError("--root intel is for TDX quotes; an SEV-SNP report needs amd or PEM")
@@ -574,12 +574,11 @@ def _cert_table(path: Path) -> dict[str, bytes]:
     return snp_abi.parse_cert_table(read_file(path, "certificate table"))
 
 
-def _vcek(path: Path | None, table: dict[str, bytes]) -> x509.Certificate:
+def _vcek(path: Path | None, chain: snp_abi.CertChain[bytes]) -> x509.Certificate:
     if path is not None:
         return _load_cert(read_file(path, "VCEK"), str(path))
-    for kind in ("vcek", "vlek"):
-        if kind in table:
-            return _load_cert(table[kind], f"{kind.upper()} in the certificate table")
+    if chain.signer is not None:
+        return _load_cert(chain.signer, "the VCEK or VLEK in the certificate table")
     raise QuoteInputError(
         "an SEV-SNP report needs its VCEK: --vcek FILE (DER or PEM) or --certs TABLE"
     )

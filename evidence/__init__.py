@@ -9,7 +9,8 @@ agent builds and signs evidence::
     binding = ev.Binding(nonce, ev.subjects_digest(subjects), ev.replay(log),
                          ev.key_id(key.public_key()), datetime.now(UTC))
     quote = backend.get_quote(ev.report_data_for(binding))
-    predicate = ev.EvidencePredicate(binding, backend.describe(), quote, tuple(log),
+    tee = ev.TeeClaims.of(backend.describe())
+    predicate = ev.EvidencePredicate(binding, tee, quote, tuple(log),
                                      ev.public_key_pem(key.public_key()), "0.1.0", host)
     data = ev.sign_statement(ev.Statement(tuple(subjects), predicate), key)
 
@@ -84,9 +85,11 @@ from attestd.evidence.statement import (
     MAX_QUOTE_BYTES,
     MAX_RUNTIME_LOG_EVENTS,
     STATEMENT_TYPE,
+    TEE_TYPES,
     CcelBlob,
     EvidencePredicate,
     Statement,
+    TeeClaims,
     parse_statement,
 )
 
@@ -103,6 +106,7 @@ __all__ = [
     "PAYLOAD_TYPE",
     "REPORT_DATA_BYTES",
     "STATEMENT_TYPE",
+    "TEE_TYPES",
     "AgentKeyMismatchError",
     "Binding",
     "BrokenLink",
@@ -118,6 +122,7 @@ __all__ = [
     "Statement",
     "Subject",
     "SubjectsMismatchError",
+    "TeeClaims",
     "agent_key_link",
     "canonical_json",
     "check_log_head",

@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from attestd.evidence import _json
 from attestd.evidence.canonical import canonical_json
 from attestd.evidence.errors import EventFormatError, EvidenceFormatError, LogReplayError
+from attestd.tee.tdx import rtmr
 
-LOG_HEAD_SIZE = 48
+LOG_HEAD_SIZE = rtmr.RTMR_SIZE
 """Bytes in a log head and in an event digest (SHA-384), the size of a TDX RTMR."""
 
-INITIAL_LOG_HEAD = bytes(LOG_HEAD_SIZE)
+INITIAL_LOG_HEAD = rtmr.INITIAL_VALUE
 """The head of an empty log: 48 zero bytes, the reset value of an RTMR."""
 
 MAX_EVENT_CONTENT_BYTES = 64 * 1024
@@ -174,7 +175,7 @@ def extend_head(head: bytes, digest: bytes) -> bytes:
             f"extend needs a {LOG_HEAD_SIZE}-byte head and digest, "
             f"got {len(head)} and {len(digest)} bytes"
         )
-    return hashlib.sha384(bytes(head) + bytes(digest)).digest()
+    return rtmr.extend(head, digest)
 
 
 def replay(events: Iterable[RuntimeEvent]) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from attestd.evidence import _json
 from attestd.evidence.binding import Binding, Subject
@@ -28,7 +29,6 @@ from attestd.evidence.runtime_log import (
     event_from_json,
     event_to_json,
 )
-from attestd.tee.backend import TeeDescription, TeeType
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 """The in-toto ``_type`` of every statement."""
@@ -60,6 +60,71 @@ _CCEL_FIELDS = ("table", "log")
 _TEE_FIELDS = ("type", "simulated", "rootOfTrust", "backend")
 _AGENT_FIELDS = ("keyId", "publicKey", "version")
 
+TEE_TYPES = ("tdx", "sev-snp")
+"""The values of ``predicate.tee.type``: the TEE families evidence can come from."""
+
+
+class DescribesTee(Protocol):
+    """Anything that describes a TEE as evidence needs it (the TEE layer's ``TeeDescription``)."""
+
+    @property
+    def tee(self) -> str: ...
+    @property
+    def simulated(self) -> bool: ...
+    @property
+    def root_of_trust(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class TeeClaims:
+    """What the agent's TEE backend says about itself (``predicate.tee``).
+
+    ``tee`` is one of :data:`TEE_TYPES`, spelled as on the wire; the agent and
+    the verifier convert to and from the TEE layer's own types at their edges.
+    ``root_of_trust`` names the root the quote chains to, so that simulated
+    evidence can never pass for hardware evidence.
+    """
+
+    tee: str
+    simulated: bool
+    root_of_trust: str
+    backend: str
+
+    @classmethod
+    def of(cls, description: DescribesTee) -> TeeClaims:
+        """The claims of a TEE description, its type as the plain string evidence carries."""
+        return cls(
+            str(description.tee),
+            description.simulated,
+            description.root_of_trust,
+            description.backend,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "type": str(self.tee),
+            "simulated": self.simulated,
+            "rootOfTrust": self.root_of_trust,
+            "backend": self.backend,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, path: str) -> TeeClaims:
+        members = _json.obj(obj, path, fields=_TEE_FIELDS)
+        kind = _json.string(members["type"], f"{path}.type", max_len=16)
+        if kind not in TEE_TYPES:
+            _json.fail(f"{path}.type", f"{kind!r} is not one of {', '.join(TEE_TYPES)}")
+        simulated = _json.boolean(members["simulated"], f"{path}.simulated")
+        root = _json.string(
+            members["rootOfTrust"], f"{path}.rootOfTrust", min_len=1, max_len=MAX_LABEL_LENGTH
+        )
+        backend = _json.string(
+            members["backend"], f"{path}.backend", min_len=1, max_len=MAX_LABEL_LENGTH
+        )
+        return cls(kind, simulated, root, backend)
+
 
 @dataclass(frozen=True)
 class EvidencePredicate:
@@ -74,7 +139,7 @@ class EvidencePredicate:
     """
 
     binding: Binding
-    tee: TeeDescription
+    tee: TeeClaims
     quote: bytes
     runtime_log: tuple[RuntimeEvent, ...]
     agent_key_pem: str
@@ -87,12 +152,7 @@ class EvidencePredicate:
     def to_json(self) -> dict[str, object]:
         return {
             "binding": self.binding.to_json(),
-            "tee": {
-                "type": str(self.tee.tee),
-                "simulated": self.tee.simulated,
-                "rootOfTrust": self.tee.root_of_trust,
-                "backend": self.tee.backend,
-            },
+            "tee": self.tee.to_json(),
             "quote": _json.b64_encode(self.quote),
             "certificates": [_json.b64_encode(c) for c in self.certificates],
             "collateral": dict(self.collateral) if self.collateral is not None else None,
@@ -110,7 +170,7 @@ class EvidencePredicate:
     def from_json(cls, obj: object, path: str = "$") -> EvidencePredicate:
         members = _json.obj(obj, path, fields=_PREDICATE_FIELDS)
         binding = Binding.from_json(members["binding"], f"{path}.binding")
-        tee = _tee_from_json(members["tee"], f"{path}.tee")
+        tee = TeeClaims.from_json(members["tee"], f"{path}.tee")
         quote = _json.b64_bytes(members["quote"], f"{path}.quote", max_size=MAX_QUOTE_BYTES)
         if not quote:
             _json.fail(f"{path}.quote", "quote is empty")
@@ -172,23 +232,6 @@ def _collateral_from_json(obj: object, path: str) -> Mapping[str, object] | None
     if size > MAX_COLLATERAL_JSON_BYTES:
         _json.fail(path, f"{size} bytes of JSON, more than {MAX_COLLATERAL_JSON_BYTES}")
     return dict(members)
-
-
-def _tee_from_json(obj: object, path: str) -> TeeDescription:
-    members = _json.obj(obj, path, fields=_TEE_FIELDS)
-    kind = _json.string(members["type"], f"{path}.type", max_len=16)
-    try:
-        tee = TeeType(kind)
-    except ValueError:
-        _json.fail(f"{path}.type", f"{kind!r} is not one of {', '.join(t.value for t in TeeType)}")
-    simulated = _json.boolean(members["simulated"], f"{path}.simulated")
-    root = _json.string(
-        members["rootOfTrust"], f"{path}.rootOfTrust", min_len=1, max_len=MAX_LABEL_LENGTH
-    )
-    backend = _json.string(
-        members["backend"], f"{path}.backend", min_len=1, max_len=MAX_LABEL_LENGTH
-    )
-    return TeeDescription(tee, simulated, root, backend)
 
 
 def _agent_from_json(obj: object, path: str) -> tuple[str, str]:

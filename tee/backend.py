@@ -1,14 +1,19 @@
 """What every TEE backend offers the agent.
 
-A backend turns 64 bytes of report data into a hardware quote and, where the
+A backend turns 64 bytes of report data into a hardware quote, together with
+everything a verifier needs beside it (:class:`Attestation`), and, where the
 hardware has runtime measurement registers (TDX RTMRs), extends and reads the
 register that carries the runtime log. Backends know nothing of gRPC, evidence
-or policy.
+or policy::
+
+    attestation = backend.attest(report_data)
+    attestation.quote, attestation.certificates, attestation.collateral, attestation.ccel
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -45,6 +50,31 @@ class TeeDescription:
     backend: str
 
 
+@dataclass(frozen=True)
+class Ccel:
+    """A TD's CC event log as the firmware left it: the ACPI CCEL table and the log area."""
+
+    table: bytes
+    log: bytes
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """A quote and what a verifier needs beside it, as one backend call returns them.
+
+    ``certificates`` are the DER certificates the quote needs and does not
+    embed, leaf first (SEV-SNP: :class:`attestd.tee.snp.abi.CertChain` order);
+    ``collateral`` is the TDX DCAP collateral (dcap-qvl's QuoteCollateralV3 JSON
+    object) where the backend has it; ``ccel`` the machine's CC event log where
+    the firmware published one. Each is empty or None where the TEE has none.
+    """
+
+    quote: bytes
+    certificates: tuple[bytes, ...] = ()
+    collateral: Mapping[str, object] | None = None
+    ccel: Ccel | None = None
+
+
 @runtime_checkable
 class TeeBackend(Protocol):
     """The interface the agent uses; one implementation per TEE and transport."""
@@ -57,28 +87,14 @@ class TeeBackend(Protocol):
         """A quote (TDX) or report (SNP) whose REPORTDATA is ``report_data`` (64 bytes)."""
         ...
 
+    def attest(self, report_data: bytes) -> Attestation:
+        """The quote for ``report_data`` with the certificates, collateral and CCEL it needs."""
+        ...
+
     def extend_runtime_register(self, digest: bytes) -> None:
         """Extend the runtime-log register (TDX RTMR3) by a 48-byte SHA-384 digest."""
         ...
 
     def read_runtime_register(self) -> bytes | None:
         """The current runtime-log register, or None where the TEE has none (SNP)."""
-        ...
-
-
-@runtime_checkable
-class ReportWithCertificates(Protocol):
-    """A backend (SNP) whose host hands out the signing certificates with each report."""
-
-    def get_report_with_certificates(self, report_data: bytes) -> tuple[bytes, bytes | None]:
-        """The report and the raw GHCB certificate table (None when the host gave none)."""
-        ...
-
-
-@runtime_checkable
-class CollateralProvider(Protocol):
-    """A backend (the TDX simulator) that can hand out the DCAP collateral of its quotes."""
-
-    def collateral_json(self) -> str:
-        """dcap-qvl's QuoteCollateralV3 JSON for this platform's quotes."""
         ...

@@ -36,6 +36,23 @@ class DetectionPaths:
         return [self.dev / "sev-guest", self.misc / "sev-guest"]
 
 
+def simulated_measurement_widths(name: str) -> Mapping[str, int | None]:
+    """The measurements backend ``name`` lets a configuration impose, with their widths.
+
+    Each width is in bytes, or None for an integer value. Only simulators take
+    imposed measurements: any other name has none.
+    """
+    if name == "simulated-tdx":
+        from attestd.tee.tdx.simulated import MEASUREMENT_WIDTHS as TDX_WIDTHS
+
+        return TDX_WIDTHS
+    if name == "simulated-snp":
+        from attestd.tee.snp.simulated import MEASUREMENT_WIDTHS as SNP_WIDTHS
+
+        return SNP_WIDTHS
+    return {}
+
+
 def detect_hardware(paths: DetectionPaths = DetectionPaths()) -> TeeType:
     """The TEE this machine is a guest of, from its guest devices; never a simulator."""
     tdx = any(p.exists() for p in paths.tdx_signs())

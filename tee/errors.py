@@ -39,14 +39,25 @@ class QuoteFormatError(TeeError):
 
 
 class QuoteVerificationError(TeeError):
-    """A quote failed a cryptographic check; ``reason`` says which one."""
+    """A quote failed a cryptographic check; each subclass is one check, its ``reason`` fixed.
+
+    Catch this base to catch them all. The subclasses every TEE shares are
+    below; each TEE's own are in its ``verify`` module (and ``tdx.dcap``).
+    """
 
     reason = "quote_verification_failed"
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason  # type: ignore[misc]
+
+class UntrustedRootError(QuoteVerificationError):
+    """The certificate chain ends at a root that verification was not told to trust."""
+
+    reason = "untrusted_root"
+
+
+class CertificateExpiredError(QuoteVerificationError):
+    """A certificate of the chain is not valid at the verification time."""
+
+    reason = "certificate_expired"
 
 
 class InvalidArgumentError(TeeError, ValueError):

@@ -13,7 +13,7 @@ from datetime import datetime
 from cryptography import x509
 
 from attestd.evidence import Statement
-from attestd.tee.snp.abi import AttestationReport, parse_report
+from attestd.tee.snp.abi import AttestationReport, CertChain, parse_report
 from attestd.tee.snp.kds import VcekSource, VcekUnavailableError, get_vcek, offline_path
 from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
 from attestd.verifier.checks import (
@@ -71,16 +71,18 @@ class SnpAppraiser:
         options = VerifyOptions(
             now=self._now, product=snp.product, trusted_arks=self._trusted_arks()
         )
-        # The evidence carries [VCEK or VLEK, ASK, ARK] as the guest's host provided them.
+        # The evidence carries the chain its host provided, in CertChain's order.
         try:
-            shipped = [load_certificate(der) for der in self._statement.predicate.certificates]
+            shipped = CertChain.from_ordered(
+                [load_certificate(der) for der in self._statement.predicate.certificates]
+            )
         except ValueError as err:
             return failed(
                 "vcek_chain_invalid", f"a certificate in the evidence is unreadable: {err}"
             )
-        ask = shipped[1] if len(shipped) > 1 else None
-        if shipped and snp.use_certificate_table:
-            vcek = shipped[0]
+        ask = shipped.ask
+        if shipped.signer is not None and snp.use_certificate_table:
+            vcek = shipped.signer
         else:
             found = self._stored_vcek(report)
             if found is None:

@@ -17,13 +17,14 @@ from attestd.tee.tdx.abi import Quote, parse_quote
 from attestd.tee.tdx.ccel import parse_ccel_table, parse_event_log, replay_rtmrs
 from attestd.tee.tdx.collateral import (
     Collateral,
-    CollateralError,
     CollateralSource,
+    CollateralUnavailableError,
     EvidenceCollateralSource,
     FileCollateralSource,
     PccsCollateralSource,
 )
 from attestd.tee.tdx.dcap import DcapOptions, verify_with_collateral
+from attestd.tee.tdx.rtmr import RUNTIME_LOG_RTMR
 from attestd.tee.tdx.verify import VerifyOptions, intel_sgx_root_ca, verify_quote
 from attestd.verifier.checks import (
     REFERENCE_VALUE_ABSENT,
@@ -91,7 +92,7 @@ class TdxAppraiser:
         return bytes(self.quote.body.report_data)
 
     def runtime_register(self) -> tuple[str, bytes]:
-        return "RTMR3", bytes(self.quote.body.rtmrs[3])
+        return f"RTMR{RUNTIME_LOG_RTMR}", bytes(self.quote.body.rtmrs[RUNTIME_LOG_RTMR])
 
     def register(self, key: str, label: str, reason: str, *, required: bool) -> Outcome:
         """A TD report field against the policy's allowed values for it."""
@@ -119,10 +120,9 @@ class TdxAppraiser:
             return PccsCollateralSource(config.pccs_url, config.cache_dir)
         shipped = self._statement.predicate.collateral
         if shipped is None:
-            raise CollateralError(
+            raise CollateralUnavailableError(
                 "the evidence carries no DCAP collateral and the policy takes it from the "
-                'evidence; set [tdx.collateral] source to "file" or "pccs"',
-                reason="collateral_unavailable",
+                'evidence; set [tdx.collateral] source to "file" or "pccs"'
             )
         return EvidenceCollateralSource(shipped)
 

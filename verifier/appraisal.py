@@ -163,7 +163,7 @@ class _Appraisal:
                 f"the evidence claims a {claimed} TEE ({tee.root_of_trust}) but the policy "
                 f'trusts root = "{trust.root}"',
             )
-        if tee.tee is TeeType.TDX:
+        if TeeType(tee.tee) is TeeType.TDX:
             self.tdx = TdxAppraiser(statement, self.policy, self.now)
             return self.tdx.verify()
         self.snp = SnpAppraiser(statement, self.policy, self.now)
@@ -275,7 +275,7 @@ class _Appraisal:
         claims_simulated = False
         if self.statement is not None:
             predicate = self.statement.predicate
-            tee = predicate.tee.tee
+            tee = TeeType(predicate.tee.tee)
             claims_simulated = predicate.tee.simulated
             root = RootOfTrust(trusted, predicate.tee.root_of_trust, predicate.tee.simulated)
             summary = EvidenceSummary(

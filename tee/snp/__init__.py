@@ -9,6 +9,7 @@
     >>> from attestd.tee.snp import SimulatedSnpBackend, parse_cert_table
     >>> sim = SimulatedSnpBackend.open(state_dir)
     >>> raw, table = sim.get_report_with_certificates(bytes(64))
+    >>> CertChain.from_raw_table(table).ordered()    # (VCEK, ASK, ARK): the one chain order
 
 ``abi`` turns bytes into values and back, ``verify`` checks signatures up to a
 trusted AMD ARK, ``kds`` finds the VCEK a report needs, ``simulated`` emits the
@@ -17,6 +18,7 @@ same bytes from a simulated AMD PKI.
 
 from attestd.tee.snp.abi import (
     AttestationReport,
+    CertChain,
     CertKind,
     GuestPolicy,
     PlatformInfo,
@@ -40,6 +42,7 @@ from attestd.tee.snp.verify import (
 
 __all__ = [
     "AttestationReport",
+    "CertChain",
     "CertKind",
     "GuestPolicy",
     "PlatformInfo",

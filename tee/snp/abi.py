@@ -32,9 +32,9 @@ import dataclasses
 import enum
 import struct
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from attestd.tee.errors import QuoteFormatError
 
@@ -518,6 +518,45 @@ def parse_cert_table(data: bytes) -> dict[str, bytes]:
             raise QuoteFormatError(f"{name} appears twice", field="cert_table.guid", offset=at)
         table[name] = data[offset : offset + length]
     return table
+
+
+_Cert = TypeVar("_Cert")
+
+
+@dataclass(frozen=True)
+class CertChain(Generic[_Cert]):
+    """The chain an SNP report's signature rests on: signing key (VCEK or VLEK), ASK, ARK.
+
+    This is the one place that order is chosen. Evidence carries the chain as
+    :meth:`ordered` gives it, the verifier reads it back with :meth:`from_ordered`,
+    and a host's GHCB table is read with :meth:`from_table`. ``_Cert`` is
+    whatever form the certificates are in (DER bytes, ``x509.Certificate``).
+    """
+
+    signer: _Cert | None = None
+    ask: _Cert | None = None
+    ark: _Cert | None = None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, _Cert]) -> CertChain[_Cert]:
+        """The chain in a parsed certificate table; a VCEK wins over a VLEK when both are there."""
+        signer = next((table[k] for k in (CertKind.VCEK, CertKind.VLEK) if k in table), None)
+        return cls(signer, table.get(CertKind.ASK), table.get(CertKind.ARK))
+
+    @classmethod
+    def from_ordered(cls, certificates: Sequence[_Cert]) -> CertChain[_Cert]:
+        """The chain from its :meth:`ordered` form: by position, signer first."""
+        padded = [*certificates[:3], None, None, None]
+        return cls(padded[0], padded[1], padded[2])
+
+    @classmethod
+    def from_raw_table(cls, data: bytes | None) -> CertChain[bytes]:
+        """The chain in a raw GHCB certificate table (None or empty: no certificates)."""
+        return CertChain.from_table(parse_cert_table(data or b""))
+
+    def ordered(self) -> tuple[_Cert, ...]:
+        """Signer, ASK, ARK, leaving out those that are absent."""
+        return tuple(c for c in (self.signer, self.ask, self.ark) if c is not None)
 
 
 def build_cert_table(certificates: Mapping[str, bytes]) -> bytes:

@@ -24,6 +24,7 @@ from attestd.tee._linux import DeviceIoctl as DeviceIoctl
 from attestd.tee._linux import linux_ioctl as linux_ioctl
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeError, TeeUnavailableError
 from attestd.tee.snp import linuxabi
+from attestd.tee.snp.abi import CertChain
 from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     PRIVLEVEL_MAX,
@@ -143,6 +144,11 @@ class SnpGuestBackend:
     def get_report_with_certificates(self, report_data: bytes) -> tuple[bytes, bytes | None]:
         """The report and the host's GHCB certificate table, raw (None where the host has none)."""
         return self._report(report_data, with_certificates=True)
+
+    def attest(self, report_data: bytes) -> tee_backend.Attestation:
+        """The report and the certificate chain the host provided, leaf first (may be none)."""
+        report, table = self.get_report_with_certificates(report_data)
+        return tee_backend.Attestation(report, CertChain.from_raw_table(table).ordered())
 
     def extend_runtime_register(self, digest: bytes) -> None:
         raise NoRuntimeRegisterError(

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from attestd.tee.errors import QuoteVerificationError, TeeError
+from attestd.tee.errors import TeeError
 from attestd.tee.snp.abi import TURIN, AttestationReport, CertKind, TcbVersion, parse_cert_table
-from attestd.tee.snp.verify import TURIN_HWID_SIZE, load_certificate
+from attestd.tee.snp.verify import TURIN_HWID_SIZE, VcekChainInvalidError, load_certificate
 
 KDS_BASE_URL = "https://kdsintf.amd.com"
 DEFAULT_TIMEOUT_S = 10.0
@@ -170,9 +170,7 @@ def _certificate(data: bytes, origin: str) -> x509.Certificate:
     try:
         return load_certificate(data)
     except ValueError as e:
-        raise QuoteVerificationError(
-            f"{origin} is not a certificate: {e}", reason="vcek_chain_invalid"
-        ) from e
+        raise VcekChainInvalidError(f"{origin} is not a certificate: {e}") from e
 
 
 def _read_file(path: Path, max_bytes: int) -> bytes | None:

@@ -39,6 +39,7 @@ from attestd.tee.snp.abi import (
     POLICY_RESERVED_ONE,
     SIGNATURE_ALGO_ECDSA_P384_SHA384,
     AttestationReport,
+    CertChain,
     CertKind,
     build_cert_table,
     encode_signature,
@@ -109,6 +110,14 @@ class SimulatedSnpMeasurements:
         """The values that were set, by name."""
         values = ((f.name, getattr(self, f.name)) for f in fields(self))
         return {name: value for name, value in values if value is not None}
+
+
+#: The launch values a configuration may impose: each one's width in bytes, None for integers.
+MEASUREMENT_WIDTHS: Mapping[str, int | None] = {
+    f.name: len(default) if isinstance(default, bytes) else None
+    for f in fields(SimulatedSnpMeasurements)
+    for default in (MEASUREMENT_DEFAULTS[f.name],)
+}
 
 
 class SimulatedSnpBackend:
@@ -205,6 +214,11 @@ class SimulatedSnpBackend:
     def get_report_with_certificates(self, report_data: bytes) -> tuple[bytes, bytes]:
         """The report and the GHCB certificate table (VCEK, ASK, ARK), as configfs-tsm gives."""
         return self.get_quote(report_data), self._table
+
+    def attest(self, report_data: bytes) -> tee_backend.Attestation:
+        """The report and its certificate chain (VCEK, ASK, ARK), leaf first."""
+        report, table = self.get_report_with_certificates(report_data)
+        return tee_backend.Attestation(report, CertChain.from_raw_table(table).ordered())
 
     def certificate_table(self) -> bytes:
         return self._table

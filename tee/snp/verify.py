@@ -4,7 +4,7 @@
     >>> from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
     >>> vcek = load_certificate(vcek_der)    # AMD's VCEKs have serial 0: loaded quietly
     >>> report = verify_report(raw, vcek=vcek, options=VerifyOptions(now=datetime.now(UTC)))
-    >>> # raises QuoteVerificationError(reason=...) naming the broken link
+    >>> # raises a QuoteVerificationError subclass whose reason names the broken link
 
 The checks run in the order the trust flows: ARK self-signed and trusted, ASK
 signed by the ARK, VCEK (or VLEK) signed by the ASK (RSA-PSS, SHA-384, salt 48),
@@ -33,7 +33,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
-from attestd.tee.errors import QuoteVerificationError
+from attestd.tee.errors import (
+    CertificateExpiredError,
+    QuoteVerificationError,
+    UntrustedRootError,
+)
 from attestd.tee.snp.abi import (
     MILAN,
     PRODUCTS,
@@ -47,14 +51,57 @@ from attestd.tee.snp.abi import (
 )
 
 VCEK_CHAIN_INVALID = "vcek_chain_invalid"
-UNTRUSTED_ROOT = "untrusted_root"
-CERTIFICATE_EXPIRED = "certificate_expired"
+UNTRUSTED_ROOT = UntrustedRootError.reason
+CERTIFICATE_EXPIRED = CertificateExpiredError.reason
 REPORT_SIGNATURE_INVALID = "report_signature_invalid"
 VCEK_EXTENSIONS_INVALID = "vcek_extensions_invalid"
 PRODUCT_MISMATCH = "product_mismatch"
 SIGNING_KEY_MISMATCH = "signing_key_mismatch"
 TCB_MISMATCH = "tcb_mismatch"
 CHIP_ID_MISMATCH = "chip_id_mismatch"
+
+
+class VcekChainInvalidError(QuoteVerificationError):
+    """The VCEK -> ASK -> ARK chain is unreadable, mis-signed or not a CA chain."""
+
+    reason = VCEK_CHAIN_INVALID
+
+
+class ReportSignatureInvalidError(QuoteVerificationError):
+    """The report is not signed by the VCEK (or uses an algorithm attestd does not know)."""
+
+    reason = REPORT_SIGNATURE_INVALID
+
+
+class VcekExtensionsInvalidError(QuoteVerificationError):
+    """The VCEK's AMD extensions (TCB, hwID, productName) are missing or malformed."""
+
+    reason = VCEK_EXTENSIONS_INVALID
+
+
+class ProductMismatchError(QuoteVerificationError):
+    """The options, the VCEK and the report name different products."""
+
+    reason = PRODUCT_MISMATCH
+
+
+class SigningKeyMismatchError(QuoteVerificationError):
+    """The report says another kind of key (VCEK or VLEK) signed it than the one given."""
+
+    reason = SIGNING_KEY_MISMATCH
+
+
+class TcbMismatchError(QuoteVerificationError):
+    """The report's REPORTED_TCB is not the TCB the VCEK was issued for."""
+
+    reason = TCB_MISMATCH
+
+
+class ChipIdMismatchError(QuoteVerificationError):
+    """The report's CHIP_ID is not the VCEK's hwID."""
+
+    reason = CHIP_ID_MISMATCH
+
 
 # AMD's KDS extensions, under 1.3.6.1.4.1.3704.1 (go-sev-guest kds/kds.go).
 _AMD = "1.3.6.1.4.1.3704.1"
@@ -156,20 +203,16 @@ def verify_report(
     product = _product(report, extensions, options)
     if ask is None:
         if product is None:
-            raise _fail(VCEK_CHAIN_INVALID, "no ASK given and the product is unknown")
+            raise VcekChainInvalidError("no ASK given and the product is unknown")
         ask = amd_ask(product)
     try:
         vcek_key = _verify_chain(vcek, ask, ark, options)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         # cryptography decodes some certificate parts lazily; damage can surface here.
-        raise _fail(VCEK_CHAIN_INVALID, f"a certificate cannot be processed: {e}") from e
+        raise VcekChainInvalidError(f"a certificate cannot be processed: {e}") from e
     _verify_report_signature(report, vcek_key)
     _verify_claims(report, extensions, product)
     return report
-
-
-def _fail(reason: str, message: str) -> QuoteVerificationError:
-    return QuoteVerificationError(message, reason=reason)
 
 
 def _subject(cert: x509.Certificate) -> str:
@@ -192,21 +235,21 @@ def _verify_chain(
     if ark is None:
         ark = next((t for t in trusted if _signed_by(ask, t)), None)
         if ark is None:
-            raise _fail(UNTRUSTED_ROOT, f"no trusted ARK signed the ASK {_subject(ask)}")
+            raise UntrustedRootError(f"no trusted ARK signed the ASK {_subject(ask)}")
     _verify_pss(ask, ark)
     _verify_pss(ark, ark)
     for ca in (ask, ark):
         if not _is_ca(ca):
-            raise _fail(VCEK_CHAIN_INVALID, f"{_subject(ca)} issues certificates but is not a CA")
+            raise VcekChainInvalidError(f"{_subject(ca)} issues certificates but is not a CA")
     ark_der = ark.public_bytes(Encoding.DER)
     if not any(hmac.compare_digest(ark_der, t.public_bytes(Encoding.DER)) for t in trusted):
-        raise _fail(UNTRUSTED_ROOT, f"the chain ends at {_subject(ark)}, not a trusted ARK")
+        raise UntrustedRootError(f"the chain ends at {_subject(ark)}, not a trusted ARK")
     for cert in (vcek, ask, ark):
         if not cert.not_valid_before_utc <= options.now <= cert.not_valid_after_utc:
-            raise _fail(CERTIFICATE_EXPIRED, f"{_subject(cert)} is not valid at {options.now}")
+            raise CertificateExpiredError(f"{_subject(cert)} is not valid at {options.now}")
     key = vcek.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
-        raise _fail(VCEK_CHAIN_INVALID, "the VCEK's key is not ECDSA P-384")
+        raise VcekChainInvalidError("the VCEK's key is not ECDSA P-384")
     return key
 
 
@@ -226,15 +269,13 @@ def _verify_pss(child: x509.Certificate, issuer: x509.Certificate) -> None:
     """
     key = issuer.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
-        raise _fail(VCEK_CHAIN_INVALID, f"{_subject(issuer)} has no RSA key")
+        raise VcekChainInvalidError(f"{_subject(issuer)} has no RSA key")
     if child.issuer != issuer.subject:
-        raise _fail(VCEK_CHAIN_INVALID, f"{_subject(child)} names another issuer")
+        raise VcekChainInvalidError(f"{_subject(child)} names another issuer")
     try:
         key.verify(child.signature, child.tbs_certificate_bytes, _AMD_PSS, hashes.SHA384())
     except InvalidSignature as e:
-        raise _fail(
-            VCEK_CHAIN_INVALID, f"{_subject(child)} is not signed by {_subject(issuer)}"
-        ) from e
+        raise VcekChainInvalidError(f"{_subject(child)} is not signed by {_subject(issuer)}") from e
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -246,12 +287,12 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 def _verify_report_signature(report: AttestationReport, key: ec.EllipticCurvePublicKey) -> None:
     if report.signature_algo != SIGNATURE_ALGO_ECDSA_P384_SHA384:
-        raise _fail(REPORT_SIGNATURE_INVALID, f"signature algorithm {report.signature_algo}")
+        raise ReportSignatureInvalidError(f"signature algorithm {report.signature_algo}")
     signature = encode_dss_signature(report.signature_r, report.signature_s)
     try:
         key.verify(signature, report.signed_region, _ECDSA_SHA384)
     except InvalidSignature as e:
-        raise _fail(REPORT_SIGNATURE_INVALID, "the report is not signed by the VCEK") from e
+        raise ReportSignatureInvalidError("the report is not signed by the VCEK") from e
 
 
 # -- AMD's VCEK extensions -------------------------------------------------------
@@ -290,7 +331,7 @@ def _read_extensions(cert: x509.Certificate) -> VcekExtensions:
     try:
         raw = {e.oid: e.value for e in cert.extensions}
     except (ValueError, TypeError) as e:
-        raise _fail(VCEK_EXTENSIONS_INVALID, f"the VCEK's extensions cannot be read: {e}") from e
+        raise VcekExtensionsInvalidError(f"the VCEK's extensions cannot be read: {e}") from e
 
     def value(oid: x509.ObjectIdentifier) -> bytes | None:
         ext = raw.get(oid)
@@ -300,38 +341,32 @@ def _read_extensions(cert: x509.Certificate) -> VcekExtensions:
         data = value(oid)
         if data is None:
             if required:
-                raise _fail(
-                    VCEK_EXTENSIONS_INVALID, f"the VCEK lacks extension {oid.dotted_string}"
-                )
+                raise VcekExtensionsInvalidError(f"the VCEK lacks extension {oid.dotted_string}")
             return None
         # DER INTEGER 0..255: 02 01 xx, or 02 02 00 xx for 128..255.
         if len(data) == 3 and data[:2] == b"\x02\x01" and data[2] < 0x80:
             return data[2]
         if len(data) == 4 and data[:3] == b"\x02\x02\x00" and data[3] >= 0x80:
             return data[3]
-        raise _fail(
-            VCEK_EXTENSIONS_INVALID, f"extension {oid.dotted_string} is not a 0..255 INTEGER"
-        )
+        raise VcekExtensionsInvalidError(f"extension {oid.dotted_string} is not a 0..255 INTEGER")
 
     def ia5(oid: x509.ObjectIdentifier) -> str | None:
         data = value(oid)
         if data is None:
             return None
         if len(data) < 2 or data[0] != 0x16 or data[1] != len(data) - 2 or not data[2:].isascii():
-            raise _fail(
-                VCEK_EXTENSIONS_INVALID, f"extension {oid.dotted_string} is not an IA5String"
-            )
+            raise VcekExtensionsInvalidError(f"extension {oid.dotted_string} is not an IA5String")
         return data[2:].decode("ascii")
 
     product_name = ia5(OID_PRODUCT_NAME)
     if product_name is None:
-        raise _fail(VCEK_EXTENSIONS_INVALID, "the VCEK lacks its productName extension")
+        raise VcekExtensionsInvalidError("the VCEK lacks its productName extension")
     hwid = value(OID_HWID)
     if hwid is not None and len(hwid) == 66 and hwid[:2] == b"\x04\x40":
         hwid = hwid[2:]  # KDS omits the OCTET STRING tag; accept it should AMD add one
     csp_id = ia5(OID_CSP_ID)
     if (hwid is None) == (csp_id is None):
-        raise _fail(VCEK_EXTENSIONS_INVALID, "need exactly one of hwID (VCEK) and csp_id (VLEK)")
+        raise VcekExtensionsInvalidError("need exactly one of hwID (VCEK) and csp_id (VLEK)")
     reserved = tuple(spl(x509.ObjectIdentifier(f"{_AMD}.3.{i}"), False) or 0 for i in range(4, 8))
     return VcekExtensions(
         product_name=product_name,
@@ -357,7 +392,7 @@ def _product(
     """The product from the options, else the VCEK, else the report; all that speak must agree."""
     named = [p for p in (options.product, extensions.product, report.product) if p is not None]
     if len(set(named)) > 1:
-        raise _fail(PRODUCT_MISMATCH, f"the options, VCEK and report name {sorted(set(named))}")
+        raise ProductMismatchError(f"the options, VCEK and report name {sorted(set(named))}")
     return named[0] if named else None
 
 
@@ -369,8 +404,7 @@ def _verify_claims(
     expected_key = SIGNING_KEY_VLEK if is_vlek else SIGNING_KEY_VCEK
     if report.signing_key != expected_key:
         kind = "VLEK" if is_vlek else "VCEK"
-        raise _fail(
-            SIGNING_KEY_MISMATCH,
+        raise SigningKeyMismatchError(
             f"the report names signing key {report.signing_key}, not the {kind}",
         )
     layout = product or MILAN  # Milan and Genoa share a layout; Turin's VCEKs carry fmcSPL
@@ -378,13 +412,12 @@ def _verify_claims(
         layout = TURIN
     expected = _expected_tcb(extensions, layout)
     if report.reported_tcb != expected:
-        raise _fail(
-            TCB_MISMATCH,
+        raise TcbMismatchError(
             f"reported TCB {report.reported_tcb:#018x} is not the VCEK's {expected:#018x} "
             f"({extensions.tcb()})",
         )
     if extensions.hwid is not None and not _same_chip(extensions.hwid, report.chip_id):
-        raise _fail(CHIP_ID_MISMATCH, "the report's CHIP_ID is not the VCEK's hwID")
+        raise ChipIdMismatchError("the report's CHIP_ID is not the VCEK's hwID")
 
 
 def _expected_tcb(ext: VcekExtensions, layout: str) -> int:

@@ -26,6 +26,7 @@ from cryptography import x509
 
 from attestd.tee._reader import ByteReader
 from attestd.tee.errors import QuoteFormatError
+from attestd.tee.tdx.rtmr import RTMR_COUNT, RTMR_SIZE
 
 QUOTE_VERSION_4 = 4
 QUOTE_VERSION_5 = 5
@@ -43,7 +44,6 @@ TD_REPORT15_SIZE = 648
 ENCLAVE_REPORT_SIZE = 384
 SIGNATURE_SIZE = 64
 ATTESTATION_KEY_SIZE = 64
-RTMR_COUNT = 4
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -163,9 +163,9 @@ class TdReport10(_Sized):
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.rtmrs) != RTMR_COUNT or any(
-            not isinstance(m, bytes) or len(m) != 48 for m in self.rtmrs
+            not isinstance(m, bytes) or len(m) != RTMR_SIZE for m in self.rtmrs
         ):
-            raise ValueError("rtmrs must be four 48-byte values")
+            raise ValueError(f"rtmrs must be {RTMR_COUNT} values of {RTMR_SIZE} bytes")
 
     @property
     def debug(self) -> bool:
@@ -179,7 +179,7 @@ class TdReport10(_Sized):
     @classmethod
     def _read_fields(cls, r: _Reader) -> dict[str, object]:
         values: dict[str, object] = {n: r.take(s, f"body.{n}") for n, s in _TD10_LAYOUT}
-        rtmrs = tuple(r.take(48, f"body.rtmr{i}") for i in range(RTMR_COUNT))
+        rtmrs = tuple(r.take(RTMR_SIZE, f"body.rtmr{i}") for i in range(RTMR_COUNT))
         values["rtmrs"] = rtmrs
         values["report_data"] = r.take(64, "body.report_data")
         return values

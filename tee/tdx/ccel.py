@@ -27,7 +27,6 @@ and ignores what follows; here, what follows must be fill as well).
 from __future__ import annotations
 
 import enum
-import hashlib
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from types import MappingProxyType
 
 from attestd.tee._reader import ByteReader
 from attestd.tee.errors import CcelFormatError, DeviceError
+from attestd.tee.tdx import rtmr
 
 CCEL_SIGNATURE = b"CCEL"
 CCEL_TABLE_SIZE = 56
@@ -65,9 +65,7 @@ KNOWN_DIGEST_SIZES: Mapping[int, int] = MappingProxyType(
 )
 
 MR_INDEX_MRTD = 0
-MR_INDEX_MAX = 4  # RTMR3
-RTMR_COUNT = 4
-RTMR_SIZE = 48
+MR_INDEX_MAX = rtmr.RTMR_COUNT  # RTMR3: the CCEL counts MRTD as 0
 
 ACPI_TABLES = Path("/sys/firmware/acpi/tables")
 
@@ -373,11 +371,11 @@ def replay_rtmrs(log: EventLog) -> tuple[bytes, bytes, bytes, bytes]:
     records (index 0) are measured by the TDX module, not extended, and
     EV_NO_ACTION records are by definition not extended.
     """
-    if log.spec_id.algorithms.get(TPM_ALG_SHA384) != RTMR_SIZE:
+    if log.spec_id.algorithms.get(TPM_ALG_SHA384) != rtmr.RTMR_SIZE:
         raise CcelFormatError(
             "the log declares no SHA-384 bank to replay", field="spec_id_event.algorithms", offset=0
         )
-    rtmrs = [bytes(RTMR_SIZE)] * RTMR_COUNT
+    rtmrs = [rtmr.INITIAL_VALUE] * rtmr.RTMR_COUNT
     for number, event in enumerate(log.events):
         if event.mr_index == MR_INDEX_MRTD or event.event_type == EventType.EV_NO_ACTION:
             continue
@@ -388,14 +386,14 @@ def replay_rtmrs(log: EventLog) -> tuple[bytes, bytes, bytes, bytes]:
                 offset=event.offset,
             )
         digest = event.digests.get(TPM_ALG_SHA384)
-        if digest is None or len(digest) != RTMR_SIZE:
+        if digest is None or len(digest) != rtmr.RTMR_SIZE:
             raise CcelFormatError(
                 "has no 48-byte SHA-384 digest to extend",
                 field=f"events[{number}].digests",
                 offset=event.offset,
             )
         i = event.mr_index - 1
-        rtmrs[i] = hashlib.sha384(rtmrs[i] + digest).digest()
+        rtmrs[i] = rtmr.extend(rtmrs[i], digest)
     return rtmrs[0], rtmrs[1], rtmrs[2], rtmrs[3]
 
 

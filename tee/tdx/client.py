@@ -17,13 +17,16 @@ directory (Linux 6.16+).
 from __future__ import annotations
 
 import errno
+import logging
+from functools import cached_property
 from pathlib import Path
 
 from attestd.tee import backend as tee_backend
 from attestd.tee._linux import DeviceIoctl as DeviceIoctl
 from attestd.tee._linux import linux_ioctl as linux_ioctl
-from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
-from attestd.tee.tdx import linuxabi
+from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeError, TeeUnavailableError
+from attestd.tee.tdx import linuxabi, rtmr
+from attestd.tee.tdx.ccel import ACPI_TABLES, read_ccel
 from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     KernelFilesystem,
@@ -36,12 +39,13 @@ PROVIDER = "tdx_guest"
 ROOT_OF_TRUST = "intel-sgx-root-ca"
 BACKEND_CONFIGFS = "tdx-configfs-tsm"
 BACKEND_LEGACY = "tdx-legacy-ioctl"
-RUNTIME_RTMR = 3
 DEFAULT_DEVICE = Path("/dev/tdx_guest")
 DEFAULT_SYSFS_ROOTS = (
     Path("/sys/devices/virtual/misc/tdx_guest"),
     Path("/sys/class/misc/tdx_guest"),
 )
+
+log = logging.getLogger("attestd.tee")
 
 
 class TdxQuoteUnavailableError(TeeUnavailableError):
@@ -67,12 +71,14 @@ class TdxGuestBackend:
         measurements: Path | None,
         sysfs: KernelFilesystem,
         ioctl: DeviceIoctl,
+        acpi_tables: Path = ACPI_TABLES,
     ) -> None:
         self._tsm = tsm
         self._device = device
         self._measurements = measurements
         self._sysfs = sysfs
         self._ioctl = ioctl
+        self._acpi_tables = acpi_tables
 
     @classmethod
     def open(
@@ -84,6 +90,7 @@ class TdxGuestBackend:
         tsm_filesystem: KernelFilesystem | None = None,
         sysfs: KernelFilesystem | None = None,
         ioctl: DeviceIoctl = linux_ioctl,
+        acpi_tables: Path = ACPI_TABLES,
     ) -> TdxGuestBackend:
         """Find this TD's interfaces: configfs-tsm answering as ``tdx_guest``, else the device."""
         client = TsmReportClient(tsm_root, filesystem=tsm_filesystem)
@@ -104,7 +111,14 @@ class TdxGuestBackend:
         measurements = next(
             (r / "measurements" for r in sysfs_roots if fs.is_dir(r / "measurements")), None
         )
-        return cls(tsm=tsm, device=device, measurements=measurements, sysfs=fs, ioctl=ioctl)
+        return cls(
+            tsm=tsm,
+            device=device,
+            measurements=measurements,
+            sysfs=fs,
+            ioctl=ioctl,
+            acpi_tables=acpi_tables,
+        )
 
     @property
     def measurements_directory(self) -> Path | None:
@@ -129,6 +143,23 @@ class TdxGuestBackend:
             )
         return self._tsm.get_report(report_data, expected_provider=PROVIDER).outblob
 
+    def attest(self, report_data: bytes) -> tee_backend.Attestation:
+        """A quote and this machine's CC event log; the verifier fetches the collateral."""
+        return tee_backend.Attestation(self.get_quote(report_data), ccel=self._ccel)
+
+    @cached_property
+    def _ccel(self) -> tee_backend.Ccel | None:
+        """The CCEL, read once: the firmware wrote it at boot and it does not change."""
+        try:
+            found = read_ccel(self._acpi_tables)
+        except TeeError as err:
+            # Evidence without a CCEL is still evidence; the verifier decides whether it needs one.
+            log.error(
+                "cannot read the CC event log; evidence will carry none", extra={"error": str(err)}
+            )
+            return None
+        return tee_backend.Ccel(table=found[0], log=found[1]) if found is not None else None
+
     def get_td_report(self, report_data: bytes) -> bytes:
         """The 1024-byte TDREPORT with REPORTDATA = ``report_data``, via TDX_CMD_GET_REPORT0."""
         tee_backend.check_report_data(report_data)
@@ -150,11 +181,11 @@ class TdxGuestBackend:
         return report
 
     def extend_runtime_register(self, digest: bytes) -> None:
-        """Extend RTMR3, the register that carries attestd's runtime log."""
-        self.extend_rtmr(RUNTIME_RTMR, digest)
+        """Extend the runtime-log register (:data:`rtmr.RUNTIME_LOG_RTMR`) by ``digest``."""
+        self.extend_rtmr(rtmr.RUNTIME_LOG_RTMR, digest)
 
     def read_runtime_register(self) -> bytes:
-        return self._read_rtmr(RUNTIME_RTMR)
+        return self._read_rtmr(rtmr.RUNTIME_LOG_RTMR)
 
     def rtmrs(self) -> tuple[bytes, bytes, bytes, bytes]:
         """RTMR0..3 as the kernel reports them now."""
@@ -167,9 +198,9 @@ class TdxGuestBackend:
                 f"RTMR{index} cannot be extended by attestd: only RTMR2 and RTMR3 may be "
                 "(RTMR0 and RTMR1 hold the firmware's and boot loader's measurements)"
             )
-        if not isinstance(digest, bytes) or len(digest) != linuxabi.RTMR_SIZE:
+        if not isinstance(digest, bytes) or len(digest) != rtmr.RTMR_SIZE:
             raise InvalidArgumentError(
-                f"an RTMR extension is a {linuxabi.RTMR_SIZE}-byte SHA-384 digest"
+                f"an RTMR extension is a {rtmr.RTMR_SIZE}-byte SHA-384 digest"
             )
         path = self._rtmr_path(index)
         try:
@@ -183,12 +214,12 @@ class TdxGuestBackend:
             value = self._sysfs.read(path)
         except OSError as e:
             raise _sysfs_error(e, "read", path) from e
-        if len(value) != linuxabi.RTMR_SIZE:
-            raise DeviceError(f"{path} gave {len(value)} bytes, not {linuxabi.RTMR_SIZE}")
+        if len(value) != rtmr.RTMR_SIZE:
+            raise DeviceError(f"{path} gave {len(value)} bytes, not {rtmr.RTMR_SIZE}")
         return value
 
     def _rtmr_path(self, index: int) -> Path:
-        if index not in range(linuxabi.RTMR_COUNT):
+        if index not in range(rtmr.RTMR_COUNT):
             raise InvalidArgumentError(f"RTMR index must be 0..3, not {index!r}")
         if self._measurements is None:
             raise RtmrUnavailableError(

@@ -62,17 +62,37 @@ _HEX_FIELDS = ("root_ca_crl", "pck_crl", "tcb_info_signature", "qe_identity_sign
 
 
 class CollateralError(TeeError):
-    """Collateral could not be had or read; ``reason`` says which (see the module docstring)."""
+    """Collateral could not be had or read; each subclass is one ``reason`` (module docstring)."""
 
     reason = "collateral_error"
 
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason  # type: ignore[misc]
+
+class CollateralUnavailableError(CollateralError):
+    """Nothing for this quote: a missing file, an HTTP error or timeout, another FMSPC."""
+
+    reason = COLLATERAL_UNAVAILABLE
+
+
+class CollateralMalformedError(CollateralError):
+    """Bytes that are not collateral."""
+
+    reason = COLLATERAL_MALFORMED
+
+
+class CollateralTooLargeError(CollateralError):
+    """A file or response over the size limit."""
+
+    reason = COLLATERAL_TOO_LARGE
+
+
+class CollateralExpiredError(CollateralError):
+    """A PCCS served collateral whose nextUpdate has passed."""
+
+    reason = COLLATERAL_EXPIRED
 
 
 def _malformed(message: str) -> CollateralError:
-    return CollateralError(message, reason=COLLATERAL_MALFORMED)
+    return CollateralMalformedError(message)
 
 
 @dataclass(frozen=True)
@@ -245,8 +265,8 @@ def _platform_ids(quote: Quote) -> _PlatformIds:
         parsed = dcap_qvl.parse_quote(quote.to_bytes())
         return _PlatformIds(parsed.fmspc().upper(), parsed.ca())
     except ValueError as e:
-        raise CollateralError(
-            f"the quote's PCK certificate names no FMSPC: {e}", reason=COLLATERAL_UNAVAILABLE
+        raise CollateralUnavailableError(
+            f"the quote's PCK certificate names no FMSPC: {e}"
         ) from None
 
 
@@ -255,21 +275,18 @@ def _read_limited(path: Path, limit: int) -> bytes:
         with path.open("rb") as f:
             data = f.read(limit + 1)
     except FileNotFoundError:
-        raise CollateralError(f"no collateral at {path}", reason=COLLATERAL_UNAVAILABLE) from None
+        raise CollateralUnavailableError(f"no collateral at {path}") from None
     except OSError as e:
-        raise CollateralError(
-            f"cannot read collateral at {path}: {e}", reason=COLLATERAL_UNAVAILABLE
-        ) from None
+        raise CollateralUnavailableError(f"cannot read collateral at {path}: {e}") from None
     if len(data) > limit:
-        raise CollateralError(f"{path} is larger than {limit} bytes", reason=COLLATERAL_TOO_LARGE)
+        raise CollateralTooLargeError(f"{path} is larger than {limit} bytes")
     return data
 
 
 def _check_fmspc(collateral: Collateral, ids: _PlatformIds, where: str) -> Collateral:
     if collateral.fmspc != ids.fmspc:
-        raise CollateralError(
-            f"{where} is for FMSPC {collateral.fmspc}, the quote's platform is {ids.fmspc}",
-            reason=COLLATERAL_UNAVAILABLE,
+        raise CollateralUnavailableError(
+            f"{where} is for FMSPC {collateral.fmspc}, the quote's platform is {ids.fmspc}"
         )
     return collateral
 
@@ -302,9 +319,8 @@ class EvidenceCollateralSource:
         if isinstance(self._document, Mapping):
             return Collateral.from_mapping(self._document)
         if len(self._document) > MAX_COLLATERAL_BYTES:
-            raise CollateralError(
-                f"collateral in evidence is larger than {MAX_COLLATERAL_BYTES} bytes",
-                reason=COLLATERAL_TOO_LARGE,
+            raise CollateralTooLargeError(
+                f"collateral in evidence is larger than {MAX_COLLATERAL_BYTES} bytes"
             )
         return Collateral.from_json(self._document)
 
@@ -328,22 +344,18 @@ Fetcher = Callable[[str, float, int], _Response]
 def _urllib_fetch(url: str, timeout: float, max_bytes: int) -> _Response:
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
-        raise CollateralError(f"refusing to fetch {url!r}", reason=COLLATERAL_UNAVAILABLE)
+        raise CollateralUnavailableError(f"refusing to fetch {url!r}")
     request = urllib.request.Request(url, headers={"Accept": "*/*"})  # noqa: S310 (checked)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (checked)
             body = _read_at_most(response, max_bytes + 1)
             headers = {k.lower(): v for k, v in response.headers.items()}
     except urllib.error.HTTPError as e:
-        raise CollateralError(
-            f"{url} answered HTTP {e.code} {e.reason}", reason=COLLATERAL_UNAVAILABLE
-        ) from None
+        raise CollateralUnavailableError(f"{url} answered HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as e:  # refused, DNS, timeout, TLS
-        raise CollateralError(f"cannot fetch {url}: {e}", reason=COLLATERAL_UNAVAILABLE) from None
+        raise CollateralUnavailableError(f"cannot fetch {url}: {e}") from None
     if len(body) > max_bytes:
-        raise CollateralError(
-            f"{url} answered more than {max_bytes} bytes", reason=COLLATERAL_TOO_LARGE
-        )
+        raise CollateralTooLargeError(f"{url} answered more than {max_bytes} bytes")
     return _Response(body, headers)
 
 
@@ -469,9 +481,8 @@ class PccsCollateralSource:
         response = self._fetch(url, self._timeout, self._max_bytes)
         expires = expiry(response)  # raises collateral_malformed on garbage
         if now >= expires:
-            raise CollateralError(
-                f"{url} served collateral that expired at {expires.isoformat()}",
-                reason=COLLATERAL_EXPIRED,
+            raise CollateralExpiredError(
+                f"{url} served collateral that expired at {expires.isoformat()}"
             )
         _store_cached(path, url, response, expires)
         return response

@@ -7,8 +7,8 @@
 
 dcap-qvl checks the PCK chain, the QE report and quote signatures, the TCB info
 and QE identity signatures and dates, both CRLs, and finds the platform's TCB
-level. A quote it refuses raises :class:`DcapVerificationError` whose
-``reason`` is one of:
+level. A quote it refuses raises a :class:`DcapVerificationError`, one
+subclass per ``reason``:
 
 - ``untrusted_root``: the quote's PCK chain does not end at the chosen root,
   or collateral does not chain to it;
@@ -117,9 +117,101 @@ _REASONS: tuple[tuple[str, str], ...] = (
 
 
 class DcapVerificationError(QuoteVerificationError):
-    """dcap-qvl refused the quote; ``reason`` says why (see the module docstring)."""
+    """dcap-qvl refused the quote for a reason no subclass names; the message has its words."""
 
     reason = DCAP_VERIFICATION_FAILED
+
+
+class DcapUntrustedRootError(DcapVerificationError):
+    """The PCK chain or the collateral does not chain to the chosen root."""
+
+    reason = UNTRUSTED_ROOT
+
+
+class DcapCollateralExpiredError(DcapVerificationError):
+    """A CRL, the TCB info or the QE identity is past its nextUpdate."""
+
+    reason = COLLATERAL_EXPIRED
+
+
+class DcapCollateralNotYetValidError(DcapVerificationError):
+    """Collateral issued after the verification time."""
+
+    reason = COLLATERAL_NOT_YET_VALID
+
+
+class DcapTcbRevokedError(DcapVerificationError):
+    """The platform's TCB level is Revoked."""
+
+    reason = TCB_REVOKED
+
+
+class DcapCertificateRevokedError(DcapVerificationError):
+    """A certificate of the PCK chain is on a CRL."""
+
+    reason = CERTIFICATE_REVOKED
+
+
+class DcapCertificateExpiredError(DcapVerificationError):
+    """A certificate is outside its validity at the verification time."""
+
+    reason = CERTIFICATE_EXPIRED
+
+
+class DcapQuoteSignatureInvalidError(DcapVerificationError):
+    """The quote is not signed by its attestation key."""
+
+    reason = QUOTE_SIGNATURE_INVALID
+
+
+class DcapQeReportSignatureInvalidError(DcapVerificationError):
+    """The QE report is not signed by the PCK certificate's key."""
+
+    reason = QE_REPORT_SIGNATURE_INVALID
+
+
+class DcapAttestationKeyBindingInvalidError(DcapVerificationError):
+    """The QE report does not vouch for the attestation key."""
+
+    reason = ATTESTATION_KEY_BINDING_INVALID
+
+
+class DcapCollateralSignatureInvalidError(DcapVerificationError):
+    """The TCB info or QE identity is not signed by its issuer."""
+
+    reason = COLLATERAL_SIGNATURE_INVALID
+
+
+class DcapCollateralMismatchError(DcapVerificationError):
+    """The collateral is for another platform or QE, or names no TCB level of this one."""
+
+    reason = COLLATERAL_MISMATCH
+
+
+class DcapCollateralMalformedError(DcapVerificationError):
+    """Collateral dcap-qvl cannot read."""
+
+    reason = COLLATERAL_MALFORMED
+
+
+_ERROR_BY_REASON: dict[str, type[DcapVerificationError]] = {
+    error.reason: error
+    for error in (
+        DcapVerificationError,
+        DcapUntrustedRootError,
+        DcapCollateralExpiredError,
+        DcapCollateralNotYetValidError,
+        DcapTcbRevokedError,
+        DcapCertificateRevokedError,
+        DcapCertificateExpiredError,
+        DcapQuoteSignatureInvalidError,
+        DcapQeReportSignatureInvalidError,
+        DcapAttestationKeyBindingInvalidError,
+        DcapCollateralSignatureInvalidError,
+        DcapCollateralMismatchError,
+        DcapCollateralMalformedError,
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -168,6 +260,11 @@ def reason_for(message: str) -> str:
     )
 
 
+def error_for(message: str) -> type[DcapVerificationError]:
+    """The exception type for one of dcap-qvl's error messages."""
+    return _ERROR_BY_REASON[reason_for(message)]
+
+
 def verify_with_collateral(
     quote: bytes,
     collateral: Collateral | dcap_qvl.QuoteCollateralV3,
@@ -180,9 +277,8 @@ def verify_with_collateral(
     quoted_root = parsed.pck_chain()[-1].public_bytes(Encoding.DER)
     if not hmac.compare_digest(quoted_root, root_der):
         subject = parsed.pck_chain()[-1].subject.rfc4514_string()
-        raise DcapVerificationError(
-            f"the PCK chain ends at {subject!r}, not at {root.subject.rfc4514_string()!r}",
-            reason=UNTRUSTED_ROOT,
+        raise DcapUntrustedRootError(
+            f"the PCK chain ends at {subject!r}, not at {root.subject.rfc4514_string()!r}"
         )
     if isinstance(collateral, Collateral):
         collateral = collateral.to_dcap()
@@ -195,11 +291,11 @@ def verify_with_collateral(
             report = dcap_qvl.verify_with_root_ca(raw, collateral, root_der, now_secs)
     except ValueError as e:
         message = str(e).replace("\n", " ")
-        raise DcapVerificationError(f"dcap-qvl: {message}", reason=reason_for(message)) from None
+        raise error_for(message)(f"dcap-qvl: {message}") from None
     try:
         status = normalise_status(report.status)
     except ValueError as e:
-        raise DcapVerificationError(str(e), reason=DCAP_VERIFICATION_FAILED) from None
+        raise DcapVerificationError(str(e)) from None
     if status == REVOKED:
-        raise DcapVerificationError("the platform's TCB level is Revoked", reason=TCB_REVOKED)
+        raise DcapTcbRevokedError("the platform's TCB level is Revoked")
     return DcapResult(status, tuple(str(a) for a in report.advisory_ids))

@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 
 import dcap_qvl
@@ -30,6 +31,7 @@ from attestd.tee import _state
 from attestd.tee import backend as tee_backend
 from attestd.tee.errors import DeviceError, InvalidArgumentError
 from attestd.tee.tdx import _simulated_pki as pki
+from attestd.tee.tdx import rtmr
 from attestd.tee.tdx.abi import (
     ATTESTATION_KEY_TYPE_ECDSA_P256,
     INTEL_QE_VENDOR_ID,
@@ -49,7 +51,7 @@ REGISTERS_FILE = "registers.json"
 ROOT_OF_TRUST = "attestd-simulated-tdx-root"
 BACKEND_NAME = "simulated-tdx"
 _STATE_FORMAT = "attestd-simulated-tdx-registers/1"
-RTMR_SIZE = 48
+_RUNTIME_LOG_REGISTER = f"rtmr{rtmr.RUNTIME_LOG_RTMR}"
 
 
 def _label(text: str) -> bytes:
@@ -64,7 +66,7 @@ MEASUREMENT_DEFAULTS: Mapping[str, bytes] = {
     "rtmr0": _label("attestd simulated TD firmware (RTMR0)"),
     "rtmr1": _label("attestd simulated TD OS loader and kernel (RTMR1)"),
     "rtmr2": _label("attestd simulated TD kernel command line and initrd (RTMR2)"),
-    "rtmr3": bytes(RTMR_SIZE),
+    _RUNTIME_LOG_REGISTER: rtmr.INITIAL_VALUE,
     "mr_config_id": bytes(48),
     "mr_owner": bytes(48),
     "mr_owner_config": bytes(48),
@@ -112,6 +114,11 @@ class SimulatedTdMeasurements:
         values = ((f.name, getattr(self, f.name)) for f in fields(self))
         return {name: value for name, value in values if value is not None}
 
+
+#: The measurements a configuration may impose, and each one's width in bytes.
+MEASUREMENT_WIDTHS: Mapping[str, int] = {
+    f.name: len(MEASUREMENT_DEFAULTS[f.name]) for f in fields(SimulatedTdMeasurements)
+}
 
 _raw_signature = pki.raw_signature
 
@@ -198,23 +205,37 @@ class SimulatedTdxBackend:
         )
         return Quote(header, body, signature_data).to_bytes()
 
+    def attest(self, report_data: bytes) -> tee_backend.Attestation:
+        """A quote with this platform's DCAP collateral; a simulated TD has no CCEL of its own."""
+        return tee_backend.Attestation(
+            self.get_quote(report_data), collateral=self._collateral_object
+        )
+
+    @cached_property
+    def _collateral_object(self) -> Mapping[str, object]:
+        # Issued once per state directory, so read once per backend.
+        document: dict[str, object] = json.loads(self.collateral_json())
+        return document
+
     def extend_runtime_register(self, digest: bytes) -> None:
-        """Extend RTMR3, the register that carries attestd's runtime log."""
-        self.extend_rtmr(3, digest)
+        """Extend the runtime-log register (:data:`rtmr.RUNTIME_LOG_RTMR`) by ``digest``."""
+        self.extend_rtmr(rtmr.RUNTIME_LOG_RTMR, digest)
 
     def read_runtime_register(self) -> bytes:
-        return self.rtmrs()[3]
+        return self.rtmrs()[rtmr.RUNTIME_LOG_RTMR]
 
     def extend_rtmr(self, index: int, digest: bytes) -> None:
         """RTMR[index] = SHA-384(RTMR[index] ‖ digest), saved before this returns."""
-        if index not in range(4):
+        if index not in range(rtmr.RTMR_COUNT):
             raise InvalidArgumentError(f"RTMR index must be 0..3, not {index!r}")
-        if not isinstance(digest, bytes) or len(digest) != RTMR_SIZE:
-            raise InvalidArgumentError(f"an RTMR extension is a {RTMR_SIZE}-byte SHA-384 digest")
+        if not isinstance(digest, bytes) or len(digest) != rtmr.RTMR_SIZE:
+            raise InvalidArgumentError(
+                f"an RTMR extension is a {rtmr.RTMR_SIZE}-byte SHA-384 digest"
+            )
         name = f"rtmr{index}"
         with _state.locked(self._dir):
             registers = self._registers()
-            registers[name] = hashlib.sha384(registers[name] + digest).digest()
+            registers[name] = rtmr.extend(registers[name], digest)
             _save_registers(self._dir, registers)
 
     def rtmrs(self) -> tuple[bytes, bytes, bytes, bytes]:

@@ -3,7 +3,7 @@
     >>> from datetime import UTC, datetime
     >>> from attestd.tee.tdx.verify import VerifyOptions, intel_sgx_root_ca, verify_quote
     >>> options = VerifyOptions(trusted_roots=[intel_sgx_root_ca()], now=datetime.now(UTC))
-    >>> quote = verify_quote(raw, options)   # raises QuoteVerificationError(reason=...)
+    >>> quote = verify_quote(raw, options)   # raises a QuoteVerificationError subclass
 
 The checks run in the order the trust flows: PCK chain to a trusted root,
 PCK leaf key over the QE report, QE report binding the attestation key, and
@@ -30,15 +30,44 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from attestd.tee.errors import QuoteVerificationError
+from attestd.tee.errors import (
+    CertificateExpiredError,
+    QuoteVerificationError,
+    UntrustedRootError,
+)
 from attestd.tee.tdx.abi import Quote, parse_quote
 
 PCK_CHAIN_INVALID = "pck_chain_invalid"
-UNTRUSTED_ROOT = "untrusted_root"
-CERTIFICATE_EXPIRED = "certificate_expired"
+UNTRUSTED_ROOT = UntrustedRootError.reason
+CERTIFICATE_EXPIRED = CertificateExpiredError.reason
 QE_REPORT_SIGNATURE_INVALID = "qe_report_signature_invalid"
 ATTESTATION_KEY_BINDING_INVALID = "attestation_key_binding_invalid"
 QUOTE_SIGNATURE_INVALID = "quote_signature_invalid"
+
+
+class PckChainInvalidError(QuoteVerificationError):
+    """The PCK chain is malformed, mis-signed, not a CA chain, or its leaf key is not P-256."""
+
+    reason = PCK_CHAIN_INVALID
+
+
+class QeReportSignatureInvalidError(QuoteVerificationError):
+    """The quoting enclave's report is not signed by the PCK certificate's key."""
+
+    reason = QE_REPORT_SIGNATURE_INVALID
+
+
+class AttestationKeyBindingInvalidError(QuoteVerificationError):
+    """The QE report does not vouch for the attestation key that signed the quote."""
+
+    reason = ATTESTATION_KEY_BINDING_INVALID
+
+
+class QuoteSignatureInvalidError(QuoteVerificationError):
+    """The quote is not signed by its attestation key (or that key is not a P-256 point)."""
+
+    reason = QUOTE_SIGNATURE_INVALID
+
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
@@ -75,7 +104,7 @@ def verify_quote(quote: Quote | bytes, options: VerifyOptions) -> Quote:
         pck_key,
         cert_data.qe_report_signature,
         cert_data.qe_report.to_bytes(),
-        QE_REPORT_SIGNATURE_INVALID,
+        QeReportSignatureInvalidError,
         "the QE report is not signed by the PCK certificate's key",
     )
     _verify_attestation_key_binding(quote)
@@ -83,14 +112,10 @@ def verify_quote(quote: Quote | bytes, options: VerifyOptions) -> Quote:
         _attestation_public_key(quote.signature_data.attestation_key),
         quote.signature_data.signature,
         quote.signed_region,
-        QUOTE_SIGNATURE_INVALID,
+        QuoteSignatureInvalidError,
         "the quote is not signed by the attestation key",
     )
     return quote
-
-
-def _fail(reason: str, message: str) -> QuoteVerificationError:
-    return QuoteVerificationError(message, reason=reason)
 
 
 def _verify_pck_chain(
@@ -101,7 +126,7 @@ def _verify_pck_chain(
     try:
         return _check_pck_chain(chain, options)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-        raise _fail(PCK_CHAIN_INVALID, f"a PCK certificate cannot be processed: {e}") from e
+        raise PckChainInvalidError(f"a PCK certificate cannot be processed: {e}") from e
 
 
 def _check_pck_chain(
@@ -113,30 +138,30 @@ def _check_pck_chain(
     good signatures from a trusted root reports ``certificate_expired``, not less.
     """
     if len(chain) < 2:
-        raise _fail(PCK_CHAIN_INVALID, f"the PCK chain has {len(chain)} certificate(s)")
+        raise PckChainInvalidError(f"the PCK chain has {len(chain)} certificate(s)")
     for child, issuer in zip(chain, [*chain[1:], chain[-1]], strict=True):
         try:
             child.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature) as e:
             subject = child.subject.rfc4514_string()
-            raise _fail(PCK_CHAIN_INVALID, f"{subject!r} is not signed by its issuer: {e}") from e
+            raise PckChainInvalidError(f"{subject!r} is not signed by its issuer: {e}") from e
     for ca in chain[1:]:
         if not _is_ca(ca):
             subject = ca.subject.rfc4514_string()
-            raise _fail(PCK_CHAIN_INVALID, f"{subject!r} issues certificates but is not a CA")
+            raise PckChainInvalidError(f"{subject!r} issues certificates but is not a CA")
     root_der = chain[-1].public_bytes(Encoding.DER)
     if not any(
         hmac.compare_digest(root_der, t.public_bytes(Encoding.DER)) for t in options.trusted_roots
     ):
         subject = chain[-1].subject.rfc4514_string()
-        raise _fail(UNTRUSTED_ROOT, f"the PCK chain ends at {subject!r}, not a trusted root")
+        raise UntrustedRootError(f"the PCK chain ends at {subject!r}, not a trusted root")
     for cert in chain:
         if not cert.not_valid_before_utc <= options.now <= cert.not_valid_after_utc:
             subject = cert.subject.rfc4514_string()
-            raise _fail(CERTIFICATE_EXPIRED, f"{subject!r} is not valid at {options.now}")
+            raise CertificateExpiredError(f"{subject!r} is not valid at {options.now}")
     leaf_key = chain[0].public_key()
     if not isinstance(leaf_key, ec.EllipticCurvePublicKey) or leaf_key.curve.name != "secp256r1":
-        raise _fail(PCK_CHAIN_INVALID, "the PCK certificate's key is not ECDSA P-256")
+        raise PckChainInvalidError("the PCK certificate's key is not ECDSA P-256")
     return leaf_key
 
 
@@ -154,8 +179,7 @@ def _verify_attestation_key_binding(quote: Quote) -> None:
         quote.signature_data.attestation_key + cert_data.qe_auth_data
     ).digest() + bytes(32)
     if not hmac.compare_digest(cert_data.qe_report.report_data, expected):
-        raise _fail(
-            ATTESTATION_KEY_BINDING_INVALID,
+        raise AttestationKeyBindingInvalidError(
             "the QE report does not vouch for this attestation key and auth data",
         )
 
@@ -164,11 +188,15 @@ def _attestation_public_key(raw: bytes) -> ec.EllipticCurvePublicKey:
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
     except ValueError as e:
-        raise _fail(QUOTE_SIGNATURE_INVALID, "the attestation key is not a P-256 point") from e
+        raise QuoteSignatureInvalidError("the attestation key is not a P-256 point") from e
 
 
 def _verify_signature(
-    key: ec.EllipticCurvePublicKey, raw_signature: bytes, data: bytes, reason: str, message: str
+    key: ec.EllipticCurvePublicKey,
+    raw_signature: bytes,
+    data: bytes,
+    error: type[QuoteVerificationError],
+    message: str,
 ) -> None:
     """Verify a raw r||s (two 32-byte big-endian integers) ECDSA-P256-SHA256 signature."""
     r = int.from_bytes(raw_signature[:32], "big")
@@ -176,4 +204,4 @@ def _verify_signature(
     try:
         key.verify(encode_dss_signature(r, s), data, _ECDSA_SHA256)
     except InvalidSignature as e:
-        raise _fail(reason, message) from e
+        raise error(message) from e

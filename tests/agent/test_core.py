@@ -21,14 +21,16 @@ from attestd.agent.errors import (
 from attestd.agent.runtime_log import RuntimeLogStore
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
+    CcelBlob,
     RuntimeEvent,
+    TeeClaims,
     event_digest,
     now_rfc3339,
     open_evidence,
     replay,
     report_data_for,
 )
-from attestd.tee.backend import TeeBackend
+from attestd.tee.backend import Ccel, TeeBackend
 from tests.fakes.tee import FakeRegister, FakeTeeBackend, FakeTeeError
 
 NONCE = bytes(range(32))
@@ -288,7 +290,20 @@ def test_evidence_binds_nonce_log_and_register_through_the_quote(setup: Setup) -
     assert predicate.binding.nonce == NONCE
     assert predicate.binding.log_head == replay(predicate.runtime_log) == setup.register.value
     assert backend.report_data == [report_data_for(predicate.binding)]
-    assert predicate.tee == backend.describe()
+    assert predicate.tee == TeeClaims("tdx", True, "fake-root", "fake-tdx")
+    assert predicate.tee == TeeClaims.of(backend.describe())
+
+
+def test_evidence_carries_what_the_backend_attests_beside_the_quote(setup: Setup) -> None:
+    backend = FakeTeeBackend(setup.register)
+    backend.certificates = (b"signer", b"ask", b"ark")
+    backend.collateral = {"tcb_info": "{}"}
+    backend.ccel = Ccel(table=b"table", log=b"log")
+    agent = setup.start(backend)
+    predicate = open_evidence(agent.evidence(NONCE, []))[1].predicate
+    assert predicate.certificates == (b"signer", b"ask", b"ark")
+    assert predicate.collateral == {"tcb_info": "{}"}
+    assert predicate.ccel == CcelBlob(table=b"table", log=b"log")
 
 
 def test_evidence_for_an_unmeasured_name_is_refused(setup: Setup) -> None:

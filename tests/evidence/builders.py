@@ -13,6 +13,7 @@ from attestd.evidence import (
     RuntimeEvent,
     Statement,
     Subject,
+    TeeClaims,
     canonical_json,
     encode_event,
     event_digest,
@@ -24,7 +25,6 @@ from attestd.evidence import (
     subjects_digest,
 )
 from attestd.evidence.runtime_log import INITIAL_LOG_HEAD
-from attestd.tee.backend import TeeDescription, TeeType
 
 # The document's example key: a fixed scalar, so every value below is reproducible.
 EXAMPLE_KEY_SCALAR = int.from_bytes(hashlib.sha256(b"attestd example agent key").digest()) % (
@@ -88,7 +88,7 @@ def example_values() -> dict[str, str]:
 def make_statement(
     key: ec.EllipticCurvePrivateKey | None = None,
     *,
-    tee: TeeType = TeeType.TDX,
+    tee: str = "tdx",
     log_length: int = 3,
 ) -> Statement:
     """A consistent statement: subjects, log and key all match the binding."""
@@ -105,15 +105,15 @@ def make_statement(
         agent_key_id=key_id(key.public_key()),
         issued_at=datetime(2026, 11, 23, 10, 0, 2, 123456, tzinfo=UTC),
     )
-    root = "attestd-simulated-tdx-root" if tee is TeeType.TDX else "attestd-simulated-ark"
+    root = "attestd-simulated-tdx-root" if tee == "tdx" else "attestd-simulated-ark"
     predicate = EvidencePredicate(
         binding=binding,
-        tee=TeeDescription(tee, True, root, "simulated"),
+        tee=TeeClaims(tee, True, root, "simulated"),
         quote=b"\x04\x00\x02\x00" + bytes(60),
         runtime_log=log,
         agent_key_pem=public_key_pem(key.public_key()),
         agent_version="0.1.0",
         host={"hostname": "node-1", "kernel": "6.8.0", "cpus": 16},
-        certificates=(b"\x30\x82\x01\x00",) if tee is TeeType.SEV_SNP else (),
+        certificates=(b"\x30\x82\x01\x00",) if tee == "sev-snp" else (),
     )
     return Statement(subjects, predicate)

@@ -14,18 +14,20 @@ from attestd.evidence import (
     EVIDENCE_PREDICATE_TYPE,
     MAX_QUOTE_BYTES,
     STATEMENT_TYPE,
+    TEE_TYPES,
     CcelBlob,
     EvidenceFormatError,
     Statement,
+    TeeClaims,
     canonical_json,
     parse_statement,
 )
-from attestd.tee.backend import TeeType
+from attestd.tee.backend import TeeDescription, TeeType
 from tests.evidence.builders import make_statement
 
 
-@pytest.mark.parametrize("tee", list(TeeType))
-def test_statement_round_trip(tee: TeeType) -> None:
+@pytest.mark.parametrize("tee", TEE_TYPES)
+def test_statement_round_trip(tee: str) -> None:
     statement = make_statement(tee=tee)
     payload = canonical_json(statement.to_json())
     assert parse_statement(payload) == statement
@@ -173,3 +175,12 @@ def test_malformed_collateral_or_ccel_is_refused(field: str, value: object) -> N
     obj["predicate"][field] = value
     with pytest.raises(EvidenceFormatError, match=f"predicate.{field}"):
         parse_statement(canonical_json(obj))
+
+
+def test_every_tee_the_tee_layer_knows_is_a_tee_evidence_can_carry() -> None:
+    assert sorted(TEE_TYPES) == sorted(t.value for t in TeeType)
+    for tee in TeeType:
+        claims = TeeClaims.of(TeeDescription(tee, False, "root", "backend"))
+        assert claims == TeeClaims(tee.value, False, "root", "backend")
+        assert type(claims.tee) is str  # the plain string, not the TEE layer's enum
+        assert claims.to_json()["type"] == tee.value

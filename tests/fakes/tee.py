@@ -13,12 +13,12 @@ between the log append and the register extension.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
-from attestd.tee.backend import REPORT_DATA_SIZE, TeeDescription, TeeType
+from attestd.tee.backend import REPORT_DATA_SIZE, Attestation, Ccel, TeeDescription, TeeType
+from attestd.tee.tdx import rtmr
 
-REGISTER_SIZE = 48
+REGISTER_SIZE = rtmr.RTMR_SIZE
 QUOTE_PREFIX = b"FAKE-QUOTE:"
 
 
@@ -30,11 +30,11 @@ class FakeTeeError(RuntimeError):
 class FakeRegister:
     """RTMR3: starts at zero; changes only by extension (or a test's deliberate write)."""
 
-    value: bytes = bytes(REGISTER_SIZE)
+    value: bytes = rtmr.INITIAL_VALUE
     extensions: list[bytes] = field(default_factory=list)
 
     def extend(self, digest: bytes) -> None:
-        self.value = hashlib.sha384(self.value + digest).digest()
+        self.value = rtmr.extend(self.value, digest)
         self.extensions.append(digest)
 
 
@@ -46,6 +46,10 @@ class FakeTeeBackend:
         self.has_register = has_register
         self.fail_next_extend = False
         self.report_data: list[bytes] = []
+        # What attest() ships beside the quote; a test sets them to stand for SNP or TDX.
+        self.certificates: tuple[bytes, ...] = ()
+        self.collateral: dict[str, object] | None = None
+        self.ccel: Ccel | None = None
 
     def reopen(self) -> FakeTeeBackend:
         """A fresh backend over the same register, as after an agent restart."""
@@ -61,6 +65,12 @@ class FakeTeeBackend:
             raise ValueError(f"report_data must be {REPORT_DATA_SIZE} bytes")
         self.report_data.append(report_data)
         return QUOTE_PREFIX + self.register.value + report_data
+
+    def attest(self, report_data: bytes) -> Attestation:
+        """The fake quote, with whatever certificates, collateral and CCEL the test set."""
+        return Attestation(
+            self.get_quote(report_data), self.certificates, self.collateral, self.ccel
+        )
 
     def extend_runtime_register(self, digest: bytes) -> None:
         if not self.has_register:

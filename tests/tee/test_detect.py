@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from attestd.tee.backend import TeeType
-from attestd.tee.detect import DetectionPaths, detect_hardware, open_backend
+from attestd.tee.detect import (
+    DetectionPaths,
+    detect_hardware,
+    open_backend,
+    simulated_measurement_widths,
+)
 from attestd.tee.errors import TeeUnavailableError
 
 
@@ -65,3 +70,23 @@ def test_simulated_backends_open_by_name_and_say_so(name: str, tmp_path: Path) -
     description = backend.describe()
     assert description.simulated
     assert description.backend == name
+
+
+def test_simulated_measurement_widths_are_what_the_simulators_accept() -> None:
+    from attestd.tee.errors import InvalidArgumentError
+    from attestd.tee.snp.simulated import SimulatedSnpMeasurements
+    from attestd.tee.tdx.simulated import SimulatedTdMeasurements
+
+    tdx = simulated_measurement_widths("simulated-tdx")
+    assert tdx["mr_td"] == 48 and tdx["td_attributes"] == 8 and "rtmr3" not in tdx
+    snp = simulated_measurement_widths("simulated-snp")
+    assert snp["host_data"] == 32 and snp["policy"] is None
+    assert simulated_measurement_widths("tdx") == simulated_measurement_widths("auto") == {}
+    kinds = ((tdx, SimulatedTdMeasurements), (snp, SimulatedSnpMeasurements))
+    for widths, measurements in kinds:
+        for name, width in widths.items():
+            if width is None:
+                continue
+            measurements(**{name: bytes(width)})  # type: ignore[arg-type]
+            with pytest.raises(InvalidArgumentError):
+                measurements(**{name: bytes(width + 1)})  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ from attestd.evidence import (
     EvidencePredicate,
     RuntimeEvent,
     Statement,
+    TeeClaims,
     event_digest,
     format_rfc3339,
     key_id,
@@ -125,7 +126,7 @@ class StageAgent:
             certificates = tuple(entries[k] for k in (CertKind.VCEK, CertKind.ASK, CertKind.ARK))
         predicate = EvidencePredicate(
             binding=binding,
-            tee=self.backend.describe(),
+            tee=TeeClaims.of(self.backend.describe()),
             quote=quote,
             runtime_log=events,
             agent_key_pem=public_key_pem(self.key.public_key()),

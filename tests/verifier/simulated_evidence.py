@@ -25,6 +25,7 @@ from attestd.evidence import (
     RuntimeEvent,
     Statement,
     Subject,
+    TeeClaims,
     event_digest,
     format_rfc3339,
     key_id,
@@ -79,7 +80,7 @@ class Scenario:
         quote = self.backend.get_quote(report_data_for(binding))
         predicate = EvidencePredicate(
             binding=binding,
-            tee=self.backend.describe(),
+            tee=TeeClaims.of(self.backend.describe()),
             quote=quote,
             runtime_log=self.events,
             agent_key_pem=public_key_pem(self.key.public_key()),

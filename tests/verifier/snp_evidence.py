@@ -26,6 +26,7 @@ from attestd.evidence import (
     RuntimeEvent,
     Statement,
     Subject,
+    TeeClaims,
     format_rfc3339,
     key_id,
     public_key_pem,
@@ -76,7 +77,7 @@ class SnpScenario:
         entries = parse_cert_table(table)
         predicate = EvidencePredicate(
             binding=binding,
-            tee=self.backend.describe(),
+            tee=TeeClaims.of(self.backend.describe()),
             quote=report,
             runtime_log=self.events,
             agent_key_pem=public_key_pem(self.key.public_key()),

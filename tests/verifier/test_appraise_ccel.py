@@ -13,6 +13,7 @@ from attestd.evidence import (
     CcelBlob,
     EvidencePredicate,
     Statement,
+    TeeClaims,
     key_id,
     public_key_pem,
     replay,
@@ -26,7 +27,7 @@ from tests.verifier.simulated_evidence import MODEL, NONCE
 
 # The real quotes' PCK chains are valid on this date (see ../shared/vectors/README.md).
 VECTOR_NOW = datetime(2025, 6, 23, tzinfo=UTC)
-HARDWARE = TeeDescription(TeeType.TDX, False, "intel-sgx-root-ca", "configfs-tsm")
+HARDWARE = TeeClaims.of(TeeDescription(TeeType.TDX, False, "intel-sgx-root-ca", "configfs-tsm"))
 
 
 def _intel_policy(tmp_path: Path, tdx: str = "") -> Policy:

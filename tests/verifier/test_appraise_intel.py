@@ -12,6 +12,7 @@ from attestd.evidence import (
     Binding,
     EvidencePredicate,
     Statement,
+    TeeClaims,
     key_id,
     public_key_pem,
     replay,
@@ -24,7 +25,7 @@ from tests.verifier.simulated_evidence import MODEL, NONCE, Scenario
 
 # The real quotes' PCK chains are valid on this date (see ../shared/vectors/README.md).
 VECTOR_NOW = datetime(2025, 6, 23, tzinfo=UTC)
-HARDWARE = TeeDescription(TeeType.TDX, False, "intel-sgx-root-ca", "configfs-tsm")
+HARDWARE = TeeClaims.of(TeeDescription(TeeType.TDX, False, "intel-sgx-root-ca", "configfs-tsm"))
 
 
 def _intel_policy(tmp_path: Path) -> Policy:
@@ -33,7 +34,7 @@ def _intel_policy(tmp_path: Path) -> Policy:
     return load_policy(path)
 
 
-def _hardware_evidence(quote: bytes, issued_at: datetime, tee: TeeDescription = HARDWARE) -> bytes:
+def _hardware_evidence(quote: bytes, issued_at: datetime, tee: TeeClaims = HARDWARE) -> bytes:
     """Evidence around ``quote`` as a hardware agent sends it; the quote binds other data."""
     key = ec.generate_private_key(ec.SECP256R1())
     binding = Binding(

@@ -14,6 +14,7 @@ from attestd.evidence import (
     Binding,
     EvidencePredicate,
     Statement,
+    TeeClaims,
     key_id,
     public_key_pem,
     replay,
@@ -310,7 +311,7 @@ def test_simulated_snp_evidence_under_amd_policy_is_a_root_mismatch(
 
 # Inside the real VCEK's validity (2022-09-24 to 2029-09-24).
 MILAN_NOW = datetime(2025, 6, 23, tzinfo=UTC)
-AMD_HARDWARE = TeeDescription(TeeType.SEV_SNP, False, "amd-ark", "configfs-tsm")
+AMD_HARDWARE = TeeClaims.of(TeeDescription(TeeType.SEV_SNP, False, "amd-ark", "configfs-tsm"))
 
 
 def _milan_evidence(vectors_dir: Path, certificates: tuple[bytes, ...]) -> bytes:

@@ -11,6 +11,7 @@ import pytest
 from attestd.tee.backend import TeeBackend, TeeDescription, TeeType
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeError, TeeUnavailableError
 from attestd.tee.snp import linuxabi
+from attestd.tee.snp.abi import build_cert_table
 from attestd.tee.snp.client import (
     NoRuntimeRegisterError,
     SnpBusyError,
@@ -304,3 +305,23 @@ def test_the_real_ioctl_path_reaches_the_kernel(tmp_path: Path) -> None:
     backend = SnpGuestBackend.open(tsm_root=tmp_path / "no-tsm", device=node)
     with pytest.raises(DeviceError, match="ENOTTY"):
         backend.get_quote(NONCE)
+
+
+# -- attest ------------------------------------------------------------------------
+
+
+def test_attest_gives_the_host_chain_signer_first(snp_tsm: FakeConfigfsTsm) -> None:
+    # The table lists the ARK first; evidence carries VCEK, ASK, ARK whatever the host's order.
+    table = build_cert_table({"ark": b"ark", "vcek": b"vcek", "ask": b"ask"})
+    snp_tsm.make_report = lambda inblob, vmpl: (fake_snp_report(inblob, vmpl), table)
+    attestation = open_snp(snp_tsm).attest(NONCE)
+    assert report_data_of(attestation.quote) == NONCE
+    assert attestation.certificates == (b"vcek", b"ask", b"ark")
+    assert attestation.collateral is None and attestation.ccel is None
+
+
+def test_attest_without_a_certificate_table_gives_no_certificates(
+    snp_tsm: FakeConfigfsTsm,
+) -> None:
+    snp_tsm.make_report = lambda inblob, vmpl: (fake_snp_report(inblob, vmpl), None)
+    assert open_snp(snp_tsm).attest(NONCE).certificates == ()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from attestd.tee.backend import TeeBackend, TeeDescription, TeeType
+from attestd.tee.backend import Ccel, TeeBackend, TeeDescription, TeeType
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
 from attestd.tee.tdx import linuxabi
 from attestd.tee.tdx.abi import parse_quote
@@ -345,3 +345,47 @@ def test_the_real_ioctl_path_reaches_the_kernel(tmp_path: Path) -> None:
     backend = TdxGuestBackend.open(tsm_root=tmp_path / "no-tsm", sysfs_roots=(), device=node)
     with pytest.raises(DeviceError, match="ENOTTY"):
         backend.get_td_report(NONCE)
+
+
+# -- attest ------------------------------------------------------------------------
+
+
+def test_attest_carries_the_quote_and_the_machines_ccel(
+    tdx_tsm: FakeConfigfsTsm, tdx_sysfs: FakeTdxSysfs, tmp_path: Path
+) -> None:
+    acpi = tmp_path / "acpi"
+    (acpi / "data").mkdir(parents=True)
+    (acpi / "CCEL").write_bytes(b"table")
+    (acpi / "data" / "CCEL").write_bytes(b"log")
+    backend = TdxGuestBackend.open(
+        tsm_root=tdx_tsm.root,
+        sysfs_roots=(tdx_sysfs.root,),
+        device=tmp_path / "no-such-device",
+        tsm_filesystem=tdx_tsm,
+        sysfs=tdx_sysfs,
+        acpi_tables=acpi,
+    )
+    attestation = backend.attest(NONCE)
+    assert parse_quote(attestation.quote).body.report_data == NONCE
+    assert attestation.ccel == Ccel(table=b"table", log=b"log")
+    assert attestation.certificates == () and attestation.collateral is None
+
+
+def test_attest_without_a_ccel_or_with_an_unreadable_one_carries_none(
+    tdx_tsm: FakeConfigfsTsm, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def backend(acpi: Path) -> TdxGuestBackend:
+        return TdxGuestBackend.open(
+            tsm_root=tdx_tsm.root,
+            sysfs_roots=(),
+            device=tmp_path / "no-such-device",
+            tsm_filesystem=tdx_tsm,
+            acpi_tables=acpi,
+        )
+
+    assert backend(tmp_path / "no-acpi").attest(NONCE).ccel is None
+    table_only = tmp_path / "table-only"
+    table_only.mkdir()
+    (table_only / "CCEL").write_bytes(b"table")  # its log is missing: a DeviceError, logged
+    assert backend(table_only).attest(NONCE).ccel is None
+    assert "cannot read the CC event log" in caplog.text

@@ -16,6 +16,7 @@ from attestd.tee.snp.abi import (
     REPORT_SIZE,
     TURIN,
     AttestationReport,
+    CertChain,
     CertKind,
     GuestPolicy,
     PlatformInfo,
@@ -225,3 +226,27 @@ def test_cert_table_damage_names_itself() -> None:
     assert cert_table_error(twice).field == "cert_table.guid"
     with pytest.raises(ValueError, match="all-zero GUID"):
         build_cert_table({str(uuid.UUID(int=0)): b"x"})
+
+
+# -- the certificate chain's order -------------------------------------------------
+
+
+def test_cert_chain_from_a_table_is_signer_ask_ark_whatever_the_table_order() -> None:
+    table = {"ark": b"R", "ask": b"S", "vcek": b"V"}
+    chain = CertChain.from_table(table)
+    assert chain == CertChain(signer=b"V", ask=b"S", ark=b"R")
+    assert chain.ordered() == (b"V", b"S", b"R")
+    assert CertChain.from_raw_table(build_cert_table(table)).ordered() == (b"V", b"S", b"R")
+
+
+def test_cert_chain_prefers_the_vcek_and_takes_a_vlek_otherwise() -> None:
+    assert CertChain.from_table({"vlek": b"L", "vcek": b"V"}).signer == b"V"
+    assert CertChain.from_table({"vlek": b"L", "ask": b"S"}).ordered() == (b"L", b"S")
+
+
+def test_cert_chain_leaves_out_what_is_absent_and_reads_back_by_position() -> None:
+    assert CertChain.from_raw_table(None).ordered() == ()
+    assert CertChain.from_raw_table(b"").ordered() == ()
+    assert CertChain.from_ordered([b"V", b"S", b"R"]) == CertChain(b"V", b"S", b"R")
+    assert CertChain.from_ordered([b"V"]) == CertChain(signer=b"V")
+    assert CertChain.from_ordered([]) == CertChain()

@@ -166,3 +166,13 @@ def test_damaged_launch_state_is_a_device_error(
     (backend.state_directory / "ask.pem").write_text("not a certificate")
     with pytest.raises(DeviceError, match="PKI"):
         SimulatedSnpBackend.open(tmp_path)
+
+
+def test_attest_gives_the_report_and_its_chain_signer_first(
+    simulated: SimulatedSnpBackend,
+) -> None:
+    attestation = simulated.attest(REPORT_DATA)
+    assert parse_report(attestation.quote).report_data == REPORT_DATA
+    table = parse_cert_table(simulated.certificate_table())
+    assert attestation.certificates == (table["vcek"], table["ask"], table["ark"])
+    assert attestation.collateral is None and attestation.ccel is None

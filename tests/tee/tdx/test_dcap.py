@@ -192,3 +192,15 @@ def test_the_clock_is_the_callers(vector: tuple[bytes, Collateral]) -> None:
         dcap_qvl.verify(raw, collateral.to_dcap(), int(VECTORS_NOW.timestamp())).status
         == "UpToDate"
     )
+
+
+def test_every_dcap_reason_has_its_own_error_type() -> None:
+    from attestd.tee.tdx import dcap
+
+    reasons = {reason for _, reason in dcap._REASONS} | {dcap.DCAP_VERIFICATION_FAILED}
+    for reason in reasons:
+        error = dcap._ERROR_BY_REASON[reason]
+        assert issubclass(error, dcap.DcapVerificationError)
+        assert error.reason == error("x").reason == reason
+    assert dcap.error_for("TCB status is invalid: Revoked") is dcap.DcapTcbRevokedError
+    assert dcap.error_for("something new") is dcap.DcapVerificationError

@@ -191,3 +191,10 @@ def test_damaged_keys_are_a_device_error(tmp_path: Path) -> None:
     (state_of(tmp_path) / "pck.key.pem").write_bytes(b"garbage")
     with pytest.raises(DeviceError, match="PKI"):
         SimulatedTdxBackend.open(tmp_path)
+
+
+def test_attest_ships_the_collateral_and_no_ccel(simulated: SimulatedTdxBackend) -> None:
+    attestation = simulated.attest(bytes(range(64)))
+    assert parse_quote(attestation.quote).body.report_data == bytes(range(64))
+    assert attestation.collateral == json.loads(simulated.collateral_json())
+    assert attestation.certificates == () and attestation.ccel is None
