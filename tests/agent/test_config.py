@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -432,11 +433,15 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "attestd.toml"
     path.write_text(FULL_TOML)
 
-    def denied(self: Path, *args: object, **kwargs: object) -> str:
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
+
+    def denied(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(name) == path:
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, flags, *args, **kwargs)
 
     # chmod 0 does not stop root, so the refusal is simulated where it happens.
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(ConfigError, match=r"cannot read .*Permission denied"):
         load_config(path)
 
