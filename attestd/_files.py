@@ -42,7 +42,7 @@ class FileRefusedError(AttestdError):
     reason = "file_unreadable"
 
     def __init__(self, path: Path | str, what: str, detail: str) -> None:
-        super().__init__(f"cannot read {what} {path}: {detail}")
+        super().__init__(f"cannot read {path} ({what}): {detail}")
         self.path = str(path)
         self.what = what
         self.detail = detail
