@@ -116,7 +116,7 @@ def read_regular_file(path: Path | str, max_bytes: int, what: str) -> bytes:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
 
     The data goes to a uniquely named temporary file in the same directory (so
