@@ -11,12 +11,12 @@ Example::
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attestd._toml import TomlReader, load_toml
 from attestd.agent.errors import ConfigError
 from attestd.evidence import MAX_EVENT_CONTENT_BYTES, MAX_RUNTIME_LOG_EVENTS
 from attestd.tee.detect import BACKEND_NAMES, simulated_measurement_widths
@@ -77,75 +77,21 @@ class AgentConfig:
     limits: LimitsConfig
 
 
-class _Table:
-    """A TOML table that remembers which keys were read, to reject the rest."""
-
-    def __init__(self, data: Mapping[str, Any], where: str) -> None:
-        self._data = data
-        self._where = where
-        self._seen: set[str] = set()
-
-    def _get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        self._seen.add(key)
-        if key not in self._data:
-            return default
-        value = self._data[key]
-        # bool is an int in Python; never accept one for the other.
-        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-            raise ConfigError(f"{self._where}.{key} has the wrong type ({type(value).__name__})")
-        return value
-
-    def text(self, key: str, default: str | None = None) -> str | None:
-        value: str | None = self._get(key, str, default)
-        return value
-
-    def require_str(self, key: str) -> str:
-        value = self.text(key)
-        if value is None:
-            raise ConfigError(f"{self._where}.{key} is required")
-        return value
-
-    def integer(self, key: str, default: int, *, minimum: int, maximum: int) -> int:
-        value: int = self._get(key, int, default)
-        if not minimum <= value <= maximum:
-            raise ConfigError(f"{self._where}.{key} must be between {minimum} and {maximum}")
-        return value
-
-    def list_of_str(self, key: str) -> list[str]:
-        value = self._get(key, list, [])
-        if not all(isinstance(item, str) for item in value):
-            raise ConfigError(f"{self._where}.{key} must be a list of strings")
-        return list(value)
-
-    def table(self, key: str) -> _Table:
-        value = self._get(key, dict, {})
-        return _Table(value, f"{self._where}.{key}")
-
-    def has(self, key: str) -> bool:
-        return key in self._data
-
-    def finish(self) -> None:
-        unknown = sorted(set(self._data) - self._seen)
-        if unknown:
-            raise ConfigError(f"unknown option {self._where}.{unknown[0]}")
-
-
 def load_config(path: Path, *, tee_override: str | None = None) -> AgentConfig:
-    """Read and validate the configuration file at ``path``."""
+    """Read and validate the configuration file at ``path``; errors name the file and the key."""
+    raw = load_toml(path, "configuration file", lambda message: ConfigError(f"{path}: {message}"))
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from err
-    return parse_config(raw, base_dir=path.parent, tee_override=tee_override)
+        return parse_config(raw, base_dir=path.parent, tee_override=tee_override)
+    except ConfigError as err:
+        # parse_config names the key; the file is named here, once, for every error.
+        raise type(err)(f"{path}: {err.message}") from err
 
 
 def parse_config(
     raw: Mapping[str, Any], *, base_dir: Path, tee_override: str | None = None
 ) -> AgentConfig:
     """Validate an already-parsed TOML document; relative paths are taken from ``base_dir``."""
-    top = _Table(raw, "config")
+    top = TomlReader(ConfigError, unknown="option").view(raw, "config")
 
     def path_of(value: str) -> Path:
         return (base_dir / value).resolve() if not Path(value).is_absolute() else Path(value)

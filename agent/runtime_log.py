@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from attestd._files import fsync_directory, write_atomic
 from attestd.agent.errors import RuntimeLogCorruptError
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
@@ -51,7 +52,7 @@ class RuntimeLogStore:
             if created:
                 _write_all(fd, _HEADER)
                 os.fsync(fd)
-                _fsync_dir(path.parent)
+                fsync_directory(path.parent)
             events = _load(path, fd)
         except BaseException:
             os.close(fd)
@@ -161,15 +162,8 @@ def rotate_on_new_boot(path: Path, boot_id: str) -> Path | None:
         archived = path.with_name(f"{path.stem}.{owner or 'unknown'}{path.suffix}")
         os.replace(path, archived)
     if owner != boot_id:
-        temporary = marker.with_name(marker.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            _write_all(fd, boot_id.encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, marker)
-        _fsync_dir(path.parent)
+        # Also makes the rename of the old log durable: both are in this directory.
+        write_atomic(marker, boot_id.encode("ascii") + b"\n", mode=0o600)
     return archived
 
 
@@ -178,11 +172,3 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

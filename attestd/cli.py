@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import attestd
+from attestd._files import FileRefusedError, read_regular_file
 from attestd.client import AgentCallError, AgentClient, ArtifactSpec
 from attestd.errors import AttestdError
+from attestd.evidence.provenance import MAX_ATTESTATION_BYTES
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import (
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_NOT_AFFIRMING = 1
 EXIT_USAGE = 2
+#: The largest file attestctl reads: a stage attestation (evidence, keys and tokens are smaller).
+_MAX_INPUT_BYTES = MAX_ATTESTATION_BYTES
 DEFAULT_SOCKET = "/run/attestd/attestd.sock"
 
 
@@ -335,10 +339,7 @@ def _print_summary(report: dict[str, object]) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     signer = _result_signer(args)
-    try:
-        evidence = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
-    except OSError as err:
-        raise UsageError(f"cannot read {args.file}: {err.strerror}") from err
+    evidence = _read_file(args.file, "evidence")
     return _appraise_and_report(evidence, args.nonce, args, signer)
 
 
@@ -446,10 +447,7 @@ def _stage_artifacts(
 def cmd_stage_begin(args: argparse.Namespace) -> int:
     previous = b""
     if args.previous:
-        try:
-            previous = Path(args.previous).read_bytes()
-        except OSError as err:
-            raise UsageError(f"cannot read {args.previous}: {err.strerror}") from err
+        previous = _read_file(args.previous, "previous attestation")
     inputs = _stage_artifacts(args.input, args.input_tag, "input")
     with _connect(args) as agent:
         begun = agent.begin_stage(
@@ -707,10 +705,7 @@ def cmd_chain_verify(args: argparse.Namespace) -> int:
     layout = load_layout(args.layout)
     attestations = []
     for name in args.attestations:
-        try:
-            attestations.append(Path(name).read_bytes())
-        except OSError as err:
-            raise UsageError(f"cannot read {name}: {err.strerror}") from err
+        attestations.append(_read_file(name, "attestation"))
     closing = None
     if args.oms_bundle is not None:
         if (args.oms_key is None) == (not args.oms_certificate):
@@ -820,11 +815,20 @@ def _add_chain_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 # -- attestation: Sigstore bundles (docs/sigstore.md) ------------------------------
 
 
-def _read_file(name: str) -> bytes:
+def _read_file(name: str, what: str = "input file", max_bytes: int = _MAX_INPUT_BYTES) -> bytes:
+    """The bytes of the file ``name`` (``-``: stdin), a regular file of at most ``max_bytes``.
+
+    A FIFO, device or directory is refused rather than read: it could block or never end.
+    """
+    if name == "-":
+        data = sys.stdin.buffer.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise UsageError(f"{what} on stdin is larger than {max_bytes} bytes")
+        return data
     try:
-        return Path(name).read_bytes() if name != "-" else sys.stdin.buffer.read()
-    except OSError as err:
-        raise UsageError(f"cannot read {name}: {err.strerror}") from err
+        return read_regular_file(name, max_bytes, what)
+    except FileRefusedError as err:
+        raise UsageError(err.message) from err
 
 
 def cmd_attestation_export_bundle(args: argparse.Namespace) -> int:

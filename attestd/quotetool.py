@@ -39,6 +39,7 @@ from typing import Any
 
 from cryptography import x509
 
+from attestd._files import FileRefusedError, FileTooLargeError, read_regular_file
 from attestd.errors import AttestdError
 from attestd.evidence import format_rfc3339
 from attestd.tee.errors import QuoteFormatError, QuoteVerificationError
@@ -93,12 +94,16 @@ class Evidence:
 
 def read_file(path: Path | str, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     """The bytes of ``path`` (``-``: stdin), at most ``limit``; QuoteInputError otherwise."""
+    if str(path) != "-":
+        # A regular file only: a FIFO or device named here would block or never end.
+        try:
+            return read_regular_file(path, limit, what)
+        except FileTooLargeError:
+            raise QuoteInputError(f"{what} {path} is larger than {limit} bytes") from None
+        except FileRefusedError as e:
+            raise QuoteInputError(f"cannot read {what} {path}: {e.detail}") from None
     try:
-        if str(path) == "-":
-            data = sys.stdin.buffer.read(limit + 1)
-        else:
-            with Path(path).open("rb") as f:
-                data = f.read(limit + 1)
+        data = sys.stdin.buffer.read(limit + 1)
     except OSError as e:
         raise QuoteInputError(f"cannot read {what} {path}: {e.strerror or e}") from None
     if len(data) > limit:

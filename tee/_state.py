@@ -20,6 +20,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from attestd._files import write_atomic as write_atomic  # the state files' writer, re-exported
 from attestd.tee.errors import DeviceError
 
 
@@ -42,26 +43,6 @@ def locked(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
-
-    Write a temporary file, fsync it, rename it over the target, fsync the directory.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(fd, mode)  # exactly this mode, whatever the umask
-        f.write(data)
-        f.flush()
-        os.fsync(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def private_key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:

@@ -12,9 +12,16 @@ from datetime import datetime
 
 from cryptography import x509
 
+from attestd._files import FileMissingError, FileRefusedError, read_regular_file
 from attestd.evidence import Statement
 from attestd.tee.snp.abi import AttestationReport, CertChain, parse_report
-from attestd.tee.snp.kds import VcekSource, VcekUnavailableError, get_vcek, offline_path
+from attestd.tee.snp.kds import (
+    MAX_CERTIFICATE_BYTES,
+    VcekSource,
+    VcekUnavailableError,
+    get_vcek,
+    offline_path,
+)
 from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
 from attestd.verifier.checks import (
     REFERENCE_VALUE_ABSENT,
@@ -113,11 +120,11 @@ class SnpAppraiser:
             return None
         path = offline_path(store, report.chip_id, report.reported_tcb)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+            data = read_regular_file(path, MAX_CERTIFICATE_BYTES, "VCEK")
+        except FileMissingError:
             return None
-        except OSError as err:
-            raise VcekUnavailableError(f"cannot read {path}: {err.strerror}") from err
+        except FileRefusedError as err:
+            raise VcekUnavailableError(f"cannot read {path}: {err.detail}") from err
         try:
             return load_certificate(data)
         except ValueError as err:

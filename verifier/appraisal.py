@@ -217,7 +217,7 @@ class _Appraisal:
         issued_at = self._statement().predicate.binding.issued_at
         age = (self.now - issued_at).total_seconds()
         bounds = self.policy.freshness
-        if age > bounds.max_age_seconds:
+        if bounds.max_age_seconds is not None and age > bounds.max_age_seconds:
             return failed(
                 "evidence_expired",
                 f"issued {age:.0f} s ago, more than max_age_seconds = {bounds.max_age_seconds}",
@@ -230,6 +230,8 @@ class _Appraisal:
             )
         if age < 0:
             return passed(f"issued {-age:.0f} s ahead of the verifier's clock, within the skew")
+        if bounds.max_age_seconds is None:
+            return passed(f"issued {age:.0f} s ago; no age bound is set")
         return passed(f"issued {age:.0f} s ago, within {bounds.max_age_seconds} s")
 
     # -- reference values ------------------------------------------------------

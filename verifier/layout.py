@@ -23,28 +23,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attestd._toml import TomlReader
 from attestd.evidence.keys import KEY_ID_PATTERN
 from attestd.verifier.errors import PolicyError
 from attestd.verifier.policy import (
+    DEFAULT_MAX_CLOCK_SKEW_SECONDS,
     ArtifactPolicy,
     FreshnessPolicy,
     Policy,
     SnpPolicy,
     TdxPolicy,
     TrustPolicy,
-    _Reader,
-    _snp,
-    _tdx,
-    _trust,
+    freshness_policy,
     read_toml,
+    reader_for,
+    snp_policy,
+    tdx_policy,
+    trust_policy,
 )
 from attestd.verifier.spdx import LicenseId, SpdxError, WithException, parse_expression
 
 TEE_TYPES = ("tdx", "sev-snp")
-NO_MAX_AGE_SECONDS = 100 * 365 * 24 * 3600
-"""The age bound used when the layout sets none: stage attestations are read long after
-the fact, so freshness is off unless asked for; the chain result says so."""
-DEFAULT_MAX_CLOCK_SKEW_SECONDS = 30
 
 _TOP_KEYS = {"pipeline", "freshness", "allowed_licenses", "stages", "artifacts"}
 _STAGE_KEYS = {
@@ -113,7 +112,9 @@ class Layout:
     """Allowed licence ids (or ``X WITH E``); ``None`` leaves licences unchecked."""
     artifacts: tuple[ArtifactRule, ...] = ()
     max_age_seconds: int | None = None
-    """How old a stage's evidence may be; ``None`` turns freshness off (see NO_MAX_AGE_SECONDS)."""
+    """How old a stage's evidence may be; ``None`` (the default) sets no bound: stage
+    attestations are read long after the fact, so age is checked only when asked for,
+    and the chain result says so."""
     max_clock_skew_seconds: int = DEFAULT_MAX_CLOCK_SKEW_SECONDS
     source: Path | None = None
 
@@ -127,7 +128,7 @@ class Layout:
     def freshness(self) -> FreshnessPolicy:
         """The freshness bounds every stage's appraisal uses."""
         return FreshnessPolicy(
-            max_age_seconds=self.max_age_seconds or NO_MAX_AGE_SECONDS,
+            max_age_seconds=self.max_age_seconds,
             max_clock_skew_seconds=self.max_clock_skew_seconds,
         )
 
@@ -139,38 +140,37 @@ def load_layout(path: Path) -> Layout:
 
 def parse_layout(document: Mapping[str, Any], *, source: Path) -> Layout:
     """Validate an already-parsed TOML document; relative paths resolve against ``source``."""
-    reader = _Reader(source)
+    reader = reader_for(source)
     with _as_layout_error(source, ""):
         reader.only_keys(document, "", _TOP_KEYS)
         pipeline = reader.string(document, "", "pipeline")
         if pipeline is None:
             raise reader.error("pipeline is required: the name every stage's provenance carries")
-        freshness = reader.table(document, "freshness")
-        reader.only_keys(freshness, "freshness", {"max_age_seconds", "max_clock_skew_seconds"})
-        max_age: int | None = None
-        if "max_age_seconds" in freshness:
-            max_age = reader.integer(freshness, "freshness", "max_age_seconds", 0)
-            if max_age <= 0:
-                raise reader.error("freshness.max_age_seconds must be positive")
-        skew = reader.integer(
-            freshness, "freshness", "max_clock_skew_seconds", DEFAULT_MAX_CLOCK_SKEW_SECONDS
+        freshness = freshness_policy(
+            reader, reader.table(document, "freshness"), max_age_default=None
         )
-        if skew < 0:
-            raise reader.error("freshness.max_clock_skew_seconds must not be negative")
         licenses = _licenses(reader, document)
         raw_stages = document.get("stages")
         if not isinstance(raw_stages, list) or not raw_stages:
             raise reader.error("stages must be a non-empty array of tables ([[stages]])")
         artifacts = _artifacts(reader, document.get("artifacts", []))
-    stages = tuple(_stage(reader, entry, index) for index, entry in enumerate(raw_stages))
+    stages = tuple(_stage(reader, source, entry, index) for index, entry in enumerate(raw_stages))
     names = [s.name for s in stages]
     for name in names:
         if names.count(name) > 1:
             raise LayoutError(f"stage {name!r} appears twice in stages", path=str(source))
-    return Layout(pipeline, stages, licenses, artifacts, max_age, skew, source)
+    return Layout(
+        pipeline,
+        stages,
+        licenses,
+        artifacts,
+        freshness.max_age_seconds,
+        freshness.max_clock_skew_seconds,
+        source,
+    )
 
 
-def _licenses(reader: _Reader, document: Mapping[str, Any]) -> tuple[str, ...] | None:
+def _licenses(reader: TomlReader, document: Mapping[str, Any]) -> tuple[str, ...] | None:
     licenses = reader.string_list(document, "", "allowed_licenses")
     if licenses is None:
         return None
@@ -187,7 +187,7 @@ def _licenses(reader: _Reader, document: Mapping[str, Any]) -> tuple[str, ...] |
     return licenses
 
 
-def _artifacts(reader: _Reader, entries: Any) -> tuple[ArtifactRule, ...]:
+def _artifacts(reader: TomlReader, entries: Any) -> tuple[ArtifactRule, ...]:
     if not isinstance(entries, list):
         raise reader.error("artifacts must be an array of tables ([[artifacts]])")
     rules = []
@@ -209,9 +209,8 @@ def _artifacts(reader: _Reader, entries: Any) -> tuple[ArtifactRule, ...]:
     return tuple(rules)
 
 
-def _stage(reader: _Reader, entry: Any, index: int) -> StageRule:
+def _stage(reader: TomlReader, source: Path, entry: Any, index: int) -> StageRule:
     where = f"stages[{index}]"
-    source = reader.source
     if not isinstance(entry, dict):
         raise LayoutError(f"{where} must be a table ([[stages]])", path=str(source))
     with _as_layout_error(source, ""):
@@ -240,13 +239,14 @@ def _stage(reader: _Reader, entry: Any, index: int) -> StageRule:
                 f"{where}.trust.{tee} is required: the root of trust is never implied",
                 path=str(source),
             )
-        table = reader.table(trust_table, tee, where=f"{where}.trust.{tee}")
+        with _as_layout_error(source, ""):
+            table = reader.table(trust_table, tee, where=f"{where}.trust.{tee}")
         with _as_layout_error(source, f"{where}.trust.{tee}: "):
             reader.only_keys(table, f"{where}.trust.{tee}", {"root", "simulated_root"})
-            trust[tee] = _trust(reader, {**table, "tee": tee})
+            trust[tee] = trust_policy(reader, {**table, "tee": tee})
     with _as_layout_error(source, f"{where} ({name}): "):
-        tdx = _tdx(reader, reader.table(entry, "tdx", where=f"{where}.tdx"))
-        snp = _snp(reader, reader.table(entry, "snp", where=f"{where}.snp"))
+        tdx = tdx_policy(reader, reader.table(entry, "tdx", where=f"{where}.tdx"))
+        snp = snp_policy(reader, reader.table(entry, "snp", where=f"{where}.snp"))
     return StageRule(name, tuple(tees), trust, tdx, snp, agent_keys, tags, follows)
 
 

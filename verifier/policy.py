@@ -17,7 +17,6 @@ worse than a verifier that refuses to start. Every option is described in
 from __future__ import annotations
 
 import enum
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from attestd._files import MAX_CONFIG_BYTES, FileRefusedError, read_regular_file
+from attestd._toml import TomlReader, load_toml
 from attestd.verifier.errors import PolicyError
 
 # TDX measurement registers (MRTD, RTMRn) are SHA-384 values.
@@ -41,10 +42,11 @@ _TCB_STATUSES = (
     "OutOfDate",
     "OutOfDateConfigurationNeeded",
 )
-_HEX_DIGITS = frozenset("0123456789abcdef")
 
 DEFAULT_MAX_AGE_SECONDS = 300
+"""How old evidence may be when a policy sets no ``max_age_seconds`` (a layout sets no bound)."""
 DEFAULT_MAX_CLOCK_SKEW_SECONDS = 30
+"""How far ahead of the verifier's clock evidence may be dated, for policies and layouts alike."""
 
 
 class TrustRoot(enum.StrEnum):
@@ -72,9 +74,13 @@ class TrustPolicy:
 
 @dataclass(frozen=True)
 class FreshnessPolicy:
-    """``[freshness]``: how old evidence may be, and how far ahead the agent's clock may run."""
+    """``[freshness]``: how old evidence may be, and how far ahead the agent's clock may run.
 
-    max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
+    ``max_age_seconds=None`` sets no bound on age (a layout's default: stage
+    attestations are read long after the fact); the skew is always bounded.
+    """
+
+    max_age_seconds: int | None = DEFAULT_MAX_AGE_SECONDS
     max_clock_skew_seconds: int = DEFAULT_MAX_CLOCK_SKEW_SECONDS
 
 
@@ -181,33 +187,33 @@ def load_policy(path: Path) -> Policy:
 
 def read_toml(path: Path, *, what: str, error: type[PolicyError]) -> dict[str, Any]:
     """The TOML document at ``path``; an unreadable or invalid file is ``error``, naming it."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise error(f"cannot read {what}: {err.strerror}", path=str(path)) from err
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise error(f"not valid TOML: {err}", path=str(path)) from err
+    return load_toml(path, what, lambda message: error(message, path=str(path)))
+
+
+def reader_for(source: Path, error: type[PolicyError] = PolicyError) -> TomlReader:
+    """The strict reader of a policy-shaped file: ``error`` names ``source`` in each message."""
+    return TomlReader(lambda message: error(message, path=str(source)), source=source)
 
 
 def parse_policy(document: Mapping[str, Any], *, source: Path) -> Policy:
     """Validate an already-parsed TOML document; relative paths resolve against ``source``."""
-    reader = _Reader(source)
+    reader = reader_for(source)
     reader.only_keys(document, "", {"trust", "freshness", "tdx", "snp", "artifacts"})
     if "trust" not in document:
         raise reader.error("missing required table [trust]: the root of trust is never implied")
     return Policy(
-        trust=_trust(reader, reader.table(document, "trust")),
-        freshness=_freshness(reader, reader.table(document, "freshness")),
-        tdx=_tdx(reader, reader.table(document, "tdx")),
-        snp=_snp(reader, reader.table(document, "snp")),
+        trust=trust_policy(reader, reader.table(document, "trust")),
+        freshness=freshness_policy(
+            reader, reader.table(document, "freshness"), max_age_default=DEFAULT_MAX_AGE_SECONDS
+        ),
+        tdx=tdx_policy(reader, reader.table(document, "tdx")),
+        snp=snp_policy(reader, reader.table(document, "snp")),
         artifacts=_artifacts(reader, document.get("artifacts", []), "artifacts"),
         source=source,
     )
 
 
-def _trust(reader: _Reader, table: Mapping[str, Any]) -> TrustPolicy:
+def trust_policy(reader: TomlReader, table: Mapping[str, Any]) -> TrustPolicy:
     reader.only_keys(table, "trust", {"root", "simulated_root", "tee"})
     root_name = reader.string(table, "trust", "root")
     if root_name is None:
@@ -243,11 +249,10 @@ def _trust(reader: _Reader, table: Mapping[str, Any]) -> TrustPolicy:
 
 def _certificate(path: Path) -> x509.Certificate:
     try:
-        pem = path.read_bytes()
-    except OSError as err:
-        raise PolicyError(
-            f"cannot read trust.simulated_root: {err.strerror}", path=str(path)
-        ) from err
+        pem = read_regular_file(path, MAX_CONFIG_BYTES, "trust.simulated_root")
+    except FileRefusedError as err:
+        message = f"cannot read trust.simulated_root: {err.detail}"
+        raise PolicyError(message, path=str(path)) from err
     try:
         return x509.load_pem_x509_certificate(pem)
     except ValueError as err:
@@ -256,20 +261,25 @@ def _certificate(path: Path) -> x509.Certificate:
         ) from err
 
 
-def _freshness(reader: _Reader, table: Mapping[str, Any]) -> FreshnessPolicy:
+def freshness_policy(
+    reader: TomlReader, table: Mapping[str, Any], *, max_age_default: int | None
+) -> FreshnessPolicy:
+    """``[freshness]``; with no ``max_age_seconds``, ``max_age_default`` (None: no bound)."""
     reader.only_keys(table, "freshness", {"max_age_seconds", "max_clock_skew_seconds"})
-    max_age = reader.integer(table, "freshness", "max_age_seconds", DEFAULT_MAX_AGE_SECONDS)
+    max_age = max_age_default
+    if "max_age_seconds" in table:
+        max_age = reader.integer(table, "freshness", "max_age_seconds", 0)
+        if max_age <= 0:
+            raise reader.error("freshness.max_age_seconds must be positive")
     skew = reader.integer(
         table, "freshness", "max_clock_skew_seconds", DEFAULT_MAX_CLOCK_SKEW_SECONDS
     )
-    if max_age <= 0:
-        raise reader.error("freshness.max_age_seconds must be positive")
     if skew < 0:
         raise reader.error("freshness.max_clock_skew_seconds must not be negative")
     return FreshnessPolicy(max_age_seconds=max_age, max_clock_skew_seconds=skew)
 
 
-def _tdx(reader: _Reader, table: Mapping[str, Any]) -> TdxPolicy:
+def tdx_policy(reader: TomlReader, table: Mapping[str, Any]) -> TdxPolicy:
     registers = ("mrtd", "rtmr0", "rtmr1", "rtmr2", "mr_config_id", "mr_owner", "mr_owner_config")
     options = {
         "allow_debug",
@@ -282,7 +292,7 @@ def _tdx(reader: _Reader, table: Mapping[str, Any]) -> TdxPolicy:
     }
     reader.only_keys(table, "tdx", {*registers, *options})
     allowed = {
-        register: reader.hex_list(table, f"tdx.{register}", register, _MEASUREMENT_HEX_LEN)
+        register: reader.hex_list(table, "tdx", register, _MEASUREMENT_HEX_LEN)
         for register in registers
     }
     svn = table.get("min_tee_tcb_svn")
@@ -314,7 +324,7 @@ def _tdx(reader: _Reader, table: Mapping[str, Any]) -> TdxPolicy:
     )
 
 
-def _collateral(reader: _Reader, table: Mapping[str, Any]) -> CollateralPolicy:
+def _collateral(reader: TomlReader, table: Mapping[str, Any]) -> CollateralPolicy:
     where = "tdx.collateral"
     reader.only_keys(table, where, {"source", "path", "pccs_url", "cache_dir"})
     name = reader.string(table, where, "source") or "evidence"
@@ -340,7 +350,7 @@ def _collateral(reader: _Reader, table: Mapping[str, Any]) -> CollateralPolicy:
     )
 
 
-def _snp(reader: _Reader, table: Mapping[str, Any]) -> SnpPolicy:
+def snp_policy(reader: TomlReader, table: Mapping[str, Any]) -> SnpPolicy:
     where = "snp"
     values = {
         "measurement": _MEASUREMENT_HEX_LEN,
@@ -362,7 +372,7 @@ def _snp(reader: _Reader, table: Mapping[str, Any]) -> SnpPolicy:
         "vcek_cache_dir",
     }
     reader.only_keys(table, where, {*values, *options})
-    allowed = {key: reader.hex_list(table, f"snp.{key}", key, size) for key, size in values.items()}
+    allowed = {key: reader.hex_list(table, "snp", key, size) for key, size in values.items()}
     vmpl = table.get("vmpl", [0])
     if (
         not isinstance(vmpl, list)
@@ -406,7 +416,7 @@ def _snp(reader: _Reader, table: Mapping[str, Any]) -> SnpPolicy:
     )
 
 
-def _artifacts(reader: _Reader, entries: Any, key: str) -> tuple[ArtifactPolicy, ...]:
+def _artifacts(reader: TomlReader, entries: Any, key: str) -> tuple[ArtifactPolicy, ...]:
     if not isinstance(entries, list):
         raise reader.error(f"{key} must be an array of tables ([[{key}]])")
     artifacts = []
@@ -425,79 +435,3 @@ def _artifacts(reader: _Reader, entries: Any, key: str) -> tuple[ArtifactPolicy,
             )
         )
     return tuple(artifacts)
-
-
-class _Reader:
-    """Typed access to TOML values; every complaint names the key and the file."""
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-
-    def error(self, message: str) -> PolicyError:
-        return PolicyError(message, path=str(self.source))
-
-    def relative(self, name: str) -> Path:
-        path = Path(name)
-        return path if path.is_absolute() else self.source.parent / path
-
-    def only_keys(self, table: Mapping[str, Any], where: str, known: set[str]) -> None:
-        for key in table:
-            if key not in known:
-                full = f"{where}.{key}" if where else key
-                expected = ", ".join(sorted(known))
-                raise self.error(f"unknown key {full!r} (expected one of: {expected})")
-
-    def table(self, document: Mapping[str, Any], key: str, *, where: str | None = None) -> Any:
-        value = document.get(key, {})
-        if not isinstance(value, dict):
-            raise self.error(f"{where or key} must be a table ([{where or key}])")
-        return value
-
-    def string_list(self, table: Mapping[str, Any], where: str, key: str) -> tuple[str, ...] | None:
-        if key not in table:
-            return None
-        values = table[key]
-        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-            raise self.error(f"{where}.{key} must be an array of non-empty strings")
-        return tuple(values)
-
-    def string(self, table: Mapping[str, Any], where: str, key: str) -> str | None:
-        if key not in table:
-            return None
-        value = table[key]
-        if not isinstance(value, str) or not value:
-            raise self.error(f"{where}.{key} must be a non-empty string")
-        return value
-
-    def integer(self, table: Mapping[str, Any], where: str, key: str, default: int) -> int:
-        value = table.get(key, default)
-        # bool is an int in Python; `max_age_seconds = true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(f"{where}.{key} must be an integer")
-        return value
-
-    def boolean(self, table: Mapping[str, Any], where: str, key: str, *, default: bool) -> bool:
-        value = table.get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(f"{where}.{key} must be true or false")
-        return value
-
-    def hex_list(
-        self, table: Mapping[str, Any], where: str, key: str, length: int
-    ) -> tuple[str, ...] | None:
-        if key not in table:
-            return None
-        values = table[key]
-        if not isinstance(values, list) or not values:
-            raise self.error(f"{where} must be a non-empty array of hex strings")
-        return tuple(
-            self.hex_value(value, f"{where}[{index}]", length) for index, value in enumerate(values)
-        )
-
-    def hex_value(self, value: Any, where: str, length: int) -> str:
-        if not isinstance(value, str):
-            raise self.error(f"{where} must be a hex string")
-        lowered = value.lower()
-        if len(lowered) != length or not set(lowered) <= _HEX_DIGITS:
-            raise self.error(f"{where} must be {length} hex digits ({length // 2} bytes)")
-        return lowered

@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+from attestd._files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +110,7 @@ class DigestCache:
             self._dirty = False
         data = json.dumps(document, separators=(",", ":")).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, data, mode=0o600)
 
     def __len__(self) -> int:
         with self._lock:

@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
+from attestd.tee._certs import Profile, issue, name
 from attestd.tee._state import load_ec_private_key, private_key_pem, write_atomic
 from attestd.tee.errors import DeviceError, QuoteVerificationError
 from attestd.tee.snp import verify
@@ -65,32 +66,24 @@ class SimulatedPki:
         return hwid
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-        ]
-    )
-
-
-def _der_int(value: int) -> bytes:
-    """A DER INTEGER 0..255, as AMD encodes each SPL."""
-    return b"\x02\x01" + bytes([value]) if value < 0x80 else b"\x02\x02\x00" + bytes([value])
+#: AMD's shape: SHA-384 with RSA-PSS, and no constraints or key usage on the VCEK.
+_AMD = Profile(hash_algorithm=hashes.SHA384(), rsa_padding=_AMD_PSS, leaf_basic_constraints=False)
 
 
 def _amd_extensions(chip_id: bytes) -> list[x509.UnrecognizedExtension]:
-    product = PRODUCT_NAME.encode()
-    values = [
-        (verify.OID_STRUCT_VERSION, _der_int(0)),
-        (verify.OID_PRODUCT_NAME, b"\x16" + bytes([len(product)]) + product),
-        (verify.OID_BL_SPL, _der_int(TCB.bootloader)),
-        (verify.OID_TEE_SPL, _der_int(TCB.tee)),
-        *((x509.ObjectIdentifier(f"1.3.6.1.4.1.3704.1.3.{i}"), _der_int(0)) for i in range(4, 8)),
-        (verify.OID_SNP_SPL, _der_int(TCB.snp)),
-        (verify.OID_UCODE_SPL, _der_int(TCB.microcode)),
-        (verify.OID_HWID, chip_id),  # raw, without an OCTET STRING tag, as AMD's KDS does
+    """AMD's KDS extensions: DER INTEGER SPLs, an IA5String product name, the raw hwID."""
+    spls = [
+        (verify.OID_STRUCT_VERSION, 0),
+        (verify.OID_BL_SPL, TCB.bootloader),
+        (verify.OID_TEE_SPL, TCB.tee),
+        *((x509.ObjectIdentifier(f"1.3.6.1.4.1.3704.1.3.{i}"), 0) for i in range(4, 8)),
+        (verify.OID_SNP_SPL, TCB.snp),
+        (verify.OID_UCODE_SPL, TCB.microcode),
     ]
+    values = [(oid, asn1.encode_der(spl)) for oid, spl in spls]
+    values.insert(1, (verify.OID_PRODUCT_NAME, asn1.encode_der(asn1.IA5String(PRODUCT_NAME))))
+    # The hwID is raw, without an OCTET STRING tag, as AMD's KDS serves it.
+    values.append((verify.OID_HWID, chip_id))
     return [x509.UnrecognizedExtension(oid, value) for oid, value in values]
 
 
@@ -102,37 +95,17 @@ def _certificate(
     is_ca: bool,
     extra: list[x509.UnrecognizedExtension] | None = None,
 ) -> x509.Certificate:
-    issuer_name = issuer.subject if issuer is not None else _name(subject)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_name)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOT_VALID_BEFORE)
-        .not_valid_after(NOT_VALID_AFTER)
+    return issue(
+        _AMD,
+        name(subject, ORGANIZATION),
+        public_key,
+        issuer,
+        issuer_key,
+        valid=(NOT_VALID_BEFORE, NOT_VALID_AFTER),
+        ca=is_ca,
+        path_length=None if issuer is None else 0,
+        extensions=extra or (),
     )
-    if is_ca:
-        builder = builder.add_extension(
-            x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0),
-            critical=True,
-        ).add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    for ext in extra or []:
-        builder = builder.add_extension(ext, critical=False)
-    return builder.sign(issuer_key, hashes.SHA384(), rsa_padding=_AMD_PSS)
 
 
 def generate() -> SimulatedPki:

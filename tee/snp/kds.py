@@ -18,15 +18,14 @@ by the first 8 bytes of CHIP_ID and adds ``fmcSPL``.
 from __future__ import annotations
 
 import hashlib
-import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 
+from attestd._files import FileMissingError, FileRefusedError, read_regular_file
+from attestd.tee._http import DiskCache, FetchError, FetchStatusError, Response, http_get
 from attestd.tee.errors import TeeError
 from attestd.tee.snp.abi import TURIN, AttestationReport, CertKind, TcbVersion, parse_cert_table
 from attestd.tee.snp.verify import TURIN_HWID_SIZE, VcekChainInvalidError, load_certificate
@@ -113,7 +112,7 @@ def get_vcek(
         tried.append("the certificate table (no VCEK or VLEK entry)")
     if source.offline_store is not None:
         path = offline_path(source.offline_store, report.chip_id, report.reported_tcb)
-        data = _read_file(path, source.max_bytes)
+        data = _read_stored(path, source.max_bytes)
         if data is not None:
             return _certificate(data, str(path))
         tried.append(f"offline store ({path} absent)")
@@ -129,41 +128,36 @@ def get_vcek(
 def fetch_vcek(url: str, source: VcekSource, *, tried: list[str] | None = None) -> x509.Certificate:
     """The certificate at ``url``, from the cache when there, else fetched and cached."""
     tried = list(tried or [])
+    # A VCEK's URL names its chip and TCB, so a cached one never goes stale: body only.
+    cache = None
     if source.cache_dir is not None:
-        path = cache_path(source.cache_dir, url)
-        data = _read_file(path, source.max_bytes)
-        if data is not None:
+        cache = DiskCache(source.cache_dir, max_bytes=source.max_bytes, body_only=True)
+        name = cache_path(source.cache_dir, url).name
+        cached = cache.load(name, url)
+        if cached is not None:
             try:
-                return load_certificate(data)
+                return load_certificate(cached.body)
             except ValueError:
                 pass  # a damaged cache entry is refetched and replaced
-        tried.append(f"cache ({path.name} absent or damaged)")
+        tried.append(f"cache ({name} absent or damaged)")
     if source.kds_base_url is None:
         tried.append("AMD KDS (no base URL configured)")
         raise VcekUnavailableError(f"no VCEK for this report; tried {'; '.join(tried)}")
-    data = _download(url, source)
-    cert = _certificate(data, url)
-    if source.cache_dir is not None:
-        _write_cache(cache_path(source.cache_dir, url), data)
+    response = _download(url, source)
+    cert = _certificate(response.body, url)
+    if cache is not None:
+        cache.store(cache_path(cache.directory, url).name, url, response)
     return cert
 
 
-def _download(url: str, source: VcekSource) -> bytes:
-    if urllib.parse.urlsplit(url).scheme not in ("https", "http"):
-        raise VcekUnavailableError(f"refusing to fetch {url!r}: not an http(s) URL")
-    # The scheme is checked just above, so urllib's file: and custom handlers never run.
-    request = urllib.request.Request(url, headers={"Accept": "application/pkix-cert"})  # noqa: S310
+def _download(url: str, source: VcekSource) -> Response:
     try:
-        with urllib.request.urlopen(request, timeout=source.timeout_s) as response:  # noqa: S310
-            data: bytes = response.read(source.max_bytes + 1)
-    except urllib.error.HTTPError as e:
-        hint = " (AMD's KDS rate-limits; retry later)" if e.code == 429 else ""
-        raise VcekUnavailableError(f"KDS answered {e.code} {e.reason} for {url}{hint}") from e
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise VcekUnavailableError(f"cannot fetch {url}: {e}") from e
-    if len(data) > source.max_bytes:
-        raise VcekUnavailableError(f"{url} answered more than {source.max_bytes} bytes")
-    return data
+        return http_get(url, source.timeout_s, source.max_bytes, accept="application/pkix-cert")
+    except FetchStatusError as e:
+        hint = " (AMD's KDS rate-limits; retry later)" if e.status == 429 else ""
+        raise VcekUnavailableError(f"KDS: {e.message}{hint}") from e
+    except FetchError as e:
+        raise VcekUnavailableError(e.message) from e
 
 
 def _certificate(data: bytes, origin: str) -> x509.Certificate:
@@ -173,29 +167,11 @@ def _certificate(data: bytes, origin: str) -> x509.Certificate:
         raise VcekChainInvalidError(f"{origin} is not a certificate: {e}") from e
 
 
-def _read_file(path: Path, max_bytes: int) -> bytes | None:
+def _read_stored(path: Path, max_bytes: int) -> bytes | None:
+    """An offline store's file; None when absent. A FIFO or oversize file is refused."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except FileNotFoundError:
+        return read_regular_file(path, max_bytes, "stored VCEK")
+    except FileMissingError:
         return None
-    except OSError as e:
-        raise VcekUnavailableError(f"cannot read {path}: {e}") from e
-    if len(data) > max_bytes:
-        raise VcekUnavailableError(f"{path} is larger than {max_bytes} bytes")
-    return data
-
-
-def _write_cache(path: Path, data: bytes) -> None:
-    """Write atomically (temporary file, fsync, rename); a failed write only costs a refetch."""
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(fd)
-        os.replace(tmp, path)
-    except OSError:
-        return
+    except FileRefusedError as e:
+        raise VcekUnavailableError(e.message) from e

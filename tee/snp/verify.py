@@ -27,6 +27,7 @@ from importlib import resources
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -343,27 +344,33 @@ def _read_extensions(cert: x509.Certificate) -> VcekExtensions:
             if required:
                 raise VcekExtensionsInvalidError(f"the VCEK lacks extension {oid.dotted_string}")
             return None
-        # DER INTEGER 0..255: 02 01 xx, or 02 02 00 xx for 128..255.
-        if len(data) == 3 and data[:2] == b"\x02\x01" and data[2] < 0x80:
-            return data[2]
-        if len(data) == 4 and data[:3] == b"\x02\x02\x00" and data[3] >= 0x80:
-            return data[3]
+        try:
+            number: int = asn1.decode_der(int, data)  # strict DER: minimal, nothing trailing
+        except ValueError:
+            number = -1
+        if 0 <= number <= 0xFF:
+            return number
         raise VcekExtensionsInvalidError(f"extension {oid.dotted_string} is not a 0..255 INTEGER")
 
     def ia5(oid: x509.ObjectIdentifier) -> str | None:
         data = value(oid)
         if data is None:
             return None
-        if len(data) < 2 or data[0] != 0x16 or data[1] != len(data) - 2 or not data[2:].isascii():
-            raise VcekExtensionsInvalidError(f"extension {oid.dotted_string} is not an IA5String")
-        return data[2:].decode("ascii")
+        try:
+            text: str = asn1.decode_der(asn1.IA5String, data).as_str()
+        except ValueError:
+            raise VcekExtensionsInvalidError(
+                f"extension {oid.dotted_string} is not an IA5String"
+            ) from None
+        return text
 
     product_name = ia5(OID_PRODUCT_NAME)
     if product_name is None:
         raise VcekExtensionsInvalidError("the VCEK lacks its productName extension")
     hwid = value(OID_HWID)
     if hwid is not None and len(hwid) == 66 and hwid[:2] == b"\x04\x40":
-        hwid = hwid[2:]  # KDS omits the OCTET STRING tag; accept it should AMD add one
+        # KDS omits the OCTET STRING tag; accept it should AMD add one.
+        hwid = asn1.decode_der(bytes, hwid)
     csp_id = ia5(OID_CSP_ID)
     if (hwid is None) == (csp_id is None):
         raise VcekExtensionsInvalidError("need exactly one of hwID (VCEK) and csp_id (VLEK)")

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
 
+from attestd.tee._certs import Profile, issue, name
 from attestd.tee._state import load_ec_private_key, private_key_pem, write_atomic
 from attestd.tee.errors import DeviceError
 
@@ -122,13 +123,8 @@ class SimulatedPki:
         )
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
-        ]
-    )
+#: Intel's shape: SHA-256, key usage on leaves too, and key identifiers everywhere.
+_INTEL = Profile(leaf_key_usage=True, key_identifiers=True)
 
 
 def _certificate(
@@ -141,39 +137,17 @@ def _certificate(
     *,
     extra_extensions: Sequence[x509.ExtensionType] = (),
 ) -> x509.Certificate:
-    issuer_name = issuer.subject if issuer is not None else _name(subject)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOT_VALID_BEFORE)
-        .not_valid_after(NOT_VALID_AFTER)
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not is_ca,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=is_ca,
-                crl_sign=is_ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
+    return issue(
+        _INTEL,
+        name(subject, ORGANIZATION),
+        key.public_key(),
+        issuer,
+        issuer_key,
+        valid=(NOT_VALID_BEFORE, NOT_VALID_AFTER),
+        ca=is_ca,
+        path_length=path_length,
+        extensions=extra_extensions,
     )
-    for extension in extra_extensions:
-        builder = builder.add_extension(extension, critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
 
 
 def generate() -> SimulatedPki:
@@ -226,64 +200,94 @@ def with_sgx_extension(pki: SimulatedPki) -> SimulatedPki:
     )
 
 
-# --- DER, just enough for Intel's SGX extension -------------------------------------------
+# --- Intel's SGX extension, in cryptography's declarative ASN.1 ----------------------------
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    size = len(content)
-    if size < 0x80:
-        return bytes([tag, size]) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + content
+def _oid(suffix: str) -> x509.ObjectIdentifier:
+    return x509.ObjectIdentifier(f"{SGX_EXTENSION_OID}.{suffix}")
 
 
-def _der_oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray([40 * arcs[0] + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body.extend(reversed(chunk))
-    return _der(0x06, bytes(body))
+@asn1.sequence
+class _Octets:
+    oid: x509.ObjectIdentifier
+    value: bytes
 
 
-def _der_int(value: int, tag: int = 0x02) -> bytes:
-    return _der(tag, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+@asn1.sequence
+class _TcbComponent:
+    oid: x509.ObjectIdentifier
+    value: int | bytes  # a component SVN or PCESVN (INTEGER), the CPUSVN (OCTET STRING)
 
 
-def _member(oid_suffix: str, value: bytes) -> bytes:
-    return _der(0x30, _der_oid(f"{SGX_EXTENSION_OID}.{oid_suffix}") + value)
+@asn1.sequence
+class _Tcb:
+    oid: x509.ObjectIdentifier
+    value: list[_TcbComponent]
+
+
+@asn1.sequence
+class _Enumerated:
+    oid: x509.ObjectIdentifier
+    value: asn1.TLV
+
+
+@asn1.sequence
+class _Flag:
+    oid: x509.ObjectIdentifier
+    value: bool
+
+
+@asn1.sequence
+class _Configuration:
+    oid: x509.ObjectIdentifier
+    value: list[_Flag]
+
+
+@asn1.sequence
+class _SgxExtension:
+    """SEQUENCE OF (OID, value), member by member as in Intel's PCK certificates."""
+
+    ppid: _Octets
+    tcb: _Tcb
+    pce_id: _Octets
+    fmspc: _Octets
+    sgx_type: _Enumerated
+    platform_instance_id: _Octets
+    configuration: _Configuration
+
+
+def _enumerated(value: int) -> asn1.TLV:
+    """A DER ENUMERATED 0..127, the only value built by hand here.
+
+    cryptography's declarative ASN.1 has no ENUMERATED type (tag 10); the three
+    bytes are parsed back as a TLV so the encoder places them, length and all.
+    """
+    if not 0 <= value < 0x80:
+        raise ValueError("ENUMERATED value out of range")
+    tlv: asn1.TLV = asn1.decode_der(asn1.TLV, bytes((0x0A, 1, value)))
+    return tlv
 
 
 def sgx_extension_der(tcb: PlatformTcb) -> bytes:
     """The SGX extension's value, member by member as in Intel's PCK certificates."""
-    octets = 0x04
-    components = [_member(f"2.{i + 1}", _der_int(svn)) for i, svn in enumerate(tcb.cpu_svn)]
-    components.append(_member("2.17", _der_int(tcb.pce_svn)))
-    components.append(_member("2.18", _der(octets, tcb.cpu_svn)))
-    true = _der(0x01, b"\xff")
-    configuration = (
-        _member("7.1", true)  # dynamic platform
-        + _member("7.2", true)  # cached keys
-        + _member("7.3", true)  # SMT enabled
+    components = [
+        _TcbComponent(oid=_oid(f"2.{i + 1}"), value=svn) for i, svn in enumerate(tcb.cpu_svn)
+    ]
+    components.append(_TcbComponent(oid=_oid("2.17"), value=tcb.pce_svn))
+    components.append(_TcbComponent(oid=_oid("2.18"), value=tcb.cpu_svn))
+    # Dynamic platform, cached keys, SMT enabled.
+    flags = [_Flag(oid=_oid(f"7.{i}"), value=True) for i in (1, 2, 3)]
+    extension = _SgxExtension(
+        ppid=_Octets(oid=_oid("1"), value=tcb.ppid),
+        tcb=_Tcb(oid=_oid("2"), value=components),
+        pce_id=_Octets(oid=_oid("3"), value=tcb.pce_id),
+        fmspc=_Octets(oid=_oid("4"), value=tcb.fmspc),
+        sgx_type=_Enumerated(oid=_oid("5"), value=_enumerated(_SGX_TYPE_SCALABLE)),
+        platform_instance_id=_Octets(oid=_oid("6"), value=tcb.platform_instance_id),
+        configuration=_Configuration(oid=_oid("7"), value=flags),
     )
-    return _der(
-        0x30,
-        b"".join(
-            (
-                _member("1", _der(octets, tcb.ppid)),
-                _member("2", _der(0x30, b"".join(components))),
-                _member("3", _der(octets, tcb.pce_id)),
-                _member("4", _der(octets, tcb.fmspc)),
-                _member("5", _der_int(_SGX_TYPE_SCALABLE, tag=0x0A)),
-                _member("6", _der(octets, tcb.platform_instance_id)),
-                _member("7", _der(0x30, configuration)),
-            )
-        ),
-    )
+    der: bytes = asn1.encode_der(extension)
+    return der
 
 
 def save(pki: SimulatedPki, directory: Path) -> None:

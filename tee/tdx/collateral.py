@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +37,9 @@ import dcap_qvl
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from attestd._files import FileMissingError, FileRefusedError, FileTooLargeError, read_regular_file
+from attestd.tee import _http
+from attestd.tee._http import Response
 from attestd.tee.errors import TeeError
 from attestd.tee.tdx.abi import Quote
 
@@ -272,15 +272,13 @@ def _platform_ids(quote: Quote) -> _PlatformIds:
 
 def _read_limited(path: Path, limit: int) -> bytes:
     try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
-    except FileNotFoundError:
+        return read_regular_file(path, limit, "collateral")
+    except FileMissingError:
         raise CollateralUnavailableError(f"no collateral at {path}") from None
-    except OSError as e:
-        raise CollateralUnavailableError(f"cannot read collateral at {path}: {e}") from None
-    if len(data) > limit:
-        raise CollateralTooLargeError(f"{path} is larger than {limit} bytes")
-    return data
+    except FileTooLargeError:
+        raise CollateralTooLargeError(f"{path} is larger than {limit} bytes") from None
+    except FileRefusedError as e:
+        raise CollateralUnavailableError(f"cannot read collateral at {path}: {e.detail}") from None
 
 
 def _check_fmspc(collateral: Collateral, ids: _PlatformIds, where: str) -> Collateral:
@@ -331,45 +329,17 @@ class EvidenceCollateralSource:
 # --- PCCS / PCS ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Response:
-    body: bytes
-    headers: dict[str, str]  # lower-case names
+#: ``fetch(url, timeout, max_bytes) -> Response``; raises CollateralError.
+Fetcher = _http.Fetcher
 
 
-#: ``fetch(url, timeout, max_bytes) -> _Response``; raises CollateralError.
-Fetcher = Callable[[str, float, int], _Response]
-
-
-def _urllib_fetch(url: str, timeout: float, max_bytes: int) -> _Response:
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("http", "https"):
-        raise CollateralUnavailableError(f"refusing to fetch {url!r}")
-    request = urllib.request.Request(url, headers={"Accept": "*/*"})  # noqa: S310 (checked)
+def _urllib_fetch(url: str, timeout: float, max_bytes: int) -> Response:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (checked)
-            body = _read_at_most(response, max_bytes + 1)
-            headers = {k.lower(): v for k, v in response.headers.items()}
-    except urllib.error.HTTPError as e:
-        raise CollateralUnavailableError(f"{url} answered HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:  # refused, DNS, timeout, TLS
-        raise CollateralUnavailableError(f"cannot fetch {url}: {e}") from None
-    if len(body) > max_bytes:
-        raise CollateralTooLargeError(f"{url} answered more than {max_bytes} bytes")
-    return _Response(body, headers)
-
-
-def _read_at_most(stream: Any, limit: int) -> bytes:
-    """Up to ``limit`` bytes until EOF: one ``read(n)`` of a socket may return fewer."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = stream.read(min(65536, limit - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
+        return _http.http_get(url, timeout, max_bytes)
+    except _http.FetchTooLargeError as e:
+        raise CollateralTooLargeError(e.message) from None
+    except _http.FetchError as e:  # refused, DNS, timeout, TLS, HTTP error status
+        raise CollateralUnavailableError(e.message) from None
 
 
 class PccsCollateralSource:
@@ -401,7 +371,7 @@ class PccsCollateralSource:
         if urllib.parse.urlsplit(base).scheme not in ("http", "https"):
             raise ValueError(f"PCCS URL must be http(s): {base_url!r}")
         self._base = base
-        self._cache_dir = Path(cache_dir)
+        self._cache = _http.DiskCache(Path(cache_dir), max_bytes=max_response_bytes)
         self._timeout = timeout
         self._max_bytes = max_response_bytes
         self._fetch = fetch or _urllib_fetch
@@ -449,7 +419,7 @@ class PccsCollateralSource:
     ) -> tuple[str, str, bytes]:
         """Issuer chain, exact text of ``member``, and signature of a TCB info / QE identity."""
 
-        def expiry(response: _Response) -> datetime:
+        def expiry(response: Response) -> datetime:
             text, _ = _member_text(response.body, member)
             return _signed_document(text, member, ())[1]
 
@@ -471,20 +441,20 @@ class PccsCollateralSource:
         return _crl_bytes(response.body, "root CA CRL")
 
     def _cached(
-        self, key: str, url: str, now: datetime, expiry: Callable[[_Response], datetime]
-    ) -> _Response:
+        self, key: str, url: str, now: datetime, expiry: Callable[[Response], datetime]
+    ) -> Response:
         """The response for ``url``: from the cache while before its expiry, else fetched."""
-        path = self._cache_dir / f"{key}.json"
-        cached = _load_cached(path, url)
-        if cached is not None and now < cached[1]:
-            return cached[0]
+        name = f"{key}.json"
+        cached = self._cache.load(name, url, now)
+        if cached is not None:
+            return cached
         response = self._fetch(url, self._timeout, self._max_bytes)
         expires = expiry(response)  # raises collateral_malformed on garbage
         if now >= expires:
             raise CollateralExpiredError(
                 f"{url} served collateral that expired at {expires.isoformat()}"
             )
-        _store_cached(path, url, response, expires)
+        self._cache.store(name, url, response, expires=expires)
         return response
 
 
@@ -536,7 +506,7 @@ def _skip_space(text: str, index: int) -> int:
     return index
 
 
-def _issuer_chain(response: _Response, names: tuple[str, ...], what: str) -> str:
+def _issuer_chain(response: Response, names: tuple[str, ...], what: str) -> str:
     for name in names:
         if name in response.headers:
             chain = urllib.parse.unquote(response.headers[name])
@@ -561,7 +531,7 @@ def _crl_bytes(body: bytes, what: str) -> bytes:
     return der
 
 
-def _crl_expiry(response: _Response) -> datetime:
+def _crl_expiry(response: Response) -> datetime:
     return _crl_next_update(_crl_bytes(response.body, "CRL"), "CRL")
 
 
@@ -575,35 +545,3 @@ def _crl_distribution_point(cert: x509.Certificate) -> str | None:
             if isinstance(name, x509.UniformResourceIdentifier):
                 return name.value
     return None
-
-
-_CACHE_FORMAT = "attestd-pccs-cache/1"
-
-
-def _load_cached(path: Path, url: str) -> tuple[_Response, datetime] | None:
-    """A cached response for ``url`` and its expiry; None when absent, stale-keyed or damaged."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-        if document["format"] != _CACHE_FORMAT or document["url"] != url:
-            return None
-        response = _Response(bytes.fromhex(document["body"]), dict(document["headers"]))
-        return response, _parse_time(document["expires"], "cache expiry")
-    except (OSError, ValueError, KeyError, TypeError, CollateralError):
-        return None
-
-
-def _store_cached(path: Path, url: str, response: _Response, expires: datetime) -> None:
-    document = {
-        "format": _CACHE_FORMAT,
-        "url": url,
-        "expires": expires.astimezone(UTC).isoformat(),
-        "headers": response.headers,
-        "body": response.body.hex(),
-    }
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(document), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a cache that cannot be written costs a refetch, nothing more

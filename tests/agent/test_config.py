@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -432,11 +433,15 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "attestd.toml"
     path.write_text(FULL_TOML)
 
-    def denied(self: Path, *args: object, **kwargs: object) -> str:
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
+
+    def denied(name: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(name) == path:
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, flags, *args, **kwargs)
 
     # chmod 0 does not stop root, so the refusal is simulated where it happens.
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(ConfigError, match=r"cannot read .*Permission denied"):
         load_config(path)
 
@@ -469,3 +474,44 @@ def test_vmpl_is_for_sev_snp_only() -> None:
     raw["tee"]["vmpl"] = 1
     with pytest.raises(ConfigError, match="sev-snp backend only"):
         parse(raw)
+
+
+# -- hostile files (issue 10: deep nesting, FIFOs, huge files) ------------------------
+
+DEEP_TOML = "a = " + "[" * 3000 + "]" * 3000 + "\n"
+
+
+def test_toml_nested_3000_levels_is_a_config_error_not_a_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "attestd.toml"
+    path.write_text(DEEP_TOML)
+    with pytest.raises(ConfigError, match="nested too deeply") as caught:
+        load_config(path)
+    assert caught.value.reason == "config_invalid"
+    assert str(path) in str(caught.value)
+
+
+def test_attestd_refuses_to_start_on_a_deeply_nested_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from attestd.agent.main import main
+
+    path = tmp_path / "attestd.toml"
+    path.write_text(DEEP_TOML)
+    assert main(["--config", str(path)]) != 0
+    assert '"reason": "config_invalid"' in capsys.readouterr().err
+
+
+def test_a_fifo_as_config_is_refused_without_blocking(tmp_path: Path) -> None:
+    from tests.test_shared_files import make_fifo, within
+
+    fifo = make_fifo(tmp_path / "attestd.toml")
+    with pytest.raises(ConfigError, match="FIFO, not a regular file") as caught:
+        within(10, lambda: load_config(fifo))
+    assert caught.value.reason == "config_invalid"
+
+
+def test_an_oversize_config_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "attestd.toml"
+    path.write_bytes(b"#" * ((1 << 20) + 1))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(path)

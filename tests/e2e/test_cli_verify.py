@@ -182,3 +182,30 @@ def test_time_without_a_zone_is_a_usage_error(
         verify(files, "--now", "2026-01-01T00:00:00")
     assert exited.value.code == EXIT_USAGE
     assert "zone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hostile", ["fifo-root", "fifo-policy", "deep-policy", "fifo-evidence"])
+def test_hostile_policy_or_evidence_file_exits_2_without_hanging(
+    files: Files, capsys: pytest.CaptureFixture[str], tmp_path: Path, hostile: str
+) -> None:
+    from tests.test_shared_files import make_fifo, within
+
+    policy = tmp_path / "policy.toml"
+    evidence = files.evidence
+    reason = "policy_invalid"
+    if hostile == "fifo-root":
+        make_fifo(tmp_path / "root.pem")
+        policy.write_text("[trust]\nroot = 'simulated'\nsimulated_root = 'root.pem'\n")
+    elif hostile == "fifo-policy":
+        make_fifo(policy)
+    elif hostile == "deep-policy":
+        policy.write_text("[trust]\nroot = 'intel'\n[tdx]\nmrtd = " + "[" * 3000 + "]" * 3000)
+    else:
+        policy = files.policy
+        evidence = make_fifo(tmp_path / "evidence.json")
+        reason = "usage"
+    command = ["verify", str(evidence), "--nonce", NONCE.hex(), "--policy", str(policy)]
+    assert within(30, lambda: main(command)) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"attestctl: {reason}: ")

@@ -509,3 +509,29 @@ def test_cli_exits_2_on_unreadable_input_or_usage(
     else:
         extra = ["--oms-key", str(layout)]
     assert main(["chain", "verify", *files, "--layout", str(layout), *extra]) == 2
+
+
+@pytest.mark.parametrize("problem", ["deep-layout", "fifo-layout", "fifo-attestation"])
+def test_cli_exits_2_naming_the_reason_on_hostile_files(
+    pipeline: Pipeline,
+    happy: dict[str, BuiltStage],
+    tmp_path: Path,
+    problem: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.test_shared_files import make_fifo, within
+
+    layout = pipeline.layout(tmp_path)
+    files = write_files(tmp_path, happy)
+    reason = "layout_invalid"
+    if problem == "deep-layout":
+        layout.write_text(layout.read_text() + "\ndeep = " + "[" * 3000 + "]" * 3000 + "\n")
+    elif problem == "fifo-layout":
+        layout.unlink()
+        make_fifo(layout)
+    else:
+        files.append(str(make_fifo(tmp_path / "stage.fifo")))
+        reason = "usage"
+    command = ["chain", "verify", *files, "--layout", str(layout)]
+    assert within(30, lambda: main(command)) == 2
+    assert f"attestctl: {reason}: " in capsys.readouterr().err

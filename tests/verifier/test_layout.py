@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
-from attestd.verifier.layout import NO_MAX_AGE_SECONDS, LayoutError, load_layout
+from attestd.verifier.layout import LayoutError, load_layout
 from attestd.verifier.policy import TrustRoot
 
 MRTD = "ab" * 48
@@ -83,7 +83,7 @@ def test_a_full_layout_is_read(tmp_path: Path, root_pem: bytes) -> None:
 def test_without_max_age_freshness_is_off(tmp_path: Path, root_pem: bytes) -> None:
     layout = load_layout(write(tmp_path, root_pem, GOOD.replace("max_age_seconds = 86400", "")))
     assert layout.max_age_seconds is None
-    assert layout.freshness().max_age_seconds == NO_MAX_AGE_SECONDS
+    assert layout.freshness().max_age_seconds is None  # no bound, not a far-off one
 
 
 @pytest.mark.parametrize(
@@ -129,3 +129,26 @@ def test_unreadable_or_invalid_files_are_layout_errors(tmp_path: Path, root_pem:
         load_layout(tmp_path / "absent.toml")
     with pytest.raises(LayoutError, match="not valid TOML"):
         load_layout(write(tmp_path, root_pem, "pipeline = \n"))
+
+
+def test_layout_nested_3000_levels_is_a_layout_error(tmp_path: Path, root_pem: bytes) -> None:
+    path = write(tmp_path, root_pem, 'pipeline = "p"\nx = ' + "{a = " * 3000 + "1" + "}" * 3000)
+    with pytest.raises(LayoutError, match="nested too deeply") as caught:
+        load_layout(path)
+    assert caught.value.reason == "layout_invalid"
+
+
+def test_a_fifo_as_layout_is_refused_without_blocking(tmp_path: Path) -> None:
+    from tests.test_shared_files import make_fifo, within
+
+    fifo = make_fifo(tmp_path / "layout.toml")
+    with pytest.raises(LayoutError, match="FIFO") as caught:
+        within(10, lambda: load_layout(fifo))
+    assert caught.value.reason == "layout_invalid"
+
+
+def test_an_oversize_layout_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "layout.toml"
+    path.write_bytes(b"#" * ((1 << 20) + 1))
+    with pytest.raises(LayoutError, match="larger than"):
+        load_layout(path)

@@ -224,3 +224,32 @@ cache_dir = "cache"
     assert policy.tdx.collateral.pccs_url == "https://pccs.example:8081/"
     assert policy.tdx.collateral.cache_dir == tmp_path / "cache"
     assert policy.tdx.require_ccel
+
+
+def test_policy_nested_3000_levels_is_a_policy_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[trust]\nroot = "intel"\n[tdx]\nmrtd = ' + "[" * 3000 + "]" * 3000)
+    with pytest.raises(PolicyError, match="nested too deeply") as caught:
+        load_policy(path)
+    assert caught.value.reason == "policy_invalid"
+
+
+@pytest.mark.parametrize("fifo_name", ["policy.toml", "root.pem"])
+def test_a_fifo_as_policy_or_simulated_root_is_refused_without_blocking(
+    tmp_path: Path, fifo_name: str
+) -> None:
+    from tests.test_shared_files import make_fifo, within
+
+    path = tmp_path / "policy.toml"
+    if fifo_name == "root.pem":
+        _write(tmp_path, '[trust]\nroot = "simulated"\nsimulated_root = "root.pem"\n')
+    make_fifo(tmp_path / fifo_name)
+    with pytest.raises(PolicyError, match="FIFO") as caught:
+        within(10, lambda: load_policy(path))
+    assert caught.value.reason == "policy_invalid"
+
+
+def test_an_oversize_simulated_root_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "root.pem").write_bytes(b"-" * ((1 << 20) + 1))
+    path = _write(tmp_path, '[trust]\nroot = "simulated"\nsimulated_root = "root.pem"\n')
+    with pytest.raises(PolicyError, match="larger than"):
+        load_policy(path)

@@ -30,6 +30,7 @@ from attestd.tee.snp.verify import (
     amd_ark,
     amd_ask,
     load_certificate,
+    vcek_extensions,
     verify_report,
 )
 
@@ -190,3 +191,48 @@ def test_a_vcek_from_another_chain_is_refused(
     sim_vcek = load_certificate(parse_cert_table(simulated.certificate_table())["vcek"])
     assert reason_of(real.raw, sim_vcek) == "vcek_chain_invalid"
     assert reason_of(real.raw, amd_ask("Milan")) == "vcek_extensions_invalid"
+
+
+def _vcek_with(
+    pki: _simulated_pki.SimulatedPki, oid: x509.ObjectIdentifier, value: bytes
+) -> x509.Certificate:
+    """The simulated VCEK re-issued with extension ``oid`` set to the raw ``value``."""
+    extensions = [
+        x509.UnrecognizedExtension(e.oid, value if e.oid == oid else e.value.value)
+        for e in pki.vcek.extensions
+    ]
+    return _simulated_pki._certificate(
+        "test VCEK", pki.vcek_key.public_key(), pki.ask, pki.ask_key, False, extensions
+    )
+
+
+def test_the_real_vceks_extensions_are_read(real: RealReport) -> None:
+    extensions = vcek_extensions(real.vcek)
+    assert extensions.product_name.startswith("Milan")
+    assert extensions.hwid is not None and len(extensions.hwid) == 64
+
+
+@pytest.mark.parametrize(
+    ("oid", "value"),
+    [
+        ("1.3.6.1.4.1.3704.1.3.1", b"\x02\x02\x00\x05"),  # INTEGER not minimal
+        ("1.3.6.1.4.1.3704.1.3.1", b"\x02\x01\x80"),  # -128
+        ("1.3.6.1.4.1.3704.1.3.1", b"\x02\x02\x01\x00"),  # 256
+        ("1.3.6.1.4.1.3704.1.3.1", b"\x02\x01\x05\x00"),  # trailing byte
+        ("1.3.6.1.4.1.3704.1.3.1", b"\x04\x01\x05"),  # OCTET STRING, not INTEGER
+        ("1.3.6.1.4.1.3704.1.2", b"\x16\x02\xc3\xa9"),  # IA5String that is not ASCII
+        ("1.3.6.1.4.1.3704.1.2", b"\x0c\x05Milan"),  # UTF8String, not IA5String
+    ],
+)
+def test_misencoded_amd_extensions_are_refused(
+    sim_pki: _simulated_pki.SimulatedPki, oid: str, value: bytes
+) -> None:
+    vcek = _vcek_with(sim_pki, x509.ObjectIdentifier(oid), value)
+    with pytest.raises(QuoteVerificationError) as caught:
+        vcek_extensions(vcek)
+    assert caught.value.reason == "vcek_extensions_invalid"
+
+
+def test_an_spl_of_255_is_read(sim_pki: _simulated_pki.SimulatedPki) -> None:
+    vcek = _vcek_with(sim_pki, x509.ObjectIdentifier("1.3.6.1.4.1.3704.1.3.1"), b"\x02\x02\x00\xff")
+    assert vcek_extensions(vcek).bootloader == 255
