@@ -555,8 +555,17 @@ class CertChain(Generic[_Cert]):
         return CertChain.from_table(parse_cert_table(data or b""))
 
     def ordered(self) -> tuple[_Cert, ...]:
-        """Signer, ASK, ARK, leaving out those that are absent."""
-        return tuple(c for c in (self.signer, self.ask, self.ark) if c is not None)
+        """Signer, ASK, ARK, up to the first that is absent.
+
+        The form is read back by position, so a gap ends it: an ASK and ARK
+        without a signer would otherwise be read as a VCEK and an ASK.
+        """
+        chain: list[_Cert] = []
+        for cert in (self.signer, self.ask, self.ark):
+            if cert is None:
+                break
+            chain.append(cert)
+        return tuple(chain)
 
 
 def build_cert_table(certificates: Mapping[str, bytes]) -> bytes:

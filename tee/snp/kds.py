@@ -27,7 +27,7 @@ from cryptography import x509
 from attestd._files import FileMissingError, FileRefusedError, read_regular_file
 from attestd.tee._http import DiskCache, FetchError, FetchStatusError, Response, http_get
 from attestd.tee.errors import TeeError
-from attestd.tee.snp.abi import TURIN, AttestationReport, CertKind, TcbVersion, parse_cert_table
+from attestd.tee.snp.abi import TURIN, AttestationReport, CertChain, TcbVersion
 from attestd.tee.snp.verify import TURIN_HWID_SIZE, VcekChainInvalidError, load_certificate
 
 KDS_BASE_URL = "https://kdsintf.amd.com"
@@ -105,10 +105,9 @@ def get_vcek(
     """The VCEK (or VLEK) for ``report`` from the first source that has it."""
     tried: list[str] = []
     if source.use_certificate_table and certificate_table:
-        table = parse_cert_table(certificate_table)
-        for kind in (CertKind.VCEK, CertKind.VLEK):
-            if kind in table:
-                return _certificate(table[kind], f"the certificate table's {kind.value}")
+        signer = CertChain.from_raw_table(certificate_table).signer
+        if signer is not None:
+            return _certificate(signer, "the certificate table's VCEK or VLEK")
         tried.append("the certificate table (no VCEK or VLEK entry)")
     if source.offline_store is not None:
         path = offline_path(source.offline_store, report.chip_id, report.reported_tcb)

@@ -250,3 +250,10 @@ def test_cert_chain_leaves_out_what_is_absent_and_reads_back_by_position() -> No
     assert CertChain.from_ordered([b"V", b"S", b"R"]) == CertChain(b"V", b"S", b"R")
     assert CertChain.from_ordered([b"V"]) == CertChain(signer=b"V")
     assert CertChain.from_ordered([]) == CertChain()
+
+
+def test_cert_chain_without_a_signer_carries_nothing_so_an_ask_is_never_read_as_a_vcek() -> None:
+    chain = CertChain.from_table({"ask": b"S", "ark": b"R"})
+    assert chain.ordered() == ()
+    assert CertChain.from_ordered(chain.ordered()).signer is None
+    assert CertChain(signer=b"V", ark=b"R").ordered() == (b"V",)
