@@ -9,6 +9,10 @@ verifier is a test here:
   key, without a key, or after tampering.
 - sigstore-python 4.5: refuses the agent-key bundle at parsing ("expected
   certificate in bundle"); it has no verification path for a bare key.
+- Both accept a keyless bundle (Fulcio certificate, Rekor entry) of the same
+  provenance payload, at their default settings. Tests cannot reach Fulcio
+  and Rekor, so tests/e2e/synthetic_sigstore.py plays them with throw-away
+  keys and hands the verifiers that instance's trusted root.
 
 The sigstore-js tests need ``node`` and skip without it. They install the
 pinned package with ``make sigstore-js`` when it is missing; where that fails
@@ -32,9 +36,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attestd.evidence import key_id
+from attestd.evidence import PAYLOAD_TYPE, key_id
 from attestd.evidence.provenance import StageAttestation
 from attestd.sigstore_export import export_stage_bundles
+from tests.e2e.synthetic_sigstore import IDENTITY, ISSUER, KeylessBundle, keyless_bundle
 from tests.verifier.chain_builder import BASE, DATASET, BuiltStage, attest, make_tdx_agent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +59,8 @@ class Exported:
     provenance: Path
     evidence: Path
     public_key: Path
+    keyless: Path
+    trusted_root: Path
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +72,17 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     (out / "train.sigstore.json").write_bytes(bundles.provenance)
     (out / "train.evidence.sigstore.json").write_bytes(bundles.evidence)
     (out / "agent.pub").write_text(bundles.agent_key_pem)
+    keyless: KeylessBundle = keyless_bundle(PAYLOAD_TYPE, built.payload)
+    (out / "train.keyless.sigstore.json").write_bytes(keyless.bundle)
+    (out / "trusted_root.json").write_bytes(keyless.trusted_root)
     return Exported(
         built,
         agent.key.public_key(),
         out / "train.sigstore.json",
         out / "train.evidence.sigstore.json",
         out / "agent.pub",
+        out / "train.keyless.sigstore.json",
+        out / "trusted_root.json",
     )
 
 
@@ -203,6 +215,23 @@ def test_sigstore_js_refuses_a_tampered_payload(
     assert (rc, result["code"]) == (1, "SIGNATURE_ERROR")
 
 
+def test_sigstore_js_accepts_a_keyless_bundle_of_the_same_payload_at_default_thresholds(
+    node: str, exported: Exported
+) -> None:
+    code, result = _sigstore_js(
+        node, exported.keyless, "--trusted-root", str(exported.trusted_root)
+    )
+    assert (code, result["verified"]) == (0, True), result
+    assert result["payloadSha256"] == hashlib.sha256(exported.built.payload).hexdigest()
+
+
+def test_sigstore_js_refuses_a_keyless_bundle_outside_its_trusted_root(
+    node: str, exported: Exported
+) -> None:
+    code, result = _sigstore_js(node, exported.keyless)
+    assert (code, result["code"]) == (1, "CERTIFICATE_ERROR")
+
+
 # -- sigstore-python ----------------------------------------------------------------
 
 
@@ -216,3 +245,34 @@ def test_sigstore_python_refuses_the_key_bundle_expecting_a_certificate(
 
     with pytest.raises(InvalidBundle, match=r"^expected certificate in bundle$"):
         Bundle.from_json(exported.provenance.read_bytes())
+
+
+def test_sigstore_python_accepts_a_keyless_bundle_of_the_same_payload_for_its_identity(
+    exported: Exported,
+) -> None:
+    pytest.importorskip("sigstore")
+    from sigstore.models import Bundle, TrustedRoot
+    from sigstore.verify import Verifier, policy
+
+    verifier = Verifier(trusted_root=TrustedRoot.from_file(str(exported.trusted_root)))
+    payload_type, payload = verifier.verify_dsse(
+        Bundle.from_json(exported.keyless.read_bytes()),
+        policy.Identity(identity=IDENTITY, issuer=ISSUER),
+    )
+    assert (payload_type, payload) == (PAYLOAD_TYPE, exported.built.payload)
+
+
+def test_sigstore_python_refuses_the_keyless_bundle_for_another_identity(
+    exported: Exported,
+) -> None:
+    pytest.importorskip("sigstore")
+    from sigstore.errors import VerificationError
+    from sigstore.models import Bundle, TrustedRoot
+    from sigstore.verify import Verifier, policy
+
+    verifier = Verifier(trusted_root=TrustedRoot.from_file(str(exported.trusted_root)))
+    with pytest.raises(VerificationError, match="SANs do not match"):
+        verifier.verify_dsse(
+            Bundle.from_json(exported.keyless.read_bytes()),
+            policy.Identity(identity=IDENTITY.replace("main", "evil"), issuer=ISSUER),
+        )
