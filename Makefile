@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing bench-gpu clean
+.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing bench-gpu sigstore-js clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench-hashing: $(STAMP)
 bench-gpu: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,gpu]'
 	$(PY) benchmarks/gpu_hashing.py
+
+# sigstore-js's @sigstore/verify, pinned by its package-lock.json, into interop/sigstore-js/node_modules
+# (git-ignored): tests/e2e/test_sigstore_verifiers.py runs it on exported bundles, and runs this
+# target itself when node_modules is missing. Needs node >= 20.17 and the npm registry.
+sigstore-js:
+	cd interop/sigstore-js && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,12 @@ Fulcio certificate for the caller's OIDC identity and records it in Rekor
 Without ``identity_token``, the ambient CI credential is used (GitHub Actions,
 GitLab, Buildkite, Google Cloud); with none, NoIdentityError. There is never
 an interactive browser flow. docs/sigstore.md says what each bundle proves.
+
+Which stock verifiers accept the agent-key bundle: sigstore-js's
+``@sigstore/verify`` does, given the agent key with its tlog and timestamp
+thresholds at 0 (nothing was logged or timestamped). sigstore-python does not:
+it verifies certificate bundles only. docs/sigstore.md has the table and the
+commands; tests/e2e/test_sigstore_verifiers.py runs them.
 """
 
 from __future__ import annotations
@@ -120,7 +126,9 @@ def envelope_bundle(envelope: bytes, public_key: ec.EllipticCurvePublicKey) -> b
     unchanged (base64 re-encoded in the standard alphabet, as protobuf JSON
     wants). ``verificationMaterial.publicKey.hint`` is the key id; the key
     itself travels out of band (the bundle format has no field for it).
-    ``tlogEntries`` is empty: nothing was logged.
+    ``tlogEntries`` is empty: nothing was logged. So a verifier must be told
+    to ask for no log entry and no timestamp (sigstore-js: ``tlogThreshold``
+    and ``timestampThreshold`` 0; cosign: ``--insecure-ignore-tlog``).
     """
     try:
         parsed = parse_envelope(envelope)
