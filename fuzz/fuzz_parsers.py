@@ -192,7 +192,7 @@ def _run_random(name: str, seconds: float, seed: int) -> Outcome:
     target = _targets()[name]
     recorder = _Recorder(target, FINDINGS / name)
     seeds = [p.read_bytes() for p in sorted((SEEDS / name).iterdir())]
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible mutation, not secrecy
     start = time.monotonic()
     inputs = 0
     while time.monotonic() - start < seconds:
@@ -232,11 +232,9 @@ def _print_table(outcomes: list[Outcome]) -> None:
         print(f"{o.target:20} {o.inputs:>11,} {edges:>6} {o.findings:>8} {o.seconds:>8.0f}")
 
 
-def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """Our options, and what follows ``--``."""
+def _parse_args(argv: list[str]) -> argparse.Namespace:
     from fuzz.targets import TARGET_NAMES
 
-    cut = argv.index("--") if "--" in argv else len(argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--target", action="append", choices=TARGET_NAMES, help="default: all")
     p.add_argument("--seconds", type=float, default=60.0, help="per target")
@@ -246,14 +244,14 @@ def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--regenerate-seeds", action="store_true")
     p.add_argument("--no-atheris", action="store_true", help="random mutation even with atheris")
     p.add_argument("--replay", nargs=2, metavar=("TARGET", "FILE"))
-    return p.parse_args(argv[:cut]), argv[cut + 1 :]
+    return p.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:  # before anything imports the parsers uninstrumented
         cut = argv.index("--") if "--" in argv else len(argv)
         return _child(argv[1], argv[cut + 1 :])
-    args, libfuzzer_args = _parse_args(argv)
+    args = _parse_args(argv)
     if args.replay:
         return _replay(args.replay[0], Path(args.replay[1]))
     if not args.vectors.is_dir():

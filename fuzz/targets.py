@@ -49,8 +49,8 @@ from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.ccel import parse_ccel_table, parse_event_log, replay_rtmrs
 from attestd.tee.tdx.collateral import Collateral, CollateralError
 from attestd.verifier.ear import ResultError, verify_result
-from attestd.verifier.layout import LayoutError, load_layout
 from attestd.verifier.errors import PolicyError
+from attestd.verifier.layout import LayoutError, load_layout
 from attestd.verifier.policy import load_policy
 
 EAR_NOW = datetime(2026, 1, 1, tzinfo=UTC)
