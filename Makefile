@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing bench-gpu sigstore-js clean
+.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing bench-gpu sigstore-js fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ bench-gpu: $(STAMP)
 # target itself when node_modules is missing. Needs node >= 20.17 and the npm registry.
 sigstore-js:
 	cd interop/sigstore-js && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
+# Every parser of outside bytes under atheris, SECONDS each (FUZZ_JOBS at once); see fuzz/README.md.
+SECONDS ?= 60
+FUZZ_JOBS ?= 1
+fuzz: $(STAMP)
+	$(PY) -c "import atheris" 2>/dev/null \
+		|| $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,fuzz]'
+	$(PY) fuzz/fuzz_parsers.py --seconds $(SECONDS) --jobs $(FUZZ_JOBS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

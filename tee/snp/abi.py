@@ -476,9 +476,10 @@ def _kind_name(guid: bytes) -> str:
 def parse_cert_table(data: bytes) -> dict[str, bytes]:
     """The certificates of a GHCB certificate table, keyed by CertKind value or GUID string.
 
-    Empty input is an empty table. Entries must end with the all-zero entry,
-    point past it and inside ``data``, and name each GUID once; anything after
-    the certificates (page padding) is ignored.
+    Empty input is an empty table. Entries must end with the all-zero entry (no
+    other entry may carry the all-zero GUID), point past it and inside ``data``,
+    and name each GUID once; anything after the certificates (page padding) is
+    ignored.
     """
     data = bytes(data)
     if not data:
@@ -496,6 +497,12 @@ def parse_cert_table(data: bytes) -> dict[str, bytes]:
         if chunk == _ZERO_ENTRY:
             break
         guid, offset, length = _ENTRY.unpack(chunk)
+        if guid == bytes(16):  # the terminator's GUID, with an offset or length: no name
+            raise QuoteFormatError(
+                "an entry with the all-zero GUID must be all zero (it ends the table)",
+                field="cert_table.guid",
+                offset=position,
+            )
         entries.append((position, guid, offset, length))
         position += CERT_TABLE_ENTRY_SIZE
     header_end = position + CERT_TABLE_ENTRY_SIZE
