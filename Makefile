@@ -41,6 +41,7 @@ typecheck: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target build/typecheck . 2>&1 \
 		| { grep -v -e BuildBackendWarning -e "return '\\\\n'.join" || true; }
 	cd build/typecheck && ../../$(PY) -m mypy --config-file ../../pyproject.toml -p attestd
+	MYPYPATH=build/typecheck $(PY) -m mypy --config-file pyproject.toml fuzz
 
 proto: $(STAMP)
 	PYTHON=$(PY) proto/generate.sh

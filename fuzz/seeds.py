@@ -103,7 +103,7 @@ def _simulated_seeds(files: Path, work: Path) -> dict[str, list[bytes]]:
     from attestd.evidence.provenance import StageAttestation
     from attestd.tee.snp import _simulated_pki as snp_pki
     from attestd.tee.tdx.simulated import SimulatedTdxBackend
-    from attestd.verifier.appraise import appraise
+    from attestd.verifier import appraise
     from attestd.verifier.ear import policy_digest, sign_result
     from fuzz.targets import EAR_KEY, EAR_NONCE, EAR_NOW
     from tests.verifier.chain_builder import Pipeline, make_snp_agent, make_tdx_agent

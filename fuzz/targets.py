@@ -39,10 +39,17 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from attestd.agent.config import load_config
 from attestd.agent.errors import ConfigError, PreviousAttestationError
 from attestd.agent.stages import parse_previous
-from attestd.evidence import EvidenceError, open_evidence
+from attestd.evidence import (
+    EvidenceError,
+    Statement,
+    agent_key_link,
+    log_head_link,
+    open_evidence,
+    subjects_link,
+)
 from attestd.evidence.envelope import PAYLOAD_TYPE
 from attestd.evidence.provenance import STAGE_ATTESTATION_MEDIA_TYPE
-from attestd.evidence.statement import check_consistency, parse_statement
+from attestd.evidence.statement import parse_statement
 from attestd.tee.errors import CcelFormatError, QuoteFormatError
 from attestd.tee.snp.abi import build_cert_table, parse_cert_table, parse_report
 from attestd.tee.tdx.abi import parse_quote
@@ -107,13 +114,21 @@ def _collateral(data: bytes) -> None:
     Collateral.from_json(data)
 
 
+def _links(statement: Statement) -> None:
+    """The binding's three links, as the appraisal checks them: a broken one is a verdict."""
+    binding = statement.predicate.binding
+    agent_key_link(binding, statement.predicate.agent_key_pem)
+    subjects_link(binding, statement.subjects)
+    log_head_link(binding, statement.predicate.runtime_log)
+
+
 def _evidence(data: bytes) -> None:
     _, statement = open_evidence(data)
-    check_consistency(statement)
+    _links(statement)
 
 
 def _statement(data: bytes) -> None:
-    check_consistency(parse_statement(data))
+    _links(parse_statement(data))
 
 
 def _b64(data: bytes) -> str:
