@@ -574,9 +574,7 @@ class CertChain(Generic[_Cert]):
         return cls(padded[0], padded[1], padded[2])
 
     @classmethod
-    def from_raw_table(
-        cls, data: bytes | None, signing_key: int | None = None
-    ) -> CertChain[bytes]:
+    def from_raw_table(cls, data: bytes | None, signing_key: int | None = None) -> CertChain[bytes]:
         """The chain in a raw GHCB certificate table (None or empty: no certificates)."""
         return CertChain.from_table(parse_cert_table(data or b""), signing_key)
 
