@@ -162,7 +162,7 @@ class SimulatedSnpBackend:
                 raise InvalidArgumentError("signing with a VLEK needs a platform with one")
             self._key = platform.vlek.vlek_key
             # Hosts put the ASVK in the ASK's slot: the GHCB table has no GUID of its own for it.
-            table = {
+            table: dict[str, bytes] = {
                 CertKind.VLEK: _der(platform.vlek.vlek),
                 CertKind.ASK: _der(platform.vlek.asvk),
                 CertKind.ARK: _der(platform.ark),
