@@ -34,7 +34,7 @@ from attestd.agent.errors import (
     echo,
 )
 from attestd.agent.host import current_boot_id, host_claims
-from attestd.agent.runtime_log import RuntimeLogStore, rotate_on_new_boot
+from attestd.agent.runtime_log_store import RuntimeLogStore, rotate_on_new_boot
 from attestd.agent.stages import (
     ABORT_OPERATION,
     BEGIN_OPERATION,

@@ -39,7 +39,7 @@ from attestd.evidence.provenance import (
     StageProvenance,
     provenance_digest,
 )
-from attestd.evidence.runtime_log import parse_rfc3339
+from attestd.evidence.runtime_log_format import parse_rfc3339
 
 STAGE_DOMAIN = "attestd.stage"
 BEGIN_OPERATION = "begin"

@@ -18,7 +18,7 @@ from attestd.agent.errors import (
     RequestInvalidError,
     RuntimeLogCorruptError,
 )
-from attestd.agent.runtime_log import RuntimeLogStore
+from attestd.agent.runtime_log_store import RuntimeLogStore
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
     CcelBlob,
