@@ -194,4 +194,3 @@ def replay(events: Iterable[RuntimeEvent]) -> bytes:
             )
         head = extend_head(head, event_digest(event))
     return head
-

@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.agent.config import parse_config
-from attestd.agent.core import Agent
 from attestd.agent.errors import NoStageOpenError
 from attestd.agent.runtime_log_store import RuntimeLogStore
+from attestd.agent.service import Agent
 from attestd.cli import main
 from attestd.client import AgentCallError, AgentClient, ArtifactSpec
 from attestd.evidence import (

@@ -4,7 +4,8 @@ An ``SnpScenario`` holds one simulated SEV-SNP guest, an agent key, two
 subjects and a short runtime log. SNP has no runtime register, so the log is
 extended nowhere: its head travels only in the binding, which REPORTDATA binds.
 ``statement()`` takes a fresh report over a binding and ships the VCEK, ASK and
-ARK as the agent does (``agent/core.py`` reads them from the GHCB table).
+ARK as the agent does (the SEV-SNP backend, ``tee/snp/client.py``, reads them
+from the GHCB table).
 
 The simulated PKI costs two RSA-4096 keys: make it once with
 ``attestd.tee.snp._simulated_pki.generate()`` and give it to every

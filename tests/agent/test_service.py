@@ -11,7 +11,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.agent.config import AgentConfig, parse_config
-from attestd.agent.core import Agent
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
     NotServingError,
@@ -19,6 +18,7 @@ from attestd.agent.errors import (
     RuntimeLogCorruptError,
 )
 from attestd.agent.runtime_log_store import RuntimeLogStore
+from attestd.agent.service import Agent
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
     CcelBlob,
