@@ -834,7 +834,7 @@ def _read_file(name: str, what: str = "input file", max_bytes: int = _MAX_INPUT_
 def cmd_attestation_export_bundle(args: argparse.Namespace) -> int:
     from attestd.evidence import parse_envelope
     from attestd.evidence.provenance import StageAttestation, provenance_digest
-    from attestd.sigstore_export import BUNDLE_MEDIA_TYPE, export_stage_bundles
+    from attestd.integrations.sigstore import BUNDLE_MEDIA_TYPE, export_stage_bundles
 
     attestation = StageAttestation.from_json(_read_file(args.file))
     bundles = export_stage_bundles(attestation)
@@ -861,7 +861,7 @@ def cmd_attestation_export_bundle(args: argparse.Namespace) -> int:
 
 def cmd_attestation_sign_keyless(args: argparse.Namespace) -> int:
     from attestd.evidence.provenance import StageAttestation
-    from attestd.sigstore_export import KeylessSigningError, sign_keyless
+    from attestd.integrations.sigstore import KeylessSigningError, sign_keyless
 
     attestation = StageAttestation.from_json(_read_file(args.file))
     try:
