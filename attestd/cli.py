@@ -379,7 +379,7 @@ def cmd_trust_root_export(args: argparse.Namespace) -> int:
 
 
 def cmd_quote_inspect(args: argparse.Namespace) -> int:
-    from attestd import quotetool
+    from attestd.verifier import quote as quotetool
 
     evidence = quotetool.read_evidence(args.file, args.tee)
     _print_json(quotetool.inspect(evidence, product=args.product))
@@ -389,7 +389,7 @@ def cmd_quote_inspect(args: argparse.Namespace) -> int:
 def cmd_quote_verify(args: argparse.Namespace) -> int:
     from datetime import UTC
 
-    from attestd import quotetool
+    from attestd.verifier import quote as quotetool
 
     evidence = quotetool.read_evidence(args.file, args.tee)
     request = quotetool.VerifyRequest(
