@@ -29,6 +29,7 @@ A stage attestation file is read back (parsed strictly, not yet verified) with::
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -330,10 +331,11 @@ class ParsedProvenance:
 
     def subjects_json(self) -> list[object]:
         """The statement's subjects as signed: the outputs, members in canonical order."""
-        subjects = canonical_json([a.to_json() for a in self.provenance.outputs])
-        return list(
-            _json.array(_json.loads(subjects, what="subjects", max_bytes=len(subjects)), "$")
+        # Round-tripped through canonical bytes: the signed statement sorts its members.
+        subjects: list[object] = json.loads(
+            canonical_json([a.to_json() for a in self.provenance.outputs])
         )
+        return subjects
 
 
 @dataclass(frozen=True)
@@ -369,6 +371,10 @@ class StageAttestation:
             provenance=canonical_json(_json.obj(doc["provenance"], "$.provenance")),
             evidence=canonical_json(_json.obj(doc["evidence"], "$.evidence")),
         )
+
+    def provenance_digest(self) -> str:
+        """:func:`provenance_digest` of the provenance payload; only the envelope is parsed."""
+        return provenance_digest(bytes(parse_envelope(self.provenance).payload))
 
     def read_provenance(self) -> ParsedProvenance:
         """The provenance envelope, its payload and what it says; EvidenceError if malformed."""
