@@ -31,6 +31,8 @@ A result is signed for relying parties as an EAR JWT (ES256)::
     claims = verify_result(token, verifier_public_key)   # ResultError if not genuine
 
 docs/attestation-results.md describes the claims and the trust-vector mapping.
+A bare TDX quote or SEV-SNP report (no evidence around it) is inspected and
+verified by ``attestd.verifier.quote`` (``attestctl quote``, docs/quote-tools.md).
 """
 
 from attestd.verifier.appraisal import CHECK_NAMES, SNP_CHECK_NAMES, TDX_CHECK_NAMES, appraise
