@@ -7,6 +7,8 @@ The distribution is split by concern, one subpackage each:
 * ``attestd.agent``    -- the daemon pipelines talk to.
 * ``attestd.verifier`` -- appraisal of evidence against a policy.
 * ``attestd.v1``       -- the generated gRPC contract.
+* ``attestd.cli``      -- ``attestctl``, one module per command group.
+* ``attestd.integrations`` -- optional integrations (Sigstore bundles).
 """
 
 from attestd.errors import AttestdError

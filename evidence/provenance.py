@@ -19,19 +19,28 @@ the evidence beside it is checked by attestd (docs/lifecycle.md).
     provenance = StageProvenance(...)
     payload = canonical_json(provenance.to_statement())
     evidence = agent.evidence(stage_nonce(payload), outputs)
+
+A stage attestation file is read back (parsed strictly, not yet verified) with::
+
+    parsed = StageAttestation.from_json(data).read_provenance()
+    parsed.provenance.stage, parsed.digest     # the stage, and how the next one names it
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from securesystemslib.dsse import Envelope
+
 from attestd.evidence import _json
 from attestd.evidence.binding import Subject
 from attestd.evidence.canonical import canonical_json
+from attestd.evidence.envelope import parse_envelope
 from attestd.evidence.runtime_log_format import (
     RuntimeEvent,
     event_from_json,
@@ -304,6 +313,32 @@ def provenance_digest(provenance_payload: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class ParsedProvenance:
+    """A stage attestation's provenance envelope, parsed strictly but not verified.
+
+    ``payload`` is the exact signed bytes (canonical JSON); whether the agent
+    key signed them is the verifier's question (``verifier/chain.py``).
+    """
+
+    envelope: Envelope
+    payload: bytes
+    provenance: StageProvenance
+
+    @property
+    def digest(self) -> str:
+        """How the next stage names this one: :func:`provenance_digest` of the payload."""
+        return provenance_digest(self.payload)
+
+    def subjects_json(self) -> list[object]:
+        """The statement's subjects as signed: the outputs, members in canonical order."""
+        # Round-tripped through canonical bytes: the signed statement sorts its members.
+        subjects: list[object] = json.loads(
+            canonical_json([a.to_json() for a in self.provenance.outputs])
+        )
+        return subjects
+
+
+@dataclass(frozen=True)
 class StageAttestation:
     """The file a stage hands on: its provenance envelope and its evidence envelope."""
 
@@ -336,6 +371,17 @@ class StageAttestation:
             provenance=canonical_json(_json.obj(doc["provenance"], "$.provenance")),
             evidence=canonical_json(_json.obj(doc["evidence"], "$.evidence")),
         )
+
+    def provenance_digest(self) -> str:
+        """:func:`provenance_digest` of the provenance payload; only the envelope is parsed."""
+        return provenance_digest(bytes(parse_envelope(self.provenance).payload))
+
+    def read_provenance(self) -> ParsedProvenance:
+        """The provenance envelope, its payload and what it says; EvidenceError if malformed."""
+        envelope = parse_envelope(self.provenance)
+        payload = bytes(envelope.payload)
+        statement = _json.loads(payload, what="provenance", max_bytes=len(payload) + 1)
+        return ParsedProvenance(envelope, payload, StageProvenance.from_statement(statement))
 
 
 def builder_id(tee: str, backend: str, agent_key_id: str) -> str:

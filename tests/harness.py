@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from attestd.cli.devpki import create_dev_pki
 from attestd.client import AgentClient
-from attestd.devpki import create_dev_pki
 
 MRTD = "5a" * 48
 RTMRS = ("a0" * 48, "a1" * 48, "a2" * 48)

@@ -31,6 +31,8 @@ A result is signed for relying parties as an EAR JWT (ES256)::
     claims = verify_result(token, verifier_public_key)   # ResultError if not genuine
 
 docs/attestation-results.md describes the claims and the trust-vector mapping.
+A bare TDX quote or SEV-SNP report (no evidence around it) is inspected and
+verified by ``attestd.verifier.quote`` (``attestctl quote``, docs/quote-tools.md).
 """
 
 from attestd.verifier.appraisal import CHECK_NAMES, SNP_CHECK_NAMES, TDX_CHECK_NAMES, appraise
@@ -43,16 +45,20 @@ from attestd.verifier.chain import (
 )
 from attestd.verifier.checks import Check, CheckStatus
 from attestd.verifier.ear import (
+    DEFAULT_RESULT_LIFETIME,
     EAR_PROFILE,
+    LEGACY_EAR_PROFILE,
     ResultAlgorithmError,
     ResultClaimsError,
     ResultError,
+    ResultExpiredError,
     ResultFormatError,
     ResultKeyError,
     ResultSignatureError,
     load_signing_key,
     load_verification_key,
     policy_digest,
+    result_statuses,
     sign_chain_result,
     sign_result,
     verify_result,
@@ -81,7 +87,9 @@ from attestd.verifier.result import AppraisalResult, AppraisalStatus, EvidenceSu
 __all__ = [
     "CHAIN_CHECK_NAMES",
     "CHECK_NAMES",
+    "DEFAULT_RESULT_LIFETIME",
     "EAR_PROFILE",
+    "LEGACY_EAR_PROFILE",
     "SNP_CHECK_NAMES",
     "STAGE_CHECK_NAMES",
     "TDX_CHECK_NAMES",
@@ -106,6 +114,7 @@ __all__ = [
     "ResultAlgorithmError",
     "ResultClaimsError",
     "ResultError",
+    "ResultExpiredError",
     "ResultFormatError",
     "ResultKeyError",
     "ResultSignatureError",
@@ -122,6 +131,7 @@ __all__ = [
     "load_signing_key",
     "load_verification_key",
     "policy_digest",
+    "result_statuses",
     "sign_chain_result",
     "sign_result",
     "verify_chain",

@@ -40,12 +40,10 @@ from attestd.errors import AttestdError
 from attestd.evidence import (
     RuntimeEvent,
     Statement,
-    _json,
     agent_key_link,
     format_rfc3339,
     load_public_key_pem,
     open_evidence,
-    parse_envelope,
     verify_envelope,
 )
 from attestd.evidence.binding import AGENT_KEY_MISMATCH
@@ -89,6 +87,7 @@ __all__ = [
     "CHAIN_CHECK_NAMES",
     "STAGE_CHECKS",
     "STAGE_CHECK_NAMES",
+    "TABLE_HEADER",
     "ChainResult",
     "StageResult",
     "verify_chain",
@@ -117,6 +116,32 @@ class StageResult:
     @property
     def reasons(self) -> tuple[str, ...]:
         return tuple(c.reason for c in self.checks if c.status is CheckStatus.FAIL and c.reason)
+
+    def table_row(self) -> tuple[str, ...]:
+        """This stage as a row under :data:`TABLE_HEADER`: what it is, what it moved, and why not.
+
+        The status is the distinct reasons of the failed checks, else of the
+        warnings, else ``ok``; an agent key id is cut to fit a terminal.
+        """
+        inputs = self.provenance.inputs if self.provenance else ()
+        outputs = self.provenance.outputs if self.provenance else ()
+        flow = (
+            f"{', '.join(_short_name(a.name) for a in inputs) or '-'} -> "
+            f"{', '.join(_short_name(a.name) for a in outputs) or '-'}"
+        )
+        licences = sorted({"-" if a.license is None else a.license for a in outputs})
+        reasons = [c.reason for c in self.checks if c.status is CheckStatus.FAIL and c.reason]
+        warnings = [c.reason for c in self.checks if c.status is CheckStatus.WARN and c.reason]
+        key = self.agent_key_id or "-"
+        return (
+            self.stage or f"? ({self.source})",
+            self.tee or "-",
+            self.root or "-",
+            key[:19] + "..." if len(key) > 22 else key,
+            flow,
+            ", ".join(licences) or "-",
+            ", ".join(dict.fromkeys(reasons or warnings)) or "ok",
+        )
 
     def to_json(self) -> dict[str, Any]:
         provenance = self.provenance
@@ -168,6 +193,32 @@ class ChainResult:
         """The distinct reasons of the failed checks, in the order they were found."""
         return tuple(dict.fromkeys(c.reason for c in self.failures if c.reason))
 
+    @property
+    def affirming(self) -> bool:
+        """Whether the whole chain verified: every stage and chain check passed or skipped."""
+        return self.status is AppraisalStatus.AFFIRMING
+
+    def render_table(self) -> str:
+        """The chain for people: one row per stage, the chain's own failures, then the verdict.
+
+        ``attestctl chain verify`` prints this; ``to_json`` is the machine-readable form.
+        """
+        rows = [TABLE_HEADER, *(stage.table_row() for stage in self.stages)]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_HEADER))]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+        ]
+        for check in self.checks:
+            if check.status is not CheckStatus.PASS:
+                label = check.reason or check.status.value
+                lines.append(f"chain: {check.name}: {label}: {check.detail}")
+        if self.max_age_seconds is None:
+            lines.append("freshness: not checked (the layout sets no max_age_seconds)")
+        verdict = "VERIFIED" if self.affirming else "NOT VERIFIED"
+        because = f" ({', '.join(self.reasons)})" if self.reasons else ""
+        lines.append(f"chain {self.pipeline} run {self.run_id}: {verdict}{because}")
+        return "".join(line + "\n" for line in lines)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status.value,
@@ -183,6 +234,15 @@ class ChainResult:
             "checks": [c.to_json(with_stage=True) for c in self.checks],
             "oms": self.oms,
         }
+
+
+TABLE_HEADER = ("STAGE", "TEE", "ROOT", "AGENT KEY", "INPUTS -> OUTPUTS", "LICENCE", "STATUS")
+"""The columns of :meth:`ChainResult.render_table`, one :meth:`StageResult.table_row` each."""
+
+
+def _short_name(name: str) -> str:
+    """An artifact's last path component: the table has no room for absolute paths."""
+    return name.rstrip("/").rsplit("/", 1)[-1] or name
 
 
 def verify_chain(
@@ -244,14 +304,16 @@ class _Stage:
     def parse(self) -> Outcome:
         try:
             attestation = StageAttestation.from_json(self.data)
-            self.envelope = parse_envelope(attestation.provenance)
-            payload = bytes(self.envelope.payload)
-            statement = _json.loads(payload, what="provenance", max_bytes=len(payload) + 1)
-            provenance = StageProvenance.from_statement(statement)
+            parsed = attestation.read_provenance()
             _, self.statement = open_evidence(attestation.evidence)
         except AttestdError as err:
             return failed("attestation_malformed", err.message)
-        self.payload, self.provenance, self.evidence = payload, provenance, attestation.evidence
+        self.envelope, self.payload, self.evidence = (
+            parsed.envelope,
+            parsed.payload,
+            attestation.evidence,
+        )
+        self.provenance = provenance = parsed.provenance
         self.runner.stage = provenance.stage  # every check from here on speaks about this stage
         return passed(f"stage {provenance.stage!r} of run {provenance.run_id!r}")
 

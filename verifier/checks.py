@@ -12,7 +12,7 @@
 A check is declared once, next to its step, as a :class:`CheckDef`: its name,
 the checks it needs, its step, the stable reasons it can report and its AR4SI
 claims. Appraisal (``verifier/appraisal.py``, ``_tdx.py``, ``_snp.py``), chains
-(``verifier/chain.py``) and the quote tool (``attestd/quotetool.py``) each
+(``verifier/chain.py``) and the quote tool (``verifier/quote.py``) each
 declare their suites that way and run them with :class:`Runner`;
 ``verifier/registry.py`` lists every suite, and ``ear.py`` and the docs'
 tables are derived from or checked against it.

@@ -8,8 +8,8 @@
 Each check is declared once, next to its step, as a
 :class:`~attestd.verifier.checks.CheckDef` (name, needs, step, reasons, AR4SI
 claims): the common appraisal checks in ``appraisal.py``, the TEEs' in
-``_tdx.py`` and ``_snp.py``, a pipeline's in ``chain.py``; the quote tool's
-live with it in ``attestd/quotetool.py``. This module gathers the verifier's
+``_tdx.py`` and ``_snp.py``, a pipeline's in ``chain.py``, ``attestctl quote
+verify``'s in ``quote.py``. This module gathers the verifier's
 suites so that the EAR trust vector (``ear.py``) and the docs' tables
 (checked by ``tests/verifier/test_registry.py``) follow from one source.
 """
@@ -25,6 +25,7 @@ from attestd.verifier._tdx import DCAP_REASONS, TDX_CHECKS, TDX_QUOTE_REASONS
 from attestd.verifier.appraisal import COMMON_CHECKS
 from attestd.verifier.chain import CHAIN_CHECKS, STAGE_CHECKS
 from attestd.verifier.checks import CheckDef, Claim
+from attestd.verifier.quote import SNP_QUOTE_CHECKS, TDX_QUOTE_CHECKS
 
 __all__ = [
     "DCAP_REASONS",
@@ -42,11 +43,15 @@ SUITES: Mapping[str, tuple[CheckDef[Any], ...]] = MappingProxyType(
         "snp": SNP_CHECKS,
         "stage": STAGE_CHECKS,
         "chain": CHAIN_CHECKS,
+        "quote_tdx": TDX_QUOTE_CHECKS,
+        "quote_snp": SNP_QUOTE_CHECKS,
     }
 )
 """The verifier's suites. An appraisal runs ``appraisal`` with its TEE's
 (``tdx`` or ``snp``) between ``freshness`` and ``artifacts``; a chain runs
-``stage`` per attestation (each appraised) and then ``chain``."""
+``stage`` per attestation (each appraised) and then ``chain``; ``attestctl
+quote verify`` runs ``quote_tdx`` or ``quote_snp`` on a bare quote or report
+(no claims: its result is not an EAR)."""
 
 
 def find(suite: str, name: str) -> CheckDef[Any]:

@@ -130,6 +130,16 @@ class AppraisalResult:
         return tuple(check for check in self.checks if check.status is CheckStatus.FAIL)
 
     @property
+    def affirming(self) -> bool:
+        """Whether the evidence is affirmed: no check failed or warned."""
+        return self.status is AppraisalStatus.AFFIRMING
+
+    @property
+    def failed_names(self) -> frozenset[str]:
+        """The names of the failed checks (``evidence_format`` among them: not evidence at all)."""
+        return frozenset(check.name for check in self.failures)
+
+    @property
     def reasons(self) -> tuple[str, ...]:
         """The reasons of the failed checks, in order."""
         return tuple(check.reason for check in self.failures if check.reason is not None)

@@ -1,4 +1,4 @@
-"""A test PKI like attestd.devpki's, but with a chosen key type per certificate.
+"""A test PKI like attestd.cli.devpki's, but with a chosen key type per certificate.
 
 ``None`` means an EC P-256 key (devpki's); a number means an RSA key of that
 many bits, so tests can present keys below the minimum strength.

@@ -12,8 +12,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from attestd.agent.artifacts.gpu import cuda as gpu_cuda
+from attestd.cli.devpki import create_dev_pki
 from attestd.client import AgentCallError, AgentClient
-from attestd.devpki import create_dev_pki
 from tests.harness import SIMULATED_TEES, AgentProcess
 
 NONCE = bytes(range(32))

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from attestd.cli import EXIT_NOT_AFFIRMING, EXIT_OK, EXIT_USAGE, main
 from attestd.evidence import PAYLOAD_TYPE, key_id, load_public_key_pem, open_evidence
 from attestd.evidence.provenance import StageAttestation, stage_nonce
-from attestd.sigstore_export import (
+from attestd.integrations.sigstore import (
     BUNDLE_MEDIA_TYPE,
     KeylessSigningError,
     NoIdentityError,
@@ -344,7 +344,7 @@ def test_cli_sign_keyless_without_identity_exits_2_and_says_how(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import attestd.sigstore_export as export
+    import attestd.integrations.sigstore as export
 
     monkeypatch.delenv("SIGSTORE_IDENTITY_TOKEN", raising=False)
     monkeypatch.setattr(export, "detect_ambient_token", _no_ambient)
@@ -361,7 +361,7 @@ def test_cli_sign_keyless_without_identity_exits_2_and_says_how(
 def test_cli_sign_keyless_writes_the_bundle_from_the_signing_context(
     stage: Stage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import attestd.sigstore_export as export
+    import attestd.integrations.sigstore as export
 
     fake = FakeContext()
     monkeypatch.setenv("SIGSTORE_IDENTITY_TOKEN", _token())
@@ -382,7 +382,7 @@ def test_cli_sign_keyless_exits_1_when_sigstore_refuses(
 ) -> None:
     from sigstore.errors import NetworkError
 
-    import attestd.sigstore_export as export
+    import attestd.integrations.sigstore as export
 
     fake = FakeContext(FakeSigner(fail=NetworkError("fulcio.example unreachable")))
     monkeypatch.setattr(export, "signing_context", fake.build)

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.evidence import PAYLOAD_TYPE, key_id
 from attestd.evidence.provenance import StageAttestation
-from attestd.sigstore_export import export_stage_bundles
+from attestd.integrations.sigstore import export_stage_bundles
 from tests.e2e.synthetic_sigstore import IDENTITY, ISSUER, KeylessBundle, keyless_bundle
 from tests.verifier.chain_builder import BASE, DATASET, BuiltStage, attest, make_tdx_agent
 

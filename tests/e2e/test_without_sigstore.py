@@ -79,7 +79,12 @@ def test_every_module_of_the_agent_and_attestctl_imports_without_sigstore() -> N
         import importlib, pkgutil
         import attestd
 
-        names = ["attestd.cli", "attestd.client", "attestd.sigstore_export", "attestd.agent.main"]
+        names = [
+            "attestd.cli",
+            "attestd.client",
+            "attestd.integrations.sigstore",
+            "attestd.agent.main",
+        ]
         for package in ("agent", "tee", "evidence", "verifier"):
             module = importlib.import_module(f"attestd.{package}")
             names += [m.name for m in pkgutil.walk_packages(module.__path__, module.__name__ + ".")]
@@ -144,7 +149,7 @@ def test_sign_keyless_without_sigstore_names_the_extra_instead_of_a_traceback(
 def test_the_library_raises_a_typed_error_naming_the_extra() -> None:
     done = run_without_sigstore(
         """
-        from attestd.sigstore_export import SigstoreNotInstalledError, detect_ambient_token
+        from attestd.integrations.sigstore import SigstoreNotInstalledError, detect_ambient_token
 
         try:
             detect_ambient_token()

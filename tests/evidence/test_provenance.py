@@ -98,3 +98,31 @@ def test_malformed_provenance_names_the_problem(edit: Any, where: str) -> None:
 def test_attestation_with_another_media_type_is_refused() -> None:
     with pytest.raises(EvidenceFormatError, match="mediaType"):
         StageAttestation.from_json(b'{"mediaType":"x","provenance":{},"evidence":{}}')
+
+
+def test_read_provenance_gives_the_signed_payload_its_digest_and_subjects() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from attestd.evidence.envelope import sign_json
+
+    provenance = make()
+    envelope = sign_json(provenance.to_statement(), ec.generate_private_key(ec.SECP256R1()))
+    attestation = StageAttestation(provenance=envelope, evidence=b'{"b":2}')
+    parsed = attestation.read_provenance()
+    assert parsed.provenance == provenance
+    assert parsed.payload == canonical_json(provenance.to_statement())
+    assert parsed.digest == attestation.provenance_digest() == provenance_digest(parsed.payload)
+    # As the statement carries them: members sorted, annotations first.
+    assert json.dumps(parsed.subjects_json()) == json.dumps(json.loads(parsed.payload)["subject"])
+    first = parsed.subjects_json()[0]
+    assert isinstance(first, dict) and list(first) == ["annotations", "digest", "name"]
+
+
+def test_read_provenance_refuses_a_payload_that_is_not_stage_provenance() -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from attestd.evidence.envelope import sign_json
+
+    envelope = sign_json({"_type": "x"}, ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(EvidenceFormatError):
+        StageAttestation(provenance=envelope, evidence=b"{}").read_provenance()

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from attestd.cli import main
 from attestd.evidence.provenance import StageAttestation
 from attestd.tee.snp import _simulated_pki as snp_pki
-from attestd.verifier.chain import STAGE_CHECK_NAMES, ChainResult, verify_chain
+from attestd.verifier.chain import STAGE_CHECK_NAMES, TABLE_HEADER, ChainResult, verify_chain
 from attestd.verifier.layout import load_layout
 from attestd.verifier.result import AppraisalStatus, CheckStatus
 from tests.verifier.chain_builder import (
@@ -535,3 +535,32 @@ def test_cli_exits_2_naming_the_reason_on_hostile_files(
     command = ["chain", "verify", *files, "--layout", str(layout)]
     assert within(30, lambda: main(command)) == 2
     assert f"attestctl: {reason}: " in capsys.readouterr().err
+
+
+def test_the_table_has_a_row_per_stage_and_ends_with_the_verdict(
+    pipeline: Pipeline, happy: dict[str, BuiltStage], tmp_path: Path
+) -> None:
+    result = verify(pipeline, tmp_path, attestation_bytes(happy))
+    assert result.affirming
+    rows = [stage.table_row() for stage in result.stages]
+    assert [row[0] for row in rows] == list(STAGES)
+    assert [row[-1] for row in rows] == ["ok"] * 4
+    assert all(len(row) == len(TABLE_HEADER) for row in rows)
+    lines = result.render_table().splitlines()
+    assert lines[0].split("  ")[0] == "STAGE" and len(lines) == 1 + 4 + 2
+    assert lines[-2:] == [
+        "freshness: not checked (the layout sets no max_age_seconds)",
+        "chain llm-release run run-42: VERIFIED",
+    ]
+
+
+def test_a_broken_chain_row_and_verdict_name_the_reason(
+    pipeline: Pipeline, happy: dict[str, BuiltStage], tmp_path: Path
+) -> None:
+    files = attestation_bytes(happy)
+    del files[1]
+    result = verify(pipeline, tmp_path, files)
+    assert not result.affirming
+    table = result.render_table()
+    assert "chain: stages: stage_missing: no attestation of stage(s) train\n" in table
+    assert table.endswith("chain llm-release run run-42: NOT VERIFIED (stage_missing)\n")

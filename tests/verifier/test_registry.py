@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from attestd.quotetool import SNP_QUOTE_CHECKS, TDX_QUOTE_CHECKS
 from attestd.verifier.checks import CheckDef, names
+from attestd.verifier.quote import SNP_QUOTE_CHECKS, TDX_QUOTE_CHECKS
 from attestd.verifier.registry import SUITES, claims_table, find
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -164,3 +164,9 @@ def test_the_quote_tool_docs_name_its_checks_and_reasons() -> None:
     assert lists["- for the chain"] == set(TDX_QUOTE_CHECKS[0].reasons)
     assert lists["for DCAP"] <= set(TDX_QUOTE_CHECKS[1].reasons)  # the docs say "…"
     assert lists["for SEV-SNP"] <= set(SNP_QUOTE_CHECKS[0].reasons)
+
+
+def test_the_quote_tool_suites_are_in_the_registry() -> None:
+    assert SUITES["quote_tdx"] is TDX_QUOTE_CHECKS
+    assert SUITES["quote_snp"] is SNP_QUOTE_CHECKS
+    assert not claims_table(TDX_QUOTE_CHECKS) and not claims_table(SNP_QUOTE_CHECKS)

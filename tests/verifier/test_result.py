@@ -84,3 +84,27 @@ def test_result_to_json_names_status_root_of_trust_and_checks() -> None:
         "reason": "nonce_mismatch",
         "detail": "",
     }
+
+
+@pytest.mark.parametrize(
+    ("statuses", "affirming", "failed"),
+    [
+        ((CheckStatus.PASS, CheckStatus.SKIP), True, frozenset()),
+        ((CheckStatus.PASS, CheckStatus.WARN), False, frozenset()),
+        ((CheckStatus.FAIL, CheckStatus.SKIP), False, frozenset({"evidence_format"})),
+    ],
+)
+def test_affirming_and_failed_names_follow_the_checks(
+    statuses: tuple[CheckStatus, CheckStatus], affirming: bool, failed: frozenset[str]
+) -> None:
+    when = dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
+    result = AppraisalResult(
+        checks=(_check("evidence_format", statuses[0]), _check("nonce", statuses[1])),
+        tee=None,
+        simulated=False,
+        root_of_trust=RootOfTrust(policy="intel"),
+        evidence=EvidenceSummary(),
+        appraised_at=when,
+    )
+    assert result.affirming is affirming
+    assert result.failed_names == failed

@@ -15,6 +15,7 @@ from model_signing._signing.signing import Payload
 
 from attestd import cli
 from attestd.agent.artifacts import Progress
+from attestd.cli.agent import ProgressBar
 from tests.harness import AgentProcess
 
 
@@ -80,7 +81,7 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(
 
 def test_progress_bar_shows_files_bytes_and_rate() -> None:
     stream = io.StringIO()
-    bar = cli._ProgressBar(stream)
+    bar = ProgressBar(stream)
     bar(Progress(0, 10, 0, 2048, False, 0.1))  # quick runs stay silent
     assert stream.getvalue() == ""
     bar(Progress(5, 10, 1024 * 1024, 2 * 1024 * 1024, True, 1.0))

@@ -1,6 +1,6 @@
 """Inspect and verify one TDX quote or SEV-SNP report file: the library behind ``attestctl quote``.
 
-    >>> from attestd.quotetool import VerifyRequest, inspect, read_evidence, verify
+    >>> from attestd.verifier.quote import VerifyRequest, inspect, read_evidence, verify
     >>> evidence = read_evidence(Path("quote.bin"))   # binary or hex; TDX or SEV-SNP detected
     >>> inspect(evidence)                              # every field, JSON-ready
     >>> result = verify(evidence, VerifyRequest(now=now, collateral=Path("collateral.json")))
@@ -21,8 +21,9 @@ Unreadable or malformed input raises an :class:`~attestd.errors.AttestdError`
 evidence that fails verification is a :class:`VerifyResult` with ``valid``
 False and the ``reason`` of :mod:`attestd.tee.tdx.verify`,
 :mod:`attestd.tee.tdx.dcap` or :mod:`attestd.tee.snp.verify`. Its checks
-(``TDX_QUOTE_CHECKS``, ``SNP_QUOTE_CHECKS``) are declared and run like the
-verifier's (``attestd.verifier.checks``), reported up to the first failure.
+(``TDX_QUOTE_CHECKS``, ``SNP_QUOTE_CHECKS``, the registry's ``quote_tdx`` and
+``quote_snp`` suites) are declared and run like the appraisal's
+(``attestd.verifier.checks``), reported up to the first failure.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ from attestd.tee.tdx import abi as tdx_abi
 from attestd.tee.tdx import dcap
 from attestd.tee.tdx import verify as tdx_verify
 from attestd.tee.tdx.collateral import MAX_COLLATERAL_BYTES, Collateral
+
+# The reasons come from the TEE modules, not the registry: the registry lists these suites.
+from attestd.verifier._snp import SNP_REPORT_REASONS
+from attestd.verifier._tdx import DCAP_REASONS, TDX_QUOTE_REASONS
 from attestd.verifier.checks import (
     Check,
     CheckDef,
@@ -58,7 +63,6 @@ from attestd.verifier.checks import (
     not_checked,
     passed,
 )
-from attestd.verifier.registry import DCAP_REASONS, SNP_REPORT_REASONS, TDX_QUOTE_REASONS
 
 TDX = "tdx"
 SEV_SNP = "sev-snp"

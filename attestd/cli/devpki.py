@@ -1,12 +1,18 @@
-"""A throwaway TLS PKI for demos and tests: NOT for production.
+"""``attestctl dev-pki``: a throwaway TLS PKI for demos and tests, NOT for production.
 
 Creates one CA that issues the agent's server certificate and the verifiers'
 client certificates, so the agent's mutual TLS listener can be tried without an
 existing PKI. Production deployments use their own CA (docs/configuration.md).
+Tests and the demo call :func:`create_dev_pki` directly::
+
+    from attestd.cli.devpki import create_dev_pki
+
+    create_dev_pki(Path("pki"), hosts=("localhost", "127.0.0.1"))
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from attestd._files import write_atomic
+from attestd.cli._common import EXIT_OK, Commands, add_command
 from attestd.tee._certs import SIGNING, issue, name
 from attestd.tee._state import private_key_pem
 
@@ -70,3 +77,18 @@ def create_dev_pki(directory: Path, hosts: tuple[str, ...] = ("localhost", "127.
         cert = _issue(f"attestd dev {role}", key, ca_cert, ca_key, usage=usage, hosts=role_hosts)
         (directory / f"{role}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         write_atomic(directory / f"{role}.key", private_key_pem(key), mode=0o600)
+
+
+def cmd_dev_pki(args: argparse.Namespace) -> int:
+    """Write the PKI into the directory given."""
+    create_dev_pki(args.directory, tuple(args.host) if args.host else ("localhost", "127.0.0.1"))
+    print(f"wrote ca.pem, server.pem/.key and client.pem/.key to {args.directory}")
+    return EXIT_OK
+
+
+def add_dev_pki(commands: Commands) -> None:
+    sub = add_command(
+        commands, "dev-pki", cmd_dev_pki, "create a throwaway mTLS PKI for demos (not production)"
+    )
+    sub.add_argument("directory", type=Path)
+    sub.add_argument("--host", action="append", help="server name or IP (repeatable)")
