@@ -506,7 +506,8 @@ def _verdict(
 
 def verify_snp(data: bytes, request: VerifyRequest) -> VerifyResult:
     report = snp_abi.parse_report(data)
-    chain = snp_abi.CertChain.from_table(_cert_table(request.certs) if request.certs else {})
+    table = _cert_table(request.certs) if request.certs else {}
+    chain = snp_abi.CertChain.from_table(table, report.signing_key)
     vcek = _vcek(request.vcek, chain)
     ask = _load_cert(chain.ask, "ASK in the certificate table") if chain.ask is not None else None
     root = request.root or ROOT_AMD
@@ -529,9 +530,12 @@ def verify_snp(data: bytes, request: VerifyRequest) -> VerifyResult:
     options = snp_verify.VerifyOptions(now=request.now, product=request.product, trusted_arks=arks)
     details = _snp_details(report, vcek, request.product)
     checks = _run(SNP_QUOTE_CHECKS, _SnpReport(report, vcek, ask, options))
+    signer, intermediate = (
+        ("VLEK", "ASVK") if report.signing_key == snp_abi.SIGNING_KEY_VLEK else ("VCEK", "ASK")
+    )
     message = (
-        "the report is signed by a VCEK that chains to a trusted ARK and names its reported TCB; "
-        "whether that TCB is current is policy"
+        f"the report is signed by a {signer} that chains through the {intermediate} to a "
+        "trusted ARK and names its reported TCB; whether that TCB is current is policy"
     )
     return _verdict(SEV_SNP, checks, message, root_info, request.now, details)
 
