@@ -173,6 +173,29 @@ class TsmReportClient:
         except TsmNoProviderError:
             return None
 
+    def find_guest(
+        self, provider: str, device: Path, *, tee: str, guest: str
+    ) -> TsmReportClient | None:
+        """This client where configfs-tsm answers as ``provider``; None where only ``device`` is.
+
+        ``tee`` and ``guest`` word the errors: "no {tee} guest interface", "this is not
+        {guest}". Another provider is refused: a backend never takes quotes from a TEE
+        it was not asked for.
+        """
+        found = self.provider_if_any()
+        if found not in (None, provider):
+            raise TsmProviderMismatchError(
+                f"configfs-tsm at {self.root} is provided by {found!r}, not {provider!r}: "
+                f"this is not {guest}"
+            )
+        if found is None and not device.exists():
+            raise TeeUnavailableError(
+                f"no {tee} guest interface: configfs-tsm ({self.root}) has no {provider} "
+                f"provider and {device} does not exist; is this {guest} with its kernel "
+                "module loaded?"
+            )
+        return self if found == provider else None
+
     def get_report(
         self,
         inblob: bytes,

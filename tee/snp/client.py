@@ -29,7 +29,6 @@ from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     PRIVLEVEL_MAX,
     KernelFilesystem,
-    TsmProviderMismatchError,
     TsmReportClient,
 )
 
@@ -105,20 +104,9 @@ class SnpGuestBackend:
     ) -> SnpGuestBackend:
         """Find this guest's interface: configfs-tsm answering as ``sev_guest``, else the device."""
         client = TsmReportClient(tsm_root, filesystem=tsm_filesystem)
-        provider = client.provider_if_any()
-        if provider not in (None, PROVIDER):
-            raise TsmProviderMismatchError(
-                f"configfs-tsm at {tsm_root} is provided by {provider!r}, not {PROVIDER!r}: "
-                "this is not an SEV-SNP guest"
-            )
-        if provider is None and not device.exists():
-            raise TeeUnavailableError(
-                f"no SEV-SNP guest interface: configfs-tsm ({tsm_root}) has no {PROVIDER} "
-                f"provider and {device} does not exist; is this an SNP guest with the "
-                "sev-guest module loaded?"
-            )
+        tsm = client.find_guest(PROVIDER, device, tee="SEV-SNP", guest="an SEV-SNP guest")
         return cls(
-            tsm=client if provider == PROVIDER else None,
+            tsm=tsm,
             device=device,
             vmpl=vmpl,
             ioctl=ioctl,

@@ -31,7 +31,6 @@ from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     KernelFilesystem,
     OsFilesystem,
-    TsmProviderMismatchError,
     TsmReportClient,
 )
 
@@ -94,19 +93,7 @@ class TdxGuestBackend:
     ) -> TdxGuestBackend:
         """Find this TD's interfaces: configfs-tsm answering as ``tdx_guest``, else the device."""
         client = TsmReportClient(tsm_root, filesystem=tsm_filesystem)
-        provider = client.provider_if_any()
-        if provider not in (None, PROVIDER):
-            raise TsmProviderMismatchError(
-                f"configfs-tsm at {tsm_root} is provided by {provider!r}, not {PROVIDER!r}: "
-                "this is not a TDX guest"
-            )
-        if provider is None and not device.exists():
-            raise TeeUnavailableError(
-                f"no TDX guest interface: configfs-tsm ({tsm_root}) has no {PROVIDER} "
-                f"provider and {device} does not exist; is this a TD with the tdx_guest "
-                "module loaded?"
-            )
-        tsm = client if provider == PROVIDER else None
+        tsm = client.find_guest(PROVIDER, device, tee="TDX", guest="a TDX guest (TD)")
         fs = sysfs if sysfs is not None else OsFilesystem()
         measurements = next(
             (r / "measurements" for r in sysfs_roots if fs.is_dir(r / "measurements")), None
