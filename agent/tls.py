@@ -13,8 +13,6 @@ no hook into the handshake.
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from attestd._files import FileRefusedError, read_regular_file
 from attestd.agent.config import TlsConfig
 from attestd.agent.errors import ListenError, TlsInvalidError, WeakKeyError
 
@@ -86,21 +85,9 @@ def load_server_tls(tls: TlsConfig) -> ServerTls:
 
 def _read(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        raise ListenError(f"cannot read TLS file {path}: {err.strerror}") from err
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ListenError(f"cannot read TLS file {path}: not a regular file")
-        if info.st_size > MAX_TLS_FILE_BYTES:
-            raise ListenError(f"TLS file {path} is over {MAX_TLS_FILE_BYTES} bytes")
-        data = os.read(fd, MAX_TLS_FILE_BYTES + 1)
-        if len(data) > MAX_TLS_FILE_BYTES:  # it grew since fstat
-            raise ListenError(f"TLS file {path} is over {MAX_TLS_FILE_BYTES} bytes")
-        return data
-    finally:
-        os.close(fd)
+        return read_regular_file(path, MAX_TLS_FILE_BYTES, "TLS file")
+    except FileRefusedError as err:
+        raise ListenError(str(err)) from err
 
 
 def _certificates(path: Path, pem: bytes) -> list[x509.Certificate]:

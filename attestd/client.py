@@ -32,15 +32,18 @@ from typing import Any
 
 import grpc
 
+from attestd._files import read_regular_file
 from attestd.errors import AttestdError
 from attestd.v1 import agent_pb2, agent_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 120.0
-# Evidence envelopes may be up to 16 MiB (attestd.evidence.MAX_ENVELOPE_BYTES);
-# gRPC's default 4 MiB receive limit would refuse a long runtime log.
+MAX_TLS_FILE_BYTES = 1 << 20
+"""The largest certificate, key or CA file the client reads (a FIFO or device is refused)."""
 ArtifactSpec = agent_pb2.ArtifactSpec
 """An input or output of a stage: ``ArtifactSpec(path=..., license=..., tags=[...])``."""
 
+# Evidence envelopes may be up to 16 MiB (attestd.evidence.MAX_ENVELOPE_BYTES);
+# gRPC's default 4 MiB receive limit would refuse a long runtime log.
 _CHANNEL_OPTIONS: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", 64 << 20)]
 
 
@@ -78,9 +81,9 @@ class AgentClient:
         timeout: float = DEFAULT_TIMEOUT_S,
     ) -> AgentClient:
         credentials = grpc.ssl_channel_credentials(
-            root_certificates=ca.read_bytes(),
-            private_key=key.read_bytes(),
-            certificate_chain=cert.read_bytes(),
+            root_certificates=read_regular_file(ca, MAX_TLS_FILE_BYTES, "CA certificate"),
+            private_key=read_regular_file(key, MAX_TLS_FILE_BYTES, "client key"),
+            certificate_chain=read_regular_file(cert, MAX_TLS_FILE_BYTES, "client certificate"),
         )
         options = list(_CHANNEL_OPTIONS)
         if server_name:
