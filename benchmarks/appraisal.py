@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -190,44 +189,49 @@ def snp_workload(directory: Path, count: int) -> tuple[Workload, Callable[[bytes
     return workload, signature_check
 
 
-def _rate(run: Callable[[], None], items: int) -> float:
-    start = time.perf_counter()
-    run()
-    return items / (time.perf_counter() - start)
+_BLOCK = 10  # items per turn: each contender sees the same load on a shared machine
 
 
 def measure(
     workload: Workload, baseline: Callable[[bytes], None], repeats: int
 ) -> dict[str, float]:
-    """Median items/s of attestd (caches on and off) and of the baseline over ``repeats``."""
+    """Median items/s of attestd (caches on and off) and of the baseline over ``repeats``.
+
+    Within a repeat the three take turns on blocks of ``_BLOCK`` items, so that
+    a busy neighbour slows all of them alike.
+    """
     size = len(workload.items) // (repeats + 1)
     chunks = [workload.items[i * size : (i + 1) * size] for i in range(repeats + 1)]
-    warm, timed = chunks[0], chunks[1:]
 
-    def appraise_all(items: list[tuple[bytes, bytes, bytes]]) -> None:
+    def appraise_all(items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
         for evidence, nonce, _ in items:
             result = appraise(evidence, nonce=nonce, policy=workload.policy, now=workload.now)
             if result.status is not AppraisalStatus.AFFIRMING:
                 raise SystemExit(f"{workload.name} evidence not affirmed: {result.reasons}")
 
-    _cache.clear_all()
-    appraise_all(warm)  # a running verifier's caches: platform, chain, collateral
-    cached, uncached, base = [], [], []
-    for chunk in timed:
+    def check_all(items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+        for _, _, quote in items:
+            baseline(quote)
 
-        def check_all(items: list[tuple[bytes, bytes, bytes]] = chunk) -> None:
-            for _, _, quote in items:
-                baseline(quote)
-
-        base.append(_rate(check_all, len(chunk)))
-        cached.append(_rate(partial(appraise_all, chunk), len(chunk)))
+    def uncached(items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
         with _cache.caching(False):
-            uncached.append(_rate(partial(appraise_all, chunk), len(chunk)))
-    return {
-        "attestd": statistics.median(cached),
-        "attestd_no_cache": statistics.median(uncached),
-        "baseline": statistics.median(base),
-    }
+            appraise_all(items)
+
+    _cache.clear_all()
+    appraise_all(chunks[0])  # a running verifier's caches: platform, chain, collateral
+    rates: dict[str, list[float]] = {"attestd": [], "attestd_no_cache": [], "baseline": []}
+    runs = {"attestd": appraise_all, "attestd_no_cache": uncached, "baseline": check_all}
+    for chunk in chunks[1:]:
+        spent = dict.fromkeys(runs, 0.0)
+        for start in range(0, len(chunk), _BLOCK):
+            block = chunk[start : start + _BLOCK]
+            for name, run in runs.items():
+                began = time.perf_counter()
+                run(block)
+                spent[name] += time.perf_counter() - began
+        for name in runs:
+            rates[name].append(len(chunk) / spent[name])
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def main() -> None:
