@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing bench-gpu sigstore-js fuzz clean
+.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-hashing bench-appraisal bench-gpu sigstore-js fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-runtime-log: $(STAMP)
 
 bench-hashing: $(STAMP)
 	$(PY) benchmarks/hashing.py
+
+# attestd's appraise() on one core against dcap-qvl (TDX) and the bare SNP signature + chain check.
+bench-appraisal: $(STAMP)
+	$(PY) benchmarks/appraisal.py
 
 # GPU BLAKE3 vs the blake3 package on all cores; needs an NVIDIA GPU and attestd[gpu].
 bench-gpu: $(STAMP)

@@ -139,7 +139,7 @@ class TdxAppraiser:
             if policy.allow_debug:
                 return warned("debug_td", detail)
             return failed("debug_td", detail)
-        result = verify_with_collateral(self.quote.to_bytes(), collateral, options)
+        result = verify_with_collateral(self.quote, collateral, options)
         advisories = ", ".join(result.advisory_ids) or "none"
         if result.status not in policy.allowed_tcb_statuses:
             return failed(

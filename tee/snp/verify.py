@@ -21,6 +21,12 @@ reported TCB.
 The extension OIDs are those of AMD's VCEK specification (publication 57230)
 as go-sev-guest's ``kds`` package reads them. Whether the TCB is current and
 the measurement acceptable are policy, and separate.
+
+A verified chain (three RSA-PSS signatures) is cached, bounded, under the
+three certificates and the trusted ARKs, and served only for a ``now`` inside
+all three validities; outside it the chain is checked in full again. A
+VCEK's extensions are cached by the certificate. The report's own signature
+is checked every time.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
+from attestd.tee import _cache
 from attestd.tee.errors import (
     CertificateExpiredError,
     QuoteVerificationError,
@@ -133,6 +140,17 @@ TURIN_HWID_SIZE = 8
 _ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
 _AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 _SERIAL_WARNING = r"Parsed a serial number which wasn't positive"
+
+# Certificates hash and compare by their DER, so they key these caches directly.
+_ChainKey = tuple[
+    x509.Certificate, x509.Certificate, x509.Certificate | None, tuple[x509.Certificate, ...], str
+]
+_CHAINS: _cache.ValidityCache[_ChainKey, ec.EllipticCurvePublicKey] = _cache.ValidityCache(
+    "snp.chains", maxsize=1024
+)
+_EXTENSIONS: _cache.ValidityCache[x509.Certificate, VcekExtensions] = _cache.ValidityCache(
+    "snp.vcek_extensions", maxsize=1024
+)
 
 
 @dataclass(frozen=True)
@@ -249,7 +267,7 @@ def verify_report(
             raise VcekChainInvalidError(f"no {_issuer_name(kind)} given and the product is unknown")
         ask = amd_intermediate(product, report.signing_key)
     try:
-        vcek_key = _verify_chain(vcek, ask, ark, options, kind)
+        vcek_key = _cached_chain(vcek, ask, ark, options, kind)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         # cryptography decodes some certificate parts lazily; damage can surface here.
         raise VcekChainInvalidError(f"a certificate cannot be processed: {e}") from e
@@ -285,6 +303,33 @@ def _check_signing_key(report: AttestationReport, extensions: VcekExtensions) ->
         f"the report's SIGNING_KEY names {what}, but the certificate given is a "
         f"{_kind_name(given)}",
     )
+
+
+def _cached_chain(
+    vcek: x509.Certificate,
+    ask: x509.Certificate,
+    ark: x509.Certificate | None,
+    options: VerifyOptions,
+    kind: str,
+) -> ec.EllipticCurvePublicKey:
+    """:func:`_verify_chain`, served from the cache while ``now`` is inside every validity.
+
+    The key holds the certificates given (``ark`` may be None: found among the
+    trusted ones) and the trusted ARKs, so a chain verified under one root is
+    never served for another.
+    """
+    key: _ChainKey = (vcek, ask, ark, tuple(options.arks()), kind)
+    cached = _CHAINS.get(key, options.now)
+    if cached is not None:
+        return cached
+    vcek_key = _verify_chain(vcek, ask, ark, options, kind)
+    # The ARK that anchored it is among the trusted ones; its validity was checked too.
+    anchors = [ark] if ark is not None else [t for t in options.arks() if _signed_by(ask, t)]
+    chain = [vcek, ask, *anchors]
+    not_before = max(c.not_valid_before_utc for c in chain)
+    not_after = min(c.not_valid_after_utc for c in chain)
+    _CHAINS.put(key, vcek_key, not_before=not_before, not_after=not_after)
+    return vcek_key
 
 
 def _verify_chain(
@@ -407,6 +452,15 @@ def vcek_extensions(cert: x509.Certificate) -> VcekExtensions:
 
 
 def _read_extensions(cert: x509.Certificate) -> VcekExtensions:
+    start, end = _cache.ALWAYS
+    cached = _EXTENSIONS.get(cert, start)
+    if cached is None:
+        cached = _parse_extensions(cert)
+        _EXTENSIONS.put(cert, cached, not_before=start, not_after=end)
+    return cached
+
+
+def _parse_extensions(cert: x509.Certificate) -> VcekExtensions:
     try:
         raw = {e.oid: e.value for e in cert.extensions}
     except (ValueError, TypeError) as e:

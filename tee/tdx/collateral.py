@@ -19,6 +19,11 @@ is a :class:`CollateralError` with a stable ``reason``:
   unparsable CRL or certificates, a missing field or header);
 - ``collateral_too_large``: a file or response over the size limit;
 - ``collateral_expired``: a PCCS served collateral whose nextUpdate has passed.
+
+Collateral read from a mapping (the evidence's) is cached, bounded, by its
+exact field values, and so is the FMSPC and PCK CA read from a PCK chain:
+both are functions of immutable bytes. Whether collateral is current is not
+decided here and so is never cached here.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestd._files import FileMissingError, FileRefusedError, FileTooLargeError, read_regular_file
-from attestd.tee import _http
+from attestd.tee import _cache, _http
 from attestd.tee._http import Response
 from attestd.tee.errors import TeeError
 from attestd.tee.tdx.abi import Quote
@@ -119,6 +124,7 @@ class Collateral:
     _crl_updates: tuple[datetime, datetime] = dataclasses.field(
         init=False, repr=False, compare=False
     )
+    _validity: tuple[datetime, datetime] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _TEXT_FIELDS:
@@ -127,24 +133,53 @@ class Collateral:
         for name in _HEX_FIELDS:
             if not isinstance(getattr(self, name), bytes):
                 raise _malformed(f"collateral field {name} is not bytes")
-        for name in ("pck_crl_issuer_chain", "tcb_info_issuer_chain", "qe_identity_issuer_chain"):
-            _pem_chain(getattr(self, name), name)
+        certificates = [
+            cert
+            for name in (
+                "pck_crl_issuer_chain",
+                "tcb_info_issuer_chain",
+                "qe_identity_issuer_chain",
+            )
+            for cert in _pem_chain(getattr(self, name), name)
+        ]
         documents = (
             _signed_document(self.tcb_info, "tcb_info", ("id", "fmspc", "tcbLevels")),
             _signed_document(self.qe_identity, "qe_identity", ("id", "tcbLevels")),
         )
+        crls = (_crl(self.root_ca_crl, "root_ca_crl"), _crl(self.pck_crl, "pck_crl"))
         crl_updates = (
-            _crl_next_update(self.root_ca_crl, "root_ca_crl"),
-            _crl_next_update(self.pck_crl, "pck_crl"),
+            _crl_next_update(crls[0], "root_ca_crl"),
+            _crl_next_update(crls[1], "pck_crl"),
         )
         object.__setattr__(self, "_documents", documents)
         object.__setattr__(self, "_crl_updates", crl_updates)
+        starts = [c.not_valid_before_utc for c in certificates]
+        starts += [crl.last_update_utc for crl in crls]
+        starts += [_issue_date(doc) for doc, _ in documents]
+        ends = [c.not_valid_after_utc for c in certificates] + [self.next_update]
+        object.__setattr__(self, "_validity", (max(starts), min(ends)))
 
     @classmethod
     def from_mapping(cls, document: Mapping[str, Any]) -> Collateral:
-        """From dcap-qvl's ``QuoteCollateralV3`` JSON object (bytes fields in hex)."""
+        """From dcap-qvl's ``QuoteCollateralV3`` JSON object (bytes fields in hex).
+
+        Cached by the exact field values: the same collateral in many pieces of
+        evidence is parsed once.
+        """
         if not isinstance(document, Mapping):
             raise _malformed("collateral is not a JSON object")
+        key = tuple(document.get(name) for name in (*_TEXT_FIELDS, *_HEX_FIELDS))
+        if all(isinstance(v, str) for v in key) and len(document) == len(key):
+            start, end = _cache.ALWAYS
+            cached = _PARSED.get(key, start)
+            if cached is None:
+                cached = cls._from_mapping(document)
+                _PARSED.put(key, cached, not_before=start, not_after=end)
+            return cached
+        return cls._from_mapping(document)
+
+    @classmethod
+    def _from_mapping(cls, document: Mapping[str, Any]) -> Collateral:
         values: dict[str, Any] = {}
         for name in (*_TEXT_FIELDS, *_HEX_FIELDS):
             if name not in document:
@@ -200,6 +235,22 @@ class Collateral:
         """The earliest nextUpdate of TCB info, QE identity and both CRLs."""
         return min(self._documents[0][1], self._documents[1][1], *self._crl_updates)
 
+    @property
+    def validity(self) -> tuple[datetime, datetime]:
+        """When every date in this collateral admits it: (latest start, earliest end).
+
+        Starts are the issuer certificates' notBefore, the CRLs' thisUpdate and
+        the documents' issueDate; ends are the certificates' notAfter and every
+        nextUpdate. A verdict on this collateral holds only inside this span.
+        """
+        return self._validity
+
+    @property
+    def cache_key(self) -> bytes:
+        """A digest of every field: equal for equal collateral, for cache keys."""
+        values = [getattr(self, name) for name in (*_TEXT_FIELDS, *_HEX_FIELDS)]
+        return _cache.digest(*(v.encode() if isinstance(v, str) else v for v in values))
+
 
 def _pem_chain(pem: str, name: str) -> tuple[x509.Certificate, ...]:
     try:
@@ -236,15 +287,43 @@ def _signed_document(
     return document, _parse_time(document.get("nextUpdate"), f"{name}.nextUpdate")
 
 
-def _crl_next_update(der: bytes, name: str) -> datetime:
+def _crl(der: bytes, name: str) -> x509.CertificateRevocationList:
     try:
-        crl = x509.load_der_x509_crl(der)
+        return x509.load_der_x509_crl(der)
+    except Exception as e:  # any refusal of the CRL parser
+        raise _malformed(f"{name} is not a DER CRL: {e}") from None
+
+
+def _crl_next_update(crl: x509.CertificateRevocationList, name: str) -> datetime:
+    try:
         next_update = crl.next_update_utc
     except Exception as e:  # any refusal of the CRL parser
         raise _malformed(f"{name} is not a DER CRL: {e}") from None
     if next_update is None:
         raise _malformed(f"{name} has no nextUpdate")
     return next_update
+
+
+def _issue_date(document: dict[str, Any]) -> datetime:
+    """A signed document's issueDate; the end of time (nothing cacheable) if unreadable.
+
+    Reading it is not this module's check (dcap-qvl's is): a missing or bad date
+    only means that no verdict on this collateral may be cached.
+    """
+    try:
+        return _parse_time(document.get("issueDate"), "issueDate")
+    except CollateralError:
+        return _cache.ALWAYS[1]
+
+
+# Evidence collateral by its exact field values (a fleet shares a few platforms' collateral).
+_PARSED: _cache.ValidityCache[tuple[object, ...], Collateral] = _cache.ValidityCache(
+    "tdx.collateral", maxsize=256
+)
+# FMSPC and PCK CA by the PCK chain's PEM bytes.
+_PLATFORM_IDS: _cache.ValidityCache[bytes, _PlatformIds] = _cache.ValidityCache(
+    "tdx.platform_ids", maxsize=1024
+)
 
 
 class CollateralSource(Protocol):
@@ -261,13 +340,20 @@ class _PlatformIds:
 
 def _platform_ids(quote: Quote) -> _PlatformIds:
     """FMSPC and PCK CA from the quote's PCK leaf (Intel's SGX extension, issuer name)."""
+    pem = quote.certification_data.pck_chain_pem
+    start, end = _cache.ALWAYS
+    cached = _PLATFORM_IDS.get(pem, start)
+    if cached is not None:
+        return cached
     try:
         parsed = dcap_qvl.parse_quote(quote.to_bytes())
-        return _PlatformIds(parsed.fmspc().upper(), parsed.ca())
+        ids = _PlatformIds(parsed.fmspc().upper(), parsed.ca())
     except ValueError as e:
         raise CollateralUnavailableError(
             f"the quote's PCK certificate names no FMSPC: {e}"
         ) from None
+    _PLATFORM_IDS.put(pem, ids, not_before=start, not_after=end)
+    return ids
 
 
 def _read_limited(path: Path, limit: int) -> bytes:
@@ -527,12 +613,12 @@ def _crl_bytes(body: bytes, what: str) -> bytes:
                 der = bytes.fromhex(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             raise _malformed(f"the {what} is neither DER, PEM nor hex") from None
-    _crl_next_update(der, what)
+    _crl_next_update(_crl(der, what), what)
     return der
 
 
 def _crl_expiry(response: Response) -> datetime:
-    return _crl_next_update(_crl_bytes(response.body, "CRL"), "CRL")
+    return _crl_next_update(_crl(_crl_bytes(response.body, "CRL"), "CRL"), "CRL")
 
 
 def _crl_distribution_point(cert: x509.Certificate) -> str | None:

@@ -26,6 +26,18 @@ subclass per ``reason``:
 - ``dcap_verification_failed``: anything else, with dcap-qvl's message.
 
 A malformed quote raises :class:`~attestd.tee.errors.QuoteFormatError` first.
+
+dcap-qvl's verdict on a quote rests on the platform (PCK chain, QE report,
+attestation key), the TD's TCB fields, the collateral and the root; not on
+REPORTDATA or the RTMRs, which change with every nonce and event. An accepted
+verdict is therefore cached (bounded) under everything but those fields and
+the quote's signature, with the root and the collateral's digest, and served
+only while ``now`` is inside every date it rests on (each certificate's
+validity, each CRL's thisUpdate..nextUpdate, the TCB info's and QE identity's
+issueDate..nextUpdate, a second inside each end). A served verdict still needs
+the quote's own signature under its attestation key, checked here unless
+:func:`attestd.tee.tdx.verify.verify_quote` already checked those bytes.
+Refusals are never cached: each one runs dcap-qvl and keeps its reason.
 The TCB statuses are Intel's, spelled as in Intel's TCB info JSON whatever
 spelling dcap-qvl reports: ``UpToDate``, ``SWHardeningNeeded``,
 ``ConfigurationNeeded``, ``ConfigurationAndSWHardeningNeeded``, ``OutOfDate``,
@@ -35,19 +47,20 @@ spelling dcap-qvl reports: ``UpToDate``, ``SWHardeningNeeded``,
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import dcap_qvl
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from attestd.tee import _cache
 from attestd.tee.errors import QuoteVerificationError
-from attestd.tee.tdx.abi import parse_quote
+from attestd.tee.tdx.abi import TD_REPORT10_SIZE, Quote, parse_quote
 from attestd.tee.tdx.collateral import Collateral
-from attestd.tee.tdx.verify import intel_sgx_root_ca
+from attestd.tee.tdx.rtmr import RTMR_COUNT, RTMR_SIZE
+from attestd.tee.tdx.verify import intel_sgx_root_ca, verify_quote_signature
 
 INTEL: Literal["intel"] = "intel"
 
@@ -265,23 +278,79 @@ def error_for(message: str) -> type[DcapVerificationError]:
     return _ERROR_BY_REASON[reason_for(message)]
 
 
+# Verdicts by platform, TCB fields, collateral and root (module docstring).
+_VERDICTS: _cache.ValidityCache[bytes, DcapResult] = _cache.ValidityCache(
+    "tdx.dcap_verdicts", maxsize=1024
+)
+# dcap-qvl compares whole seconds, and may treat either end of a span as outside it.
+_MARGIN = timedelta(seconds=1)
+# In the TD report body (1.0, and 1.5 which extends it): RTMR0..3, then REPORTDATA, at its end.
+_PER_QUOTE_FIELDS = slice(TD_REPORT10_SIZE - 64 - RTMR_COUNT * RTMR_SIZE, TD_REPORT10_SIZE)
+
+
 def verify_with_collateral(
-    quote: bytes,
+    quote: bytes | Quote,
     collateral: Collateral | dcap_qvl.QuoteCollateralV3,
     options: DcapOptions,
 ) -> DcapResult:
     """Appraise ``quote`` with ``collateral`` at ``options.now`` under ``options.root``."""
-    parsed = parse_quote(quote)  # QuoteFormatError on malformed bytes, before dcap-qvl
+    # QuoteFormatError on malformed bytes, before dcap-qvl
+    parsed = quote if isinstance(quote, Quote) else parse_quote(quote)
     root = options.root_certificate
-    root_der = root.public_bytes(Encoding.DER)
-    quoted_root = parsed.pck_chain()[-1].public_bytes(Encoding.DER)
-    if not hmac.compare_digest(quoted_root, root_der):
+    if parsed.pck_chain()[-1] != root:  # certificates compare by their DER
         subject = parsed.pck_chain()[-1].subject.rfc4514_string()
         raise DcapUntrustedRootError(
             f"the PCK chain ends at {subject!r}, not at {root.subject.rfc4514_string()!r}"
         )
-    if isinstance(collateral, Collateral):
-        collateral = collateral.to_dcap()
+    if not isinstance(collateral, Collateral):
+        return _run_dcap_qvl(parsed, collateral, options)
+    key = _verdict_key(parsed, collateral, options)
+    cached = _VERDICTS.get(key, options.now)
+    # The quote's own signature is the one link a cached verdict does not cover; where it
+    # fails, dcap-qvl runs, so the refusal is dcap-qvl's, as without the cache.
+    if cached is not None and _quote_signature_holds(parsed):
+        return cached
+    result = _run_dcap_qvl(parsed, collateral.to_dcap(), options)
+    start, end = collateral.validity
+    chain = parsed.pck_chain()
+    start = max(start, *(c.not_valid_before_utc for c in chain)) + _MARGIN
+    end = min(end, *(c.not_valid_after_utc for c in chain)) - _MARGIN
+    _VERDICTS.put(key, result, not_before=start, not_after=end)
+    return result
+
+
+def _quote_signature_holds(quote: Quote) -> bool:
+    try:
+        verify_quote_signature(quote)
+    except QuoteVerificationError:
+        return False
+    return True
+
+
+def _verdict_key(quote: Quote, collateral: Collateral, options: DcapOptions) -> bytes:
+    """Everything dcap-qvl's verdict depends on, but REPORTDATA, the RTMRs and the signature."""
+    region = quote.signed_region
+    body_start = len(region) - quote.body.SIZE
+    masked = (
+        region[: body_start + _PER_QUOTE_FIELDS.start]
+        + region[body_start + _PER_QUOTE_FIELDS.stop :]
+    )
+    root = (
+        b"intel" if options.root == INTEL else options.root_certificate.public_bytes(Encoding.DER)
+    )
+    return _cache.digest(
+        masked,
+        quote.signature_data.attestation_key,
+        quote.certification_data.to_bytes(),
+        collateral.cache_key,
+        root,
+    )
+
+
+def _run_dcap_qvl(
+    parsed: Quote, collateral: dcap_qvl.QuoteCollateralV3, options: DcapOptions
+) -> DcapResult:
+    root_der = options.root_certificate.public_bytes(Encoding.DER)
     now_secs = int(options.now.timestamp())
     raw = parsed.to_bytes()  # without the zero padding a kernel buffer may add
     try:

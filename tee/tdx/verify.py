@@ -11,6 +11,13 @@ the attestation key over the quote. Each failure has its own stable ``reason``.
 This module proves who signed the quote; whether the TCB is current (TCB info,
 QE identity, CRLs) and whether the measurements are acceptable are separate
 steps.
+
+A verified PCK chain is cached (bounded, :mod:`attestd.tee._cache`) under its
+PEM bytes and the trusted roots, and served only for a ``now`` inside every
+certificate's validity; outside it, the chain is checked again in full, so an
+expired certificate is still ``certificate_expired``. Signatures that verified
+(QE report, quote) are remembered by the bytes, key and signature, so that
+:mod:`attestd.tee.tdx.dcap` does not check the same quote signature twice.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from attestd.tee import _cache
 from attestd.tee.errors import (
     CertificateExpiredError,
     QuoteVerificationError,
@@ -71,6 +79,14 @@ class QuoteSignatureInvalidError(QuoteVerificationError):
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
+# A verifier sees a few platforms (PCK chains) and many quotes from each.
+_PCK_CHAINS: _cache.ValidityCache[
+    tuple[bytes, tuple[x509.Certificate, ...]], ec.EllipticCurvePublicKey
+] = _cache.ValidityCache("tdx.pck_chains", maxsize=1024)
+_SIGNATURES: _cache.ValidityCache[bytes, bool] = _cache.ValidityCache(
+    "tdx.signatures", maxsize=4096
+)
+
 
 @dataclass(frozen=True)
 class VerifyOptions:
@@ -98,24 +114,71 @@ def verify_quote(quote: Quote | bytes, options: VerifyOptions) -> Quote:
     """
     if not isinstance(quote, Quote):
         quote = parse_quote(quote)
-    pck_key = _verify_pck_chain(quote.pck_chain(), options)
     cert_data = quote.certification_data
-    _verify_signature(
-        pck_key,
-        cert_data.qe_report_signature,
-        cert_data.qe_report.to_bytes(),
-        QeReportSignatureInvalidError,
-        "the QE report is not signed by the PCK certificate's key",
-    )
+    pck_key = _cached_pck_chain(cert_data.pck_chain_pem, quote.pck_chain(), options)
+    qe_report = cert_data.qe_report.to_bytes()
+    if not _signature_verified(cert_data.pck_chain_pem, cert_data.qe_report_signature, qe_report):
+        _verify_signature(
+            pck_key,
+            cert_data.qe_report_signature,
+            qe_report,
+            QeReportSignatureInvalidError,
+            "the QE report is not signed by the PCK certificate's key",
+        )
+        _remember_signature(cert_data.pck_chain_pem, cert_data.qe_report_signature, qe_report)
     _verify_attestation_key_binding(quote)
+    verify_quote_signature(quote)
+    return quote
+
+
+def verify_quote_signature(quote: Quote) -> None:
+    """The attestation key in the quote signed its header and body (QuoteSignatureInvalidError).
+
+    Only this link; :func:`verify_quote` checks the chain that vouches for the key.
+    """
+    key = quote.signature_data.attestation_key
+    signature = quote.signature_data.signature
+    region = quote.signed_region
+    if _signature_verified(key, signature, region):
+        return
     _verify_signature(
-        _attestation_public_key(quote.signature_data.attestation_key),
-        quote.signature_data.signature,
-        quote.signed_region,
+        _attestation_public_key(key),
+        signature,
+        region,
         QuoteSignatureInvalidError,
         "the quote is not signed by the attestation key",
     )
-    return quote
+    _remember_signature(key, signature, region)
+
+
+def _signature_verified(key: bytes, signature: bytes, data: bytes) -> bool:
+    return _SIGNATURES.get(_cache.digest(key, signature, data), _cache.ALWAYS[0]) is not None
+
+
+def _remember_signature(key: bytes, signature: bytes, data: bytes) -> None:
+    # A signature that verified over these bytes under this key always will: no clock.
+    start, end = _cache.ALWAYS
+    _SIGNATURES.put(_cache.digest(key, signature, data), True, not_before=start, not_after=end)
+
+
+def _cached_pck_chain(
+    pem: bytes, chain: Sequence[x509.Certificate], options: VerifyOptions
+) -> ec.EllipticCurvePublicKey:
+    """:func:`_verify_pck_chain`, served from the cache while ``now`` is inside every validity.
+
+    The key is the chain's PEM bytes and the trusted roots (certificates compare
+    and hash by their DER), so a chain verified under one root is never served
+    for another.
+    """
+    key = (pem, tuple(options.trusted_roots))
+    leaf_key = _PCK_CHAINS.get(key, options.now)
+    if leaf_key is not None:
+        return leaf_key
+    leaf_key = _verify_pck_chain(chain, options)
+    not_before = max(c.not_valid_before_utc for c in chain)
+    not_after = min(c.not_valid_after_utc for c in chain)
+    _PCK_CHAINS.put(key, leaf_key, not_before=not_before, not_after=not_after)
+    return leaf_key
 
 
 def _verify_pck_chain(
