@@ -35,6 +35,7 @@ from attestd.evidence import (
     sign_statement,
     subjects_digest,
 )
+from attestd.evidence.subjects import statement_subjects
 from attestd.tee.tdx import _simulated_pki as tdx_pki
 from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.simulated import SimulatedTdMeasurements, SimulatedTdxBackend
@@ -69,7 +70,12 @@ class Scenario:
         issued_at: datetime | None = None,
     ) -> Statement:
         """A statement with a fresh quote over its binding, as the agent makes it."""
-        chosen = tuple(self.subjects if subjects is None else subjects)
+        # As the agent chooses them: with no artifact, the agent subject (evidence/subjects.py).
+        chosen = tuple(
+            statement_subjects(
+                self.subjects if subjects is None else subjects, key_id(self.key.public_key())
+            )
+        )
         binding = Binding(
             nonce=nonce,
             subjects_digest=subjects_digest(chosen),
