@@ -86,6 +86,7 @@ from attestd.evidence.provenance import (
     outputs_as_subjects,
     stage_nonce,
 )
+from attestd.evidence.subjects import statement_subjects
 from attestd.tee.backend import Attestation, TeeBackend, TeeDescription
 from attestd.tee.detect import open_backend
 
@@ -321,7 +322,7 @@ class Agent:
         """Evidence whose subjects ``choose`` picks, under the lock that pins the log head."""
         with self._lock:
             self._require_serving()
-            subjects = choose()
+            subjects = statement_subjects(choose(), self._key_id)  # never an empty list
             events = self._store.events()
             if len(events) > self._config.limits.max_log_events_in_evidence:
                 raise EvidenceTooLargeError(

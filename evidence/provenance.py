@@ -49,6 +49,7 @@ from attestd.evidence.runtime_log_format import (
     parse_rfc3339,
 )
 from attestd.evidence.statement import STATEMENT_TYPE
+from attestd.evidence.subjects import AgentSubjectError, artifact_subjects, statement_subjects
 
 SLSA_PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
 STAGE_BUILD_TYPE = "https://attestd.dev/stage/v1"
@@ -156,6 +157,17 @@ class StageProvenance:
     finished_on: datetime
     log_segment: tuple[RuntimeEvent, ...] = field(default=())
 
+    def subjects(self) -> list[StageArtifact]:
+        """The statement's subjects: the outputs, or the builder's agent subject when none.
+
+        A stage with no outputs names the agent that ran it (``attestd.evidence.subjects``),
+        the same subject its evidence names, so that the statement is valid in-toto.
+        """
+        chosen = statement_subjects(self.outputs, builder_key_id(self.builder_id))
+        return [
+            a if isinstance(a, StageArtifact) else StageArtifact(a.name, a.digest) for a in chosen
+        ]
+
     def to_statement(self) -> dict[str, object]:
         dependencies: list[object] = [a.to_json() for a in self.inputs]
         if self.previous is not None:
@@ -163,7 +175,7 @@ class StageProvenance:
         segment = canonical_json([event_to_json(e) for e in self.log_segment])
         return {
             "_type": STATEMENT_TYPE,
-            "subject": [a.to_json() for a in self.outputs],
+            "subject": [s.to_json() for s in self.subjects()],
             "predicateType": SLSA_PROVENANCE_TYPE,
             "predicate": {
                 "buildDefinition": {
@@ -201,7 +213,8 @@ class StageProvenance:
             _json.fail("$._type", f"expected {STATEMENT_TYPE!r}")
         if top["predicateType"] != SLSA_PROVENANCE_TYPE:
             _json.fail("$.predicateType", f"expected {SLSA_PROVENANCE_TYPE!r}")
-        outputs = _artifacts(top["subject"], "$.subject")
+        subjects = _artifacts(top["subject"], "$.subject")
+        outputs = tuple(artifact_subjects(subjects))
         predicate = _json.obj(
             top["predicate"], "$.predicate", fields=("buildDefinition", "runDetails")
         )
@@ -265,10 +278,21 @@ class StageProvenance:
         if len(byproducts) != 1:
             _json.fail(f"{run_path}.byproducts", f"expected exactly the {RUNTIME_LOG_SEGMENT}")
         segment = _segment(byproducts[0], f"{run_path}.byproducts[0]")
-        return cls(
+        provenance = cls(
             pipeline, run_id, stage, tuple(inputs), outputs, previous, builder_id,
             agent_version, started, finished, segment,
         )  # fmt: skip
+        try:
+            expected = provenance.subjects()
+        except AgentSubjectError as exc:
+            _json.fail("$.subject", f"no outputs, and no agent subject to name: {exc.message}")
+        if list(subjects) != expected:
+            # The outputs, or else exactly the agent subject of the builder's key: a forged or
+            # misplaced agent subject, or an empty list, is not a statement attestd writes.
+            _json.fail(
+                "$.subject", "is not the outputs, nor (with none) the builder's agent subject"
+            )
+        return provenance
 
 
 def _time(value: object, path: str) -> datetime:
@@ -333,7 +357,7 @@ class ParsedProvenance:
         """The statement's subjects as signed: the outputs, members in canonical order."""
         # Round-tripped through canonical bytes: the signed statement sorts its members.
         subjects: list[object] = json.loads(
-            canonical_json([a.to_json() for a in self.provenance.outputs])
+            canonical_json([a.to_json() for a in self.provenance.subjects()])
         )
         return subjects
 
@@ -387,6 +411,11 @@ class StageAttestation:
 def builder_id(tee: str, backend: str, agent_key_id: str) -> str:
     """SLSA builder.id of an attestd agent: its TEE, its backend, and its key."""
     return f"https://attestd.dev/builder/{tee}/{backend}#{agent_key_id}"
+
+
+def builder_key_id(builder: str) -> str:
+    """The agent key id a :func:`builder_id` ends with (its fragment; checked where used)."""
+    return builder.rpartition("#")[2]
 
 
 def outputs_as_subjects(outputs: Sequence[StageArtifact]) -> list[Subject]:

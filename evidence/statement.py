@@ -273,6 +273,9 @@ class Statement:
         if members["predicateType"] != EVIDENCE_PREDICATE_TYPE:
             _json.fail("$.predicateType", f"expected {EVIDENCE_PREDICATE_TYPE!r}")
         raw = _json.array(members["subject"], "$.subject", max_len=MAX_SUBJECTS)
+        if not raw:
+            # in-toto Statement v1 requires a subject; attestd names its agent when no artifact.
+            _json.fail("$.subject", "a statement names at least one subject")
         subjects = tuple(Subject.from_json(s, f"$.subject[{i}]") for i, s in enumerate(raw))
         seen: set[str] = set()
         for i, subject in enumerate(subjects):

@@ -44,6 +44,7 @@ from attestd.evidence import (
     verify_envelope,
 )
 from attestd.evidence.binding import AGENT_KEY_MISMATCH, LOG_HEAD_MISMATCH, SUBJECTS_MISMATCH
+from attestd.evidence.subjects import AGENT_SUBJECT_MISMATCH, agent_subject_link, artifact_subjects
 from attestd.tee.backend import TeeType
 from attestd.verifier._snp import SNP_CHECK_NAMES, SNP_CHECKS, SNP_REPORT_REASONS, SnpAppraiser
 from attestd.verifier._tdx import TDX_CHECK_NAMES, TDX_CHECKS, TDX_QUOTE_REASONS, TdxAppraiser
@@ -186,7 +187,10 @@ class _Appraisal:
 
     def subjects(self) -> Outcome:
         statement = self._statement()
-        broken = subjects_link(statement.predicate.binding, statement.subjects)
+        binding = statement.predicate.binding
+        broken = subjects_link(binding, statement.subjects) or agent_subject_link(
+            statement.subjects, binding.agent_key_id
+        )
         if broken is not None:
             return failed(broken.reason, broken.detail)
         return passed(f"{len(statement.subjects)} subjects match the binding's digest")
@@ -239,7 +243,7 @@ class _Appraisal:
     def artifacts(self) -> Outcome:
         if not self.policy.artifacts:
             return warned(REFERENCE_VALUE_ABSENT, "the policy names no artifacts")
-        subjects = self._statement().subjects
+        subjects = artifact_subjects(self._statement().subjects)  # the agent is no artifact
         problems: list[tuple[str, str]] = []
         for artifact in self.policy.artifacts:
             label = artifact.name or f"sha256:{artifact.sha256}"
@@ -358,7 +362,7 @@ APPRAISAL_CHECKS: tuple[CheckDef[_Appraisal], ...] = (
         "subjects",
         _Appraisal.subjects,
         _FORMAT,
-        reasons=(SUBJECTS_MISMATCH,),
+        reasons=(SUBJECTS_MISMATCH, AGENT_SUBJECT_MISMATCH),
         claims=(claim("file-system", 99),),
     ),
     CheckDef(

@@ -54,6 +54,7 @@ from attestd.evidence.provenance import (
     provenance_digest,
     stage_nonce,
 )
+from attestd.evidence.subjects import artifact_subjects
 from attestd.verifier.appraisal import appraise
 from attestd.verifier.checks import (
     Check,
@@ -405,7 +406,8 @@ class _Stage:
 
     def outputs(self) -> Outcome:
         outputs = {a.name: dict(a.digest) for a in self._provenance().outputs}
-        subjects = {s.name: dict(s.digest) for s in self._statement().subjects}
+        # The agent subject (a stage with no outputs) is no output; the appraisal checked it.
+        subjects = {s.name: dict(s.digest) for s in artifact_subjects(self._statement().subjects)}
         if outputs != subjects:
             missing = sorted(set(outputs) - set(subjects))
             extra = sorted(set(subjects) - set(outputs))

@@ -49,6 +49,7 @@ from attestd.evidence.provenance import (
     provenance_digest,
     stage_nonce,
 )
+from attestd.evidence.subjects import statement_subjects
 from attestd.tee.snp import _simulated_pki as snp_pki
 from attestd.tee.snp.abi import CertKind, parse_cert_table, parse_report
 from attestd.tee.snp.simulated import STATE_SUBDIR as SNP_STATE_SUBDIR
@@ -105,7 +106,7 @@ class StageAgent:
         issued_at: datetime | None = None,
     ) -> bytes:
         """Evidence over ``subjects`` answering ``nonce``, signed by the agent key."""
-        chosen = tuple(a.subject() for a in subjects)
+        chosen = tuple(statement_subjects([a.subject() for a in subjects], self.key_id))
         events = tuple(self.events)
         binding = Binding(
             nonce=nonce,

@@ -35,6 +35,7 @@ from attestd.evidence import (
     sign_statement,
     subjects_digest,
 )
+from attestd.evidence.subjects import statement_subjects
 from attestd.tee.tdx import _simulated_pki as tdx_pki
 from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.simulated import SimulatedTdMeasurements, SimulatedTdxBackend
@@ -67,9 +68,16 @@ class Scenario:
         nonce: bytes = NONCE,
         subjects: Sequence[Subject] | None = None,
         issued_at: datetime | None = None,
+        exact_subjects: bool = False,
     ) -> Statement:
-        """A statement with a fresh quote over its binding, as the agent makes it."""
-        chosen = tuple(self.subjects if subjects is None else subjects)
+        """A statement with a fresh quote over its binding, as the agent makes it.
+
+        ``exact_subjects`` names ``subjects`` as given (a forger's list), not by the agent's rule.
+        """
+        given = self.subjects if subjects is None else subjects
+        # As the agent chooses them: with no artifact, the agent subject (evidence/subjects.py).
+        key = key_id(self.key.public_key())
+        chosen = tuple(given if exact_subjects else statement_subjects(given, key))
         binding = Binding(
             nonce=nonce,
             subjects_digest=subjects_digest(chosen),
