@@ -9,6 +9,7 @@ SubjectPublicKeyInfo, the same for everyone who holds the public key::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -48,6 +49,13 @@ def load_public_key_pem(pem: str) -> ec.EllipticCurvePublicKey:
         raise EvidenceFormatError(f"public key must be a PEM string, not {type(pem).__name__}")
     if len(pem) > MAX_PUBLIC_KEY_PEM_CHARS:
         raise EvidenceFormatError(f"public key PEM is longer than {MAX_PUBLIC_KEY_PEM_CHARS}")
+    return _load_p256(pem)
+
+
+# One appraisal reads the same agent key several times (statement, binding link,
+# envelope); a key object is immutable, and a refusal is never cached (it raises).
+@functools.lru_cache(maxsize=256)
+def _load_p256(pem: str) -> ec.EllipticCurvePublicKey:
     try:
         key = serialization.load_pem_public_key(pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm, TypeError) as exc:
