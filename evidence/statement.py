@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from attestd.evidence import _json
-from attestd.evidence.binding import Binding, Subject
+from attestd.evidence.binding import BatchMembership, Binding, Subject
 from attestd.evidence.canonical import canonical_json
 from attestd.evidence.errors import EvidenceFormatError
 from attestd.evidence.keys import (
@@ -54,7 +54,7 @@ MAX_LABEL_LENGTH = 256
 
 _STATEMENT_FIELDS = ("_type", "subject", "predicateType", "predicate")
 _PREDICATE_FIELDS = (
-    "binding", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog", "agent", "host",
+    "binding", "batch", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog", "agent", "host",
 )  # fmt: skip
 _CCEL_FIELDS = ("table", "log")
 _TEE_FIELDS = ("type", "simulated", "rootOfTrust", "backend")
@@ -135,7 +135,9 @@ class EvidencePredicate:
     (the SNP VCEK chain), possibly none. ``collateral`` is the TDX DCAP
     collateral (dcap-qvl's QuoteCollateralV3 JSON object) when the agent ships
     it, and ``ccel`` the CC event log (ACPI table and log area) when the
-    machine has one; both are ``null`` in JSON otherwise.
+    machine has one; both are ``null`` in JSON otherwise. ``batch`` places
+    the binding in the Merkle tree whose root the quote carries; left out, it
+    is the batch of one (:meth:`BatchMembership.alone`).
     """
 
     binding: Binding
@@ -148,10 +150,23 @@ class EvidencePredicate:
     certificates: tuple[bytes, ...] = field(default=())
     collateral: Mapping[str, object] | None = None
     ccel: CcelBlob | None = None
+    batch: BatchMembership | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch is None:
+            # Frozen: the one place a default that depends on another field is filled in.
+            object.__setattr__(self, "batch", BatchMembership.alone(self.binding))
+
+    @property
+    def membership(self) -> BatchMembership:
+        """The binding's place in its batch (never None once constructed)."""
+        assert self.batch is not None  # filled in by __post_init__
+        return self.batch
 
     def to_json(self) -> dict[str, object]:
         return {
             "binding": self.binding.to_json(),
+            "batch": self.membership.to_json(),
             "tee": self.tee.to_json(),
             "quote": _json.b64_encode(self.quote),
             "certificates": [_json.b64_encode(c) for c in self.certificates],
@@ -170,6 +185,7 @@ class EvidencePredicate:
     def from_json(cls, obj: object, path: str = "$") -> EvidencePredicate:
         members = _json.obj(obj, path, fields=_PREDICATE_FIELDS)
         binding = Binding.from_json(members["binding"], f"{path}.binding")
+        batch = BatchMembership.from_json(members["batch"], f"{path}.batch")
         tee = TeeClaims.from_json(members["tee"], f"{path}.tee")
         quote = _json.b64_bytes(members["quote"], f"{path}.quote", max_size=MAX_QUOTE_BYTES)
         if not quote:
@@ -196,7 +212,17 @@ class EvidencePredicate:
         collateral = _collateral_from_json(members["collateral"], f"{path}.collateral")
         ccel = CcelBlob.from_json(members["ccel"], f"{path}.ccel")
         return cls(
-            binding, tee, quote, events, pem, version, dict(host), certificates, collateral, ccel
+            binding,
+            tee,
+            quote,
+            events,
+            pem,
+            version,
+            dict(host),
+            certificates,
+            collateral,
+            ccel,
+            batch,
         )
 
 
