@@ -54,7 +54,8 @@ MAX_LABEL_LENGTH = 256
 
 _STATEMENT_FIELDS = ("_type", "subject", "predicateType", "predicate")
 _PREDICATE_FIELDS = (
-    "binding", "batch", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog", "agent", "host",
+    "binding", "batch", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog",
+    "agent", "host",
 )  # fmt: skip
 _CCEL_FIELDS = ("table", "log")
 _TEE_FIELDS = ("type", "simulated", "rootOfTrust", "backend")

@@ -22,7 +22,6 @@ from attestd.evidence import (
     key_id,
     public_key_pem,
     replay,
-    report_data_for,
     subjects_digest,
 )
 from attestd.evidence.binding import leaf_bytes, report_data_for_root
