@@ -3,7 +3,7 @@
     batcher = EvidenceBatcher(serve_batch, max_batch=256)
     future = batcher.submit(request)         # concurrent.futures.Future[bytes]
     envelope = future.result()               # or: await asyncio.wrap_future(future)
-    batcher.close()
+    batcher.close()                          # fails what still waits
 
 One worker thread takes quotes, one after another (the hardware serializes
 them anyway). Each time it is free it cuts a batch of up to ``max_batch`` of
@@ -78,8 +78,8 @@ class EvidenceBatcher(Generic[_R]):
         with self._ready:
             while not self._waiting and not self._closed:
                 self._ready.wait()
-            if not self._waiting:
-                return None  # closed and drained
+            if self._closed:
+                return None
             count = min(self._max, len(self._waiting))
             return [self._waiting.popleft() for _ in range(count)]
 
@@ -99,9 +99,17 @@ class EvidenceBatcher(Generic[_R]):
                     )
 
     def close(self) -> None:
-        """Serve what is queued, refuse new requests, and stop the worker."""
+        """Refuse new requests, fail those still waiting, finish the batch being served.
+
+        Waiting requests are failed rather than served: with one quote per
+        request and a second per quote, a queue could take minutes to drain.
+        """
         with self._ready:
             self._closed = True
+            waiting = list(self._waiting)
+            self._waiting.clear()
             self._ready.notify_all()
+        for pending in waiting:
+            pending.future.set_exception(NotServingError("the agent is shutting down"))
         if threading.current_thread() is not self._worker:
             self._worker.join()
