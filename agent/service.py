@@ -18,7 +18,6 @@ owed), anything else that disagrees stops the agent from serving evidence.
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import logging
 import os
@@ -69,7 +68,6 @@ from attestd.evidence import (
     CcelBlob,
     EvidencePredicate,
     RuntimeEvent,
-    Statement,
     Subject,
     TeeClaims,
     canonical_json,
@@ -79,12 +77,11 @@ from attestd.evidence import (
     now_rfc3339,
     public_key_pem,
     report_data_for_root,
-    sign_statement,
     subjects_digest,
     validate_event_fields,
     validate_nonce,
 )
-from attestd.evidence.envelope import sign_json
+from attestd.evidence.envelope import sign_json, sign_payload
 from attestd.evidence.merkle import inclusion_proofs, tree_root
 from attestd.evidence.provenance import (
     MAX_SEGMENT_EVENTS,
@@ -94,6 +91,7 @@ from attestd.evidence.provenance import (
     outputs_as_subjects,
     stage_nonce,
 )
+from attestd.evidence.statement import StatementTemplate
 from attestd.tee.backend import Attestation, TeeBackend, TeeDescription
 from attestd.tee.detect import open_backend
 from attestd.tee.tdx.abi import parse_quote
@@ -386,15 +384,14 @@ class Agent:
         root = tree_root(leaves)
         attestation = self._backend.attest(report_data_for_root(root))
         events = self._log_through_quote(attestation, length)
-        shared = self._shared_predicate(attestation, events)
+        # The quote, log and collateral are encoded once for the whole batch.
+        template = StatementTemplate(self._shared_predicate(attestation, events))
         for (pending, subjects, binding), proof in zip(
             members, inclusion_proofs(leaves), strict=True
         ):
-            predicate = dataclasses.replace(
-                shared, binding=binding, batch=BatchMembership(root, proof)
-            )
+            payload = template.encode(subjects, binding, BatchMembership(root, proof))
             try:
-                pending.future.set_result(self._sign(subjects, predicate))
+                pending.future.set_result(self._sign(payload))
             except AttestdError as err:
                 pending.future.set_exception(err)
 
@@ -435,9 +432,9 @@ class Agent:
             ccel=_ccel_blob(attestation),
         )
 
-    def _sign(self, subjects: Sequence[Subject], predicate: EvidencePredicate) -> bytes:
-        """The DSSE envelope of the statement, refused if verifiers would refuse its size."""
-        envelope = sign_statement(Statement(tuple(subjects), predicate), self._key)
+    def _sign(self, payload: bytes) -> bytes:
+        """The DSSE envelope of a statement's JCS, refused if verifiers would refuse its size."""
+        envelope = sign_payload(payload, self._key)
         if len(envelope) > MAX_ENVELOPE_BYTES:
             # Verifiers refuse larger envelopes; say so here rather than ship unreadable evidence.
             raise EvidenceTooLargeError(

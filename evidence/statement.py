@@ -10,7 +10,8 @@ hardware quote, the runtime log, the agent key and a description of the host::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -318,3 +319,58 @@ def parse_statement(payload: bytes) -> Statement:
     return Statement.from_json(
         _json.loads(payload, what="statement", max_bytes=MAX_STATEMENT_BYTES)
     )
+
+
+class StatementTemplate:
+    """The JCS bytes of statements that share all but their subjects, binding and batch.
+
+    A batch's statements carry the same quote, runtime log, collateral and
+    host; JCS of those is computed once, and each statement's own members are
+    spliced in. The bytes equal ``canonical_json(statement.to_json())``
+    exactly (JCS is the concatenation of its members' encodings in key order)::
+
+        template = StatementTemplate(shared_predicate)
+        payload = template.encode(subjects, binding, batch)
+    """
+
+    _SLOTS = ("subject", "binding", "batch")
+
+    def __init__(self, shared: EvidencePredicate) -> None:
+        token = secrets.token_hex(16)
+        marks = {slot: f"attestd-slot-{slot}-{token}" for slot in self._SLOTS}
+        document = Statement((), shared).to_json()
+        predicate = dict(shared.to_json())
+        predicate["binding"] = marks["binding"]
+        predicate["batch"] = marks["batch"]
+        document["subject"] = marks["subject"]
+        document["predicate"] = predicate
+        encoded = canonical_json(document)
+        found: list[tuple[int, str, bytes]] = []
+        for slot, mark in marks.items():
+            quoted = canonical_json(mark)
+            if encoded.count(quoted) != 1:  # a random token: never, but never silently
+                raise EvidenceFormatError(f"the statement template's {slot} slot is ambiguous")
+            found.append((encoded.index(quoted), slot, quoted))
+        found.sort()
+        self._pieces: list[bytes] = []
+        self._order: list[str] = []
+        at = 0
+        for position, slot, quoted in found:
+            self._pieces.append(encoded[at:position])
+            self._order.append(slot)
+            at = position + len(quoted)
+        self._pieces.append(encoded[at:])
+
+    def encode(
+        self, subjects: Sequence[Subject], binding: Binding, batch: BatchMembership
+    ) -> bytes:
+        """``canonical_json(Statement(subjects, shared with binding and batch).to_json())``."""
+        values = {
+            "subject": canonical_json([s.to_json() for s in subjects]),
+            "binding": canonical_json(binding.to_json()),
+            "batch": canonical_json(batch.to_json()),
+        }
+        out = [self._pieces[0]]
+        for slot, piece in zip(self._order, self._pieces[1:], strict=True):
+            out += (values[slot], piece)
+        return b"".join(out)
