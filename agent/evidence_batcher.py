@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from attestd.agent.errors import NotServingError
+from attestd.errors import AttestdError
 
 log = logging.getLogger("attestd.agent")
 
@@ -85,13 +86,14 @@ class EvidenceBatcher(Generic[_R]):
 
     def _run(self) -> None:
         while (batch := self._cut()) is not None:
+            failure: BaseException | None = None
             try:
                 self._serve(batch)
+            except AttestdError as err:  # the agent's refusal (not serving, too large)
+                failure = err
             except BaseException as err:
                 log.exception("an evidence batch failed")
                 failure = err
-            else:
-                failure = None
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(
