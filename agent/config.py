@@ -56,6 +56,18 @@ class TeeConfig:
     simulated: SimulatedMeasurementsConfig
     vmpl: int = 0
     """The VMPL SEV-SNP reports are requested at (0 unless the guest runs under an SVSM)."""
+    quote_latency_ms: int = 0
+    """Simulated backends only: how long each quote takes, serialized like configfs-tsm."""
+
+
+@dataclass(frozen=True)
+class EvidenceConfig:
+    """``[evidence]``: how GetEvidence requests share quotes (docs/evidence-format.md section 8)."""
+
+    batching: bool = True
+    """False takes one quote per request, in arrival order (the unbatched baseline)."""
+    max_batch: int = 256
+    """Most requests one quote serves; the rest wait for the next quote."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class AgentConfig:
     listen: ListenConfig
     artifact_roots: tuple[Path, ...]
     limits: LimitsConfig
+    evidence: EvidenceConfig = EvidenceConfig()
 
 
 def load_config(path: Path, *, tee_override: str | None = None) -> AgentConfig:
@@ -139,6 +152,11 @@ def parse_config(
         if signing_key not in ("vcek", "vlek"):
             raise ConfigError('config.tee.simulated.signing_key must be "vcek" or "vlek"')
         simulated["signing_key"] = signing_key
+    quote_latency_ms = simulated_table.integer("quote_latency_ms", 0, minimum=0, maximum=60_000)
+    if simulated_table.has("quote_latency_ms") and not backend.startswith("simulated-"):
+        raise ConfigError(
+            "config.tee.simulated.quote_latency_ms applies to simulated backends only"
+        )
     simulated_table.finish()
     vmpl = tee.integer("vmpl", 0, minimum=0, maximum=3)
     if tee.has("vmpl") and backend not in ("sev-snp", "auto"):
@@ -195,12 +213,24 @@ def parse_config(
         log_page_size=limits_table.integer("log_page_size", 1000, minimum=1, maximum=100_000),
     )
     limits_table.finish()
+
+    evidence_table = top.table("evidence")
+    evidence = EvidenceConfig(
+        batching=evidence_table.boolean("batching", True),
+        max_batch=evidence_table.integer("max_batch", 256, minimum=1, maximum=1 << 16),
+    )
+    evidence_table.finish()
     top.finish()
 
     return AgentConfig(
         state_dir=state_dir,
         log_level=log_level,
-        tee=TeeConfig(backend=backend, simulated=SimulatedMeasurementsConfig(simulated), vmpl=vmpl),
+        tee=TeeConfig(
+            backend=backend,
+            simulated=SimulatedMeasurementsConfig(simulated),
+            vmpl=vmpl,
+            quote_latency_ms=quote_latency_ms,
+        ),
         listen=ListenConfig(
             unix_socket=path_of(socket_text) if socket_text else None,
             unix_socket_mode=socket_mode,
@@ -209,6 +239,7 @@ def parse_config(
         ),
         artifact_roots=roots,
         limits=limits,
+        evidence=evidence,
     )
 
 

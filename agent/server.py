@@ -22,6 +22,7 @@ import os
 import socket
 import stat
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -154,17 +155,37 @@ def _check_client_key(context: grpc.aio.ServicerContext) -> None:
         raise ClientKeyTooWeakError(f"the client certificate has a {weakness}")
 
 
+_POOL_THREADS = min(32, (os.cpu_count() or 1) + 4)
+"""Threads per listener for blocking calls (asyncio's default executor size)."""
+
+
 class AgentServicer(agent_pb2_grpc.AgentServicer):
     """attestd.v1.Agent for one listener; ``role`` is fixed by the listener."""
 
-    def __init__(self, agent: Agent, role: Role, on_state_change: Callable[[], Awaitable[None]]):
+    def __init__(
+        self,
+        agent: Agent,
+        role: Role,
+        on_state_change: Callable[[], Awaitable[None]],
+        pool: ThreadPoolExecutor | None = None,
+    ):
         self._agent = agent
         self._role = role
         self._on_state_change = on_state_change
+        # Each listener has its own threads, so verifier load never queues a pipeline call.
+        self._pool = pool
 
     async def _call(
         self, rpc: str, context: grpc.aio.ServicerContext, work: Callable[[], _T]
     ) -> _T:
+        """Run blocking ``work`` on this listener's threads, as :meth:`_guarded` describes."""
+        loop = asyncio.get_running_loop()
+        return await self._guarded(rpc, context, lambda: loop.run_in_executor(self._pool, work))
+
+    async def _guarded(
+        self, rpc: str, context: grpc.aio.ServicerContext, start: Callable[[], Awaitable[_T]]
+    ) -> _T:
+        """Check the role, await ``start()``, and map its errors to gRPC statuses."""
         if self._role not in PERMISSIONS.get(rpc, frozenset()):
             log.warning("refused", extra={"rpc": rpc, "role": str(self._role)})
             await context.abort(
@@ -173,7 +194,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         try:
             if self._role is Role.VERIFIER:
                 _check_client_key(context)
-            return await asyncio.to_thread(work)
+            return await start()
         except AttestdError as err:
             code = _status_for(err)
             if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
@@ -194,10 +215,13 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     async def GetEvidence(
         self, request: agent_pb2.GetEvidenceRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetEvidenceResponse:
-        envelope = await self._call(
+        # No thread waits for the quote: the request joins the agent's next batch.
+        envelope = await self._guarded(
             "GetEvidence",
             context,
-            lambda: self._agent.evidence(request.nonce, list(request.artifact_names)),
+            lambda: asyncio.wrap_future(
+                self._agent.evidence_future(request.nonce, list(request.artifact_names))
+            ),
         )
         return agent_pb2.GetEvidenceResponse(envelope=envelope)
 
@@ -300,6 +324,7 @@ class AgentServer:
         self._tls = tls
         self._servers: list[grpc.aio.Server] = []
         self._health: list[health.aio.HealthServicer] = []
+        self._pools: list[ThreadPoolExecutor] = []
         self._bound = False
         self._socket_bound = False  # ours to remove: never unlink another agent's socket
         self.tcp_port: int | None = None
@@ -317,7 +342,9 @@ class AgentServer:
     def _new_server(self, role: Role) -> grpc.aio.Server:
         server = grpc.aio.server(options=self._options())
         self._servers.append(server)  # before anything can fail: bind() stops it on failure
-        servicer = AgentServicer(self._agent, role, self.sync_health)
+        pool = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix=f"attestd-{role}")
+        self._pools.append(pool)
+        servicer = AgentServicer(self._agent, role, self.sync_health, pool)
         agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -400,6 +427,7 @@ class AgentServer:
         """Stop every server made so far, inside the loop (else their __del__ complains)."""
         await asyncio.gather(*(server.stop(None) for server in self._servers))
         self._servers.clear()
+        self._shutdown_pools()
         self._health.clear()
         socket_path = self._config.listen.unix_socket
         if socket_path is not None and self._socket_bound:
@@ -420,9 +448,15 @@ class AgentServer:
         for servicer in self._health:
             await servicer.enter_graceful_shutdown()
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
+        self._shutdown_pools()
         socket_path = self._config.listen.unix_socket
         if socket_path is not None:
             socket_path.unlink(missing_ok=True)
+
+    def _shutdown_pools(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools.clear()
 
     async def wait(self) -> None:
         await asyncio.gather(*(server.wait_for_termination() for server in self._servers))

@@ -18,11 +18,13 @@ owed), anything else that disagrees stops the agent from serving evidence.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import stat
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ from attestd.agent.errors import (
     RequestInvalidError,
     echo,
 )
+from attestd.agent.evidence_batcher import EvidenceBatcher, Pending
 from attestd.agent.host import current_boot_id, host_claims
 from attestd.agent.measurement_events import (
     ARTIFACT_DOMAIN,
@@ -57,27 +60,29 @@ from attestd.agent.stages import (
     PreviousStage,
     stage_artifact,
 )
+from attestd.errors import AttestdError
 from attestd.evidence import (
     MAX_ENVELOPE_BYTES,
+    BatchMembership,
     Binding,
     CcelBlob,
     EvidencePredicate,
     RuntimeEvent,
-    Statement,
     Subject,
     TeeClaims,
     canonical_json,
     event_digest,
     key_id,
+    leaf_bytes,
     now_rfc3339,
     public_key_pem,
-    report_data_for,
-    sign_statement,
+    report_data_for_root,
     subjects_digest,
     validate_event_fields,
     validate_nonce,
 )
-from attestd.evidence.envelope import sign_json
+from attestd.evidence.envelope import sign_json, sign_payload
+from attestd.evidence.merkle import inclusion_proofs, tree_root
 from attestd.evidence.provenance import (
     MAX_SEGMENT_EVENTS,
     StageArtifact,
@@ -87,8 +92,11 @@ from attestd.evidence.provenance import (
     stage_nonce,
 )
 from attestd.evidence.subjects import statement_subjects
+from attestd.evidence.statement import StatementTemplate
 from attestd.tee.backend import Attestation, TeeBackend, TeeDescription
 from attestd.tee.detect import open_backend
+from attestd.tee.tdx.abi import parse_quote
+from attestd.tee.tdx.rtmr import RUNTIME_LOG_RTMR
 
 log = logging.getLogger("attestd.agent")
 
@@ -99,6 +107,14 @@ _DAEMON_HASHING = HashingConfig(use_mmap=False)
 #: Domains starting with this prefix are written by the agent itself; pipelines
 #: may not forge them (an "artifact measured" event must come from a measurement).
 RESERVED_DOMAIN_PREFIX = "attestd."
+
+
+@dataclass(frozen=True)
+class _EvidenceRequest:
+    """A GetEvidence waiting for its batch: the nonce, and how to pick its subjects then."""
+
+    nonce: bytes
+    choose: Callable[[], list[Subject]]
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,10 @@ class Agent:
             attest=self._attest_stage,
         )
         self._reconcile()
+        batching = config.evidence.batching
+        self._batcher: EvidenceBatcher[_EvidenceRequest] = EvidenceBatcher(
+            self._serve_batch, max_batch=config.evidence.max_batch if batching else 1
+        )
 
     @classmethod
     def open(cls, config: AgentConfig) -> Agent:
@@ -163,6 +183,10 @@ class Agent:
             simulated_measurements=config.tee.simulated.values,
             vmpl=config.tee.vmpl,
         )
+        if config.tee.quote_latency_ms:
+            set_latency = getattr(backend, "set_quote_latency", None)
+            if callable(set_latency):  # simulated backends; the config refuses it for hardware
+                set_latency(config.tee.quote_latency_ms)
         log_path = state / "runtime-log.jsonl"
         boot_id = current_boot_id()
         if not backend.describe().simulated and boot_id:
@@ -310,55 +334,97 @@ class Agent:
 
     def evidence(self, nonce: bytes, artifact_names: Sequence[str]) -> bytes:
         """Signed, hardware-bound evidence for ``nonce`` (a DSSE envelope, JSON bytes)."""
+        return self.evidence_future(nonce, artifact_names).result()
+
+    def evidence_future(self, nonce: bytes, artifact_names: Sequence[str]) -> Future[bytes]:
+        """:meth:`evidence`, answered when the quote of the batch it joins is signed.
+
+        Validation errors raise here; everything after it settles the future.
+        """
         validate_nonce(nonce)
         if len(artifact_names) > self._config.limits.max_artifacts_per_call:
             raise RequestInvalidError(
                 f"{len(artifact_names)} artifacts asked for; the limit is "
                 f"{self._config.limits.max_artifacts_per_call}"
             )
-        return self._evidence(nonce, lambda: self._subjects(artifact_names))
+        names = list(artifact_names)
+        return self._batcher.submit(_EvidenceRequest(nonce, lambda: self._subjects(names)))
 
     def _evidence(self, nonce: bytes, choose: Callable[[], list[Subject]]) -> bytes:
-        """Evidence whose subjects ``choose`` picks, under the lock that pins the log head."""
+        """Evidence whose subjects ``choose`` picks (when its batch is cut)."""
+        return self._batcher.submit(_EvidenceRequest(nonce, choose)).result()
+
+    def _serve_batch(self, batch: Sequence[Pending[_EvidenceRequest]]) -> None:
+        """One quote for ``batch``: snapshot the log, build the tree, quote its root, sign each.
+
+        The lock recording needs is held only to pick subjects and snapshot the
+        log, never across the quote (docs/evidence-format.md section 9).
+        """
+        issued_at = datetime.now(UTC)
+        members: list[tuple[Pending[_EvidenceRequest], list[Subject], Binding]] = []
         with self._lock:
             self._require_serving()
-            subjects = statement_subjects(choose(), self._key_id)  # never an empty list
-            events = self._store.events()
-            if len(events) > self._config.limits.max_log_events_in_evidence:
-                raise EvidenceTooLargeError(
-                    f"the runtime log has {len(events)} events, more than the "
-                    f"{self._config.limits.max_log_events_in_evidence} evidence may carry"
-                )
-            binding = Binding(
-                nonce=nonce,
-                subjects_digest=subjects_digest(subjects),
-                log_head=self._store.head,  # the store keeps the head replay() would give
-                agent_key_id=self._key_id,
-                issued_at=datetime.now(UTC),
-            )
-            attestation = self._backend.attest(report_data_for(binding))
-        envelope = self._sign_evidence(subjects, binding, events, attestation)
-        if len(envelope) > MAX_ENVELOPE_BYTES:
-            # Verifiers refuse larger envelopes; say so here rather than ship unreadable evidence.
+            length, head = len(self._store), self._store.head
+            for pending in batch:
+                try:
+                    subjects = statement_subjects(pending.request.choose(), self._key_id)
+                    digest = subjects_digest(subjects)
+                except AttestdError as err:
+                    pending.future.set_exception(err)  # this request only; the batch goes on
+                    continue
+                binding = Binding(pending.request.nonce, digest, head, self._key_id, issued_at)
+                members.append((pending, subjects, binding))
+        if length > self._config.limits.max_log_events_in_evidence:
             raise EvidenceTooLargeError(
-                f"the evidence would be {len(envelope)} bytes, over the {MAX_ENVELOPE_BYTES} "
-                "bytes verifiers accept; the runtime log is too large to carry whole"
+                f"the runtime log has {length} events, more than the "
+                f"{self._config.limits.max_log_events_in_evidence} evidence may carry"
             )
-        return envelope
+        if not members:
+            return
+        leaves = [leaf_bytes(binding) for _, _, binding in members]
+        root = tree_root(leaves)
+        attestation = self._backend.attest(report_data_for_root(root))
+        events = self._log_through_quote(attestation, length)
+        # The quote, log and collateral are encoded once for the whole batch.
+        template = StatementTemplate(self._shared_predicate(attestation, events))
+        for (pending, subjects, binding), proof in zip(
+            members, inclusion_proofs(leaves), strict=True
+        ):
+            payload = template.encode(subjects, binding, BatchMembership(root, proof))
+            try:
+                pending.future.set_result(self._sign(payload))
+            except AttestdError as err:
+                pending.future.set_exception(err)
 
-    def _sign_evidence(
-        self,
-        subjects: Sequence[Subject],
-        binding: Binding,
-        events: Sequence[RuntimeEvent],
-        attestation: Attestation,
-    ) -> bytes:
-        """The DSSE envelope of the statement: subjects, binding, quote and log, signed."""
-        predicate = EvidencePredicate(
-            binding=binding,
+    def _log_through_quote(self, attestation: Attestation, length: int) -> tuple[RuntimeEvent, ...]:
+        """The log up to the runtime register the quote carries (``length`` events without one).
+
+        Events recorded while the quote was in flight may be in the quoted
+        register: the log is appended before the register is extended, so the
+        length at which the log's head equals the quoted register is in the store.
+        """
+        quoted = _quoted_register(self._backend, attestation) if self._has_register else None
+        with self._lock:
+            if quoted is None:
+                return tuple(self._store.events(0, length))
+            for end in range(length, len(self._store) + 1):
+                if hmac.compare_digest(self._store.head_at(end), quoted):
+                    return tuple(self._store.events(0, end))
+        raise NotServingError(
+            f"the quoted runtime register {quoted.hex()} is no head of the runtime log "
+            f"from event {length} on; the log and the register disagree"
+        )
+
+    def _shared_predicate(
+        self, attestation: Attestation, events: tuple[RuntimeEvent, ...]
+    ) -> EvidencePredicate:
+        """What every statement of a batch shares; binding and batch are replaced per request."""
+        placeholder = Binding(b"\0" * 16, "0" * 64, bytes(48), self._key_id, datetime.now(UTC))
+        return EvidencePredicate(
+            binding=placeholder,
             tee=TeeClaims.of(self._backend.describe()),
             quote=attestation.quote,
-            runtime_log=tuple(events),
+            runtime_log=events,
             agent_key_pem=public_key_pem(self._key.public_key()),
             agent_version=attestd.__version__,
             host=host_claims(),
@@ -366,7 +432,17 @@ class Agent:
             collateral=attestation.collateral,
             ccel=_ccel_blob(attestation),
         )
-        return sign_statement(Statement(subjects=tuple(subjects), predicate=predicate), self._key)
+
+    def _sign(self, payload: bytes) -> bytes:
+        """The DSSE envelope of a statement's JCS, refused if verifiers would refuse its size."""
+        envelope = sign_payload(payload, self._key)
+        if len(envelope) > MAX_ENVELOPE_BYTES:
+            # Verifiers refuse larger envelopes; say so here rather than ship unreadable evidence.
+            raise EvidenceTooLargeError(
+                f"the evidence would be {len(envelope)} bytes, over the {MAX_ENVELOPE_BYTES} "
+                "bytes verifiers accept; the runtime log is too large to carry whole"
+            )
+        return envelope
 
     def _subjects(self, names: Sequence[str]) -> list[Subject]:
         if not names:
@@ -475,6 +551,7 @@ class Agent:
             raise NotServingError(self._problem)
 
     def close(self) -> None:
+        self._batcher.close()
         self._store.close()
 
 
@@ -495,6 +572,19 @@ def _hash_file_on_gpu(real: Path, path: str) -> Measurement:
         name=str(real), kind="file", digest={"blake3": digest},
         size_bytes=info.st_size, file_count=1,
     )  # fmt: skip
+
+
+def _quoted_register(backend: TeeBackend, attestation: Attestation) -> bytes:
+    """The runtime register (TDX RTMR3) as the quote carries it, read after the quote returned.
+
+    A backend whose quotes are not TDX quotes (a test's fake) says where its
+    register is with ``quoted_runtime_register(quote)``.
+    """
+    reader = getattr(backend, "quoted_runtime_register", None)
+    if callable(reader):
+        value: bytes = reader(attestation.quote)
+        return value
+    return parse_quote(attestation.quote).body.rtmrs[RUNTIME_LOG_RTMR]
 
 
 def _ccel_blob(attestation: Attestation) -> CcelBlob | None:

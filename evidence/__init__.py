@@ -30,15 +30,21 @@ and carry a stable ``reason``.
 """
 
 from attestd.evidence.binding import (
+    BATCH_ROOT_TAG,
     MAX_NONCE_BYTES,
     MIN_NONCE_BYTES,
     REPORT_DATA_BYTES,
+    BatchMembership,
     Binding,
     BrokenLink,
     Subject,
     agent_key_link,
+    batch_link,
+    leaf_bytes,
     log_head_link,
+    replays_through_head,
     report_data_for,
+    report_data_for_root,
     subjects_digest,
     subjects_link,
     validate_nonce,
@@ -93,6 +99,7 @@ from attestd.evidence.statement import (
 )
 
 __all__ = [
+    "BATCH_ROOT_TAG",
     "EVIDENCE_PREDICATE_TYPE",
     "INITIAL_LOG_HEAD",
     "LOG_HEAD_SIZE",
@@ -107,6 +114,7 @@ __all__ = [
     "STATEMENT_TYPE",
     "TEE_TYPES",
     "AgentKeyMismatchError",
+    "BatchMembership",
     "Binding",
     "BrokenLink",
     "CcelBlob",
@@ -123,6 +131,7 @@ __all__ = [
     "SubjectsMismatchError",
     "TeeClaims",
     "agent_key_link",
+    "batch_link",
     "canonical_json",
     "encode_event",
     "event_digest",
@@ -131,6 +140,7 @@ __all__ = [
     "extend_head",
     "format_rfc3339",
     "key_id",
+    "leaf_bytes",
     "load_public_key_pem",
     "log_head_link",
     "now_rfc3339",
@@ -140,7 +150,9 @@ __all__ = [
     "parse_statement",
     "public_key_pem",
     "replay",
+    "replays_through_head",
     "report_data_for",
+    "report_data_for_root",
     "sign_statement",
     "subjects_digest",
     "subjects_link",

@@ -1,12 +1,15 @@
 """The binding: the small object whose hash the hardware quote carries.
 
-``report_data = SHA-512(JCS(binding))`` is 64 bytes, exactly the REPORTDATA of
-a TDX quote and an SNP report. The binding names the verifier's nonce, the
-digest of the statement's subjects, the runtime-log head and the agent key, so
-the quote vouches for all four::
+A batch of bindings is hashed into an RFC 9162 Merkle tree
+(:mod:`attestd.evidence.merkle`, leaf = JCS of one binding), and
+``report_data = SHA-512(BATCH_ROOT_TAG || root)`` is 64 bytes, exactly the
+REPORTDATA of a TDX quote and an SNP report. Each binding names its verifier's
+nonce, the digest of the statement's subjects, the runtime-log head and the
+agent key, so the quote vouches for all four through the root::
 
     binding = Binding(nonce, subjects_digest(subjects), replay(log), key_id(pub), now)
-    quote = backend.get_quote(report_data_for(binding))
+    quote = backend.get_quote(report_data_for(binding))          # a batch of one
+    quote = backend.get_quote(report_data_for_root(root))        # a batch of many
 
 A verifier checks each link the quote cannot see for itself, by name::
 
@@ -23,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from attestd.evidence import _json
+from attestd.evidence import _json, merkle
 from attestd.evidence.canonical import canonical_json
 from attestd.evidence.errors import (
     AgentKeyMismatchError,
@@ -34,8 +37,11 @@ from attestd.evidence.errors import (
 )
 from attestd.evidence.keys import KEY_ID_PATTERN, key_id, load_public_key_pem
 from attestd.evidence.runtime_log_format import (
+    INITIAL_LOG_HEAD,
     LOG_HEAD_SIZE,
     RuntimeEvent,
+    event_digest,
+    extend_head,
     format_rfc3339,
     parse_rfc3339,
     replay,
@@ -166,9 +172,29 @@ class Binding:
         return cls(nonce, digest.hex(), head, key, issued_at)
 
 
+BATCH_ROOT_TAG = b"attestd-evidence-batch-root-v1\x00"
+"""Domain tag hashed before a batch root, so report_data can never be read as another hash."""
+
+
+def leaf_bytes(binding: Binding) -> bytes:
+    """A binding's Merkle leaf: JCS of its JSON form."""
+    return canonical_json(binding.to_json())
+
+
+def report_data_for_root(root: bytes) -> bytes:
+    """``SHA-512(BATCH_ROOT_TAG || root)``: the 64 bytes placed in TDX/SNP REPORTDATA.
+
+    The one report_data rule: ``root`` is the RFC 9162 root over the batch's
+    leaves (:func:`leaf_bytes`), a tree of one for a lone request.
+    """
+    if len(root) != merkle.HASH_SIZE:
+        raise EvidenceFormatError(f"a batch root is {merkle.HASH_SIZE} bytes, not {len(root)}")
+    return hashlib.sha512(BATCH_ROOT_TAG + root).digest()
+
+
 def report_data_for(binding: Binding) -> bytes:
-    """SHA-512(JCS(binding.to_json())): the 64 bytes placed in TDX/SNP REPORTDATA."""
-    return hashlib.sha512(canonical_json(binding.to_json())).digest()
+    """report_data of a batch of one: :func:`report_data_for_root` of that binding's leaf hash."""
+    return report_data_for_root(merkle.tree_root([leaf_bytes(binding)]))
 
 
 # -- the links the binding names ---------------------------------------------------------
@@ -233,4 +259,87 @@ def log_head_link(binding: Binding, events: Sequence[RuntimeEvent]) -> BrokenLin
             f"{len(events)} events replay to {head.hex()}, "
             f"the binding's head is {binding.log_head.hex()}",
         )
+    return None
+
+
+def replays_through_head(binding: Binding, events: Sequence[RuntimeEvent]) -> BrokenLink | None:
+    """``None`` if some prefix of ``events`` (possibly all) replays to the binding's head.
+
+    On TDX the agent snapshots the head when it cuts a batch, then carries
+    the log up to the RTMR3 value actually quoted, which may include events
+    recorded while the quote was in flight; the whole log must then replay to
+    the quoted register, and the binding's head must lie on the way.
+    """
+    try:
+        replay(events)  # sequences without gaps, or a broken link
+    except EvidenceError as err:
+        return BrokenLink(LOG_HEAD_MISMATCH, err.message)
+    head = INITIAL_LOG_HEAD
+    if hmac.compare_digest(head, binding.log_head):
+        return None
+    for event in events:
+        head = extend_head(head, event_digest(event))
+        if hmac.compare_digest(head, binding.log_head):
+            return None
+    return BrokenLink(
+        LOG_HEAD_MISMATCH,
+        f"no prefix of the {len(events)} events replays to the binding's head "
+        f"{binding.log_head.hex()}",
+    )
+
+
+# -- the batch: leaf -> inclusion proof -> root ------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchMembership:
+    """A binding's place in its batch (``predicate.batch``): the root and the inclusion proof."""
+
+    root: bytes
+    proof: merkle.InclusionProof
+
+    @classmethod
+    def alone(cls, binding: Binding) -> BatchMembership:
+        """The membership of a batch of one: the root is the leaf hash, the path is empty."""
+        return cls(merkle.tree_root([leaf_bytes(binding)]), merkle.InclusionProof(0, 1, ()))
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "root": self.root.hex(),
+            "leafIndex": self.proof.leaf_index,
+            "treeSize": self.proof.tree_size,
+            "auditPath": [h.hex() for h in self.proof.audit_path],
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, path: str) -> BatchMembership:
+        members = _json.obj(obj, path, fields=_BATCH_FIELDS)
+        root = _json.hex_bytes(members["root"], f"{path}.root", size=merkle.HASH_SIZE)
+        # Ranges only: an index or size that does not fit the path is a named appraisal
+        # failure (batch_leaf_index_invalid, batch_tree_size_invalid), not malformed JSON.
+        index = _json.integer(members["leafIndex"], f"{path}.leafIndex")
+        size = _json.integer(
+            members["treeSize"], f"{path}.treeSize", minimum=1, maximum=merkle.MAX_TREE_SIZE
+        )
+        raw = _json.array(members["auditPath"], f"{path}.auditPath", max_len=merkle.MAX_AUDIT_PATH)
+        audit = tuple(
+            _json.hex_bytes(h, f"{path}.auditPath[{i}]", size=merkle.HASH_SIZE)
+            for i, h in enumerate(raw)
+        )
+        return cls(root, merkle.InclusionProof(index, size, audit))
+
+
+_BATCH_FIELDS = ("root", "leafIndex", "treeSize", "auditPath")
+
+
+def batch_link(binding: Binding, batch: BatchMembership) -> BrokenLink | None:
+    """``None`` if the binding's leaf and the inclusion proof climb to the batch's root.
+
+    Whether the root is the one the quote carries is :func:`report_data_for_root`'s
+    comparison, made by the caller with the verified quote.
+    """
+    try:
+        merkle.verify_inclusion(leaf_bytes(binding), batch.proof, batch.root)
+    except merkle.MerkleProofError as err:
+        return BrokenLink(err.reason, err.message)
     return None

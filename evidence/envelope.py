@@ -66,6 +66,24 @@ def sign_json(statement: Mapping[str, object], private_key: ec.EllipticCurvePriv
     return canonical_json(envelope.to_dict())
 
 
+def sign_payload(payload: bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """:func:`sign_json` for a statement already in JCS form (``StatementTemplate.encode``).
+
+    The envelope's JCS is built around the payload's base64 rather than by
+    re-encoding it: base64 needs no JSON escaping, and ``payload`` sorts first.
+    """
+    envelope = Envelope(payload, PAYLOAD_TYPE, {})
+    envelope.sign(_signer_for(private_key))
+    document = envelope.to_dict()
+    encoded_payload = str(document["payload"]).encode("ascii")
+    document["payload"] = ""
+    skeleton = canonical_json(document)
+    empty = b'{"payload":""'
+    if not skeleton.startswith(empty):
+        raise EvidenceFormatError("unexpected DSSE envelope layout")  # pragma: no cover
+    return b'{"payload":"' + encoded_payload + b'"' + skeleton[len(empty) :]
+
+
 def _b64_dsse(value: object, path: str, *, max_size: int) -> bytes:
     """DSSE allows standard or URL-safe base64; padding may be omitted."""
     text = _json.string(value, path, max_len=4 * ((max_size + 2) // 3) + 2)

@@ -10,12 +10,13 @@ hardware quote, the runtime log, the agent key and a description of the host::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from attestd.evidence import _json
-from attestd.evidence.binding import Binding, Subject
+from attestd.evidence.binding import BatchMembership, Binding, Subject
 from attestd.evidence.canonical import canonical_json
 from attestd.evidence.errors import EvidenceFormatError
 from attestd.evidence.keys import (
@@ -54,7 +55,8 @@ MAX_LABEL_LENGTH = 256
 
 _STATEMENT_FIELDS = ("_type", "subject", "predicateType", "predicate")
 _PREDICATE_FIELDS = (
-    "binding", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog", "agent", "host",
+    "binding", "batch", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog",
+    "agent", "host",
 )  # fmt: skip
 _CCEL_FIELDS = ("table", "log")
 _TEE_FIELDS = ("type", "simulated", "rootOfTrust", "backend")
@@ -135,7 +137,9 @@ class EvidencePredicate:
     (the SNP VCEK chain), possibly none. ``collateral`` is the TDX DCAP
     collateral (dcap-qvl's QuoteCollateralV3 JSON object) when the agent ships
     it, and ``ccel`` the CC event log (ACPI table and log area) when the
-    machine has one; both are ``null`` in JSON otherwise.
+    machine has one; both are ``null`` in JSON otherwise. ``batch`` places
+    the binding in the Merkle tree whose root the quote carries; left out, it
+    is the batch of one (:meth:`BatchMembership.alone`).
     """
 
     binding: Binding
@@ -148,10 +152,23 @@ class EvidencePredicate:
     certificates: tuple[bytes, ...] = field(default=())
     collateral: Mapping[str, object] | None = None
     ccel: CcelBlob | None = None
+    batch: BatchMembership | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch is None:
+            # Frozen: the one place a default that depends on another field is filled in.
+            object.__setattr__(self, "batch", BatchMembership.alone(self.binding))
+
+    @property
+    def membership(self) -> BatchMembership:
+        """The binding's place in its batch (never None once constructed)."""
+        assert self.batch is not None  # filled in by __post_init__
+        return self.batch
 
     def to_json(self) -> dict[str, object]:
         return {
             "binding": self.binding.to_json(),
+            "batch": self.membership.to_json(),
             "tee": self.tee.to_json(),
             "quote": _json.b64_encode(self.quote),
             "certificates": [_json.b64_encode(c) for c in self.certificates],
@@ -170,6 +187,7 @@ class EvidencePredicate:
     def from_json(cls, obj: object, path: str = "$") -> EvidencePredicate:
         members = _json.obj(obj, path, fields=_PREDICATE_FIELDS)
         binding = Binding.from_json(members["binding"], f"{path}.binding")
+        batch = BatchMembership.from_json(members["batch"], f"{path}.batch")
         tee = TeeClaims.from_json(members["tee"], f"{path}.tee")
         quote = _json.b64_bytes(members["quote"], f"{path}.quote", max_size=MAX_QUOTE_BYTES)
         if not quote:
@@ -196,7 +214,17 @@ class EvidencePredicate:
         collateral = _collateral_from_json(members["collateral"], f"{path}.collateral")
         ccel = CcelBlob.from_json(members["ccel"], f"{path}.ccel")
         return cls(
-            binding, tee, quote, events, pem, version, dict(host), certificates, collateral, ccel
+            binding,
+            tee,
+            quote,
+            events,
+            pem,
+            version,
+            dict(host),
+            certificates,
+            collateral,
+            ccel,
+            batch,
         )
 
 
@@ -294,3 +322,58 @@ def parse_statement(payload: bytes) -> Statement:
     return Statement.from_json(
         _json.loads(payload, what="statement", max_bytes=MAX_STATEMENT_BYTES)
     )
+
+
+class StatementTemplate:
+    """The JCS bytes of statements that share all but their subjects, binding and batch.
+
+    A batch's statements carry the same quote, runtime log, collateral and
+    host; JCS of those is computed once, and each statement's own members are
+    spliced in. The bytes equal ``canonical_json(statement.to_json())``
+    exactly (JCS is the concatenation of its members' encodings in key order)::
+
+        template = StatementTemplate(shared_predicate)
+        payload = template.encode(subjects, binding, batch)
+    """
+
+    _SLOTS = ("subject", "binding", "batch")
+
+    def __init__(self, shared: EvidencePredicate) -> None:
+        token = secrets.token_hex(16)
+        marks = {slot: f"attestd-slot-{slot}-{token}" for slot in self._SLOTS}
+        document = Statement((), shared).to_json()
+        predicate = dict(shared.to_json())
+        predicate["binding"] = marks["binding"]
+        predicate["batch"] = marks["batch"]
+        document["subject"] = marks["subject"]
+        document["predicate"] = predicate
+        encoded = canonical_json(document)
+        found: list[tuple[int, str, bytes]] = []
+        for slot, mark in marks.items():
+            quoted = canonical_json(mark)
+            if encoded.count(quoted) != 1:  # a random token: never, but never silently
+                raise EvidenceFormatError(f"the statement template's {slot} slot is ambiguous")
+            found.append((encoded.index(quoted), slot, quoted))
+        found.sort()
+        self._pieces: list[bytes] = []
+        self._order: list[str] = []
+        at = 0
+        for position, slot, quoted in found:
+            self._pieces.append(encoded[at:position])
+            self._order.append(slot)
+            at = position + len(quoted)
+        self._pieces.append(encoded[at:])
+
+    def encode(
+        self, subjects: Sequence[Subject], binding: Binding, batch: BatchMembership
+    ) -> bytes:
+        """``canonical_json(Statement(subjects, shared with binding and batch).to_json())``."""
+        values = {
+            "subject": canonical_json([s.to_json() for s in subjects]),
+            "binding": canonical_json(binding.to_json()),
+            "batch": canonical_json(batch.to_json()),
+        }
+        out = [self._pieces[0]]
+        for slot, piece in zip(self._order, self._pieces[1:], strict=True):
+            out += (values[slot], piece)
+        return b"".join(out)

@@ -36,10 +36,13 @@ from attestd.errors import AttestdError
 from attestd.evidence import (
     Statement,
     agent_key_link,
+    batch_link,
     load_public_key_pem,
     log_head_link,
     open_evidence,
-    report_data_for,
+    replay,
+    replays_through_head,
+    report_data_for_root,
     subjects_link,
     verify_envelope,
 )
@@ -171,14 +174,25 @@ class _Appraisal:
         return self.snp.verify()
 
     def report_data(self) -> Outcome:
-        expected = report_data_for(self._statement().predicate.binding)
-        if not hmac.compare_digest(self.tee.report_data(), expected):
+        root = self._statement().predicate.membership.root
+        if not hmac.compare_digest(self.tee.report_data(), report_data_for_root(root)):
             return failed(
                 "report_data_mismatch",
-                "the quote's REPORTDATA is not SHA-512 of this evidence's binding "
-                "(a quote from other evidence?)",
+                "the quote's REPORTDATA does not bind this evidence's batch root "
+                "(a batch tree or binding from another quote?)",
             )
-        return passed("the quote's REPORTDATA is SHA-512 of the binding")
+        return passed("the quote's REPORTDATA binds the batch root")
+
+    def batch_proof(self) -> Outcome:
+        predicate = self._statement().predicate
+        broken = batch_link(predicate.binding, predicate.membership)
+        if broken is not None:
+            return failed(broken.reason, broken.detail)
+        proof = predicate.membership.proof
+        return passed(
+            f"the binding is leaf {proof.leaf_index} of a batch of {proof.tree_size} "
+            "under the batch root"
+        )
 
     def nonce_check(self) -> Outcome:
         if not hmac.compare_digest(self._statement().predicate.binding.nonce, self.nonce):
@@ -198,24 +212,28 @@ class _Appraisal:
     def runtime_log(self) -> Outcome:
         predicate = self._statement().predicate
         events = predicate.runtime_log
-        broken = log_head_link(predicate.binding, events)
-        if broken is not None:
-            return failed(broken.reason, broken.detail)
         register = self.tee.runtime_register()
         if register is None:
+            broken = log_head_link(predicate.binding, events)
+            if broken is not None:
+                return failed(broken.reason, broken.detail)
             return passed(
                 f"{len(events)} events replay to the binding's head, which REPORTDATA binds "
                 "(this TEE has no runtime register)"
             )
-        # The log replays to the binding's head, so the head is what the register must hold.
-        head = predicate.binding.log_head
+        # The head was snapshotted when the batch was cut; events recorded while the quote
+        # was in flight follow it, and the whole log replays to the register quoted.
+        broken = replays_through_head(predicate.binding, events)
+        if broken is not None:
+            return failed(broken.reason, broken.detail)
+        head = replay(events)
         name, value = register
         if not hmac.compare_digest(head, value):
             return failed(
                 LOG_HEAD_MISMATCH,
                 f"{len(events)} events replay to {head.hex()}, the quote's {name} is {value.hex()}",
             )
-        return passed(f"{len(events)} events replay to the binding's head and to {name}")
+        return passed(f"{len(events)} events replay through the binding's head to {name}")
 
     def freshness(self) -> Outcome:
         issued_at = self._statement().predicate.binding.issued_at
@@ -349,6 +367,17 @@ APPRAISAL_CHECKS: tuple[CheckDef[_Appraisal], ...] = (
         _Appraisal.report_data,
         _QUOTE,
         reasons=("report_data_mismatch",),
+        claims=(identity(99),),
+    ),
+    CheckDef(
+        "batch_proof",
+        _Appraisal.batch_proof,
+        _FORMAT,
+        reasons=(
+            "batch_leaf_index_invalid",
+            "batch_tree_size_invalid",
+            "batch_root_mismatch",
+        ),
         claims=(identity(99),),
     ),
     CheckDef(

@@ -29,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -86,6 +88,11 @@ _REPORT_ID_MA = b"\xff" * 32
 
 #: The keys the simulated host can sign with, by name, as the report's SIGNING_KEY values.
 SIGNING_KEYS: Mapping[str, int] = {"vcek": SIGNING_KEY_VCEK, "vlek": SIGNING_KEY_VLEK}
+
+
+_QUOTE_DEVICE = threading.Lock()
+"""Serializes simulated quotes in this process, as the guest driver's global lock does
+configfs-tsm requests (one report at a time, each waiting for the host)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,7 @@ class SimulatedSnpBackend:
         signing_key: str = "vcek",
     ) -> None:
         self._dir = directory
+        self._latency_s = 0.0
         self._pki = platform
         self._launch = dict(launch)
         self._chip_id = platform.chip_id
@@ -214,7 +222,21 @@ class SimulatedSnpBackend:
             backend=BACKEND_NAME,
         )
 
+    def set_quote_latency(self, milliseconds: int) -> None:
+        """Make each quote take ``milliseconds`` more, sleeping (not computing) under the
+        simulated device's lock, like a configfs-tsm request waiting for the host."""
+        if milliseconds < 0:
+            raise InvalidArgumentError(f"quote latency must be >= 0 ms, not {milliseconds}")
+        self._latency_s = milliseconds / 1000
+
     def get_quote(self, report_data: bytes) -> bytes:
+        """A quote over the registers as they are now; the latency is spent after they are read."""
+        with _QUOTE_DEVICE:
+            quote = self._quote_now(report_data)
+            time.sleep(self._latency_s)
+        return quote
+
+    def _quote_now(self, report_data: bytes) -> bytes:
         """A version 3 attestation report with REPORT_DATA = ``report_data``."""
         tee_backend.check_report_data(report_data)
         tcb = pki.TCB.encode(pki.PRODUCT)

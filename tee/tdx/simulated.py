@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -87,6 +89,11 @@ _QE_MR_ENCLAVE = hashlib.sha256(b"attestd simulated quoting enclave").digest()
 _QE = pki.SIMULATED_QE  # what the QE identity in the simulated collateral names
 
 
+_QUOTE_DEVICE = threading.Lock()
+"""Serializes simulated quotes in this process, as the guest driver's global lock does
+configfs-tsm requests (one report at a time, each waiting for the host)."""
+
+
 @dataclass(frozen=True)
 class SimulatedTdMeasurements:
     """Measurements to impose on the simulated TD; ``None`` keeps what the state holds."""
@@ -136,6 +143,7 @@ class SimulatedTdxBackend:
 
     def __init__(self, directory: Path, platform: pki.SimulatedPki) -> None:
         self._dir = directory
+        self._latency_s = 0.0
         self._pki = platform
         self._attestation_key = _raw_public_key(platform.attestation_key)
         self._certification_data = self._quoting_enclave_proof()
@@ -171,7 +179,21 @@ class SimulatedTdxBackend:
             backend=BACKEND_NAME,
         )
 
+    def set_quote_latency(self, milliseconds: int) -> None:
+        """Make each quote take ``milliseconds`` more, sleeping (not computing) under the
+        simulated device's lock, like a configfs-tsm request waiting for the host."""
+        if milliseconds < 0:
+            raise InvalidArgumentError(f"quote latency must be >= 0 ms, not {milliseconds}")
+        self._latency_s = milliseconds / 1000
+
     def get_quote(self, report_data: bytes) -> bytes:
+        """A quote over the registers as they are now; the latency is spent after they are read."""
+        with _QUOTE_DEVICE:
+            quote = self._quote_now(report_data)
+            time.sleep(self._latency_s)
+        return quote
+
+    def _quote_now(self, report_data: bytes) -> bytes:
         """A TDX quote v4 over the current registers with REPORTDATA = ``report_data``."""
         tee_backend.check_report_data(report_data)
         with _state.locked(self._dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 
@@ -21,9 +22,10 @@ from attestd.evidence import (
     key_id,
     public_key_pem,
     replay,
-    report_data_for,
     subjects_digest,
 )
+from attestd.evidence.binding import leaf_bytes, report_data_for_root
+from attestd.evidence.merkle import inclusion_proof, leaf_hash, tree_root
 from attestd.evidence.runtime_log_format import INITIAL_LOG_HEAD
 
 # The document's example key: a fixed scalar, so every value below is reproducible.
@@ -81,7 +83,31 @@ def example_values() -> dict[str, str]:
         "event1-digest": event_digest(log[1]).hex(),
         "head-after-event1": replay(log).hex(),
         "binding-jcs": canonical_json(binding.to_json()).decode(),
-        "report-data": report_data_for(binding).hex(),
+        **example_batch_values(binding),
+    }
+
+
+def example_batch_bindings() -> list[Binding]:
+    """The worked example's batch of three: the example binding is leaf 1.
+
+    The neighbours differ only in their nonces (bytes 0x20.. and 0x40..).
+    """
+    binding = example_binding()
+    before = dataclasses.replace(binding, nonce=bytes(range(0x20, 0x40)))
+    after = dataclasses.replace(binding, nonce=bytes(range(0x40, 0x60)))
+    return [before, binding, after]
+
+
+def example_batch_values(binding: Binding) -> dict[str, str]:
+    """The batch part of the worked example, computed by the Merkle rules of section 8."""
+    leaves = [leaf_bytes(b) for b in example_batch_bindings()]
+    proof = inclusion_proof(leaves, 1)
+    root = tree_root(leaves)
+    return {
+        "batch-leaf-hash": leaf_hash(leaf_bytes(binding)).hex(),
+        "batch-audit-path": "\n".join(h.hex() for h in proof.audit_path),
+        "batch-root": root.hex(),
+        "report-data": report_data_for_root(root).hex(),
     }
 
 

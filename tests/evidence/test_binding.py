@@ -59,11 +59,13 @@ def test_naive_issued_at_is_refused() -> None:
         binding.to_json()
 
 
-def test_report_data_is_sha512_of_jcs_binding() -> None:
+def test_report_data_is_sha512_of_the_tagged_root_of_a_batch_of_one() -> None:
     binding = example_binding()
     report_data = report_data_for(binding)
     assert len(report_data) == 64
-    assert report_data == hashlib.sha512(canonical_json(binding.to_json())).digest()
+    # A batch of one: the root is the RFC 9162 leaf hash of JCS(binding).
+    root = hashlib.sha256(b"\x00" + canonical_json(binding.to_json())).digest()
+    assert report_data == hashlib.sha512(b"attestd-evidence-batch-root-v1\x00" + root).digest()
 
 
 @pytest.mark.parametrize(

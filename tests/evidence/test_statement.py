@@ -39,8 +39,8 @@ def test_statement_json_shape() -> None:
     assert obj["_type"] == STATEMENT_TYPE
     assert obj["predicateType"] == EVIDENCE_PREDICATE_TYPE
     assert set(obj["predicate"]) == {
-        "binding", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog", "agent",
-        "host",
+        "binding", "batch", "tee", "quote", "certificates", "collateral", "ccel", "runtimeLog",
+        "agent", "host",
     }  # fmt: skip
     assert obj["predicate"]["tee"] == {
         "type": "tdx",

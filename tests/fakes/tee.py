@@ -66,6 +66,10 @@ class FakeTeeBackend:
         self.report_data.append(report_data)
         return QUOTE_PREFIX + self.register.value + report_data
 
+    def quoted_runtime_register(self, quote: bytes) -> bytes:
+        """Where the agent reads the register a fake quote carries (after its prefix)."""
+        return quote[len(QUOTE_PREFIX) : len(QUOTE_PREFIX) + len(self.register.value)]
+
     def attest(self, report_data: bytes) -> Attestation:
         """The fake quote, with whatever certificates, collateral and CCEL the test set."""
         return Attestation(

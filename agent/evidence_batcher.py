@@ -1,0 +1,117 @@
+"""One quote for every evidence request that arrived while the previous quote was in flight.
+
+    batcher = EvidenceBatcher(serve_batch, max_batch=256)
+    future = batcher.submit(request)         # concurrent.futures.Future[bytes]
+    envelope = future.result()               # or: await asyncio.wrap_future(future)
+    batcher.close()                          # fails what still waits
+
+One worker thread takes quotes, one after another (the hardware serializes
+them anyway). Each time it is free it cuts a batch of up to ``max_batch`` of
+the requests waiting, in arrival order, and calls ``serve_batch`` with them;
+requests arriving meanwhile wait for the next cut. So a quote is always
+requested after every nonce of its batch was received, and under load one
+quote serves everyone who asked during the previous one. ``max_batch = 1`` is
+one quote per request, in arrival order.
+
+The batcher knows nothing about evidence: ``serve_batch`` settles every
+request's future (a result or an exception), and whatever it leaves unsettled
+is failed here, so no caller ever waits forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from attestd.agent.errors import NotServingError
+from attestd.errors import AttestdError
+
+log = logging.getLogger("attestd.agent")
+
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class Pending(Generic[_R]):
+    """A request waiting for a quote, and the future its caller awaits."""
+
+    request: _R
+    future: Future[bytes] = field(default_factory=Future, compare=False)
+
+
+ServeBatch = Callable[[Sequence[Pending[_R]]], None]
+
+
+class EvidenceBatcher(Generic[_R]):
+    """Cuts batches of waiting requests and hands each to ``serve_batch`` on one worker thread."""
+
+    def __init__(self, serve_batch: ServeBatch[_R], *, max_batch: int) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        self._serve = serve_batch
+        self._max = max_batch
+        self._waiting: deque[Pending[_R]] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._worker = threading.Thread(target=self._run, name="attestd-quotes", daemon=True)
+        self._worker.start()
+
+    @property
+    def max_batch(self) -> int:
+        return self._max
+
+    def submit(self, request: _R) -> Future[bytes]:
+        """Queue ``request`` for the next quote; its future settles with the envelope."""
+        pending: Pending[_R] = Pending(request)
+        with self._ready:
+            if self._closed:
+                raise NotServingError("the agent is shutting down")
+            self._waiting.append(pending)
+            self._ready.notify()
+        return pending.future
+
+    def _cut(self) -> list[Pending[_R]] | None:
+        with self._ready:
+            while not self._waiting and not self._closed:
+                self._ready.wait()
+            if self._closed:
+                return None
+            count = min(self._max, len(self._waiting))
+            return [self._waiting.popleft() for _ in range(count)]
+
+    def _run(self) -> None:
+        while (batch := self._cut()) is not None:
+            failure: BaseException | None = None
+            try:
+                self._serve(batch)
+            except AttestdError as err:  # the agent's refusal (not serving, too large)
+                failure = err
+            except BaseException as err:
+                log.exception("an evidence batch failed")
+                failure = err
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(
+                        failure or RuntimeError("the evidence batch left this request unanswered")
+                    )
+
+    def close(self) -> None:
+        """Refuse new requests, fail those still waiting, finish the batch being served.
+
+        Waiting requests are failed rather than served: with one quote per
+        request and a second per quote, a queue could take minutes to drain.
+        """
+        with self._ready:
+            self._closed = True
+            waiting = list(self._waiting)
+            self._waiting.clear()
+            self._ready.notify_all()
+        for pending in waiting:
+            pending.future.set_exception(NotServingError("the agent is shutting down"))
+        if threading.current_thread() is not self._worker:
+            self._worker.join()
