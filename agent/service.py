@@ -91,12 +91,10 @@ from attestd.evidence.provenance import (
     outputs_as_subjects,
     stage_nonce,
 )
-from attestd.evidence.subjects import statement_subjects
 from attestd.evidence.statement import StatementTemplate
+from attestd.evidence.subjects import statement_subjects
 from attestd.tee.backend import Attestation, TeeBackend, TeeDescription
 from attestd.tee.detect import open_backend
-from attestd.tee.tdx.abi import parse_quote
-from attestd.tee.tdx.rtmr import RUNTIME_LOG_RTMR
 
 log = logging.getLogger("attestd.agent")
 
@@ -403,7 +401,7 @@ class Agent:
         register: the log is appended before the register is extended, so the
         length at which the log's head equals the quoted register is in the store.
         """
-        quoted = _quoted_register(self._backend, attestation) if self._has_register else None
+        quoted = attestation.runtime_register if self._has_register else None
         with self._lock:
             if quoted is None:
                 return tuple(self._store.events(0, length))
@@ -572,19 +570,6 @@ def _hash_file_on_gpu(real: Path, path: str) -> Measurement:
         name=str(real), kind="file", digest={"blake3": digest},
         size_bytes=info.st_size, file_count=1,
     )  # fmt: skip
-
-
-def _quoted_register(backend: TeeBackend, attestation: Attestation) -> bytes:
-    """The runtime register (TDX RTMR3) as the quote carries it, read after the quote returned.
-
-    A backend whose quotes are not TDX quotes (a test's fake) says where its
-    register is with ``quoted_runtime_register(quote)``.
-    """
-    reader = getattr(backend, "quoted_runtime_register", None)
-    if callable(reader):
-        value: bytes = reader(attestation.quote)
-        return value
-    return parse_quote(attestation.quote).body.rtmrs[RUNTIME_LOG_RTMR]
 
 
 def _ccel_blob(attestation: Attestation) -> CcelBlob | None:

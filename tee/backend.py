@@ -66,13 +66,16 @@ class Attestation:
     embed, leaf first (SEV-SNP: :class:`attestd.tee.snp.abi.CertChain` order);
     ``collateral`` is the TDX DCAP collateral (dcap-qvl's QuoteCollateralV3 JSON
     object) where the backend has it; ``ccel`` the machine's CC event log where
-    the firmware published one. Each is empty or None where the TEE has none.
+    the firmware published one; ``runtime_register`` the register that carries
+    the runtime log (TDX RTMR3) as this quote holds it, which the agent matches
+    to a prefix of its log. Each is empty or None where the TEE has none.
     """
 
     quote: bytes
     certificates: tuple[bytes, ...] = ()
     collateral: Mapping[str, object] | None = None
     ccel: Ccel | None = None
+    runtime_register: bytes | None = None
 
 
 @runtime_checkable

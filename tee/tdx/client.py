@@ -26,6 +26,7 @@ from attestd.tee._linux import DeviceIoctl as DeviceIoctl
 from attestd.tee._linux import linux_ioctl as linux_ioctl
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeError, TeeUnavailableError
 from attestd.tee.tdx import linuxabi, rtmr
+from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.ccel import ACPI_TABLES, read_ccel
 from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
@@ -132,7 +133,9 @@ class TdxGuestBackend:
 
     def attest(self, report_data: bytes) -> tee_backend.Attestation:
         """A quote and this machine's CC event log; the verifier fetches the collateral."""
-        return tee_backend.Attestation(self.get_quote(report_data), ccel=self._ccel)
+        quote = self.get_quote(report_data)
+        runtime_register = parse_quote(quote).body.rtmrs[rtmr.RUNTIME_LOG_RTMR]
+        return tee_backend.Attestation(quote, ccel=self._ccel, runtime_register=runtime_register)
 
     @cached_property
     def _ccel(self) -> tee_backend.Ccel | None:

@@ -45,6 +45,7 @@ from attestd.tee.tdx.abi import (
     QuoteHeader,
     QuoteSignatureData,
     TdReport10,
+    parse_quote,
     signed_region,
 )
 
@@ -229,8 +230,11 @@ class SimulatedTdxBackend:
 
     def attest(self, report_data: bytes) -> tee_backend.Attestation:
         """A quote with this platform's DCAP collateral; a simulated TD has no CCEL of its own."""
+        quote = self.get_quote(report_data)
         return tee_backend.Attestation(
-            self.get_quote(report_data), collateral=self._collateral_object
+            quote,
+            collateral=self._collateral_object,
+            runtime_register=parse_quote(quote).body.rtmrs[rtmr.RUNTIME_LOG_RTMR],
         )
 
     @cached_property

@@ -67,14 +67,14 @@ class FakeTeeBackend:
         return QUOTE_PREFIX + self.register.value + report_data
 
     def quoted_runtime_register(self, quote: bytes) -> bytes:
-        """Where the agent reads the register a fake quote carries (after its prefix)."""
+        """The register a fake quote carries (after its prefix), as a TDX quote carries RTMR3."""
         return quote[len(QUOTE_PREFIX) : len(QUOTE_PREFIX) + len(self.register.value)]
 
     def attest(self, report_data: bytes) -> Attestation:
         """The fake quote, with whatever certificates, collateral and CCEL the test set."""
-        return Attestation(
-            self.get_quote(report_data), self.certificates, self.collateral, self.ccel
-        )
+        quote = self.get_quote(report_data)
+        register = self.quoted_runtime_register(quote)
+        return Attestation(quote, self.certificates, self.collateral, self.ccel, register)
 
     def extend_runtime_register(self, digest: bytes) -> None:
         if not self.has_register:
