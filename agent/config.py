@@ -60,7 +60,7 @@ class PipelineConfig:
 class SimulatedMeasurementsConfig:
     """Overrides for the simulated TEE's measurements; absent keeps the state's."""
 
-    values: Mapping[str, bytes | int] = field(default_factory=dict)
+    values: Mapping[str, bytes | int | str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def parse_config(
             f"unknown TEE backend {backend!r}; this build offers: {', '.join(KNOWN_BACKENDS)}"
         )
     simulated_table = tee.table("simulated")
-    simulated: dict[str, bytes | int] = {}
+    simulated: dict[str, bytes | int | str] = {}
     # [tee.simulated] keys: hex byte strings of the simulator's width, or (width None) integers.
     for key, size in simulated_measurement_widths(backend).items():
         if size is None:
@@ -147,6 +147,12 @@ def parse_config(
         if len(value) != size:
             raise ConfigError(f"config.tee.simulated.{key} must be {size} bytes, got {len(value)}")
         simulated[key] = value
+    if backend == "simulated-snp" and simulated_table.has("signing_key"):
+        # Not a measurement: the key the simulated host signs with (a cloud host's VLEK).
+        signing_key = simulated_table.text("signing_key")
+        if signing_key not in ("vcek", "vlek"):
+            raise ConfigError('config.tee.simulated.signing_key must be "vcek" or "vlek"')
+        simulated["signing_key"] = signing_key
     simulated_table.finish()
     vmpl = tee.integer("vmpl", 0, minimum=0, maximum=3)
     if tee.has("vmpl") and backend not in ("sev-snp", "auto"):

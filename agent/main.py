@@ -22,10 +22,10 @@ from pathlib import Path
 
 import attestd
 from attestd.agent.config import AgentConfig, load_config
-from attestd.agent.core import Agent
 from attestd.agent.errors import StateDirError, StateDirLockedError
 from attestd.agent.logs import configure_logging
 from attestd.agent.server import AgentServer
+from attestd.agent.service import Agent
 from attestd.agent.state_lock import StateLock
 from attestd.agent.tls import ServerTls, load_server_tls
 from attestd.errors import AttestdError

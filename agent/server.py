@@ -34,7 +34,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from attestd.agent.artifacts import ArtifactError, ArtifactNotFoundError
 from attestd.agent.artifacts.gpu.errors import GpuUnavailableError
 from attestd.agent.config import AgentConfig
-from attestd.agent.core import Agent, MeasuredArtifact
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
     ClientKeyTooWeakError,
@@ -46,8 +45,10 @@ from attestd.agent.errors import (
     StageAlreadyOpenError,
     truncate,
 )
+from attestd.agent.measurement_events import MeasuredArtifact
 from attestd.agent.peercred import Caller, CallerPolicy, PeerRelay, PeerUnknownError
 from attestd.agent.reflection import enable_reflection
+from attestd.agent.service import Agent
 from attestd.agent.stages import ArtifactSpec
 from attestd.agent.tls import ServerTls, key_weakness
 from attestd.errors import AttestdError

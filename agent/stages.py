@@ -12,8 +12,9 @@
     content = abort_content(opened, reason)                  # the "abort" event
     opened = reopen(begin_event)    # the open stage again, after a restart; or StageRecoveryError
 
-The Agent (core.py) owns locking, measuring and logging; this module holds
-the rules and the event formats. Names, licences and tags follow the patterns
+The stage machine (stage_machine.py) holds the open stage and its transitions,
+the agent service (service.py) measures, logs and signs; this module holds the
+rules and the event formats. Names, licences and tags follow the patterns
 of attestd.evidence.provenance, so anything the agent accepts, a verifier can
 parse back.
 """
@@ -39,7 +40,7 @@ from attestd.evidence.provenance import (
     StageProvenance,
     provenance_digest,
 )
-from attestd.evidence.runtime_log import parse_rfc3339
+from attestd.evidence.runtime_log_format import parse_rfc3339
 
 STAGE_DOMAIN = "attestd.stage"
 BEGIN_OPERATION = "begin"

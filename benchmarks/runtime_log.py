@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from attestd.agent.runtime_log import RuntimeLogStore
+from attestd.agent.runtime_log_store import RuntimeLogStore
 from attestd.evidence import RuntimeEvent, canonical_json, event_digest, event_to_json, now_rfc3339
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
 

@@ -63,12 +63,11 @@ from attestd.evidence.errors import (
     SubjectsMismatchError,
 )
 from attestd.evidence.keys import key_id, load_public_key_pem, public_key_pem
-from attestd.evidence.runtime_log import (
+from attestd.evidence.runtime_log_format import (
     INITIAL_LOG_HEAD,
     LOG_HEAD_SIZE,
     MAX_EVENT_CONTENT_BYTES,
     RuntimeEvent,
-    check_log_head,
     encode_event,
     event_digest,
     event_from_json,
@@ -125,7 +124,6 @@ __all__ = [
     "TeeClaims",
     "agent_key_link",
     "canonical_json",
-    "check_log_head",
     "encode_event",
     "event_digest",
     "event_from_json",

@@ -33,7 +33,7 @@ from attestd.evidence.errors import (
     SubjectsMismatchError,
 )
 from attestd.evidence.keys import KEY_ID_PATTERN, key_id, load_public_key_pem
-from attestd.evidence.runtime_log import (
+from attestd.evidence.runtime_log_format import (
     LOG_HEAD_SIZE,
     RuntimeEvent,
     format_rfc3339,

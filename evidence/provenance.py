@@ -32,7 +32,7 @@ from datetime import datetime
 from attestd.evidence import _json
 from attestd.evidence.binding import Subject
 from attestd.evidence.canonical import canonical_json
-from attestd.evidence.runtime_log import (
+from attestd.evidence.runtime_log_format import (
     RuntimeEvent,
     event_from_json,
     event_to_json,

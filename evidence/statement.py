@@ -24,7 +24,7 @@ from attestd.evidence.keys import (
     key_id,
     load_public_key_pem,
 )
-from attestd.evidence.runtime_log import (
+from attestd.evidence.runtime_log_format import (
     RuntimeEvent,
     event_from_json,
     event_to_json,

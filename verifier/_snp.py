@@ -1,8 +1,10 @@
 """The SEV-SNP half of an appraisal: the report, its VCEK chain, and the launch values.
 
 Cryptography lives in ``attestd.tee.snp.verify`` (report signature, VCEK ->
-ASK -> ARK, reported TCB against the VCEK); this module compares what it
-verified with the policy. SNP has no runtime register: the runtime log is
+ASK -> ARK or VLEK -> ASVK -> ARK, reported TCB against the VCEK); this module
+compares what it verified with the policy. The report's SIGNING_KEY field
+decides which chain, and the ``signing_key`` check which keys the policy
+accepts (``snp.signing_keys``). SNP has no runtime register: the runtime log is
 bound through REPORTDATA alone.
 """
 
@@ -21,8 +23,15 @@ from attestd.tee.snp.kds import (
     VcekUnavailableError,
     get_vcek,
     offline_path,
+    refuse_vlek,
 )
-from attestd.tee.snp.verify import VerifyOptions, load_certificate, verify_report
+from attestd.tee.snp.verify import (
+    SIGNING_KEY_NAMES,
+    VerifyOptions,
+    load_certificate,
+    vcek_extensions,
+    verify_report,
+)
 from attestd.verifier.checks import (
     REFERENCE_VALUE_ABSENT,
     CheckDef,
@@ -93,6 +102,7 @@ class SnpAppraiser:
         else:
             found = self._stored_vcek(report)
             if found is None:
+                refuse_vlek(report, ["the evidence", "snp.vcek_store"])
                 product = snp.product or report.product
                 if product is None:
                     return failed(
@@ -108,13 +118,18 @@ class SnpAppraiser:
                 found = get_vcek(report, product, source)
             vcek = found
         self._report = verify_report(report, vcek=vcek, ask=ask, options=options)
-        self._product = options.product or report.product or _vcek_product(vcek)
+        extensions = vcek_extensions(vcek)
+        self._product = options.product or report.product or extensions.product
+        if extensions.csp_id is not None:
+            signer = f"VLEK of cloud provider {extensions.csp_id!r} and the ASVK"
+        else:
+            signer = "VCEK and the ASK"
         return passed(
-            f"SEV-SNP report verifies through its VCEK to the {self._policy.trust.root} ARK"
+            f"SEV-SNP report verifies through its {signer} to the {self._policy.trust.root} ARK"
         )
 
     def _stored_vcek(self, report: AttestationReport) -> x509.Certificate | None:
-        """The VCEK from the offline store, named by chip and TCB: no product needed."""
+        """The VCEK (or VLEK) from the offline store, named by chip and TCB: no product needed."""
         store = self._policy.snp.vcek_store
         if store is None:
             return None
@@ -174,6 +189,18 @@ class SnpAppraiser:
             f"guest policy debug={policy.debug} migrate_ma={policy.migrate_ma} smt={policy.smt}"
         )
 
+    def signing_key(self) -> Outcome:
+        """The key the report names (and verify_report matched to the certificate) is allowed."""
+        name = SIGNING_KEY_NAMES.get(self.report.signing_key, str(self.report.signing_key))
+        allowed = self._policy.snp.signing_keys
+        if name not in allowed:
+            return failed(
+                "signing_key_not_allowed",
+                f"the report is signed by a {name.upper()}; snp.signing_keys allows "
+                f"{', '.join(allowed)}",
+            )
+        return passed(f"signed by a {name.upper()}, which snp.signing_keys allows")
+
     def vmpl(self) -> Outcome:
         vmpl = self.report.vmpl
         if vmpl not in self._policy.snp.vmpl:
@@ -188,12 +215,6 @@ class SnpAppraiser:
                 f"GUEST_SVN {svn} < snp.min_guest_svn {self._policy.snp.min_guest_svn}",
             )
         return passed(f"GUEST_SVN {svn} meets snp.min_guest_svn")
-
-
-def _vcek_product(vcek: x509.Certificate) -> str | None:
-    from attestd.tee.snp.verify import vcek_extensions
-
-    return vcek_extensions(vcek).product
 
 
 # -- the registry of the SEV-SNP checks -----------------------------------------------------
@@ -214,6 +235,13 @@ def _optional(key: str, label: str) -> CheckDef[SnpAppraiser]:
 
 
 SNP_CHECKS: tuple[CheckDef[SnpAppraiser], ...] = (
+    CheckDef(
+        "signing_key",
+        SnpAppraiser.signing_key,
+        _QUOTE,
+        reasons=("signing_key_not_allowed",),
+        claims=(claim("hardware"),),
+    ),
     CheckDef(
         "reported_tcb",
         SnpAppraiser.reported_tcb,

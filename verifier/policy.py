@@ -34,6 +34,8 @@ _MEASUREMENT_HEX_LEN = 96
 _SHA256_HEX_LEN = 64
 _TEE_TCB_SVN_HEX_LEN = 32
 _SNP_PRODUCTS = ("Milan", "Genoa", "Turin")
+#: The keys an SEV-SNP report can be signed with: the chip's VCEK, a cloud provider's VLEK.
+SNP_SIGNING_KEYS = ("vcek", "vlek")
 _TCB_STATUSES = (
     "UpToDate",
     "SWHardeningNeeded",
@@ -157,6 +159,8 @@ class SnpPolicy:
     vcek_store: Path | None = None
     kds_url: str | None = None
     vcek_cache_dir: Path | None = None
+    signing_keys: tuple[str, ...] = SNP_SIGNING_KEYS
+    """Which keys may sign: ``"vcek"`` (chip-unique), ``"vlek"`` (a cloud provider's)."""
 
 
 @dataclass(frozen=True)
@@ -370,6 +374,7 @@ def snp_policy(reader: TomlReader, table: Mapping[str, Any]) -> SnpPolicy:
         "vcek_store",
         "kds_url",
         "vcek_cache_dir",
+        "signing_keys",
     }
     reader.only_keys(table, where, {*values, *options})
     allowed = {key: reader.hex_list(table, "snp", key, size) for key, size in values.items()}
@@ -400,6 +405,13 @@ def snp_policy(reader: TomlReader, table: Mapping[str, Any]) -> SnpPolicy:
         raise reader.error("snp.kds_url must be an http(s) URL")
     store = reader.string(table, where, "vcek_store")
     cache = reader.string(table, where, "vcek_cache_dir")
+    signing_keys = reader.string_list(table, where, "signing_keys")
+    if signing_keys is None:
+        signing_keys = SNP_SIGNING_KEYS
+    if not signing_keys or not set(signing_keys) <= set(SNP_SIGNING_KEYS):
+        raise reader.error(
+            f"snp.signing_keys must name one or both of {', '.join(SNP_SIGNING_KEYS)}"
+        )
     return SnpPolicy(
         **allowed,
         allow_debug=reader.boolean(table, where, "allow_debug", default=False),
@@ -413,6 +425,7 @@ def snp_policy(reader: TomlReader, table: Mapping[str, Any]) -> SnpPolicy:
         vcek_store=reader.relative(store) if store else None,
         kds_url=kds_url,
         vcek_cache_dir=reader.relative(cache) if cache else None,
+        signing_keys=tuple(dict.fromkeys(signing_keys)),
     )
 
 

@@ -12,8 +12,9 @@
     >>> CertChain.from_raw_table(table).ordered()    # (VCEK, ASK, ARK): the one chain order
 
 ``abi`` turns bytes into values and back, ``verify`` checks signatures up to a
-trusted AMD ARK, ``kds`` finds the VCEK a report needs, ``simulated`` emits the
-same bytes from a simulated AMD PKI.
+trusted AMD ARK (through the ASK for a VCEK, the ASVK for a cloud provider's
+VLEK), ``kds`` finds the VCEK a report needs (a VLEK never comes from AMD's
+KDS), ``simulated`` emits the same bytes from a simulated AMD PKI.
 """
 
 from attestd.tee.snp.abi import (
@@ -35,6 +36,7 @@ from attestd.tee.snp.verify import (
     VerifyOptions,
     amd_ark,
     amd_ask,
+    amd_asvk,
     load_certificate,
     vcek_extensions,
     verify_report,
@@ -55,6 +57,7 @@ __all__ = [
     "VerifyOptions",
     "amd_ark",
     "amd_ask",
+    "amd_asvk",
     "build_cert_table",
     "encode_signature",
     "get_vcek",

@@ -1,18 +1,21 @@
-"""The simulated AMD PKI: ARK → ASK → VCEK, shaped like AMD's and named NOT AMD.
+"""The simulated AMD PKI: ARK → ASK → VCEK (and ARK → ASVK → VLEK), shaped like AMD's, NOT AMD.
 
 Like AMD's: RSA-4096 ARK and ASK, every certificate signed with RSA-PSS
 (SHA-384, MGF1-SHA-384, salt 48), an ECDSA P-384 VCEK carrying AMD's KDS
 extensions (product name, boot loader/TEE/SNP/microcode SPLs, hwID), so the
 same verifier code runs over it. Unlike AMD's: the ARK is generated per state
 directory, so nothing it signs chains to AMD, and the VCEK has a positive
-serial. Keys are unencrypted PKCS#8 PEM, 0600, in a 0700 directory: the
+serial. The VLEK half (an ASVK under the same ARK, and a VLEK that carries a
+csp_id instead of a hwID, as AMD issues to cloud providers) is made only when
+asked for, by :func:`with_vlek`, so a platform that signs with its VCEK pays
+for no third RSA key. Keys are unencrypted PKCS#8 PEM, 0600, in a 0700 directory: the
 simulator protects nothing a real TEE would, and says so.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +39,10 @@ TCB = TcbVersion(bootloader=4, tee=0, snp=22, microcode=213)
 ARK_NAME = "attestd Simulated ARK-Milan \u2014 NOT AMD"
 ASK_NAME = "attestd Simulated SEV-Milan \u2014 NOT AMD"
 VCEK_NAME = "attestd Simulated SEV-VCEK \u2014 NOT AMD"
+ASVK_NAME = "attestd Simulated SEV-VLEK-Milan \u2014 NOT AMD"
+VLEK_NAME = "attestd Simulated SEV-VLEK \u2014 NOT AMD"
+#: The cloud provider a simulated VLEK names in its csp_id extension.
+CSP_ID = "attestd-simulated-csp"
 ORGANIZATION = "attestd (simulated)"
 
 # A fixed window, like AMD's long-lived roots, so one `now` serves both
@@ -48,8 +55,18 @@ _STEMS = ("ark", "ask", "vcek")
 
 
 @dataclass(frozen=True)
+class SimulatedVlek:
+    """The VLEK half of a simulated platform: the ASVK (under the ARK) and the VLEK it signed."""
+
+    asvk_key: rsa.RSAPrivateKey
+    asvk: x509.Certificate
+    vlek_key: ec.EllipticCurvePrivateKey
+    vlek: x509.Certificate
+
+
+@dataclass(frozen=True)
 class SimulatedPki:
-    """The keys and certificates of one simulated AMD platform."""
+    """The keys and certificates of one simulated AMD platform; ``vlek`` only once made."""
 
     ark_key: rsa.RSAPrivateKey
     ark: x509.Certificate
@@ -57,6 +74,7 @@ class SimulatedPki:
     ask: x509.Certificate
     vcek_key: ec.EllipticCurvePrivateKey
     vcek: x509.Certificate
+    vlek: SimulatedVlek | None = None
 
     @property
     def chip_id(self) -> bytes:
@@ -70,8 +88,11 @@ class SimulatedPki:
 _AMD = Profile(hash_algorithm=hashes.SHA384(), rsa_padding=_AMD_PSS, leaf_basic_constraints=False)
 
 
-def _amd_extensions(chip_id: bytes) -> list[x509.UnrecognizedExtension]:
-    """AMD's KDS extensions: DER INTEGER SPLs, an IA5String product name, the raw hwID."""
+def _amd_extensions(
+    chip_id: bytes | None, csp_id: str | None = None
+) -> list[x509.UnrecognizedExtension]:
+    """AMD's KDS extensions: DER INTEGER SPLs, an IA5String product name, and the raw
+    hwID (a VCEK) or the IA5String csp_id (a VLEK)."""
     spls = [
         (verify.OID_STRUCT_VERSION, 0),
         (verify.OID_BL_SPL, TCB.bootloader),
@@ -82,8 +103,11 @@ def _amd_extensions(chip_id: bytes) -> list[x509.UnrecognizedExtension]:
     ]
     values = [(oid, asn1.encode_der(spl)) for oid, spl in spls]
     values.insert(1, (verify.OID_PRODUCT_NAME, asn1.encode_der(asn1.IA5String(PRODUCT_NAME))))
-    # The hwID is raw, without an OCTET STRING tag, as AMD's KDS serves it.
-    values.append((verify.OID_HWID, chip_id))
+    if chip_id is not None:
+        # The hwID is raw, without an OCTET STRING tag, as AMD's KDS serves it.
+        values.append((verify.OID_HWID, chip_id))
+    if csp_id is not None:
+        values.append((verify.OID_CSP_ID, asn1.encode_der(asn1.IA5String(csp_id))))
     return [x509.UnrecognizedExtension(oid, value) for oid, value in values]
 
 
@@ -120,6 +144,23 @@ def generate() -> SimulatedPki:
     return SimulatedPki(ark_key, ark, ask_key, ask, vcek_key, vcek)
 
 
+def with_vlek(pki: SimulatedPki) -> SimulatedPki:
+    """``pki`` with a VLEK half (made now unless it has one). Slow: one RSA-4096 key.
+
+    The ASVK is signed by the platform's ARK, as AMD's ASVK is by AMD's ARK; the
+    VLEK certifies the same TCB as the VCEK and names the simulated cloud
+    provider instead of the chip.
+    """
+    if pki.vlek is not None:
+        return pki
+    asvk_key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
+    asvk = _certificate(ASVK_NAME, asvk_key.public_key(), pki.ark, pki.ark_key, is_ca=True)
+    vlek_key = ec.generate_private_key(ec.SECP384R1())
+    extensions = _amd_extensions(None, CSP_ID)
+    vlek = _certificate(VLEK_NAME, vlek_key.public_key(), asvk, asvk_key, False, extensions)
+    return replace(pki, vlek=SimulatedVlek(asvk_key, asvk, vlek_key, vlek))
+
+
 def save(pki: SimulatedPki, directory: Path) -> None:
     """Write every key (0600) and certificate; the caller makes ``directory`` 0700."""
     pairs = {"ark": (pki.ark_key, pki.ark), "ask": (pki.ask_key, pki.ask)}
@@ -129,6 +170,16 @@ def save(pki: SimulatedPki, directory: Path) -> None:
     write_atomic(directory / "vcek.pem", _cert_pem(pki.vcek), 0o644)
     # Written last: its presence is what `exists` tests, so a crash mid-way regenerates all.
     write_atomic(directory / "vcek.key.pem", private_key_pem(pki.vcek_key), 0o600)
+    if pki.vlek is not None:
+        save_vlek(pki.vlek, directory)
+
+
+def save_vlek(vlek: SimulatedVlek, directory: Path) -> None:
+    """Write the VLEK half next to the rest; ``vlek.key.pem`` last, as ``vcek.key.pem``."""
+    write_atomic(directory / "asvk.key.pem", private_key_pem(vlek.asvk_key), 0o600)
+    write_atomic(directory / "asvk.pem", _cert_pem(vlek.asvk), 0o644)
+    write_atomic(directory / "vlek.pem", _cert_pem(vlek.vlek), 0o644)
+    write_atomic(directory / "vlek.key.pem", private_key_pem(vlek.vlek_key), 0o600)
 
 
 def exists(directory: Path) -> bool:
@@ -145,11 +196,28 @@ def load(directory: Path) -> SimulatedPki:
         ark_key = _load_rsa_key(directory / "ark.key.pem")
         ask_key = _load_rsa_key(directory / "ask.key.pem")
         vcek_key = load_ec_private_key(directory / "vcek.key.pem")
-        pki = SimulatedPki(ark_key, certs["ark"], ask_key, certs["ask"], vcek_key, certs["vcek"])
+        vlek = _load_vlek(directory)
+        pki = SimulatedPki(
+            ark_key, certs["ark"], ask_key, certs["ask"], vcek_key, certs["vcek"], vlek
+        )
         pki.chip_id  # noqa: B018 - a VCEK without a hwID is damage, found now
+        if vlek is not None and verify.vcek_extensions(vlek.vlek).csp_id is None:
+            raise ValueError("the VLEK has no csp_id")
     except (OSError, ValueError, TypeError, AssertionError, QuoteVerificationError) as e:
         raise DeviceError(f"simulated SEV-SNP PKI in {directory} is unreadable: {e}") from e
     return pki
+
+
+def _load_vlek(directory: Path) -> SimulatedVlek | None:
+    """The VLEK half when :func:`save_vlek` finished writing it, else None."""
+    if not (directory / "vlek.key.pem").exists():
+        return None
+    return SimulatedVlek(
+        asvk_key=_load_rsa_key(directory / "asvk.key.pem"),
+        asvk=x509.load_pem_x509_certificate((directory / "asvk.pem").read_bytes()),
+        vlek_key=load_ec_private_key(directory / "vlek.key.pem"),
+        vlek=x509.load_pem_x509_certificate((directory / "vlek.pem").read_bytes()),
+    )
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:

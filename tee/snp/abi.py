@@ -378,6 +378,18 @@ class AttestationReport(_Sized):
         return _STRUCT.pack(*values)
 
 
+def signing_key_of(data: bytes) -> int | None:
+    """The SIGNING_KEY field of raw report bytes, without parsing the rest; None if too short.
+
+    For choosing a certificate chain before (or without) a strict parse, as an
+    agent does with what its device returned.
+    """
+    offset = _OFFSETS["signer_info"]
+    if len(data) < offset + 4:
+        return None
+    return (int.from_bytes(data[offset : offset + 4], "little") >> 2) & 7
+
+
 def encode_signature(r: int, s: int) -> bytes:
     """The 512-byte SIGNATURE field for ECDSA P-384 (r, s)."""
     return (
@@ -461,6 +473,7 @@ CERT_GUIDS: Mapping[CertKind, uuid.UUID] = {
     CertKind.ASK: uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782"),
     CertKind.ARK: uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae"),
 }
+_SIGNER_KINDS = {SIGNING_KEY_VCEK: (CertKind.VCEK,), SIGNING_KEY_VLEK: (CertKind.VLEK,)}
 _KIND_BY_GUID = {guid.bytes: kind for kind, guid in CERT_GUIDS.items()}
 _ENTRY = struct.Struct("<16sII")
 CERT_TABLE_ENTRY_SIZE = _ENTRY.size
@@ -545,9 +558,20 @@ class CertChain(Generic[_Cert]):
     ark: _Cert | None = None
 
     @classmethod
-    def from_table(cls, table: Mapping[str, _Cert]) -> CertChain[_Cert]:
-        """The chain in a parsed certificate table; a VCEK wins over a VLEK when both are there."""
-        signer = next((table[k] for k in (CertKind.VCEK, CertKind.VLEK) if k in table), None)
+    def from_table(
+        cls, table: Mapping[str, _Cert], signing_key: int | None = None
+    ) -> CertChain[_Cert]:
+        """The chain in a parsed certificate table.
+
+        ``signing_key`` (a report's SIGNING_KEY) picks the VCEK or the VLEK entry,
+        and only that one; without it a VCEK wins over a VLEK when both are there.
+        The ASK slot holds the ASVK when the signer is a VLEK: the GHCB table has
+        no GUID of its own for the ASVK.
+        """
+        order: tuple[CertKind, ...] = (CertKind.VCEK, CertKind.VLEK)
+        if signing_key is not None:
+            order = _SIGNER_KINDS.get(signing_key, ())
+        signer = next((table[k] for k in order if k in table), None)
         return cls(signer, table.get(CertKind.ASK), table.get(CertKind.ARK))
 
     @classmethod
@@ -557,9 +581,9 @@ class CertChain(Generic[_Cert]):
         return cls(padded[0], padded[1], padded[2])
 
     @classmethod
-    def from_raw_table(cls, data: bytes | None) -> CertChain[bytes]:
+    def from_raw_table(cls, data: bytes | None, signing_key: int | None = None) -> CertChain[bytes]:
         """The chain in a raw GHCB certificate table (None or empty: no certificates)."""
-        return CertChain.from_table(parse_cert_table(data or b""))
+        return CertChain.from_table(parse_cert_table(data or b""), signing_key)
 
     def ordered(self) -> tuple[_Cert, ...]:
         """Signer, ASK, ARK, up to the first that is absent.

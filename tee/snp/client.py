@@ -24,7 +24,7 @@ from attestd.tee._linux import DeviceIoctl as DeviceIoctl
 from attestd.tee._linux import linux_ioctl as linux_ioctl
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeError, TeeUnavailableError
 from attestd.tee.snp import linuxabi
-from attestd.tee.snp.abi import CertChain
+from attestd.tee.snp.abi import CertChain, signing_key_of
 from attestd.tee.tsm import (
     DEFAULT_TSM_ROOT,
     PRIVLEVEL_MAX,
@@ -146,9 +146,14 @@ class SnpGuestBackend:
         return self._report(report_data, with_certificates=True)
 
     def attest(self, report_data: bytes) -> tee_backend.Attestation:
-        """The report and the certificate chain the host provided, leaf first (may be none)."""
+        """The report and the certificate chain the host provided, leaf first (may be none).
+
+        The signer is the table's VCEK or VLEK as the report's SIGNING_KEY names,
+        so a host whose table holds both ships the one that signed.
+        """
         report, table = self.get_report_with_certificates(report_data)
-        return tee_backend.Attestation(report, CertChain.from_raw_table(table).ordered())
+        chain = CertChain.from_raw_table(table, signing_key_of(report))
+        return tee_backend.Attestation(report, chain.ordered())
 
     def extend_runtime_register(self, digest: bytes) -> None:
         raise NoRuntimeRegisterError(

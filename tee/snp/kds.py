@@ -10,7 +10,12 @@ report, the offline store (``<chip_id hex>-<reported_tcb as 16 hex>.der``), the
 disk cache, and AMD's Key Distribution Service, which is asked only when a base
 URL is configured. Where a certificate comes from does not matter for trust:
 :func:`attestd.tee.snp.verify.verify_report` checks it up to a trusted ARK and
-against the report's chip and TCB. The KDS URL follows AMD's VCEK specification
+against the report's chip and TCB.
+
+A VLEK (the report's SIGNING_KEY says so) is never on AMD's KDS: AMD gives it
+to the cloud provider, who loads it into the host. It comes from the host's
+certificate table (the VLEK GUID) or from the offline store, and when neither
+has it the error says so rather than asking the KDS. The KDS URL follows AMD's VCEK specification
 (publication 57230) as go-sev-guest's ``kds`` builds it; Turin identifies a chip
 by the first 8 bytes of CHIP_ID and adds ``fmcSPL``.
 """
@@ -27,7 +32,15 @@ from cryptography import x509
 from attestd._files import FileMissingError, FileRefusedError, read_regular_file
 from attestd.tee._http import DiskCache, FetchError, FetchStatusError, Response, http_get
 from attestd.tee.errors import TeeError
-from attestd.tee.snp.abi import TURIN, AttestationReport, CertChain, TcbVersion
+from attestd.tee.snp.abi import (
+    CERT_GUIDS,
+    SIGNING_KEY_VLEK,
+    TURIN,
+    AttestationReport,
+    CertChain,
+    CertKind,
+    TcbVersion,
+)
 from attestd.tee.snp.verify import TURIN_HWID_SIZE, VcekChainInvalidError, load_certificate
 
 KDS_BASE_URL = "https://kdsintf.amd.com"
@@ -102,19 +115,24 @@ def get_vcek(
     *,
     certificate_table: bytes | None = None,
 ) -> x509.Certificate:
-    """The VCEK (or VLEK) for ``report`` from the first source that has it."""
+    """The VCEK (or VLEK) for ``report`` from the first source that has it.
+
+    The table's entry is the one the report's SIGNING_KEY names (VCEK or VLEK).
+    """
     tried: list[str] = []
+    kind = "VLEK" if report.signing_key == SIGNING_KEY_VLEK else "VCEK"
     if source.use_certificate_table and certificate_table:
-        signer = CertChain.from_raw_table(certificate_table).signer
+        signer = CertChain.from_raw_table(certificate_table, report.signing_key).signer
         if signer is not None:
-            return _certificate(signer, "the certificate table's VCEK or VLEK")
-        tried.append("the certificate table (no VCEK or VLEK entry)")
+            return _certificate(signer, f"the certificate table's {kind}")
+        tried.append(f"the certificate table (no {kind} entry)")
     if source.offline_store is not None:
         path = offline_path(source.offline_store, report.chip_id, report.reported_tcb)
         data = _read_stored(path, source.max_bytes)
         if data is not None:
             return _certificate(data, str(path))
         tried.append(f"offline store ({path} absent)")
+    refuse_vlek(report, tried)
     if source.kds_base_url is None and source.cache_dir is None:
         tried.append("AMD KDS (no base URL configured)")
         raise VcekUnavailableError(f"no VCEK for this report; tried {'; '.join(tried)}")
@@ -122,6 +140,22 @@ def get_vcek(
         product, report.chip_id, report.reported_tcb, base_url=source.kds_base_url or KDS_BASE_URL
     )
     return fetch_vcek(url, source, tried=tried)
+
+
+def refuse_vlek(report: AttestationReport, tried: list[str] | None = None) -> None:
+    """Raise VcekUnavailableError, saying where a VLEK comes from, if a VLEK signed ``report``.
+
+    Called before any KDS lookup: AMD's KDS serves VCEKs (and the ASVK chain),
+    never a VLEK, so asking it would only fail less clearly.
+    """
+    if report.signing_key != SIGNING_KEY_VLEK:
+        return
+    looked = f" (tried {'; '.join(tried)})" if tried else ""
+    raise VcekUnavailableError(
+        "the report is signed by a VLEK, which AMD's KDS does not serve: a VLEK comes only "
+        f"from the host's certificate table (GUID {CERT_GUIDS[CertKind.VLEK]}) or an offline "
+        f"store{looked}"
+    )
 
 
 def fetch_vcek(url: str, source: VcekSource, *, tried: list[str] | None = None) -> x509.Certificate:

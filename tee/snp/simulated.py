@@ -15,6 +15,13 @@ directory, never to AMD's. The launch values (measurement, host data, policy,
 ...) live in ``launch.json``, so they survive an agent restart as a VM's launch
 measurement survives one. SEV-SNP has no runtime measurement register: the
 runtime log's head is bound through report_data instead.
+
+Like a cloud host, the simulated one can sign with a VLEK instead of the VCEK
+(``SimulatedSnpMeasurements(signing_key="vlek")``, ``[tee.simulated]
+signing_key = "vlek"`` in the agent's configuration): the report's SIGNING_KEY
+then says VLEK, and the certificate table carries the VLEK and the simulated
+ASVK (in the ASK's slot, as hosts do) with the ARK. Which key signs is the
+host's choice at every start, not a launch value, so it is not kept in the state.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from attestd.tee.snp import _simulated_pki as pki
 from attestd.tee.snp.abi import (
     POLICY_RESERVED_ONE,
     SIGNATURE_ALGO_ECDSA_P384_SHA384,
+    SIGNING_KEY_VCEK,
+    SIGNING_KEY_VLEK,
     AttestationReport,
     CertChain,
     CertKind,
@@ -66,6 +75,8 @@ MEASUREMENT_DEFAULTS: Mapping[str, bytes | int] = {
     "guest_svn": 0,
 }
 
+_LAUNCH = frozenset(MEASUREMENT_DEFAULTS)
+
 # What the simulated firmware always reports: Milan (family 19h, model 01h,
 # stepping 1), firmware 1.55.21, SMT enabled, no migration agent.
 _CPUID = (0x19, 0x01, 0x01)
@@ -73,10 +84,17 @@ _FIRMWARE = (1, 55, 21)  # major, minor, build
 _PLATFORM_INFO = 0x1
 _REPORT_ID_MA = b"\xff" * 32
 
+#: The keys the simulated host can sign with, by name, as the report's SIGNING_KEY values.
+SIGNING_KEYS: Mapping[str, int] = {"vcek": SIGNING_KEY_VCEK, "vlek": SIGNING_KEY_VLEK}
+
 
 @dataclass(frozen=True)
 class SimulatedSnpMeasurements:
-    """Launch values to impose on the simulated guest; ``None`` keeps what the state holds."""
+    """Launch values to impose on the simulated guest; ``None`` keeps what the state holds.
+
+    ``signing_key`` is no launch value: it is the key the host signs with this
+    time, ``"vcek"`` (the default, also for None) or ``"vlek"``, and is not kept.
+    """
 
     measurement: bytes | None = None
     host_data: bytes | None = None
@@ -86,8 +104,13 @@ class SimulatedSnpMeasurements:
     author_key_digest: bytes | None = None
     policy: int | None = None
     guest_svn: int | None = None
+    signing_key: str | None = None
 
     def __post_init__(self) -> None:
+        if self.signing_key is not None and self.signing_key not in SIGNING_KEYS:
+            raise InvalidArgumentError(
+                f"signing_key must be one of {', '.join(SIGNING_KEYS)}, not {self.signing_key!r}"
+            )
         for name, value in self.given().items():
             default = MEASUREMENT_DEFAULTS[name]
             if isinstance(default, bytes):
@@ -107,16 +130,15 @@ class SimulatedSnpMeasurements:
             )
 
     def given(self) -> dict[str, bytes | int]:
-        """The values that were set, by name."""
-        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        """The launch values that were set, by name (``signing_key`` is none)."""
+        values = ((f.name, getattr(self, f.name)) for f in fields(self) if f.name in _LAUNCH)
         return {name: value for name, value in values if value is not None}
 
 
 #: The launch values a configuration may impose: each one's width in bytes, None for integers.
 MEASUREMENT_WIDTHS: Mapping[str, int | None] = {
-    f.name: len(default) if isinstance(default, bytes) else None
-    for f in fields(SimulatedSnpMeasurements)
-    for default in (MEASUREMENT_DEFAULTS[f.name],)
+    name: len(default) if isinstance(default, bytes) else None
+    for name, default in MEASUREMENT_DEFAULTS.items()
 }
 
 
@@ -124,35 +146,61 @@ class SimulatedSnpBackend:
     """The TeeBackend of a simulated SEV-SNP guest; open it with :meth:`open`."""
 
     def __init__(
-        self, directory: Path, platform: pki.SimulatedPki, launch: Mapping[str, bytes | int]
+        self,
+        directory: Path,
+        platform: pki.SimulatedPki,
+        launch: Mapping[str, bytes | int],
+        signing_key: str = "vcek",
     ) -> None:
         self._dir = directory
         self._pki = platform
         self._launch = dict(launch)
         self._chip_id = platform.chip_id
-        self._table = build_cert_table(
-            {
+        self._signing_key = SIGNING_KEYS[signing_key]
+        if self._signing_key == SIGNING_KEY_VLEK:
+            if platform.vlek is None:
+                raise InvalidArgumentError("signing with a VLEK needs a platform with one")
+            self._key = platform.vlek.vlek_key
+            # Hosts put the ASVK in the ASK's slot: the GHCB table has no GUID of its own for it.
+            table: dict[str, bytes] = {
+                CertKind.VLEK: _der(platform.vlek.vlek),
+                CertKind.ASK: _der(platform.vlek.asvk),
+                CertKind.ARK: _der(platform.ark),
+            }
+        else:
+            self._key = platform.vcek_key
+            table = {
                 CertKind.VCEK: _der(platform.vcek),
                 CertKind.ASK: _der(platform.ask),
                 CertKind.ARK: _der(platform.ark),
             }
-        )
+        self._table = build_cert_table(table)
 
     @classmethod
     def open(
         cls, state_dir: Path, measurements: SimulatedSnpMeasurements | None = None
     ) -> SimulatedSnpBackend:
-        """Open (creating on first use) the simulated guest kept under ``state_dir``."""
+        """Open (creating on first use) the simulated guest kept under ``state_dir``.
+
+        ``measurements.signing_key = "vlek"`` makes the platform's VLEK half on
+        first use (one more RSA-4096 key) and signs with it.
+        """
+        imposed = measurements or SimulatedSnpMeasurements()
+        signing_key = imposed.signing_key or "vcek"
         directory = Path(state_dir) / STATE_SUBDIR
         _state.make_directory(directory, "simulated SEV-SNP state")
         with _state.locked(directory):
             if not pki.exists(directory):
                 pki.save(pki.generate(), directory)
             platform = pki.load(directory)
+            if signing_key == "vlek" and platform.vlek is None:
+                platform = pki.with_vlek(platform)
+                assert platform.vlek is not None
+                pki.save_vlek(platform.vlek, directory)
             launch = _load_launch(directory) or _fresh_launch()
-            launch.update((measurements or SimulatedSnpMeasurements()).given())
+            launch.update(imposed.given())
             _save_launch(directory, launch)
-        return cls(directory, platform, launch)
+        return cls(directory, platform, launch, signing_key)
 
     @property
     def state_directory(self) -> Path:
@@ -182,7 +230,8 @@ class SimulatedSnpBackend:
             signature_algo=SIGNATURE_ALGO_ECDSA_P384_SHA384,
             current_tcb=tcb,
             platform_info=_PLATFORM_INFO,
-            signer_info=0,  # signed by the VCEK, chip key not masked, no author key
+            # SIGNING_KEY (bits 2..4) names the VCEK or VLEK; chip key not masked, no author key.
+            signer_info=self._signing_key << 2,
             report_data=report_data,
             measurement=_bytes(launch["measurement"]),
             host_data=_bytes(launch["host_data"]),
@@ -207,16 +256,17 @@ class SimulatedSnpBackend:
             current_mit_vector=0,
             signature=bytes(512),
         )
-        der = self._pki.vcek_key.sign(unsigned.signed_region, ec.ECDSA(hashes.SHA384()))
+        der = self._key.sign(unsigned.signed_region, ec.ECDSA(hashes.SHA384()))
         r, s = decode_dss_signature(der)
         return unsigned.with_signature(encode_signature(r, s)).to_bytes()
 
     def get_report_with_certificates(self, report_data: bytes) -> tuple[bytes, bytes]:
-        """The report and the GHCB certificate table (VCEK, ASK, ARK), as configfs-tsm gives."""
+        """The report and the GHCB certificate table (VCEK, ASK, ARK; or VLEK, ASVK, ARK),
+        as configfs-tsm gives."""
         return self.get_quote(report_data), self._table
 
     def attest(self, report_data: bytes) -> tee_backend.Attestation:
-        """The report and its certificate chain (VCEK, ASK, ARK), leaf first."""
+        """The report and its certificate chain (VCEK, ASK, ARK or VLEK, ASVK, ARK), leaf first."""
         report, table = self.get_report_with_certificates(report_data)
         return tee_backend.Attestation(report, CertChain.from_raw_table(table).ordered())
 

@@ -6,10 +6,18 @@
     >>> report = verify_report(raw, vcek=vcek, options=VerifyOptions(now=datetime.now(UTC)))
     >>> # raises a QuoteVerificationError subclass whose reason names the broken link
 
-The checks run in the order the trust flows: ARK self-signed and trusted, ASK
-signed by the ARK, VCEK (or VLEK) signed by the ASK (RSA-PSS, SHA-384, salt 48),
-every certificate valid at ``now``, the report signed by the VCEK (ECDSA P-384,
-SHA-384), and the VCEK's AMD extensions naming this chip and this reported TCB.
+The report's SIGNING_KEY field says which key signed it, and so which chain:
+a VCEK (chip-unique, from AMD's KDS) is signed by the ASK; a VLEK (loaded into
+the chip by a cloud provider, named by its csp_id) by the ASVK. Both
+intermediates are signed by the same ARK. The certificate given must be of the
+kind the report names, checked first (``signing_key_mismatch``), so a VLEK is
+never tried against the ASK or a VCEK against the ASVK.
+
+The checks then run in the order the trust flows: ARK self-signed and trusted,
+ASK (or ASVK) signed by the ARK, VCEK (or VLEK) signed by it (RSA-PSS, SHA-384,
+salt 48), every certificate valid at ``now``, the report signed by the VCEK
+(ECDSA P-384, SHA-384), and the VCEK's AMD extensions naming this chip and this
+reported TCB.
 The extension OIDs are those of AMD's VCEK specification (publication 57230)
 as go-sev-guest's ``kds`` package reads them. Whether the TCB is current and
 the measurement acceptable are policy, and separate.
@@ -63,7 +71,8 @@ CHIP_ID_MISMATCH = "chip_id_mismatch"
 
 
 class VcekChainInvalidError(QuoteVerificationError):
-    """The VCEK -> ASK -> ARK chain is unreadable, mis-signed or not a CA chain."""
+    """The VCEK -> ASK -> ARK (or VLEK -> ASVK -> ARK) chain is unreadable, mis-signed
+    or not a CA chain."""
 
     reason = VCEK_CHAIN_INVALID
 
@@ -87,7 +96,11 @@ class ProductMismatchError(QuoteVerificationError):
 
 
 class SigningKeyMismatchError(QuoteVerificationError):
-    """The report says another kind of key (VCEK or VLEK) signed it than the one given."""
+    """The report's SIGNING_KEY names another kind of key (VCEK or VLEK) than the one given.
+
+    A VLEK presented for a VCEK-signed report, a VCEK for a VLEK-signed one, or a
+    report whose field names no key at all.
+    """
 
     reason = SIGNING_KEY_MISMATCH
 
@@ -164,14 +177,19 @@ def load_certificate(data: bytes) -> x509.Certificate:
         return x509.load_der_x509_certificate(data)
 
 
+#: The report's SIGNING_KEY values, by the names attestd uses for the key kinds.
+SIGNING_KEY_NAMES = {SIGNING_KEY_VCEK: "vcek", SIGNING_KEY_VLEK: "vlek"}
+
+
 @cache
-def _pinned(product: str) -> tuple[x509.Certificate, x509.Certificate]:
+def _pinned(product: str, stem: str = "ask_ark") -> tuple[x509.Certificate, x509.Certificate]:
+    """The (intermediate, ARK) pair AMD publishes: ``ask_ark`` or ``asvk_ark``."""
     if product not in PRODUCTS:
         raise ValueError(f"unknown product {product!r}; known: {', '.join(PRODUCTS)}")
-    name = f"ask_ark_{product.lower()}.pem"
+    name = f"{stem}_{product.lower()}.pem"
     pem = resources.files("attestd.tee.snp").joinpath(name).read_bytes()
-    ask, ark = x509.load_pem_x509_certificates(pem)
-    return ask, ark
+    intermediate, ark = x509.load_pem_x509_certificates(pem)
+    return intermediate, ark
 
 
 def amd_ark(product: str) -> x509.Certificate:
@@ -184,6 +202,26 @@ def amd_ask(product: str) -> x509.Certificate:
     return _pinned(product)[0]
 
 
+def amd_asvk(product: str) -> x509.Certificate:
+    """AMD's SEV VLEK signing key certificate (ASVK) for ``product``, shipped with attestd.
+
+    It signs the VLEKs AMD issues to cloud providers, under the same ARK as the ASK.
+    """
+    return _pinned(product, "asvk_ark")[0]
+
+
+def amd_intermediate(product: str, signing_key: int) -> x509.Certificate:
+    """The pinned certificate that signs ``signing_key``'s kind: the ASK or the ASVK."""
+    if signing_key == SIGNING_KEY_VLEK:
+        return amd_asvk(product)
+    return amd_ask(product)
+
+
+def key_kind(extensions: VcekExtensions) -> int:
+    """SIGNING_KEY_VLEK for a certificate with a csp_id, else SIGNING_KEY_VCEK (it has a hwID)."""
+    return SIGNING_KEY_VLEK if extensions.csp_id is not None else SIGNING_KEY_VCEK
+
+
 def verify_report(
     report: AttestationReport | bytes,
     *,
@@ -194,20 +232,24 @@ def verify_report(
 ) -> AttestationReport:
     """Check every link from a trusted ARK down to the report; return the report.
 
-    ``vcek`` may be a VLEK. ``ask`` defaults to AMD's pinned ASK of the product;
-    ``ark`` to the trusted ARK that signed the ASK. Bytes are parsed first, so
-    malformed input raises QuoteFormatError.
+    ``vcek`` may be a VLEK, when the report's SIGNING_KEY says a VLEK signed it.
+    ``ask`` (the ASK, or the ASVK for a VLEK) defaults to AMD's pinned one of
+    the product and of the report's signing key; ``ark`` to the trusted ARK
+    that signed it. Bytes are parsed first, so malformed input raises
+    QuoteFormatError.
     """
     if not isinstance(report, AttestationReport):
         report = parse_report(report)
     extensions = _read_extensions(vcek)
+    _check_signing_key(report, extensions)
     product = _product(report, extensions, options)
+    kind = _kind_name(report.signing_key)
     if ask is None:
         if product is None:
-            raise VcekChainInvalidError("no ASK given and the product is unknown")
-        ask = amd_ask(product)
+            raise VcekChainInvalidError(f"no {_issuer_name(kind)} given and the product is unknown")
+        ask = amd_intermediate(product, report.signing_key)
     try:
-        vcek_key = _verify_chain(vcek, ask, ark, options)
+        vcek_key = _verify_chain(vcek, ask, ark, options, kind)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         # cryptography decodes some certificate parts lazily; damage can surface here.
         raise VcekChainInvalidError(f"a certificate cannot be processed: {e}") from e
@@ -220,23 +262,58 @@ def _subject(cert: x509.Certificate) -> str:
     return repr(cert.subject.rfc4514_string())
 
 
+def _kind_name(signing_key: int) -> str:
+    return "VLEK" if signing_key == SIGNING_KEY_VLEK else "VCEK"
+
+
+def _issuer_name(kind: str) -> str:
+    return "ASVK" if kind == "VLEK" else "ASK"
+
+
+def _check_signing_key(report: AttestationReport, extensions: VcekExtensions) -> None:
+    """The certificate is of the kind the report's SIGNING_KEY names, checked before any chain.
+
+    Checked first so that a VLEK given for a VCEK-signed report (or the reverse)
+    is named as such, not as a chain that does not verify.
+    """
+    given = key_kind(extensions)
+    if report.signing_key == given:
+        return
+    named = SIGNING_KEY_NAMES.get(report.signing_key)
+    what = f"a {named.upper()}" if named is not None else f"no key ({report.signing_key})"
+    raise SigningKeyMismatchError(
+        f"the report's SIGNING_KEY names {what}, but the certificate given is a "
+        f"{_kind_name(given)}",
+    )
+
+
 def _verify_chain(
     vcek: x509.Certificate,
     ask: x509.Certificate,
     ark: x509.Certificate | None,
     options: VerifyOptions,
+    kind: str = "VCEK",
 ) -> ec.EllipticCurvePublicKey:
-    """ASK → VCEK signatures, then the anchor, then the clock; return the VCEK's P-384 key.
+    """ASK → VCEK (or ASVK → VLEK) signatures, then the anchor, then the clock; return the
+    signing key's P-384 key.
 
     An expired chain of good signatures from a trusted root reports
     ``certificate_expired``, not less.
     """
-    _verify_pss(vcek, ask)
+    issuer = _issuer_name(kind)
+    try:
+        _verify_pss(vcek, ask)
+    except VcekChainInvalidError as e:
+        # The usual cause is the other kind's intermediate: say which one signs a VLEK.
+        raise VcekChainInvalidError(
+            f"{e.message} (a {kind} is signed by the {issuer}"
+            f"{', not the ASK' if kind == 'VLEK' else ''})"
+        ) from e
     trusted = options.arks()
     if ark is None:
         ark = next((t for t in trusted if _signed_by(ask, t)), None)
         if ark is None:
-            raise UntrustedRootError(f"no trusted ARK signed the ASK {_subject(ask)}")
+            raise UntrustedRootError(f"no trusted ARK signed the {issuer} {_subject(ask)}")
     _verify_pss(ask, ark)
     _verify_pss(ark, ark)
     for ca in (ask, ark):
@@ -250,7 +327,7 @@ def _verify_chain(
             raise CertificateExpiredError(f"{_subject(cert)} is not valid at {options.now}")
     key = vcek.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
-        raise VcekChainInvalidError("the VCEK's key is not ECDSA P-384")
+        raise VcekChainInvalidError(f"the {kind}'s key is not ECDSA P-384")
     return key
 
 
@@ -293,7 +370,8 @@ def _verify_report_signature(report: AttestationReport, key: ec.EllipticCurvePub
     try:
         key.verify(signature, report.signed_region, _ECDSA_SHA384)
     except InvalidSignature as e:
-        raise ReportSignatureInvalidError("the report is not signed by the VCEK") from e
+        kind = _kind_name(report.signing_key)
+        raise ReportSignatureInvalidError(f"the report is not signed by the {kind}") from e
 
 
 # -- AMD's VCEK extensions -------------------------------------------------------
@@ -406,14 +484,7 @@ def _product(
 def _verify_claims(
     report: AttestationReport, extensions: VcekExtensions, product: str | None
 ) -> None:
-    """The signing key's kind, the reported TCB and the chip id must be the VCEK's."""
-    is_vlek = extensions.csp_id is not None
-    expected_key = SIGNING_KEY_VLEK if is_vlek else SIGNING_KEY_VCEK
-    if report.signing_key != expected_key:
-        kind = "VLEK" if is_vlek else "VCEK"
-        raise SigningKeyMismatchError(
-            f"the report names signing key {report.signing_key}, not the {kind}",
-        )
+    """The reported TCB and the chip id must be the VCEK's (a VLEK names no chip)."""
     layout = product or MILAN  # Milan and Genoa share a layout; Turin's VCEKs carry fmcSPL
     if extensions.fmc is not None:
         layout = TURIN

@@ -63,7 +63,7 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path: Path, tee: str) -> None:
         return  # SNP has no runtime register; the head is bound through REPORTDATA only
     # Independently of the agent: the log on disk replays to the simulated RTMR3.
     register = SimulatedTdxBackend.open(agent.state_dir).read_runtime_register()
-    from attestd.agent.runtime_log import RuntimeLogStore
+    from attestd.agent.runtime_log_store import RuntimeLogStore
 
     store = RuntimeLogStore.open(agent.state_dir / "runtime-log.jsonl")
     assert replay(store.events()) == register

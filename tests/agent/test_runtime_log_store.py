@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from attestd.agent.errors import RuntimeLogCorruptError
-from attestd.agent.runtime_log import LOG_FORMAT, RuntimeLogStore, rotate_on_new_boot
+from attestd.agent.runtime_log_store import LOG_FORMAT, RuntimeLogStore, rotate_on_new_boot
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
     RuntimeEvent,

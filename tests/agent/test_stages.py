@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.agent.config import parse_config
-from attestd.agent.core import Agent
 from attestd.agent.errors import NoStageOpenError
-from attestd.agent.runtime_log import RuntimeLogStore
+from attestd.agent.runtime_log_store import RuntimeLogStore
+from attestd.agent.service import Agent
 from attestd.cli import main
 from attestd.client import AgentCallError, AgentClient, ArtifactSpec
 from attestd.evidence import (
@@ -38,7 +38,7 @@ from attestd.evidence.provenance import (
     provenance_digest,
     stage_nonce,
 )
-from attestd.evidence.runtime_log import parse_rfc3339
+from attestd.evidence.runtime_log_format import parse_rfc3339
 from attestd.verifier import AppraisalStatus, appraise, load_policy
 from tests.fakes.tee import FakeTeeBackend
 from tests.harness import MRTD, RTMRS, SIMULATED_TEES, SNP_MEASUREMENT, AgentProcess

@@ -24,7 +24,7 @@ from attestd.evidence import (
     report_data_for,
     subjects_digest,
 )
-from attestd.evidence.runtime_log import INITIAL_LOG_HEAD
+from attestd.evidence.runtime_log_format import INITIAL_LOG_HEAD
 
 # The document's example key: a fixed scalar, so every value below is reproducible.
 EXAMPLE_KEY_SCALAR = int.from_bytes(hashlib.sha256(b"attestd example agent key").digest()) % (

@@ -4,7 +4,8 @@ An ``SnpScenario`` holds one simulated SEV-SNP guest, an agent key, two
 subjects and a short runtime log. SNP has no runtime register, so the log is
 extended nowhere: its head travels only in the binding, which REPORTDATA binds.
 ``statement()`` takes a fresh report over a binding and ships the VCEK, ASK and
-ARK as the agent does (``agent/core.py`` reads them from the GHCB table).
+ARK (or, for a guest whose host signs with a VLEK, the VLEK, ASVK and ARK) as
+the agent does: ``backend.attest`` reads them from the GHCB table.
 
 The simulated PKI costs two RSA-4096 keys: make it once with
 ``attestd.tee.snp._simulated_pki.generate()`` and give it to every
@@ -36,7 +37,7 @@ from attestd.evidence import (
     subjects_digest,
 )
 from attestd.tee.snp import _simulated_pki as snp_pki
-from attestd.tee.snp.abi import CertKind, parse_cert_table, parse_report
+from attestd.tee.snp.abi import parse_report
 from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend, SimulatedSnpMeasurements
 from attestd.verifier.policy import Policy, load_policy
 from tests.verifier.simulated_evidence import DATASET, MODEL, NONCE
@@ -73,17 +74,16 @@ class SnpScenario:
             agent_key_id=key_id(self.key.public_key()),
             issued_at=issued_at or self.issued_at,
         )
-        report, table = self.backend.get_report_with_certificates(report_data_for(binding))
-        entries = parse_cert_table(table)
+        attestation = self.backend.attest(report_data_for(binding))
         predicate = EvidencePredicate(
             binding=binding,
             tee=TeeClaims.of(self.backend.describe()),
-            quote=report,
+            quote=attestation.quote,
             runtime_log=self.events,
             agent_key_pem=public_key_pem(self.key.public_key()),
             agent_version="0.1.0",
             host={"hostname": "test-snp-guest"},
-            certificates=tuple(entries[k] for k in (CertKind.VCEK, CertKind.ASK, CertKind.ARK)),
+            certificates=attestation.certificates,
         )
         return Statement(chosen, predicate)
 

@@ -1,4 +1,13 @@
-"""The agent's logic, free of gRPC: record, measure, and produce evidence.
+"""The agent service, free of gRPC: record events, measure artifacts, produce evidence.
+
+    agent = Agent.open(config)                       # or Agent(config, backend, store, key)
+    event, head = agent.record_event("pipeline", "train.start", b"...")
+    [artifact] = agent.measure(["/srv/models/base"])
+    envelope = agent.evidence(nonce, [artifact.measurement.name])
+    opened, previous = agent.begin_stage(...)        # stages: attestd.agent.stage_machine
+
+The runtime log's store is attestd.agent.runtime_log_store, the encoding of
+measurement events attestd.agent.measurement_events.
 
 Ordering rule for every state change (docs/operations.md, "Durability"):
 append the event to the log and fsync, then extend the runtime register, then
@@ -9,7 +18,6 @@ owed), anything else that disagrees stops the agent from serving evidence.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
@@ -17,6 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -26,33 +35,26 @@ from attestd.agent.config import AgentConfig
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
     EvidenceTooLargeError,
-    NoStageOpenError,
     NotServingError,
     RequestInvalidError,
-    RuntimeLogCorruptError,
-    StageAlreadyOpenError,
     echo,
 )
 from attestd.agent.host import current_boot_id, host_claims
-from attestd.agent.runtime_log import RuntimeLogStore, rotate_on_new_boot
+from attestd.agent.measurement_events import (
+    ARTIFACT_DOMAIN,
+    ARTIFACT_OPERATION,
+    GPU_ARTIFACT_OPERATION,
+    MeasuredArtifact,
+    measurement_content,
+    subject_measurement,
+)
+from attestd.agent.runtime_log_store import RuntimeLogStore, rotate_on_new_boot
+from attestd.agent.stage_machine import StageMachine, recover_open_stage
 from attestd.agent.stages import (
-    ABORT_OPERATION,
-    BEGIN_OPERATION,
-    END_OPERATION,
     STAGE_DOMAIN,
     ArtifactSpec,
     OpenStage,
     PreviousStage,
-    StageRecoveryError,
-    abort_content,
-    begin_content,
-    check_name,
-    check_reason,
-    check_specs,
-    choose_run_id,
-    end_content,
-    parse_previous,
-    reopen,
     stage_artifact,
 )
 from attestd.evidence import (
@@ -96,19 +98,12 @@ _DAEMON_HASHING = HashingConfig(use_mmap=False)
 #: Domains starting with this prefix are written by the agent itself; pipelines
 #: may not forge them (an "artifact measured" event must come from a measurement).
 RESERVED_DOMAIN_PREFIX = "attestd."
-ARTIFACT_DOMAIN = "attestd.artifact"
-ARTIFACT_OPERATION = "measured"
-GPU_ARTIFACT_OPERATION = "measured-gpu"
-
-
-@dataclass(frozen=True)
-class MeasuredArtifact:
-    measurement: Measurement
-    log_sequence: int
 
 
 @dataclass(frozen=True)
 class AgentInfo:
+    """What GetAgentInfo reports: who this agent is and whether it serves evidence."""
+
     version: str
     tee: TeeDescription
     key_id: str
@@ -141,17 +136,16 @@ class Agent:
         self._problem = ""
         self._has_register = True
         self._artifacts: dict[str, MeasuredArtifact] = {}
-        # The open stage is rebuilt from the log on start, so it outlives a restart
-        # (docs/lifecycle.md). ``_stage_busy`` marks a BeginStage or EndStage in
-        # progress, which may hash for minutes outside ``_lock``.
-        self._stage_lock = threading.Lock()
-        self._stage_busy = False
-        last_stage_event: RuntimeEvent | None = None
-        for event in store.events():
+        events = store.events()
+        for event in events:
             self._remember_artifact(event)
-            if event.domain == STAGE_DOMAIN:
-                last_stage_event = event
-        self._stage: OpenStage | None = _recover_stage(last_stage_event)
+        self._stages = StageMachine(
+            recover_open_stage(events),
+            max_content_bytes=config.limits.max_event_content_bytes,
+            measure=self._measure_specs,
+            log=self._log_stage_event,
+            attest=self._attest_stage,
+        )
         self._reconcile()
 
     @classmethod
@@ -218,10 +212,9 @@ class Agent:
         log.error(self._problem)
 
     def _remember_artifact(self, event: RuntimeEvent) -> None:
-        if event.domain != ARTIFACT_DOMAIN or event.operation != ARTIFACT_OPERATION:
-            return
-        measurement = _measurement_from_content(event)
-        self._artifacts[measurement.name] = MeasuredArtifact(measurement, event.sequence)
+        artifact = subject_measurement(event)
+        if artifact is not None:
+            self._artifacts[artifact.measurement.name] = artifact
 
     # -- operations ----------------------------------------------------------
 
@@ -293,7 +286,7 @@ class Agent:
         measured: list[MeasuredArtifact] = []
         for path in paths:
             m = self._roots.measure(path, config=_DAEMON_HASHING)
-            event, _ = self._append(ARTIFACT_DOMAIN, ARTIFACT_OPERATION, _measurement_content(m))
+            event, _ = self._append(ARTIFACT_DOMAIN, ARTIFACT_OPERATION, measurement_content(m))
             measured.append(MeasuredArtifact(m, event.sequence))
             log.info("artifact measured", extra={"artifact": m.name, "digest": dict(m.digest)})
         return measured
@@ -305,27 +298,13 @@ class Agent:
         cuda.require()  # before anything is hashed or logged
         measured: list[MeasuredArtifact] = []
         for path in paths:
-            real = self._roots.resolve(path)
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-            try:
-                info = os.fstat(fd)
-                if not stat.S_ISREG(info.st_mode):
-                    raise RequestInvalidError(
-                        f"{echo(path)}: GPU measurement takes regular files only"
-                    )
-                # Hash exactly the inode opened above, whatever happens to the path.
-                digest = cuda.blake3_file(f"/proc/self/fd/{fd}").hex()
-            finally:
-                os.close(fd)
-            m = Measurement(
-                name=str(real), kind="file", digest={"blake3": digest},
-                size_bytes=info.st_size, file_count=1,
-            )  # fmt: skip
-            event, _ = self._append(
-                ARTIFACT_DOMAIN, GPU_ARTIFACT_OPERATION, _measurement_content(m)
-            )
+            m = _hash_file_on_gpu(self._roots.resolve(path), path)
+            event, _ = self._append(ARTIFACT_DOMAIN, GPU_ARTIFACT_OPERATION, measurement_content(m))
             measured.append(MeasuredArtifact(m, event.sequence))
-            log.info("artifact measured on the GPU", extra={"artifact": m.name, "blake3": digest})
+            log.info(
+                "artifact measured on the GPU",
+                extra={"artifact": m.name, "blake3": m.digest["blake3"]},
+            )
         return measured
 
     def evidence(self, nonce: bytes, artifact_names: Sequence[str]) -> bytes:
@@ -357,6 +336,23 @@ class Agent:
                 issued_at=datetime.now(UTC),
             )
             attestation = self._backend.attest(report_data_for(binding))
+        envelope = self._sign_evidence(subjects, binding, events, attestation)
+        if len(envelope) > MAX_ENVELOPE_BYTES:
+            # Verifiers refuse larger envelopes; say so here rather than ship unreadable evidence.
+            raise EvidenceTooLargeError(
+                f"the evidence would be {len(envelope)} bytes, over the {MAX_ENVELOPE_BYTES} "
+                "bytes verifiers accept; the runtime log is too large to carry whole"
+            )
+        return envelope
+
+    def _sign_evidence(
+        self,
+        subjects: Sequence[Subject],
+        binding: Binding,
+        events: Sequence[RuntimeEvent],
+        attestation: Attestation,
+    ) -> bytes:
+        """The DSSE envelope of the statement: subjects, binding, quote and log, signed."""
         predicate = EvidencePredicate(
             binding=binding,
             tee=TeeClaims.of(self._backend.describe()),
@@ -369,16 +365,7 @@ class Agent:
             collateral=attestation.collateral,
             ccel=_ccel_blob(attestation),
         )
-        envelope = sign_statement(
-            Statement(subjects=tuple(subjects), predicate=predicate), self._key
-        )
-        if len(envelope) > MAX_ENVELOPE_BYTES:
-            # Verifiers refuse larger envelopes; say so here rather than ship unreadable evidence.
-            raise EvidenceTooLargeError(
-                f"the evidence would be {len(envelope)} bytes, over the {MAX_ENVELOPE_BYTES} "
-                "bytes verifiers accept; the runtime log is too large to carry whole"
-            )
-        return envelope
+        return sign_statement(Statement(subjects=tuple(subjects), predicate=predicate), self._key)
 
     def _subjects(self, names: Sequence[str]) -> list[Subject]:
         if not names:
@@ -396,7 +383,7 @@ class Agent:
             chosen = list({a.measurement.name: a for a in chosen}.values())
         return [Subject(a.measurement.name, dict(a.measurement.digest)) for a in chosen]
 
-    # -- stages --------------------------------------------------------------
+    # -- stages (the state machine is attestd.agent.stage_machine) -----------
 
     def begin_stage(
         self,
@@ -407,41 +394,7 @@ class Agent:
         previous_attestation: bytes,
     ) -> tuple[OpenStage, PreviousStage | None]:
         """Open a stage: measure its inputs, then log the ``attestd.stage`` ``begin`` event."""
-        check_name("pipeline", pipeline)
-        check_name("stage", stage)
-        check_specs("inputs", inputs)
-        previous = parse_previous(previous_attestation) if previous_attestation else None
-        run = choose_run_id(run_id, previous)
-        link = previous.digest if previous else None
-        # Refuse an oversized begin event before hashing anything (names may still grow).
-        draft = [StageArtifact(s.path, {"sha256": "0" * 64}, s.license, s.tags) for s in inputs]
-        self._check_stage_content(begin_content(pipeline, run, stage, draft, link))
-        with self._stage_lock:
-            if self._stage is not None:
-                raise StageAlreadyOpenError(
-                    f"stage {self._stage.stage!r} of run {self._stage.run_id!r} is open; "
-                    "end it before beginning another"
-                )
-            if self._stage_busy:
-                raise StageAlreadyOpenError("another BeginStage or EndStage is in progress")
-            self._stage_busy = True
-        try:
-            artifacts = self._measure_specs("inputs", inputs)
-            content = begin_content(pipeline, run, stage, artifacts, link)
-            self._check_stage_content(content)
-            event, _ = self._append(STAGE_DOMAIN, BEGIN_OPERATION, content)
-        except BaseException:
-            with self._stage_lock:
-                self._stage_busy = False
-            raise
-        opened = OpenStage(pipeline, run, stage, tuple(artifacts), link, event)
-        with self._stage_lock:
-            self._stage, self._stage_busy = opened, False
-        log.info(
-            "stage begun",
-            extra={"pipeline": pipeline, "run_id": run, "stage": stage, "sequence": event.sequence},
-        )
-        return opened, previous
+        return self._stages.begin(pipeline, run_id, stage, inputs, previous_attestation)
 
     def end_stage(self, outputs: Sequence[ArtifactSpec]) -> bytes:
         """Close the open stage; returns its stage attestation (JSON bytes).
@@ -449,62 +402,14 @@ class Agent:
         A failure before the ``end`` event is logged (a bad output path) leaves
         the stage open for another try; once the event is logged, the stage is over.
         """
-        check_specs("outputs", outputs)
-        with self._stage_lock:
-            if self._stage is None:
-                busy = " (another BeginStage is in progress)" if self._stage_busy else ""
-                raise NoStageOpenError(f"no stage is open{busy}; call BeginStage first")
-            if self._stage_busy:
-                raise NoStageOpenError("the open stage is being closed by another EndStage")
-            self._stage_busy = True
-            opened = self._stage
-        ended = False
-        try:
-            artifacts = self._measure_specs("outputs", outputs)
-            content = end_content(opened.run_id, opened.stage, artifacts)
-            self._check_stage_content(content)
-            end, _ = self._append(STAGE_DOMAIN, END_OPERATION, content)
-            ended = True
-        finally:
-            with self._stage_lock:
-                self._stage_busy = False
-                if ended:
-                    self._stage = None
-        log.info(
-            "stage ended",
-            extra={"run_id": opened.run_id, "stage": opened.stage, "sequence": end.sequence},
-        )
-        return self._attest_stage(opened, artifacts, end)
+        return self._stages.end(outputs)
 
     def abort_stage(self, reason: str) -> RuntimeEvent:
         """Close the open stage without an attestation: log an ``abort`` event with ``reason``."""
-        check_reason(reason)
-        with self._stage_lock:
-            if self._stage is None:
-                busy = " (another BeginStage is in progress)" if self._stage_busy else ""
-                raise NoStageOpenError(f"no stage is open{busy}; nothing to abort")
-            if self._stage_busy:
-                raise NoStageOpenError("the open stage is being closed by an EndStage")
-            self._stage_busy = True
-            opened = self._stage
-        aborted = False
-        try:
-            event, _ = self._append(STAGE_DOMAIN, ABORT_OPERATION, abort_content(opened, reason))
-            aborted = True
-        finally:
-            with self._stage_lock:
-                self._stage_busy = False
-                if aborted:
-                    self._stage = None
-        log.info(
-            "stage aborted",
-            extra={
-                "run_id": opened.run_id,
-                "stage": opened.stage,
-                "sequence": event.sequence,
-                "reason": reason,
-            },
-        )
+        return self._stages.abort(reason)
+
+    def _log_stage_event(self, operation: str, content: bytes) -> RuntimeEvent:
+        event, _ = self._append(STAGE_DOMAIN, operation, content)
         return event
 
     def _attest_stage(
@@ -543,13 +448,7 @@ class Agent:
         measured = self.measure([s.path for s in specs])
         return [stage_artifact(s, m.measurement) for s, m in zip(specs, measured, strict=True)]
 
-    def _check_stage_content(self, content: bytes) -> None:
-        limit = self._config.limits.max_event_content_bytes
-        if len(content) > limit:
-            raise RequestInvalidError(
-                f"the stage event would be {len(content)} bytes, over the {limit}-byte limit "
-                "on event content; declare fewer artifacts, tags or shorter licences"
-            )
+    # -- inspection ------------------------------------------------------------
 
     def log_page(self, start: int, limit: int) -> tuple[Sequence[RuntimeEvent], bytes, int]:
         page = limit or self._config.limits.log_page_size
@@ -578,65 +477,26 @@ class Agent:
         self._store.close()
 
 
-def _recover_stage(last: RuntimeEvent | None) -> OpenStage | None:
-    """The stage still open in the log: its last stage event is a ``begin``."""
-    if last is None or last.operation != BEGIN_OPERATION:
-        return None  # never begun, or closed by an "end" or "abort" event
+def _hash_file_on_gpu(real: Path, path: str) -> Measurement:
+    """BLAKE3 of the regular file ``real`` (``path`` as the caller wrote it, for errors)."""
+    from attestd.agent.artifacts.gpu import cuda
+
+    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        opened = reopen(last)
-    except StageRecoveryError as err:
-        # An older agent's begin event, or a damaged one: EndStage cannot be
-        # attested from it, so the stage stays closed and a new one may begin.
-        log.warning(
-            "the runtime log ends in an open stage that cannot be recovered; "
-            "EndStage will be refused and a new BeginStage accepted",
-            extra={"sequence": last.sequence, "error": str(err)},
-        )
-        return None
-    log.info(
-        "recovered the open stage from the runtime log",
-        extra={
-            "pipeline": opened.pipeline,
-            "run_id": opened.run_id,
-            "stage": opened.stage,
-            "sequence": last.sequence,
-        },
-    )
-    return opened
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RequestInvalidError(f"{echo(path)}: GPU measurement takes regular files only")
+        # Hash exactly the inode opened above, whatever happens to the path.
+        digest = cuda.blake3_file(f"/proc/self/fd/{fd}").hex()
+    finally:
+        os.close(fd)
+    return Measurement(
+        name=str(real), kind="file", digest={"blake3": digest},
+        size_bytes=info.st_size, file_count=1,
+    )  # fmt: skip
 
 
 def _ccel_blob(attestation: Attestation) -> CcelBlob | None:
     """The backend's CC event log in the evidence format's terms."""
     ccel = attestation.ccel
     return CcelBlob(table=ccel.table, log=ccel.log) if ccel is not None else None
-
-
-def _measurement_content(m: Measurement) -> bytes:
-    """The content of an ``attestd.artifact`` event: what was measured, as canonical JSON."""
-    return canonical_json(
-        {
-            "name": m.name,
-            "kind": m.kind,
-            "digest": dict(m.digest),
-            "sizeBytes": m.size_bytes,
-            "fileCount": m.file_count,
-        }
-    )
-
-
-def _measurement_from_content(event: RuntimeEvent) -> Measurement:
-    """The measurement an ``attestd.artifact`` event of our own log records."""
-    try:
-        data = json.loads(event.content)
-        return Measurement(
-            name=str(data["name"]),
-            kind=data["kind"],
-            digest={str(k): str(v) for k, v in dict(data["digest"]).items()},
-            size_bytes=int(data["sizeBytes"]),
-            file_count=int(data["fileCount"]),
-        )
-    except (ValueError, TypeError, KeyError) as err:
-        # Only the agent writes this domain, so damage here is damage to the log.
-        raise RuntimeLogCorruptError(
-            f"runtime log event {event.sequence}: unreadable artifact measurement ({err!r})"
-        ) from err

@@ -1,4 +1,7 @@
-"""The agent's durable, append-only runtime log.
+"""The agent's durable, append-only runtime log: the store on disk.
+
+What an event is, how it is encoded and how the head is chained is the shared
+format in attestd.evidence.runtime_log_format; this module only keeps it.
 
 One JSON line per event after a header line. ``append`` returns only after the
 line is on disk (``fsync``), so an acknowledged event survives ``kill -9`` and

@@ -11,14 +11,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.agent.config import AgentConfig, parse_config
-from attestd.agent.core import Agent
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
     NotServingError,
     RequestInvalidError,
     RuntimeLogCorruptError,
 )
-from attestd.agent.runtime_log import RuntimeLogStore
+from attestd.agent.runtime_log_store import RuntimeLogStore
+from attestd.agent.service import Agent
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
     CcelBlob,

@@ -1,4 +1,7 @@
-"""Runtime-log events: their canonical encoding, and the hash chain over them.
+"""The runtime log's format: events, their canonical encoding, and the hash chain over them.
+
+The agent's durable copy of the log is attestd.agent.runtime_log_store; this
+module is what both sides agree on, with no I/O.
 
 The chain is the TDX RTMR extend rule, so the same digest that extends the log
 head also extends RTMR3 and a verifier can replay the log against the quote::
@@ -191,15 +194,3 @@ def replay(events: Iterable[RuntimeEvent]) -> bytes:
             )
         head = extend_head(head, event_digest(event))
     return head
-
-
-def check_log_head(events: Iterable[RuntimeEvent], expected_head: bytes, *, against: str) -> None:
-    """Replay ``events`` and require ``expected_head``; ``against`` names its source.
-
-    ``against`` appears in the error (``"binding runtimeLogHead"``, ``"RTMR3"``).
-    """
-    head = replay(events)
-    if head != expected_head:
-        raise LogReplayError(
-            f"runtime log replays to {head.hex()}, but {against} is {bytes(expected_head).hex()}"
-        )
