@@ -18,8 +18,8 @@ from typing import Any
 
 from attestd._toml import TomlReader, load_toml
 from attestd.agent.errors import ConfigError
-from attestd.agent.peercred import MAX_ID
 from attestd.evidence import MAX_EVENT_CONTENT_BYTES, MAX_RUNTIME_LOG_EVENTS
+from attestd.evidence.runtime_log_format import MAX_ID
 from attestd.tee.detect import BACKEND_NAMES, simulated_measurement_widths
 
 #: Backends this build can run. "simulated-*" names are deliberate: simulation

@@ -51,6 +51,15 @@ from pathlib import Path
 from typing import cast
 
 from attestd.agent.errors import AgentError, ListenError
+from attestd.evidence import Caller  # the value the runtime log records; re-exported here
+
+__all__ = [
+    "Caller",
+    "CallerPolicy",
+    "PeerRelay",
+    "PeerUnknownError",
+    "peer_credentials",
+]
 
 log = logging.getLogger("attestd.peercred")
 
@@ -70,9 +79,6 @@ INTERNAL_SOCKET_NAME = "grpc.sock"
 #: The longest path a Unix socket may have (sun_path is 108 bytes with its NUL).
 MAX_UNIX_PATH_BYTES = 107
 
-#: The largest uid or gid (uid_t is 32 bits and -1 means "no change").
-MAX_ID = 2**32 - 2
-
 _NONCE_HEX = 32
 _PEER = re.compile(
     rf"unix-abstract:{PEER_PREFIX}/(0|[1-9][0-9]{{0,9}})/(0|[1-9][0-9]{{0,9}})"
@@ -85,19 +91,6 @@ class PeerUnknownError(AgentError):
     """A pipeline call did not come through the agent's relay, so its caller is unknown."""
 
     reason = "peer_unknown"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """A pipeline process as the kernel saw it when it connected (``SO_PEERCRED``).
-
-    ``gid`` is the effective primary group at ``connect`` time; supplementary
-    groups are not part of ``SO_PEERCRED``.
-    """
-
-    pid: int
-    uid: int
-    gid: int
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ def _status_for(err: AttestdError) -> grpc.StatusCode:
 
 
 def _event_pb(event: RuntimeEvent) -> agent_pb2.RuntimeEvent:
+    caller = event.caller
     return agent_pb2.RuntimeEvent(
         sequence=event.sequence,
         domain=event.domain,
@@ -116,6 +117,9 @@ def _event_pb(event: RuntimeEvent) -> agent_pb2.RuntimeEvent:
         content=event.content,
         recorded_at=event.recorded_at,
         digest=event_digest(event),
+        caller=agent_pb2.Caller(pid=caller.pid, uid=caller.uid, gid=caller.gid)
+        if caller is not None
+        else None,
     )
 
 
@@ -231,7 +235,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         measured = await self._call(
             "MeasureArtifacts",
             context,
-            lambda _caller: self._agent.measure(list(request.paths), use_gpu=request.use_gpu),
+            lambda caller: self._agent.measure(
+                list(request.paths), use_gpu=request.use_gpu, caller=caller
+            ),
         )
         return agent_pb2.MeasureArtifactsResponse(artifacts=[_artifact_pb(m) for m in measured])
 
@@ -241,8 +247,8 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         event, head = await self._call(
             "RecordEvent",
             context,
-            lambda _caller: self._agent.record_event(
-                request.domain, request.operation, request.content
+            lambda caller: self._agent.record_event(
+                request.domain, request.operation, request.content, caller=caller
             ),
         )
         return agent_pb2.RecordEventResponse(event=_event_pb(event), log_head=head)
@@ -283,12 +289,13 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         opened, previous = await self._call(
             "BeginStage",
             context,
-            lambda _caller: self._agent.begin_stage(
+            lambda caller: self._agent.begin_stage(
                 request.pipeline,
                 request.run_id,
                 request.stage,
                 _specs(request.inputs),
                 request.previous_attestation,
+                caller=caller,
             ),
         )
         return agent_pb2.BeginStageResponse(
@@ -301,7 +308,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.EndStageRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.EndStageResponse:
         attestation = await self._call(
-            "EndStage", context, lambda _caller: self._agent.end_stage(_specs(request.outputs))
+            "EndStage",
+            context,
+            lambda caller: self._agent.end_stage(_specs(request.outputs), caller=caller),
         )
         return agent_pb2.EndStageResponse(attestation=attestation)
 
@@ -309,7 +318,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.AbortStageRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.AbortStageResponse:
         event = await self._call(
-            "AbortStage", context, lambda _caller: self._agent.abort_stage(request.reason)
+            "AbortStage",
+            context,
+            lambda caller: self._agent.abort_stage(request.reason, caller=caller),
         )
         return agent_pb2.AbortStageResponse(event=_event_pb(event))
 
