@@ -257,7 +257,10 @@ class PeerRelay:
     def bind(self) -> None:
         """Bind the public socket with the configured mode; it accepts nothing until :meth:`start`.
 
-        The caller has made sure that no other process listens on the path.
+        It listens already, as gRPC's own listeners do once bound: a client
+        that connects early waits in the kernel's backlog, and is dropped if
+        the agent does not start. The caller has made sure that no other
+        process listens on the path.
         """
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # no window where the socket is wider than 0600
@@ -277,6 +280,7 @@ class PeerRelay:
         except OSError as err:
             mode_error = f"cannot set the mode of {self.public_path}: {err.strerror}"
             raise ListenError(mode_error) from err
+        sock.listen(socket.SOMAXCONN)
 
     async def start(self) -> None:
         """Listen and accept on the public socket (after the gRPC server has started)."""
@@ -284,7 +288,10 @@ class PeerRelay:
             raise ListenError("the pipeline socket was not bound")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
-            lambda: _Link(self).client, sock=self._sock, start_serving=False
+            lambda: _Link(self).client,
+            sock=self._sock,
+            backlog=socket.SOMAXCONN,
+            start_serving=False,
         )
         self._sock = None  # the server owns it now
         await self._server.start_serving()
