@@ -423,9 +423,17 @@ class AgentServer:
             await self._discard()
             raise
         listen = self._config.listen
-        if listen.unix_socket is not None:
+        if self.relay is not None:
+            pipeline = self._config.pipeline
             log.info(
-                "listening", extra={"unix_socket": str(listen.unix_socket), "role": "pipeline"}
+                "listening",
+                extra={
+                    "unix_socket": str(self.relay.public_path),
+                    "role": "pipeline",
+                    "internal_socket": str(self.relay.internal_socket),
+                    "allowed_uids": sorted(pipeline.allowed_uids) or "any",
+                    "allowed_gids": sorted(pipeline.allowed_gids) or "any",
+                },
             )
         if listen.tcp_address is not None:
             log.info(
