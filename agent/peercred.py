@@ -404,15 +404,18 @@ class PeerRelay:
         except BaseException as err:
             sock.close()
             link.close()
-            if isinstance(err, OSError):
-                log.error(
-                    "cannot reach the agent's internal listener",
-                    extra={"path": str(self.internal_socket), "error": err.strerror},
-                )
-                return
-            raise
+            if not isinstance(err, Exception):
+                raise  # cancelled by close(): the link is closed, nothing to report
+            # Nothing is raised to asyncio: it would only print "never retrieved".
+            log.error(
+                "cannot reach the agent's internal listener",
+                extra={"path": str(self.internal_socket), "error": str(err)},
+            )
+            return
         if link.closed:  # the client left while we were connecting
-            link.upstream.transport.close()  # type: ignore[union-attr]
+            upstream = link.upstream.transport
+            if upstream is not None:
+                upstream.close()
             return
         client = link.client.transport
         assert client is not None
