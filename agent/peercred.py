@@ -9,16 +9,16 @@ Unix socket itself, in a :class:`PeerRelay`:
    kernel recorded when the peer called ``connect``);
 2. it refuses (closes) a connection whose uid or gid the :class:`CallerPolicy`
    does not allow, and logs the refusal with the identity;
-3. it opens a connection to the gRPC server's internal socket, in a fresh
-   directory of mode 0700 in ``$TMPDIR`` that only the agent may enter, after
-   binding its own end to the abstract address
-   ``@attestd-peer/<pid>/<uid>/<gid>/<nonce>``, and relays bytes both ways.
+3. it opens a connection to the gRPC server's internal socket, in a directory
+   only the agent may enter (its state directory), after binding its own end
+   to the abstract address ``@attestd-peer/<pid>/<uid>/<gid>/<nonce>``, and
+   relays bytes both ways.
 
 gRPC reports that address as the call's peer, so the servicer asks
 :meth:`PeerRelay.caller_of` who is calling::
 
-    relay = PeerRelay(Path("/run/attestd/attestd.sock"), 0o660, CallerPolicy(uids=(1000,)))
-    relay.prepare_internal()
+    relay = PeerRelay(Path("/run/attestd/attestd.sock"), 0o660, CallerPolicy(frozenset({1000})))
+    relay.prepare_internal(state_dir)                 # a 0700 directory of the agent's
     server.add_insecure_port(relay.internal_target)   # the gRPC server listens inside
     relay.bind()
     await server.start(); await relay.start()
@@ -44,6 +44,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -118,6 +119,32 @@ def peer_credentials(sock: socket.socket) -> Caller:
     pid, uid, gid = _UCRED.unpack(raw)
     # The kernel reports uid_t/gid_t; struct "i" reads them signed.
     return Caller(pid, uid & 0xFFFFFFFF, gid & 0xFFFFFFFF)
+
+
+def _require_private(directory: Path) -> None:
+    """Refuse a directory that is not this user's alone: its socket would be reachable."""
+    try:
+        info = directory.lstat()
+    except OSError as err:
+        raise ListenError(f"cannot examine {directory}: {err.strerror}") from err
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        raise ListenError(
+            f"{directory} must be a directory of this user with mode 0700 "
+            "to hold the agent's internal socket"
+        )
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Unlink a socket a killed agent left; refuse to remove anything else."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ListenError(f"cannot examine {path}: {err.strerror}") from err
+    if not stat.S_ISSOCK(mode):
+        raise ListenError(f"{path} exists and is not a socket; refusing to replace it")
+    path.unlink()
 
 
 class _Half(asyncio.Protocol):
@@ -215,8 +242,9 @@ class PeerRelay:
         self.public_path = public_path
         self._mode = mode
         self._policy = policy
-        self.internal_dir: Path | None = None  # made by prepare_internal()
+        self.internal_dir: Path | None = None  # chosen by prepare_internal()
         self.internal_socket = Path()
+        self._made_dir: Path | None = None  # a mkdtemp directory, ours to remove
         self._sock: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()  # open, counted against MAX_RELAYED_CONNECTIONS
@@ -232,26 +260,34 @@ class PeerRelay:
             raise ListenError("the agent's private directory was not made")
         return f"unix:{self.internal_socket}"
 
-    def prepare_internal(self) -> None:
-        """Create the private directory (mode 0700) for the gRPC server's socket.
+    def prepare_internal(self, private_dir: Path) -> None:
+        """Choose where the gRPC server's socket lives: in ``private_dir`` if it fits.
 
-        It is a fresh directory in the temporary directory (``$TMPDIR``, else
-        ``/tmp``), made atomically by ``mkdtemp``, so no other user can have
-        prepared it or swapped it. The temporary directory keeps the path
-        short: a Unix socket's path has at most 107 bytes.
+        ``private_dir`` must be a directory of this user that no one else may
+        enter (the agent's state directory, mode 0700, whose lock it holds, so
+        a socket left there by a killed agent is stale and is replaced). A
+        Unix socket's path has at most 107 bytes; where ``private_dir`` is too
+        deep for that, a fresh directory of mode 0700 made by ``mkdtemp`` in
+        ``$TMPDIR`` (else ``/tmp``) is used instead and removed by :meth:`close`.
         """
+        socket_path = private_dir / INTERNAL_SOCKET_NAME
+        if len(os.fsencode(socket_path)) <= MAX_UNIX_PATH_BYTES:
+            _require_private(private_dir)
+            _remove_stale_socket(socket_path)
+            self.internal_dir, self.internal_socket = private_dir, socket_path
+            return
         try:
             directory = Path(tempfile.mkdtemp(prefix="attestd-"))
         except OSError as err:
             raise ListenError(
                 f"cannot create the agent's private directory: {err.strerror or err}"
             ) from err
-        self.internal_dir = directory
+        self.internal_dir, self._made_dir = directory, directory
         self.internal_socket = directory / INTERNAL_SOCKET_NAME
         if len(os.fsencode(self.internal_socket)) > MAX_UNIX_PATH_BYTES:
             raise ListenError(
-                f"the agent's internal socket {self.internal_socket} would be longer than "
-                f"{MAX_UNIX_PATH_BYTES} bytes; set TMPDIR to a shorter directory"
+                f"the agent's internal socket would be longer than {MAX_UNIX_PATH_BYTES} "
+                f"bytes both in {private_dir} and in {directory}; use a shorter state_dir"
             )
 
     def bind(self) -> None:
@@ -321,14 +357,16 @@ class PeerRelay:
             self._bound = False
         if self.internal_dir is not None:
             self.internal_socket.unlink(missing_ok=True)
+            self.internal_dir = None
+        if self._made_dir is not None:
             try:
-                self.internal_dir.rmdir()
+                self._made_dir.rmdir()
             except OSError as err:
                 log.warning(
                     "cannot remove the private directory",
-                    extra={"path": str(self.internal_dir), "error": err.strerror},
+                    extra={"path": str(self._made_dir), "error": err.strerror},
                 )
-            self.internal_dir = None
+            self._made_dir = None
 
     @property
     def open_connections(self) -> int:

@@ -388,7 +388,8 @@ class AgentServer:
         )
         self.relay = relay  # before anything can fail: _discard() closes it
         server = self._new_server(Role.PIPELINE, relay.caller_of)
-        relay.prepare_internal()
+        # The state directory: 0700, the agent's, and locked by it (agent/state_lock.py).
+        relay.prepare_internal(self._config.state_dir)
         try:
             server.add_insecure_port(relay.internal_target)
         except RuntimeError as err:

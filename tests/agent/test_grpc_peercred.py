@@ -230,5 +230,20 @@ def test_a_stopped_agent_leaves_neither_socket_behind(tmp_path: Path) -> None:
         assert internal.is_socket()
         assert (internal.parent.stat().st_mode & 0o777) == 0o700
         assert agent.stop() == 0
+    assert internal == agent.state_dir / "grpc.sock"
     assert not agent.socket_path.exists()
-    assert not internal.parent.exists()
+    assert not internal.exists()
+
+
+def test_a_killed_agents_internal_socket_is_replaced_on_the_next_start(tmp_path: Path) -> None:
+    agent = AgentProcess(tmp_path)
+    agent.start()
+    agent.kill()
+    assert (agent.state_dir / "grpc.sock").is_socket()  # left behind, as after a crash
+    agent.start()
+    try:
+        with agent.pipeline() as client:
+            assert _caller(client.record("pipeline.peer", "again", b"").event) == ME
+    finally:
+        assert agent.stop() == 0
+    assert not (agent.state_dir / "grpc.sock").exists()

@@ -33,6 +33,14 @@ ME = Caller(os.getpid(), os.getuid(), os.getgid())
 NOBODY = 65534
 
 
+def _private(parent: Path) -> Path:
+    """A 0700 directory for the internal socket, as the state directory is."""
+    private = parent / "state"
+    private.mkdir(mode=0o700, exist_ok=True)
+    private.chmod(0o700)
+    return private
+
+
 @pytest.fixture
 def socket_dir() -> Iterator[Path]:
     """A short directory any user may enter (tmp_path is 0700 and its paths are long)."""
@@ -65,7 +73,7 @@ async def relay_running(
     upstream: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]] = _upstream,
 ) -> AsyncIterator[PeerRelay]:
     relay = PeerRelay(socket_dir / "a.sock", 0o666, policy)
-    relay.prepare_internal()
+    relay.prepare_internal(_private(socket_dir))
     server = await asyncio.start_unix_server(upstream, path=str(relay.internal_socket))
     relay.bind()
     await relay.start()
@@ -302,9 +310,9 @@ def test_close_ends_every_connection_and_leaves_no_task_or_socket(socket_dir: Pa
         before = asyncio.all_tasks()
         relay_ctx = relay_running(socket_dir)
         relay = await relay_ctx.__aenter__()
-        internal_dir = relay.internal_dir
-        assert internal_dir is not None
-        assert stat.S_IMODE(internal_dir.stat().st_mode) == 0o700
+        internal_socket = relay.internal_socket
+        assert internal_socket == socket_dir / "state" / "grpc.sock"
+        assert internal_socket.is_socket()
         assert stat.S_IMODE(relay.public_path.stat().st_mode) == 0o666
         clients = [await _connect(relay.public_path) for _ in range(5)]
         for reader, _ in clients:
@@ -316,7 +324,8 @@ def test_close_ends_every_connection_and_leaves_no_task_or_socket(socket_dir: Pa
             writer.close()
         assert relay.open_connections == 0
         assert not relay.public_path.exists()
-        assert not internal_dir.exists()
+        assert not internal_socket.exists()
+        assert (socket_dir / "state").is_dir()  # the state directory is not the relay's
         await asyncio.sleep(0)
         assert asyncio.all_tasks() - before == set()
         with pytest.raises(OSError):
@@ -330,7 +339,7 @@ def test_an_unreachable_upstream_closes_the_client(
 ) -> None:
     async def run() -> None:
         relay = PeerRelay(socket_dir / "a.sock", 0o600, CallerPolicy())
-        relay.prepare_internal()  # nothing listens inside
+        relay.prepare_internal(_private(socket_dir))  # nothing listens inside
         relay.bind()
         await relay.start()
         try:
@@ -366,15 +375,51 @@ def test_connections_past_the_limit_are_refused(
     asyncio.run(run())
 
 
-def test_an_internal_socket_path_too_long_is_a_listen_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_a_state_directory_too_deep_for_a_socket_path_falls_back_to_a_temporary_one(
+    socket_dir: Path,
 ) -> None:
-    deep = tmp_path / ("d" * 100)
-    deep.mkdir()
-    monkeypatch.setenv("TMPDIR", str(deep))
-    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
-    relay = PeerRelay(tmp_path / "a.sock", 0o600, CallerPolicy())
+    deep = socket_dir / ("d" * 100)
+    deep.mkdir(mode=0o700)
+    relay = PeerRelay(socket_dir / "a.sock", 0o600, CallerPolicy())
+    relay.prepare_internal(deep)
+    made = relay.internal_dir
+    assert made is not None and made.parent == Path(tempfile.gettempdir())
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    asyncio.run(relay.close())
+    assert not made.exists()
+
+
+def test_no_short_enough_directory_is_a_listen_error(
+    socket_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = socket_dir / ("d" * 100)
+    deep.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    relay = PeerRelay(socket_dir / "a.sock", 0o600, CallerPolicy())
     with pytest.raises(ListenError, match="longer than 107 bytes"):
-        relay.prepare_internal()
+        relay.prepare_internal(deep)
     asyncio.run(relay.close())
     assert list(deep.iterdir()) == []  # the directory it made is gone again
+
+
+def test_a_stale_internal_socket_is_replaced_and_anything_else_refused(socket_dir: Path) -> None:
+    private = _private(socket_dir)
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(private / "grpc.sock"))  # left by a killed agent
+    PeerRelay(socket_dir / "a.sock", 0o600, CallerPolicy()).prepare_internal(private)
+    assert not (private / "grpc.sock").exists()
+
+    (private / "grpc.sock").write_text("not a socket")
+    with pytest.raises(ListenError, match="is not a socket"):
+        PeerRelay(socket_dir / "a.sock", 0o600, CallerPolicy()).prepare_internal(private)
+    assert (private / "grpc.sock").read_text() == "not a socket"
+
+
+@pytest.mark.parametrize("mode", [0o750, 0o701, 0o707])
+def test_a_directory_others_may_enter_is_refused_for_the_internal_socket(
+    socket_dir: Path, mode: int
+) -> None:
+    private = _private(socket_dir)
+    private.chmod(mode)
+    with pytest.raises(ListenError, match="mode 0700"):
+        PeerRelay(socket_dir / "a.sock", 0o600, CallerPolicy()).prepare_internal(private)
