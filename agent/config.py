@@ -19,6 +19,7 @@ from typing import Any
 from attestd._toml import TomlReader, load_toml
 from attestd.agent.errors import ConfigError
 from attestd.evidence import MAX_EVENT_CONTENT_BYTES, MAX_RUNTIME_LOG_EVENTS
+from attestd.evidence.runtime_log_format import MAX_ID
 from attestd.tee.detect import BACKEND_NAMES, simulated_measurement_widths
 
 #: Backends this build can run. "simulated-*" names are deliberate: simulation
@@ -41,6 +42,18 @@ class ListenConfig:
     unix_socket_mode: int
     tcp_address: str | None
     tls: TlsConfig | None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Who may use the Unix socket, by the kernel's peer credentials (empty: anyone).
+
+    A caller must be in every non-empty list: its uid in ``allowed_uids`` and
+    its (effective, primary) gid in ``allowed_gids``.
+    """
+
+    allowed_uids: frozenset[int] = frozenset()
+    allowed_gids: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,7 @@ class AgentConfig:
     artifact_roots: tuple[Path, ...]
     limits: LimitsConfig
     evidence: EvidenceConfig = EvidenceConfig()
+    pipeline: PipelineConfig = PipelineConfig()
 
 
 def load_config(path: Path, *, tee_override: str | None = None) -> AgentConfig:
@@ -220,6 +234,22 @@ def parse_config(
         max_batch=evidence_table.integer("max_batch", 256, minimum=1, maximum=1 << 16),
     )
     evidence_table.finish()
+    pipeline_table = top.table("pipeline")
+    pipeline = PipelineConfig(
+        allowed_uids=frozenset(
+            pipeline_table.integer_list("allowed_uids", minimum=0, maximum=MAX_ID)
+        ),
+        allowed_gids=frozenset(
+            pipeline_table.integer_list("allowed_gids", minimum=0, maximum=MAX_ID)
+        ),
+    )
+    pipeline_table.finish()
+    if (pipeline.allowed_uids or pipeline.allowed_gids) and not socket_text:
+        # A security setting that can have no effect is a mistake, not a default.
+        raise ConfigError(
+            "config.pipeline.allowed_uids and allowed_gids apply to the Unix socket, "
+            "and config.listen.unix_socket is empty"
+        )
     top.finish()
 
     return AgentConfig(
@@ -240,6 +270,7 @@ def parse_config(
         artifact_roots=roots,
         limits=limits,
         evidence=evidence,
+        pipeline=pipeline,
     )
 
 

@@ -1,7 +1,10 @@
 """The gRPC face of the agent: two listeners, one role each, per-RPC authorisation.
 
 * The Unix socket serves local pipelines (role ``pipeline``). Who may connect is
-  decided by the socket's file mode and group.
+  decided by the socket's file mode and group, then by the kernel's peer
+  credentials against ``[pipeline]`` (``peercred.py``): the agent accepts on
+  that socket itself and relays each allowed connection to the gRPC server's
+  internal socket, so every pipeline call knows its caller (pid, uid, gid).
 * TCP with mutual TLS serves remote verifiers (role ``verifier``): any client
   certificate issued by the configured CA whose key meets the minimum strength
   (``tls.py``). Verifiers may read evidence, the agent's info and the log, and
@@ -45,6 +48,7 @@ from attestd.agent.errors import (
     truncate,
 )
 from attestd.agent.measurement_events import MeasuredArtifact
+from attestd.agent.peercred import Caller, CallerPolicy, PeerRelay, PeerUnknownError
 from attestd.agent.reflection import enable_reflection
 from attestd.agent.service import Agent
 from attestd.agent.stages import ArtifactSpec
@@ -87,6 +91,8 @@ def _status_for(err: AttestdError) -> grpc.StatusCode:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(err, ClientKeyTooWeakError):
         return grpc.StatusCode.UNAUTHENTICATED
+    if isinstance(err, PeerUnknownError):
+        return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(err, RequestInvalidError | EvidenceError | ArtifactError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(
@@ -105,6 +111,7 @@ def _status_for(err: AttestdError) -> grpc.StatusCode:
 
 
 def _event_pb(event: RuntimeEvent) -> agent_pb2.RuntimeEvent:
+    caller = event.caller
     return agent_pb2.RuntimeEvent(
         sequence=event.sequence,
         domain=event.domain,
@@ -112,6 +119,9 @@ def _event_pb(event: RuntimeEvent) -> agent_pb2.RuntimeEvent:
         content=event.content,
         recorded_at=event.recorded_at,
         digest=event_digest(event),
+        caller=agent_pb2.Caller(pid=caller.pid, uid=caller.uid, gid=caller.gid)
+        if caller is not None
+        else None,
     )
 
 
@@ -159,8 +169,17 @@ _POOL_THREADS = min(32, (os.cpu_count() or 1) + 4)
 """Threads per listener for blocking calls (asyncio's default executor size)."""
 
 
+#: Who made a pipeline call, from the call's ``context.peer()`` (raises PeerUnknownError).
+CallerOf = Callable[[str], Caller]
+
+
 class AgentServicer(agent_pb2_grpc.AgentServicer):
-    """attestd.v1.Agent for one listener; ``role`` is fixed by the listener."""
+    """attestd.v1.Agent for one listener; ``role`` is fixed by the listener.
+
+    A pipeline listener has ``caller_of``: every call on it must come through
+    the peer-credential relay, and its work is given the caller. A verifier
+    listener has none, and its work is given None.
+    """
 
     def __init__(
         self,
@@ -168,40 +187,50 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         role: Role,
         on_state_change: Callable[[], Awaitable[None]],
         pool: ThreadPoolExecutor | None = None,
+        caller_of: CallerOf | None = None,
     ):
         self._agent = agent
         self._role = role
         self._on_state_change = on_state_change
         # Each listener has its own threads, so verifier load never queues a pipeline call.
         self._pool = pool
+        self._caller_of = caller_of
 
     async def _call(
-        self, rpc: str, context: grpc.aio.ServicerContext, work: Callable[[], _T]
+        self, rpc: str, context: grpc.aio.ServicerContext, work: Callable[[Caller | None], _T]
     ) -> _T:
         """Run blocking ``work`` on this listener's threads, as :meth:`_guarded` describes."""
         loop = asyncio.get_running_loop()
-        return await self._guarded(rpc, context, lambda: loop.run_in_executor(self._pool, work))
+        return await self._guarded(
+            rpc, context, lambda caller: loop.run_in_executor(self._pool, work, caller)
+        )
 
     async def _guarded(
-        self, rpc: str, context: grpc.aio.ServicerContext, start: Callable[[], Awaitable[_T]]
+        self,
+        rpc: str,
+        context: grpc.aio.ServicerContext,
+        start: Callable[[Caller | None], Awaitable[_T]],
     ) -> _T:
-        """Check the role, await ``start()``, and map its errors to gRPC statuses."""
+        """Check the role and the caller, await ``start(caller)``, map its errors to statuses."""
         if self._role not in PERMISSIONS.get(rpc, frozenset()):
             log.warning("refused", extra={"rpc": rpc, "role": str(self._role)})
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED, f"{rpc} is not allowed for {self._role} clients"
             )
         try:
+            caller: Caller | None = None
             if self._role is Role.VERIFIER:
                 _check_client_key(context)
-            return await start()
+            elif self._caller_of is not None:
+                caller = self._caller_of(context.peer())
+            return await start(caller)
         except AttestdError as err:
             code = _status_for(err)
             if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
                 log.error(
                     "call failed", extra={"rpc": rpc, "reason": err.reason, "error": str(err)}
                 )
-            elif isinstance(err, ClientKeyTooWeakError):
+            elif isinstance(err, ClientKeyTooWeakError | PeerUnknownError):
                 log.warning("refused", extra={"rpc": rpc, "reason": err.reason, "error": str(err)})
             context.set_trailing_metadata((("attestd-reason", err.reason),))
             await context.abort(code, truncate(str(err), MAX_STATUS_MESSAGE_CHARS))
@@ -219,7 +248,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         envelope = await self._guarded(
             "GetEvidence",
             context,
-            lambda: asyncio.wrap_future(
+            lambda _caller: asyncio.wrap_future(
                 self._agent.evidence_future(request.nonce, list(request.artifact_names))
             ),
         )
@@ -231,7 +260,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         measured = await self._call(
             "MeasureArtifacts",
             context,
-            lambda: self._agent.measure(list(request.paths), use_gpu=request.use_gpu),
+            lambda caller: self._agent.measure(
+                list(request.paths), use_gpu=request.use_gpu, caller=caller
+            ),
         )
         return agent_pb2.MeasureArtifactsResponse(artifacts=[_artifact_pb(m) for m in measured])
 
@@ -241,7 +272,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         event, head = await self._call(
             "RecordEvent",
             context,
-            lambda: self._agent.record_event(request.domain, request.operation, request.content),
+            lambda caller: self._agent.record_event(
+                request.domain, request.operation, request.content, caller=caller
+            ),
         )
         return agent_pb2.RecordEventResponse(event=_event_pb(event), log_head=head)
 
@@ -249,7 +282,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.GetRuntimeLogRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetRuntimeLogResponse:
         events, head, length = await self._call(
-            "GetRuntimeLog", context, lambda: self._agent.log_page(request.start, request.limit)
+            "GetRuntimeLog",
+            context,
+            lambda _caller: self._agent.log_page(request.start, request.limit),
         )
         return agent_pb2.GetRuntimeLogResponse(
             events=[_event_pb(e) for e in events], head=head, length=length
@@ -258,7 +293,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     async def GetAgentInfo(
         self, request: agent_pb2.GetAgentInfoRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.GetAgentInfoResponse:
-        info = await self._call("GetAgentInfo", context, self._agent.info)
+        info = await self._call("GetAgentInfo", context, lambda _caller: self._agent.info())
         return agent_pb2.GetAgentInfoResponse(
             version=info.version,
             tee=str(info.tee.tee),
@@ -279,12 +314,13 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         opened, previous = await self._call(
             "BeginStage",
             context,
-            lambda: self._agent.begin_stage(
+            lambda caller: self._agent.begin_stage(
                 request.pipeline,
                 request.run_id,
                 request.stage,
                 _specs(request.inputs),
                 request.previous_attestation,
+                caller=caller,
             ),
         )
         return agent_pb2.BeginStageResponse(
@@ -297,7 +333,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.EndStageRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.EndStageResponse:
         attestation = await self._call(
-            "EndStage", context, lambda: self._agent.end_stage(_specs(request.outputs))
+            "EndStage",
+            context,
+            lambda caller: self._agent.end_stage(_specs(request.outputs), caller=caller),
         )
         return agent_pb2.EndStageResponse(attestation=attestation)
 
@@ -305,7 +343,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.AbortStageRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.AbortStageResponse:
         event = await self._call(
-            "AbortStage", context, lambda: self._agent.abort_stage(request.reason)
+            "AbortStage",
+            context,
+            lambda caller: self._agent.abort_stage(request.reason, caller=caller),
         )
         return agent_pb2.AbortStageResponse(event=_event_pb(event))
 
@@ -315,7 +355,8 @@ class AgentServer:
 
     :meth:`bind` creates and binds every listener without serving on any;
     :meth:`start` then starts them all. A failure in either leaves nothing
-    listening.
+    listening. The Unix listener is a :class:`PeerRelay` in front of a gRPC
+    server on the relay's internal socket; the TCP listener is gRPC's own.
     """
 
     def __init__(self, agent: Agent, config: AgentConfig, tls: ServerTls | None = None) -> None:
@@ -326,7 +367,7 @@ class AgentServer:
         self._health: list[health.aio.HealthServicer] = []
         self._pools: list[ThreadPoolExecutor] = []
         self._bound = False
-        self._socket_bound = False  # ours to remove: never unlink another agent's socket
+        self.relay: PeerRelay | None = None  # the Unix listener, once bound
         self.tcp_port: int | None = None
 
     def _options(self) -> list[tuple[str, int]]:
@@ -339,12 +380,12 @@ class AgentServer:
             ("grpc.so_reuseport", 0),
         ]
 
-    def _new_server(self, role: Role) -> grpc.aio.Server:
+    def _new_server(self, role: Role, caller_of: CallerOf | None = None) -> grpc.aio.Server:
         server = grpc.aio.server(options=self._options())
         self._servers.append(server)  # before anything can fail: bind() stops it on failure
         pool = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix=f"attestd-{role}")
         self._pools.append(pool)
-        servicer = AgentServicer(self._agent, role, self.sync_health, pool)
+        servicer = AgentServicer(self._agent, role, self.sync_health, pool, caller_of)
         agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -366,21 +407,22 @@ class AgentServer:
         listen = self._config.listen
         if listen.unix_socket is None:
             return
-        server = self._new_server(Role.PIPELINE)
-        _prepare_socket_path(listen.unix_socket)
-        old_umask = os.umask(0o177)  # no window where the socket is wider than 0600
+        _prepare_socket_path(listen.unix_socket)  # from here on, the path is ours
+        pipeline = self._config.pipeline
+        relay = PeerRelay(
+            listen.unix_socket,
+            listen.unix_socket_mode,
+            CallerPolicy(pipeline.allowed_uids, pipeline.allowed_gids),
+        )
+        self.relay = relay  # before anything can fail: _discard() closes it
+        server = self._new_server(Role.PIPELINE, relay.caller_of)
+        # The state directory: 0700, the agent's, and locked by it (agent/state_lock.py).
+        relay.prepare_internal(self._config.state_dir)
         try:
-            server.add_insecure_port(f"unix:{listen.unix_socket}")
-            self._socket_bound = True
+            server.add_insecure_port(relay.internal_target)
         except RuntimeError as err:
-            raise ListenError(f"cannot listen on the Unix socket {listen.unix_socket}") from err
-        finally:
-            os.umask(old_umask)
-        try:
-            os.chmod(listen.unix_socket, listen.unix_socket_mode)
-        except OSError as err:
-            mode_error = f"cannot set the mode of {listen.unix_socket}: {err.strerror}"
-            raise ListenError(mode_error) from err
+            raise ListenError(f"cannot listen on {relay.internal_socket}") from err
+        relay.bind()
 
     def _bind_tcp(self) -> None:
         listen = self._config.listen
@@ -403,14 +445,24 @@ class AgentServer:
         try:
             for server in self._servers:
                 await server.start()
+            if self.relay is not None:
+                await self.relay.start()  # last: its gRPC server is ready for what it relays
             await self.sync_health()
         except BaseException:
             await self._discard()
             raise
         listen = self._config.listen
-        if listen.unix_socket is not None:
+        if self.relay is not None:
+            pipeline = self._config.pipeline
             log.info(
-                "listening", extra={"unix_socket": str(listen.unix_socket), "role": "pipeline"}
+                "listening",
+                extra={
+                    "unix_socket": str(self.relay.public_path),
+                    "role": "pipeline",
+                    "internal_socket": str(self.relay.internal_socket),
+                    "allowed_uids": sorted(pipeline.allowed_uids) or "any",
+                    "allowed_gids": sorted(pipeline.allowed_gids) or "any",
+                },
             )
         if listen.tcp_address is not None:
             log.info(
@@ -429,10 +481,9 @@ class AgentServer:
         self._servers.clear()
         self._shutdown_pools()
         self._health.clear()
-        socket_path = self._config.listen.unix_socket
-        if socket_path is not None and self._socket_bound:
-            socket_path.unlink(missing_ok=True)
-            self._socket_bound = False
+        if self.relay is not None:
+            await self.relay.close()  # removes only sockets it made: never another agent's
+            self.relay = None
 
     async def sync_health(self) -> None:
         status = (
@@ -447,11 +498,14 @@ class AgentServer:
     async def stop(self, grace: float = 5.0) -> None:
         for servicer in self._health:
             await servicer.enter_graceful_shutdown()
+        if self.relay is not None:
+            self.relay.stop_accepting()
+        # Running calls finish through the relay; then it closes what is left.
         await asyncio.gather(*(server.stop(grace) for server in self._servers))
         self._shutdown_pools()
-        socket_path = self._config.listen.unix_socket
-        if socket_path is not None:
-            socket_path.unlink(missing_ok=True)
+        if self.relay is not None:
+            await self.relay.close()
+            self.relay = None
 
     def _shutdown_pools(self) -> None:
         for pool in self._pools:

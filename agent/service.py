@@ -1,7 +1,7 @@
 """The agent service, free of gRPC: record events, measure artifacts, produce evidence.
 
     agent = Agent.open(config)                       # or Agent(config, backend, store, key)
-    event, head = agent.record_event("pipeline", "train.start", b"...")
+    event, head = agent.record_event("pipeline", "train.start", b"...", caller=caller)
     [artifact] = agent.measure(["/srv/models/base"])
     envelope = agent.evidence(nonce, [artifact.measurement.name])
     opened, previous = agent.begin_stage(...)        # stages: attestd.agent.stage_machine
@@ -65,6 +65,7 @@ from attestd.evidence import (
     MAX_ENVELOPE_BYTES,
     BatchMembership,
     Binding,
+    Caller,
     CcelBlob,
     EvidencePredicate,
     RuntimeEvent,
@@ -242,9 +243,13 @@ class Agent:
     # -- operations ----------------------------------------------------------
 
     def record_event(
-        self, domain: str, operation: str, content: bytes
+        self, domain: str, operation: str, content: bytes, *, caller: Caller | None = None
     ) -> tuple[RuntimeEvent, bytes]:
-        """Durably log one pipeline event and extend the register; returns (event, head)."""
+        """Durably log one pipeline event and extend the register; returns (event, head).
+
+        ``caller`` is the process that asked, from the kernel (attestd.agent.peercred);
+        it is part of the event and so of its digest.
+        """
         # In any case: "ATTESTD.stage" would read as the agent's own domain to a person.
         if domain.lower().startswith(RESERVED_DOMAIN_PREFIX):
             raise RequestInvalidError(
@@ -257,9 +262,11 @@ class Agent:
                 f"{self._config.limits.max_event_content_bytes}"
             )
         validate_event_fields(domain, operation, content)
-        return self._append(domain, operation, content)
+        return self._append(domain, operation, content, caller)
 
-    def _append(self, domain: str, operation: str, content: bytes) -> tuple[RuntimeEvent, bytes]:
+    def _append(
+        self, domain: str, operation: str, content: bytes, caller: Caller | None
+    ) -> tuple[RuntimeEvent, bytes]:
         with self._lock:
             self._require_serving()
             event = RuntimeEvent(
@@ -268,6 +275,7 @@ class Agent:
                 operation=operation,
                 content=content,
                 recorded_at=now_rfc3339(),
+                caller=caller,
             )
             head = self._store.append(event)
             if not self._has_register:
@@ -285,8 +293,12 @@ class Agent:
             self._remember_artifact(event)
             return event, head
 
-    def measure(self, paths: Sequence[str], *, use_gpu: bool = False) -> list[MeasuredArtifact]:
+    def measure(
+        self, paths: Sequence[str], *, use_gpu: bool = False, caller: Caller | None = None
+    ) -> list[MeasuredArtifact]:
         """Hash each path (inside the artifact roots) and log each measurement.
+
+        Each measurement's event records ``caller``, the process that asked for it.
 
         With ``use_gpu`` each path must be a regular file, hashed with BLAKE3 on
         the GPU; its event is ``measured-gpu`` and it is not an evidence subject
@@ -305,16 +317,19 @@ class Agent:
         for path in paths:  # refuse the whole call before hashing anything
             self._roots.resolve(path)
         if use_gpu:
-            return self._measure_on_gpu(paths)
+            return self._measure_on_gpu(paths, caller)
         measured: list[MeasuredArtifact] = []
         for path in paths:
             m = self._roots.measure(path, config=_DAEMON_HASHING)
-            event, _ = self._append(ARTIFACT_DOMAIN, ARTIFACT_OPERATION, measurement_content(m))
+            content = measurement_content(m)
+            event, _ = self._append(ARTIFACT_DOMAIN, ARTIFACT_OPERATION, content, caller)
             measured.append(MeasuredArtifact(m, event.sequence))
             log.info("artifact measured", extra={"artifact": m.name, "digest": dict(m.digest)})
         return measured
 
-    def _measure_on_gpu(self, paths: Sequence[str]) -> list[MeasuredArtifact]:
+    def _measure_on_gpu(
+        self, paths: Sequence[str], caller: Caller | None
+    ) -> list[MeasuredArtifact]:
         from attestd.agent.artifacts.gpu import cuda
 
         assert self._roots is not None
@@ -322,7 +337,8 @@ class Agent:
         measured: list[MeasuredArtifact] = []
         for path in paths:
             m = _hash_file_on_gpu(self._roots.resolve(path), path)
-            event, _ = self._append(ARTIFACT_DOMAIN, GPU_ARTIFACT_OPERATION, measurement_content(m))
+            content = measurement_content(m)
+            event, _ = self._append(ARTIFACT_DOMAIN, GPU_ARTIFACT_OPERATION, content, caller)
             measured.append(MeasuredArtifact(m, event.sequence))
             log.info(
                 "artifact measured on the GPU",
@@ -467,24 +483,33 @@ class Agent:
         stage: str,
         inputs: Sequence[ArtifactSpec],
         previous_attestation: bytes,
+        *,
+        caller: Caller | None = None,
     ) -> tuple[OpenStage, PreviousStage | None]:
-        """Open a stage: measure its inputs, then log the ``attestd.stage`` ``begin`` event."""
-        return self._stages.begin(pipeline, run_id, stage, inputs, previous_attestation)
+        """Open a stage: measure its inputs, then log the ``attestd.stage`` ``begin`` event.
 
-    def end_stage(self, outputs: Sequence[ArtifactSpec]) -> bytes:
+        Every event the call logs (the inputs' measurements, ``begin``) records ``caller``.
+        """
+        return self._stages.begin(
+            pipeline, run_id, stage, inputs, previous_attestation, caller=caller
+        )
+
+    def end_stage(self, outputs: Sequence[ArtifactSpec], *, caller: Caller | None = None) -> bytes:
         """Close the open stage; returns its stage attestation (JSON bytes).
 
         A failure before the ``end`` event is logged (a bad output path) leaves
         the stage open for another try; once the event is logged, the stage is over.
         """
-        return self._stages.end(outputs)
+        return self._stages.end(outputs, caller=caller)
 
-    def abort_stage(self, reason: str) -> RuntimeEvent:
+    def abort_stage(self, reason: str, *, caller: Caller | None = None) -> RuntimeEvent:
         """Close the open stage without an attestation: log an ``abort`` event with ``reason``."""
-        return self._stages.abort(reason)
+        return self._stages.abort(reason, caller=caller)
 
-    def _log_stage_event(self, operation: str, content: bytes) -> RuntimeEvent:
-        event, _ = self._append(STAGE_DOMAIN, operation, content)
+    def _log_stage_event(
+        self, operation: str, content: bytes, caller: Caller | None
+    ) -> RuntimeEvent:
+        event, _ = self._append(STAGE_DOMAIN, operation, content, caller)
         return event
 
     def _attest_stage(
@@ -513,14 +538,16 @@ class Agent:
         evidence = self._evidence(stage_nonce(payload), lambda: subjects)
         return StageAttestation(provenance=envelope, evidence=evidence).to_json()
 
-    def _measure_specs(self, label: str, specs: Sequence[ArtifactSpec]) -> list[StageArtifact]:
+    def _measure_specs(
+        self, label: str, specs: Sequence[ArtifactSpec], caller: Caller | None
+    ) -> list[StageArtifact]:
         if not specs:
             return []
         if self._roots is not None:
             real = [str(self._roots.resolve(s.path)) for s in specs]
             if len(set(real)) != len(real):
                 raise RequestInvalidError(f"{label}: two paths name the same artifact")
-        measured = self.measure([s.path for s in specs])
+        measured = self.measure([s.path for s in specs], caller=caller)
         return [stage_artifact(s, m.measurement) for s, m in zip(specs, measured, strict=True)]
 
     # -- inspection ------------------------------------------------------------

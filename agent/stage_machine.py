@@ -2,13 +2,16 @@
 
     machine = StageMachine(recover_open_stage(store.events()), max_content_bytes=limit,
                            measure=measure_specs, log=log_stage_event, attest=attest_stage)
-    opened, previous = machine.begin(pipeline, run_id, stage, inputs, previous_attestation)
-    attestation = machine.end(outputs)                    # or: machine.abort(reason)
+    opened, previous = machine.begin(pipeline, run_id, stage, inputs, previous_attestation,
+                                     caller=caller)
+    attestation = machine.end(outputs, caller=caller)    # or: machine.abort(reason, caller=caller)
 
 At most one stage is open at a time. Beginning and ending measure artifacts,
 which may take minutes, so that work runs outside the machine's lock: the
 transition marks the machine busy, and a second transition is refused rather
-than queued behind it. The rules and event formats are attestd.agent.stages;
+than queued behind it. ``caller`` (the pipeline process, from the kernel) is
+handed to measuring and logging, so every event a transition logs names it.
+The rules and event formats are attestd.agent.stages;
 measuring, logging and signing are the agent service's (attestd.agent.service),
 which hands them in as the three callables.
 """
@@ -39,16 +42,16 @@ from attestd.agent.stages import (
     parse_previous,
     reopen,
 )
-from attestd.evidence import RuntimeEvent
+from attestd.evidence import Caller, RuntimeEvent
 from attestd.evidence.provenance import StageArtifact
 
 # The service's logger: stage transitions are part of the agent's own story.
 log = logging.getLogger("attestd.agent")
 
-MeasureSpecs = Callable[[str, Sequence[ArtifactSpec]], list[StageArtifact]]
-"""Measure and log each declared artifact; the label (``inputs``) names the list in errors."""
-LogStageEvent = Callable[[str, bytes], RuntimeEvent]
-"""Durably log an ``attestd.stage`` event with this operation and content."""
+MeasureSpecs = Callable[[str, Sequence[ArtifactSpec], Caller | None], list[StageArtifact]]
+"""Measure and log each declared artifact for the caller; the label names the list in errors."""
+LogStageEvent = Callable[[str, bytes, Caller | None], RuntimeEvent]
+"""Durably log an ``attestd.stage`` event with this operation, content and caller."""
 AttestStage = Callable[[OpenStage, list[StageArtifact], RuntimeEvent], bytes]
 """The attestation of a stage closed by this ``end`` event: provenance and evidence, signed."""
 
@@ -82,6 +85,8 @@ class StageMachine:
         stage: str,
         inputs: Sequence[ArtifactSpec],
         previous_attestation: bytes,
+        *,
+        caller: Caller | None = None,
     ) -> tuple[OpenStage, PreviousStage | None]:
         """Open a stage: measure its inputs, then log the ``attestd.stage`` ``begin`` event."""
         check_name("pipeline", pipeline)
@@ -95,10 +100,10 @@ class StageMachine:
         self._check_content(begin_content(pipeline, run, stage, draft, link))
         self._claim_idle()
         try:
-            artifacts = self._measure("inputs", inputs)
+            artifacts = self._measure("inputs", inputs, caller)
             content = begin_content(pipeline, run, stage, artifacts, link)
             self._check_content(content)
-            event = self._log(BEGIN_OPERATION, content)
+            event = self._log(BEGIN_OPERATION, content, caller)
         except BaseException:
             self._release(changed=False)
             raise
@@ -110,7 +115,7 @@ class StageMachine:
         )
         return opened, previous
 
-    def end(self, outputs: Sequence[ArtifactSpec]) -> bytes:
+    def end(self, outputs: Sequence[ArtifactSpec], *, caller: Caller | None = None) -> bytes:
         """Close the open stage; returns its stage attestation (JSON bytes).
 
         A failure before the ``end`` event is logged (a bad output path) leaves
@@ -120,10 +125,10 @@ class StageMachine:
         opened = self._claim_open("call BeginStage first", closer="another EndStage")
         ended = False
         try:
-            artifacts = self._measure("outputs", outputs)
+            artifacts = self._measure("outputs", outputs, caller)
             content = end_content(opened.run_id, opened.stage, artifacts)
             self._check_content(content)
-            end = self._log(END_OPERATION, content)
+            end = self._log(END_OPERATION, content, caller)
             ended = True
         finally:
             self._release(changed=ended)
@@ -133,13 +138,13 @@ class StageMachine:
         )
         return self._attest(opened, artifacts, end)
 
-    def abort(self, reason: str) -> RuntimeEvent:
+    def abort(self, reason: str, *, caller: Caller | None = None) -> RuntimeEvent:
         """Close the open stage without an attestation: log an ``abort`` event with ``reason``."""
         check_reason(reason)
         opened = self._claim_open("nothing to abort", closer="an EndStage")
         aborted = False
         try:
-            event = self._log(ABORT_OPERATION, abort_content(opened, reason))
+            event = self._log(ABORT_OPERATION, abort_content(opened, reason), caller)
             aborted = True
         finally:
             self._release(changed=aborted)

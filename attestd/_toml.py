@@ -176,6 +176,21 @@ class TomlReader:
             raise self.error(f"{self.full(where, key)} must be between {minimum} and {maximum}")
         return value
 
+    def integer_list(
+        self, table: Mapping[str, Any], where: str, key: str, *, minimum: int, maximum: int
+    ) -> tuple[int, ...]:
+        """A list of integers in ``minimum``..``maximum`` (empty when absent)."""
+        values = table.get(key, [])
+        full = self.full(where, key)
+        if not isinstance(values, list):
+            raise self.wrong_type(where, key, values, "a list of integers")
+        for index, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(f"{full}[{index}] must be an integer")
+            if not minimum <= value <= maximum:
+                raise self.error(f"{full}[{index}] must be between {minimum} and {maximum}")
+        return tuple(values)
+
     def boolean(self, table: Mapping[str, Any], where: str, key: str, *, default: bool) -> bool:
         value = table.get(key, default)
         if not isinstance(value, bool):
@@ -240,6 +255,12 @@ class TomlTable:
     def boolean(self, key: str, default: bool) -> bool:
         self._seen.add(key)
         return self._reader.boolean(self._data, self.where, key, default=default)
+
+    def integer_list(self, key: str, *, minimum: int, maximum: int) -> tuple[int, ...]:
+        self._seen.add(key)
+        return self._reader.integer_list(
+            self._data, self.where, key, minimum=minimum, maximum=maximum
+        )
 
     def list_of_str(self, key: str) -> list[str]:
         self._seen.add(key)

@@ -44,12 +44,36 @@ _RFC3339 = re.compile(
 )
 
 
+MAX_PID = 2**31 - 1
+"""The largest process id (``pid_t`` is a signed 32-bit integer)."""
+
+MAX_ID = 2**32 - 2
+"""The largest uid or gid (``uid_t`` is 32 bits, and all ones means "no id")."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The process that asked for an event, as the agent's kernel reported it.
+
+    The agent reads it from ``SO_PEERCRED`` of the caller's connection to its
+    Unix socket, never from the request. ``gid`` is the effective primary
+    group; ``pid`` is 0 when the caller's process is outside the agent's pid
+    namespace.
+    """
+
+    pid: int
+    uid: int
+    gid: int
+
+
 @dataclass(frozen=True)
 class RuntimeEvent:
     """One entry of the runtime log.
 
     ``sequence`` counts from 0 without gaps; ``recorded_at`` is RFC 3339 UTC
     with a ``Z`` (``2026-11-23T10:00:00.123456Z``) and is hashed as written.
+    ``caller`` is the pipeline process whose call made the event; None for an
+    event of a log written before callers were recorded.
     """
 
     sequence: int
@@ -57,6 +81,7 @@ class RuntimeEvent:
     operation: str
     content: bytes
     recorded_at: str
+    caller: Caller | None = None
 
 
 def validate_event_fields(domain: str, operation: str, content: bytes) -> None:
@@ -125,14 +150,36 @@ def parse_rfc3339(text: str) -> datetime:
 
 
 def event_to_json(event: RuntimeEvent) -> dict[str, object]:
-    """The JSON object of an event; its JCS bytes are the event's canonical encoding."""
-    return {
+    """The JSON object of an event; its JCS bytes are the event's canonical encoding.
+
+    ``caller`` is a member only when the event has one, so an event without a
+    caller encodes, and hashes, exactly as before callers were recorded.
+    """
+    obj: dict[str, object] = {
         "sequence": event.sequence,
         "domain": event.domain,
         "operation": event.operation,
         "content": _json.b64_encode(event.content),
         "recordedAt": event.recorded_at,
     }
+    if event.caller is not None:
+        obj["caller"] = caller_to_json(event.caller)
+    return obj
+
+
+def caller_to_json(caller: Caller) -> dict[str, object]:
+    """The ``caller`` member of an event: ``{"pid": ..., "uid": ..., "gid": ...}``."""
+    return {"pid": caller.pid, "uid": caller.uid, "gid": caller.gid}
+
+
+def caller_from_json(obj: object, path: str) -> Caller:
+    """Strictly read a ``caller`` member: exactly pid, uid and gid, each in its range."""
+    members = _json.obj(obj, path, fields=("pid", "uid", "gid"))
+    return Caller(
+        pid=_json.integer(members["pid"], f"{path}.pid", maximum=MAX_PID),
+        uid=_json.integer(members["uid"], f"{path}.uid", maximum=MAX_ID),
+        gid=_json.integer(members["gid"], f"{path}.gid", maximum=MAX_ID),
+    )
 
 
 def encode_event(event: RuntimeEvent) -> bytes:
@@ -150,7 +197,9 @@ def event_digest(event: RuntimeEvent) -> bytes:
 def event_from_json(obj: object, path: str = "$") -> RuntimeEvent:
     """Strictly read an event object; EvidenceFormatError names the failing member."""
     fields = ("sequence", "domain", "operation", "content", "recordedAt")
-    members = _json.obj(obj, path, fields=fields)
+    members = _json.obj(obj, path)
+    # Exactly these members, plus "caller" where there is one (older logs have none).
+    _json.obj({k: v for k, v in members.items() if k != "caller"}, path, fields=fields)
     sequence = _json.integer(members["sequence"], f"{path}.sequence")
     names = []
     for name in ("domain", "operation"):
@@ -168,7 +217,8 @@ def event_from_json(obj: object, path: str = "$") -> RuntimeEvent:
         parse_rfc3339(recorded_at)
     except EvidenceFormatError as exc:
         raise EvidenceFormatError(exc.message, path=f"{path}.recordedAt") from exc
-    return RuntimeEvent(sequence, names[0], names[1], content, recorded_at)
+    caller = caller_from_json(members["caller"], f"{path}.caller") if "caller" in members else None
+    return RuntimeEvent(sequence, names[0], names[1], content, recorded_at, caller)
 
 
 def extend_head(head: bytes, digest: bytes) -> bytes:

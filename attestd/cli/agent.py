@@ -26,6 +26,7 @@ from attestd.cli._common import (
 
 if TYPE_CHECKING:
     from attestd.agent.artifacts import Progress
+    from attestd.v1.agent_pb2 import RuntimeEvent as RuntimeEventMessage
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -191,20 +192,26 @@ def cmd_log(args: argparse.Namespace) -> int:
         {
             "length": page.length,
             "head": page.head.hex(),
-            "events": [
-                {
-                    "sequence": e.sequence,
-                    "domain": e.domain,
-                    "operation": e.operation,
-                    "content": e.content.decode("utf-8", "backslashreplace"),
-                    "recordedAt": e.recorded_at,
-                    "digest": e.digest.hex(),
-                }
-                for e in page.events
-            ],
+            "events": [_log_event_json(e) for e in page.events],
         }
     )
     return EXIT_OK
+
+
+def _log_event_json(event: RuntimeEventMessage) -> dict[str, object]:
+    """One event of ``attestctl log``; ``caller`` only where the agent recorded one."""
+    shown: dict[str, object] = {
+        "sequence": event.sequence,
+        "domain": event.domain,
+        "operation": event.operation,
+        "content": event.content.decode("utf-8", "backslashreplace"),
+        "recordedAt": event.recorded_at,
+        "digest": event.digest.hex(),
+    }
+    if event.HasField("caller"):
+        caller = event.caller
+        shown["caller"] = {"pid": caller.pid, "uid": caller.uid, "gid": caller.gid}
+    return shown
 
 
 # -- parsers -------------------------------------------------------------------------

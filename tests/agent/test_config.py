@@ -515,3 +515,45 @@ def test_an_oversize_config_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"#" * ((1 << 20) + 1))
     with pytest.raises(ConfigError, match="larger than"):
         load_config(path)
+
+
+# -- [pipeline]: who may use the Unix socket ------------------------------------------
+
+
+def test_pipeline_allow_lists_default_to_anyone() -> None:
+    config = parse(minimal())
+    assert config.pipeline.allowed_uids == frozenset()
+    assert config.pipeline.allowed_gids == frozenset()
+
+
+def test_pipeline_allow_lists_parse_to_sets_of_ids() -> None:
+    raw = with_value("pipeline", "allowed_uids", [1000, 0, 1000, 4294967294], minimal())
+    raw = with_value("pipeline", "allowed_gids", [997], raw)
+    config = parse(raw)
+    assert config.pipeline.allowed_uids == frozenset({0, 1000, 4294967294})
+    assert config.pipeline.allowed_gids == frozenset({997})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("allowed_uids", 1000, "config.pipeline.allowed_uids has the wrong type (int)"),
+        ("allowed_uids", "1000", "config.pipeline.allowed_uids has the wrong type (str)"),
+        ("allowed_uids", ["1000"], "config.pipeline.allowed_uids[0] must be an integer"),
+        ("allowed_gids", [1, True], "config.pipeline.allowed_gids[1] must be an integer"),
+        ("allowed_gids", [1.5], "config.pipeline.allowed_gids[0] must be an integer"),
+        ("allowed_uids", [-1], "config.pipeline.allowed_uids[0] must be between 0 and 4294967294"),
+        ("allowed_gids", [2**32 - 1], "allowed_gids[0] must be between 0 and 4294967294"),
+        ("allowed_users", [1], "unknown option config.pipeline.allowed_users"),
+    ],
+)
+def test_a_bad_pipeline_allow_list_is_refused(key: str, value: Any, needle: str) -> None:
+    refused(with_value("pipeline", key, value, minimal()), needle)
+
+
+def test_an_allow_list_without_a_unix_socket_is_refused() -> None:
+    raw = with_value("listen", "unix_socket", "", full())
+    raw = with_value("pipeline", "allowed_gids", [997], raw)
+    refused(raw, "apply to the Unix socket", "config.listen.unix_socket is empty")
+    raw["pipeline"]["allowed_gids"] = []
+    assert parse(raw).listen.unix_socket is None  # empty lists say nothing: accepted

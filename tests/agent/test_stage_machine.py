@@ -17,7 +17,7 @@ from attestd.agent.stages import (
     OpenStage,
     begin_content,
 )
-from attestd.evidence import RuntimeEvent, now_rfc3339
+from attestd.evidence import Caller, RuntimeEvent, now_rfc3339
 from attestd.evidence.provenance import StageArtifact
 
 DIGEST = {"sha256": "ab" * 32}
@@ -31,16 +31,22 @@ class Host:
         self.attested: list[tuple[OpenStage, list[StageArtifact], RuntimeEvent]] = []
         # Runs in the middle of a measurement, when the machine holds no lock.
         self.while_measuring: Callable[[], None] | None = None
+        self.measured_for: list[Caller | None] = []
 
-    def measure(self, label: str, specs: Sequence[ArtifactSpec]) -> list[StageArtifact]:
+    def measure(
+        self, label: str, specs: Sequence[ArtifactSpec], caller: Caller | None
+    ) -> list[StageArtifact]:
+        self.measured_for.append(caller)
         if self.while_measuring is not None:
             self.while_measuring()
         if any(s.path.startswith("/missing") for s in specs):
             raise RequestInvalidError(f"{label}: no such artifact")
         return [StageArtifact(s.path, DIGEST, s.license, s.tags) for s in specs]
 
-    def log(self, operation: str, content: bytes) -> RuntimeEvent:
-        event = RuntimeEvent(len(self.events), STAGE_DOMAIN, operation, content, now_rfc3339())
+    def log(self, operation: str, content: bytes, caller: Caller | None = None) -> RuntimeEvent:
+        event = RuntimeEvent(
+            len(self.events), STAGE_DOMAIN, operation, content, now_rfc3339(), caller
+        )
         self.events.append(event)
         return event
 
@@ -69,6 +75,18 @@ def test_begin_then_end_logs_both_events_and_attests_the_outputs() -> None:
     assert attested == opened and outputs[0].name == "/out" and end == host.events[1]
     with pytest.raises(NoStageOpenError, match="call BeginStage first"):
         machine.end([])
+
+
+def test_each_transition_measures_and_logs_for_its_own_caller() -> None:
+    host = Host()
+    machine = host.machine()
+    begin_caller, end_caller, abort_caller = Caller(10, 1000, 100), Caller(11, 1001, 101), None
+    machine.begin("llm", "run-1", "train", [ArtifactSpec("/in")], b"", caller=begin_caller)
+    machine.end([ArtifactSpec("/out")], caller=end_caller)
+    machine.begin("llm", "run-1", "eval", [], b"", caller=begin_caller)
+    machine.abort("gave up", caller=abort_caller)
+    assert host.measured_for == [begin_caller, end_caller, begin_caller]
+    assert [e.caller for e in host.events] == [begin_caller, end_caller, begin_caller, None]
 
 
 def test_a_transition_during_a_begin_is_refused_not_queued() -> None:

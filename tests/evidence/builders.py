@@ -26,7 +26,7 @@ from attestd.evidence import (
 )
 from attestd.evidence.binding import leaf_bytes, report_data_for_root
 from attestd.evidence.merkle import inclusion_proof, leaf_hash, tree_root
-from attestd.evidence.runtime_log_format import INITIAL_LOG_HEAD
+from attestd.evidence.runtime_log_format import INITIAL_LOG_HEAD, Caller
 
 # The document's example key: a fixed scalar, so every value below is reproducible.
 EXAMPLE_KEY_SCALAR = int.from_bytes(hashlib.sha256(b"attestd example agent key").digest()) % (
@@ -70,6 +70,7 @@ def example_values() -> dict[str, str]:
     key = example_key().public_key()
     log = example_log()
     head1 = extend_head(INITIAL_LOG_HEAD, event_digest(log[0]))
+    called = dataclasses.replace(log[0], caller=Caller(pid=4242, uid=1000, gid=100))
     binding = example_binding()
     ordered = sorted(example_subjects(), key=lambda s: s.name)
     return {
@@ -79,6 +80,8 @@ def example_values() -> dict[str, str]:
         "subjects-digest": subjects_digest(example_subjects()),
         "event0-encoding": encode_event(log[0]).decode(),
         "event0-digest": event_digest(log[0]).hex(),
+        "event0-with-caller-encoding": encode_event(called).decode(),
+        "event0-with-caller-digest": event_digest(called).hex(),
         "head-after-event0": head1.hex(),
         "event1-digest": event_digest(log[1]).hex(),
         "head-after-event1": replay(log).hex(),

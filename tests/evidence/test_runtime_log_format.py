@@ -12,6 +12,7 @@ import pytest
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
     MAX_EVENT_CONTENT_BYTES,
+    Caller,
     EventFormatError,
     EvidenceFormatError,
     LogReplayError,
@@ -231,3 +232,72 @@ def test_parse_rfc3339_accepts_the_utc_profile(text: str, expected: datetime) ->
 def test_parse_rfc3339_rejects_everything_else(text: str) -> None:
     with pytest.raises(EvidenceFormatError):
         parse_rfc3339(text)
+
+
+# -- the caller ------------------------------------------------------------------------
+
+CALLER = Caller(pid=4242, uid=1000, gid=100)
+CALLED = RuntimeEvent(
+    7, "pipeline", "stage.start", b"train\x00\xff", "2026-11-23T10:00:00.123456Z", CALLER
+)
+
+
+def test_an_event_with_a_caller_encodes_it_as_a_sorted_member() -> None:
+    by_hand = (
+        b'{"caller":{"gid":100,"pid":4242,"uid":1000},"content":"dHJhaW4A/w==",'
+        b'"domain":"pipeline","operation":"stage.start",'
+        b'"recordedAt":"2026-11-23T10:00:00.123456Z","sequence":7}'
+    )
+    assert encode_event(CALLED) == by_hand
+    assert event_digest(CALLED) == hashlib.sha384(by_hand).digest()
+
+
+def test_the_caller_is_bound_by_the_digest_and_an_event_without_one_hashes_as_before() -> None:
+    assert event_digest(EVENT).hex() == EVENT_DIGEST_HEX  # no caller: the old encoding
+    assert event_digest(CALLED) != event_digest(EVENT)
+    other = RuntimeEvent(*[getattr(CALLED, f) for f in ("sequence", "domain", "operation",
+                           "content", "recorded_at")], Caller(4242, 0, 100))  # fmt: skip
+    assert event_digest(other) != event_digest(CALLED)
+
+
+def test_a_caller_survives_json_and_replay() -> None:
+    assert event_from_json(event_to_json(CALLED)) == CALLED
+    assert event_from_json(json.loads(encode_event(CALLED))).caller == CALLER
+    log = [RuntimeEvent(0, "pipeline", "a", b"", "2026-11-23T10:00:00Z", CALLER),
+           RuntimeEvent(1, "pipeline", "b", b"", "2026-11-23T10:00:00Z")]  # fmt: skip
+    parsed = [event_from_json(json.loads(encode_event(e))) for e in log]
+    assert replay(parsed) == replay(log)
+    assert parsed[0].caller == CALLER and parsed[1].caller is None
+
+
+@pytest.mark.parametrize(
+    ("caller", "path", "message"),
+    [
+        (None, "$.caller", "expected an object, got null"),
+        ([1, 2, 3], "$.caller", "expected an object, got array"),
+        ({"pid": 1, "uid": 2}, "$.caller.gid", "required member is missing"),
+        ({"pid": 1, "uid": 2, "gid": 3, "exe": "x"}, "$.caller.exe", "unknown member"),
+        ({"pid": "1", "uid": 2, "gid": 3}, "$.caller.pid", "expected an integer, got string"),
+        ({"pid": 1, "uid": True, "gid": 3}, "$.caller.uid", "expected an integer, got boolean"),
+        ({"pid": -1, "uid": 2, "gid": 3}, "$.caller.pid", "outside 0..2147483647"),
+        ({"pid": 2**31, "uid": 2, "gid": 3}, "$.caller.pid", "outside 0..2147483647"),
+        ({"pid": 1, "uid": 2**32 - 1, "gid": 3}, "$.caller.uid", "outside 0..4294967294"),
+        ({"pid": 1, "uid": 2, "gid": 2**32}, "$.caller.gid", "outside 0..4294967294"),
+        ({"pid": 1.0, "uid": 2, "gid": 3}, "$.caller.pid", "expected an integer, got number"),
+    ],
+)
+def test_a_malformed_caller_is_refused_naming_the_member(
+    caller: object, path: str, message: str
+) -> None:
+    obj = event_to_json(EVENT) | {"caller": caller}
+    with pytest.raises(EvidenceFormatError) as refused:
+        event_from_json(obj)
+    assert refused.value.path == path
+    assert message in str(refused.value)
+
+
+def test_an_unknown_event_member_is_still_refused_beside_a_caller() -> None:
+    obj = event_to_json(CALLED) | {"callerExe": "/usr/bin/python3"}
+    with pytest.raises(EvidenceFormatError) as refused:
+        event_from_json(obj)
+    assert refused.value.path == "$.callerExe"

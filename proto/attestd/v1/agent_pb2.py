@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61ttestd/v1/agent.proto\x12\nattestd.v1\";\n\x12GetEvidenceRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x16\n\x0e\x61rtifact_names\x18\x02 \x03(\t\"\'\n\x13GetEvidenceResponse\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\"9\n\x17MeasureArtifactsRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x0f\n\x07use_gpu\x18\x02 \x01(\x08\"\xc5\x01\n\x08\x41rtifact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x30\n\x06\x64igest\x18\x03 \x03(\x0b\x32 .attestd.v1.Artifact.DigestEntry\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x12\n\nfile_count\x18\x05 \x01(\x04\x12\x14\n\x0clog_sequence\x18\x06 \x01(\x04\x1a-\n\x0b\x44igestEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x18MeasureArtifactsResponse\x12\'\n\tartifacts\x18\x01 \x03(\x0b\x32\x14.attestd.v1.Artifact\"H\n\x12RecordEventRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\"y\n\x0cRuntimeEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x11\n\toperation\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x13\n\x0brecorded_at\x18\x05 \x01(\t\x12\x0e\n\x06\x64igest\x18\x06 \x01(\x0c\"P\n\x13RecordEventResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.attestd.v1.RuntimeEvent\x12\x10\n\x08log_head\x18\x02 \x01(\x0c\"4\n\x14GetRuntimeLogRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"_\n\x15GetRuntimeLogResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.attestd.v1.RuntimeEvent\x12\x0c\n\x04head\x18\x02 \x01(\x0c\x12\x0e\n\x06length\x18\x03 \x01(\x04\"\x15\n\x13GetAgentInfoRequest\"\xf3\x01\n\x14GetAgentInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0b\n\x03tee\x18\x02 \x01(\t\x12\x11\n\tsimulated\x18\x03 \x01(\x08\x12\x15\n\rroot_of_trust\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12\x14\n\x0c\x61gent_key_id\x18\x06 \x01(\t\x12\x1c\n\x14\x61gent_public_key_pem\x18\x07 \x01(\x0c\x12\x12\n\nlog_length\x18\x08 \x01(\x04\x12\x10\n\x08log_head\x18\t \x01(\x0c\x12\x0f\n\x07serving\x18\n \x01(\x08\x12\x17\n\x0fserving_problem\x18\x0b \x01(\t\";\n\x0c\x41rtifactSpec\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07license\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\"\x8c\x01\n\x11\x42\x65ginStageRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\x12(\n\x06inputs\x18\x04 \x03(\x0b\x32\x18.attestd.v1.ArtifactSpec\x12\x1c\n\x14previous_attestation\x18\x05 \x01(\x0c\"f\n\x12\x42\x65ginStageResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x17\n\x0fprevious_digest\x18\x02 \x01(\x0c\x12\'\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x18.attestd.v1.RuntimeEvent\"<\n\x0f\x45ndStageRequest\x12)\n\x07outputs\x18\x01 \x03(\x0b\x32\x18.attestd.v1.ArtifactSpec\"\'\n\x10\x45ndStageResponse\x12\x13\n\x0b\x61ttestation\x18\x01 \x01(\x0c\"#\n\x11\x41\x62ortStageRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"=\n\x12\x41\x62ortStageResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.attestd.v1.RuntimeEvent2\x90\x05\n\x05\x41gent\x12N\n\x0bGetEvidence\x12\x1e.attestd.v1.GetEvidenceRequest\x1a\x1f.attestd.v1.GetEvidenceResponse\x12]\n\x10MeasureArtifacts\x12#.attestd.v1.MeasureArtifactsRequest\x1a$.attestd.v1.MeasureArtifactsResponse\x12N\n\x0bRecordEvent\x12\x1e.attestd.v1.RecordEventRequest\x1a\x1f.attestd.v1.RecordEventResponse\x12T\n\rGetRuntimeLog\x12 .attestd.v1.GetRuntimeLogRequest\x1a!.attestd.v1.GetRuntimeLogResponse\x12Q\n\x0cGetAgentInfo\x12\x1f.attestd.v1.GetAgentInfoRequest\x1a .attestd.v1.GetAgentInfoResponse\x12K\n\nBeginStage\x12\x1d.attestd.v1.BeginStageRequest\x1a\x1e.attestd.v1.BeginStageResponse\x12\x45\n\x08\x45ndStage\x12\x1b.attestd.v1.EndStageRequest\x1a\x1c.attestd.v1.EndStageResponse\x12K\n\nAbortStage\x12\x1d.attestd.v1.AbortStageRequest\x1a\x1e.attestd.v1.AbortStageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61ttestd/v1/agent.proto\x12\nattestd.v1\";\n\x12GetEvidenceRequest\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x16\n\x0e\x61rtifact_names\x18\x02 \x03(\t\"\'\n\x13GetEvidenceResponse\x12\x10\n\x08\x65nvelope\x18\x01 \x01(\x0c\"9\n\x17MeasureArtifactsRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x0f\n\x07use_gpu\x18\x02 \x01(\x08\"\xc5\x01\n\x08\x41rtifact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x30\n\x06\x64igest\x18\x03 \x03(\x0b\x32 .attestd.v1.Artifact.DigestEntry\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\x12\n\nfile_count\x18\x05 \x01(\x04\x12\x14\n\x0clog_sequence\x18\x06 \x01(\x04\x1a-\n\x0b\x44igestEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x18MeasureArtifactsResponse\x12\'\n\tartifacts\x18\x01 \x03(\x0b\x32\x14.attestd.v1.Artifact\"H\n\x12RecordEventRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\"\x9d\x01\n\x0cRuntimeEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x11\n\toperation\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x13\n\x0brecorded_at\x18\x05 \x01(\t\x12\x0e\n\x06\x64igest\x18\x06 \x01(\x0c\x12\"\n\x06\x63\x61ller\x18\x07 \x01(\x0b\x32\x12.attestd.v1.Caller\"/\n\x06\x43\x61ller\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x0b\n\x03uid\x18\x02 \x01(\r\x12\x0b\n\x03gid\x18\x03 \x01(\r\"P\n\x13RecordEventResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.attestd.v1.RuntimeEvent\x12\x10\n\x08log_head\x18\x02 \x01(\x0c\"4\n\x14GetRuntimeLogRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"_\n\x15GetRuntimeLogResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.attestd.v1.RuntimeEvent\x12\x0c\n\x04head\x18\x02 \x01(\x0c\x12\x0e\n\x06length\x18\x03 \x01(\x04\"\x15\n\x13GetAgentInfoRequest\"\xf3\x01\n\x14GetAgentInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0b\n\x03tee\x18\x02 \x01(\t\x12\x11\n\tsimulated\x18\x03 \x01(\x08\x12\x15\n\rroot_of_trust\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12\x14\n\x0c\x61gent_key_id\x18\x06 \x01(\t\x12\x1c\n\x14\x61gent_public_key_pem\x18\x07 \x01(\x0c\x12\x12\n\nlog_length\x18\x08 \x01(\x04\x12\x10\n\x08log_head\x18\t \x01(\x0c\x12\x0f\n\x07serving\x18\n \x01(\x08\x12\x17\n\x0fserving_problem\x18\x0b \x01(\t\";\n\x0c\x41rtifactSpec\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07license\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\"\x8c\x01\n\x11\x42\x65ginStageRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\r\n\x05stage\x18\x03 \x01(\t\x12(\n\x06inputs\x18\x04 \x03(\x0b\x32\x18.attestd.v1.ArtifactSpec\x12\x1c\n\x14previous_attestation\x18\x05 \x01(\x0c\"f\n\x12\x42\x65ginStageResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x17\n\x0fprevious_digest\x18\x02 \x01(\x0c\x12\'\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x18.attestd.v1.RuntimeEvent\"<\n\x0f\x45ndStageRequest\x12)\n\x07outputs\x18\x01 \x03(\x0b\x32\x18.attestd.v1.ArtifactSpec\"\'\n\x10\x45ndStageResponse\x12\x13\n\x0b\x61ttestation\x18\x01 \x01(\x0c\"#\n\x11\x41\x62ortStageRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"=\n\x12\x41\x62ortStageResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.attestd.v1.RuntimeEvent2\x90\x05\n\x05\x41gent\x12N\n\x0bGetEvidence\x12\x1e.attestd.v1.GetEvidenceRequest\x1a\x1f.attestd.v1.GetEvidenceResponse\x12]\n\x10MeasureArtifacts\x12#.attestd.v1.MeasureArtifactsRequest\x1a$.attestd.v1.MeasureArtifactsResponse\x12N\n\x0bRecordEvent\x12\x1e.attestd.v1.RecordEventRequest\x1a\x1f.attestd.v1.RecordEventResponse\x12T\n\rGetRuntimeLog\x12 .attestd.v1.GetRuntimeLogRequest\x1a!.attestd.v1.GetRuntimeLogResponse\x12Q\n\x0cGetAgentInfo\x12\x1f.attestd.v1.GetAgentInfoRequest\x1a .attestd.v1.GetAgentInfoResponse\x12K\n\nBeginStage\x12\x1d.attestd.v1.BeginStageRequest\x1a\x1e.attestd.v1.BeginStageResponse\x12\x45\n\x08\x45ndStage\x12\x1b.attestd.v1.EndStageRequest\x1a\x1c.attestd.v1.EndStageResponse\x12K\n\nAbortStage\x12\x1d.attestd.v1.AbortStageRequest\x1a\x1e.attestd.v1.AbortStageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,32 +47,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEASUREARTIFACTSRESPONSE']._serialized_end=466
   _globals['_RECORDEVENTREQUEST']._serialized_start=468
   _globals['_RECORDEVENTREQUEST']._serialized_end=540
-  _globals['_RUNTIMEEVENT']._serialized_start=542
-  _globals['_RUNTIMEEVENT']._serialized_end=663
-  _globals['_RECORDEVENTRESPONSE']._serialized_start=665
-  _globals['_RECORDEVENTRESPONSE']._serialized_end=745
-  _globals['_GETRUNTIMELOGREQUEST']._serialized_start=747
-  _globals['_GETRUNTIMELOGREQUEST']._serialized_end=799
-  _globals['_GETRUNTIMELOGRESPONSE']._serialized_start=801
-  _globals['_GETRUNTIMELOGRESPONSE']._serialized_end=896
-  _globals['_GETAGENTINFOREQUEST']._serialized_start=898
-  _globals['_GETAGENTINFOREQUEST']._serialized_end=919
-  _globals['_GETAGENTINFORESPONSE']._serialized_start=922
-  _globals['_GETAGENTINFORESPONSE']._serialized_end=1165
-  _globals['_ARTIFACTSPEC']._serialized_start=1167
-  _globals['_ARTIFACTSPEC']._serialized_end=1226
-  _globals['_BEGINSTAGEREQUEST']._serialized_start=1229
-  _globals['_BEGINSTAGEREQUEST']._serialized_end=1369
-  _globals['_BEGINSTAGERESPONSE']._serialized_start=1371
-  _globals['_BEGINSTAGERESPONSE']._serialized_end=1473
-  _globals['_ENDSTAGEREQUEST']._serialized_start=1475
-  _globals['_ENDSTAGEREQUEST']._serialized_end=1535
-  _globals['_ENDSTAGERESPONSE']._serialized_start=1537
-  _globals['_ENDSTAGERESPONSE']._serialized_end=1576
-  _globals['_ABORTSTAGEREQUEST']._serialized_start=1578
-  _globals['_ABORTSTAGEREQUEST']._serialized_end=1613
-  _globals['_ABORTSTAGERESPONSE']._serialized_start=1615
-  _globals['_ABORTSTAGERESPONSE']._serialized_end=1676
-  _globals['_AGENT']._serialized_start=1679
-  _globals['_AGENT']._serialized_end=2335
+  _globals['_RUNTIMEEVENT']._serialized_start=543
+  _globals['_RUNTIMEEVENT']._serialized_end=700
+  _globals['_CALLER']._serialized_start=702
+  _globals['_CALLER']._serialized_end=749
+  _globals['_RECORDEVENTRESPONSE']._serialized_start=751
+  _globals['_RECORDEVENTRESPONSE']._serialized_end=831
+  _globals['_GETRUNTIMELOGREQUEST']._serialized_start=833
+  _globals['_GETRUNTIMELOGREQUEST']._serialized_end=885
+  _globals['_GETRUNTIMELOGRESPONSE']._serialized_start=887
+  _globals['_GETRUNTIMELOGRESPONSE']._serialized_end=982
+  _globals['_GETAGENTINFOREQUEST']._serialized_start=984
+  _globals['_GETAGENTINFOREQUEST']._serialized_end=1005
+  _globals['_GETAGENTINFORESPONSE']._serialized_start=1008
+  _globals['_GETAGENTINFORESPONSE']._serialized_end=1251
+  _globals['_ARTIFACTSPEC']._serialized_start=1253
+  _globals['_ARTIFACTSPEC']._serialized_end=1312
+  _globals['_BEGINSTAGEREQUEST']._serialized_start=1315
+  _globals['_BEGINSTAGEREQUEST']._serialized_end=1455
+  _globals['_BEGINSTAGERESPONSE']._serialized_start=1457
+  _globals['_BEGINSTAGERESPONSE']._serialized_end=1559
+  _globals['_ENDSTAGEREQUEST']._serialized_start=1561
+  _globals['_ENDSTAGEREQUEST']._serialized_end=1621
+  _globals['_ENDSTAGERESPONSE']._serialized_start=1623
+  _globals['_ENDSTAGERESPONSE']._serialized_end=1662
+  _globals['_ABORTSTAGEREQUEST']._serialized_start=1664
+  _globals['_ABORTSTAGEREQUEST']._serialized_end=1699
+  _globals['_ABORTSTAGERESPONSE']._serialized_start=1701
+  _globals['_ABORTSTAGERESPONSE']._serialized_end=1762
+  _globals['_AGENT']._serialized_start=1765
+  _globals['_AGENT']._serialized_end=2421
 # @@protoc_insertion_point(module_scope)

@@ -68,20 +68,32 @@ class RecordEventRequest(_message.Message):
     def __init__(self, domain: _Optional[str] = ..., operation: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class RuntimeEvent(_message.Message):
-    __slots__ = ("sequence", "domain", "operation", "content", "recorded_at", "digest")
+    __slots__ = ("sequence", "domain", "operation", "content", "recorded_at", "digest", "caller")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     domain: str
     operation: str
     content: bytes
     recorded_at: str
     digest: bytes
-    def __init__(self, sequence: _Optional[int] = ..., domain: _Optional[str] = ..., operation: _Optional[str] = ..., content: _Optional[bytes] = ..., recorded_at: _Optional[str] = ..., digest: _Optional[bytes] = ...) -> None: ...
+    caller: Caller
+    def __init__(self, sequence: _Optional[int] = ..., domain: _Optional[str] = ..., operation: _Optional[str] = ..., content: _Optional[bytes] = ..., recorded_at: _Optional[str] = ..., digest: _Optional[bytes] = ..., caller: _Optional[_Union[Caller, _Mapping]] = ...) -> None: ...
+
+class Caller(_message.Message):
+    __slots__ = ("pid", "uid", "gid")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    uid: int
+    gid: int
+    def __init__(self, pid: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ...) -> None: ...
 
 class RecordEventResponse(_message.Message):
     __slots__ = ("event", "log_head")
