@@ -268,6 +268,12 @@ class GroupCommitter:
         self._queue: list[_Waiter] = []
         self._leading = False
 
+    @property
+    def queued(self) -> int:
+        """Callers waiting for a group to take their event (not those being committed)."""
+        with self._cond:
+            return len(self._queue)
+
     def commit(self, domain: str, operation: str, content: bytes) -> tuple[RuntimeEvent, bytes]:
         """Log one event durably, extend the register by it; returns (event, head)."""
         waiter = _Waiter(domain, operation, content)
