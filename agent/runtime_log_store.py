@@ -15,6 +15,7 @@ corruption and is refused, never repaired silently.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -29,9 +30,9 @@ from attestd.evidence import (
     EvidenceError,
     RuntimeEvent,
     canonical_json,
+    encode_event,
     event_digest,
     event_from_json,
-    event_to_json,
     extend_head,
     now_rfc3339,
 )
@@ -149,8 +150,8 @@ class RuntimeLogStore:
         """How many groups :meth:`write` has put on disk: one ``fsync`` each."""
         return self._groups_written
 
-    def write(self, events: Sequence[RuntimeEvent]) -> tuple[bytes, ...]:
-        """Put ``events`` on disk with one write and one fsync; returns the head after each.
+    def write(self, events: Sequence[RuntimeEvent]) -> tuple[Written, ...]:
+        """Put ``events`` on disk with one write and one fsync; returns them as :class:`Written`.
 
         They are not yet published: the caller extends the register by each and
         then calls :meth:`publish`. On an error nothing of the group stays in
@@ -164,7 +165,9 @@ class RuntimeLogStore:
                     raise ValueError(
                         f"event sequence {event.sequence} != log length {expected + offset}"
                     )
-            data = b"".join(canonical_json(event_to_json(e)) + b"\n" for e in events)
+            # Each event encoded once: its line is its canonical encoding, its digest that hashed.
+            encoded = [encode_event(e) for e in events]
+            data = b"".join(line + b"\n" for line in encoded)
             if self._marker_fd is not None and events:
                 # Before the log write, without fsync: the page cache outlives a SIGKILL,
                 # and a marker that power loss left stale names a group not ending the log.
@@ -178,15 +181,16 @@ class RuntimeLogStore:
                 os.ftruncate(self._fd, size_before)
                 raise
             self._groups_written += 1
-            heads: list[bytes] = []
+            written: list[Written] = []
             head = self._heads[-1]
-            for event in events:
-                head = extend_head(head, event_digest(event))
-                heads.append(head)
+            for event, line in zip(events, encoded, strict=True):
+                digest = hashlib.sha384(line).digest()
+                head = extend_head(head, digest)
+                written.append(Written(event, digest, head))
             # Appended after the fsync: a reader of _events never sees an event not on disk.
-            self._heads.extend(heads)
+            self._heads.extend(w.head for w in written)
             self._events.extend(events)
-            return tuple(heads)
+            return tuple(written)
 
     def publish(self, count: int = 1) -> None:
         """Show the next ``count`` written events to readers; the caller holds :attr:`lock`."""
@@ -201,15 +205,24 @@ class RuntimeLogStore:
 
         For callers without a runtime register to extend between the two steps.
         """
-        (head,) = self.write((event,))
+        (written,) = self.write((event,))
         with self.lock:
             self.publish(1)
-        return head
+        return written.head
 
     def close(self) -> None:
         os.close(self._fd)
         if self._marker_fd is not None:
             os.close(self._marker_fd)
+
+
+@dataclass(frozen=True)
+class Written:
+    """An event :meth:`RuntimeLogStore.write` put on disk, its digest, and the head after it."""
+
+    event: RuntimeEvent
+    digest: bytes
+    head: bytes
 
 
 @dataclass
@@ -236,9 +249,9 @@ class GroupCommitter:
     Callers queue their events. Whoever finds no group in progress leads the
     next one: it takes every queued event (up to ``max_group``), numbers them,
     writes them with one write and one fsync, then, holding the store's head +
-    register lock, calls ``apply`` on each event in order (extend the register)
-    and publishes it. Only then is each caller answered. So an answered event
-    is on disk and in the register, exactly as with one fsync per event.
+    register lock, calls ``apply`` on each event and its digest in order (extend
+    the register) and publishes it. Only then is each caller answered. So an
+    answered event is on disk and in the register, as with one fsync per event.
 
     ``admit`` runs before a group is written and may refuse it (the agent is
     not serving). A failed write or fsync fails every caller of the group and
@@ -252,7 +265,7 @@ class GroupCommitter:
         self,
         store: RuntimeLogStore,
         *,
-        apply: Callable[[RuntimeEvent], None],
+        apply: Callable[[RuntimeEvent, bytes], None],
         admit: Callable[[], None],
         max_group: int = MAX_GROUP_EVENTS,
         clock: Callable[[], str] = now_rfc3339,
@@ -314,15 +327,15 @@ class GroupCommitter:
                 )
                 for i, w in enumerate(group)
             ]
-            heads = self._store.write(events)
+            written = self._store.write(events)
         except BaseException as err:
             for w in group:
                 w.error = err
             return
         with self._store.lock:
-            for index, (w, event, head) in enumerate(zip(group, events, heads, strict=True)):
+            for index, (w, done) in enumerate(zip(group, written, strict=True)):
                 try:
-                    self._apply(event)
+                    self._apply(done.event, done.digest)
                 except BaseException as err:
                     # Durable but not in the register: published (the log is what is on
                     # disk) and refused; ``apply`` has stopped the agent from serving.
@@ -331,7 +344,7 @@ class GroupCommitter:
                         failed.error = err
                     return
                 self._store.publish(1)
-                w.result = (event, head)
+                w.result = (done.event, done.head)
 
 
 def group_marker_path(path: Path) -> Path:

@@ -254,11 +254,11 @@ class Agent:
         """Log one event through the group committer: write, fsync, extend, then answer."""
         return self._committer.commit(domain, operation, content)
 
-    def _apply(self, event: RuntimeEvent) -> None:
+    def _apply(self, event: RuntimeEvent, digest: bytes) -> None:
         """Extend the register by a durably written event; the committer holds the head lock."""
         if self._has_register:
             try:
-                self._backend.extend_runtime_register(event_digest(event))
+                self._backend.extend_runtime_register(digest)
             except Exception:
                 self._problem = (
                     f"event {event.sequence} is logged but extending the register failed; "

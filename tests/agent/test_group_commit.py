@@ -40,7 +40,8 @@ class Gate:
         self.release = threading.Event()
         self.fail_at: int | None = None
 
-    def __call__(self, event: RuntimeEvent) -> None:
+    def __call__(self, event: RuntimeEvent, digest: bytes) -> None:
+        assert digest == event_digest(event)
         if self.hold.is_set() and not self.holding.is_set():
             self.holding.set()
             self.release.wait(10)
