@@ -62,6 +62,10 @@ class Agent:
                 raise RuntimeError((workdir / "agent.log").read_text())
             time.sleep(0.05)
 
+    def events(self) -> int:
+        """Events in the agent's log file (lines after the header)."""
+        return (self.state_dir / "runtime-log.jsonl").read_bytes().count(b"\n") - 1
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
@@ -72,15 +76,23 @@ def _request(name: str, i: int) -> agent_pb2.RecordEventRequest:
     return agent_pb2.RecordEventRequest(domain=DOMAIN, operation=OPERATION, content=CONTENT)
 
 
-async def _single_recorder_latencies(socket: Path, calls: int) -> list[float]:
+async def _single_caller_latencies(socket: Path, calls: int, *, record: bool) -> list[float]:
+    """One caller's latencies: RecordEvent, or (``record=False``) GetAgentInfo, gRPC's floor."""
     async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
         stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
-        for _ in range(20):  # warm the channel and the agent's threads
-            await stub.RecordEvent(_request("warm", 0))
+
+        async def call(i: int) -> None:
+            if record:
+                await stub.RecordEvent(_request("single", i))
+            else:
+                await stub.GetAgentInfo(agent_pb2.GetAgentInfoRequest())
+
+        for i in range(20):  # warm the channel and the agent's threads
+            await call(i)
         latencies = []
         for i in range(calls):
             start = time.perf_counter()
-            await stub.RecordEvent(_request("single", i))
+            await call(i)
             latencies.append(time.perf_counter() - start)
         return latencies
 
@@ -123,8 +135,10 @@ def _baseline_latencies(directory: Path, calls: int) -> list[float]:
     return latencies
 
 
-def _log_lines(state_dir: Path) -> int:
-    return (state_dir / "runtime-log.jsonl").read_bytes().count(b"\n") - 1
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -137,7 +151,9 @@ def main() -> None:
 
     single: list[float] = []  # per-repeat medians, seconds
     baseline: list[float] = []
+    floor: list[float] = []  # GetAgentInfo: what any call through gRPC costs
     rates: list[float] = []
+    cpu: list[float] = []  # the agent's CPU seconds per event with all recorders at once
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
             workdir = Path(tmp)
@@ -147,22 +163,37 @@ def main() -> None:
                 baseline.append(statistics.median(_baseline_latencies(workdir, args.calls)))
                 single.append(
                     statistics.median(
-                        asyncio.run(_single_recorder_latencies(agent.socket, args.calls))
+                        asyncio.run(_single_caller_latencies(agent.socket, args.calls, record=True))
                     )
                 )
+                floor.append(
+                    statistics.median(
+                        asyncio.run(
+                            _single_caller_latencies(agent.socket, args.calls, record=False)
+                        )
+                    )
+                )
+                cpu_before, logged_before = _cpu_seconds(agent.process.pid), agent.events()
                 rates.append(
                     asyncio.run(_concurrent_rate(agent.socket, args.recorders, args.seconds))
                 )
+                cpu.append(
+                    (_cpu_seconds(agent.process.pid) - cpu_before)
+                    / (agent.events() - logged_before)
+                )
             finally:
                 agent.stop()
-            events_logged = _log_lines(agent.state_dir)
+            events_logged = agent.events()
 
     single_us = statistics.median(single) * 1e6
     baseline_us = statistics.median(baseline) * 1e6
     rate = statistics.median(rates)
+    floor_us = statistics.median(floor) * 1e6
+    cpu_us = statistics.median(cpu) * 1e6
     print(f"{'path':<46}{'median µs/event':>16}{'events/s':>12}")
     rows = [
         ("baseline: write+fsync, 1 writer", baseline_us, 1e6 / baseline_us),
+        ("gRPC floor: GetAgentInfo, 1 caller", floor_us, 1e6 / floor_us),
         ("attestd RecordEvent over gRPC, 1 recorder", single_us, 1e6 / single_us),
         (f"attestd RecordEvent over gRPC, {args.recorders} recorders", 1e6 / rate, rate),
     ]
@@ -179,6 +210,9 @@ def main() -> None:
                 "single_recorder_us": round(single_us, 1),
                 "fsync_baseline_us": round(baseline_us, 1),
                 "fsync_baseline_events_per_s": round(1e6 / baseline_us),
+                "grpc_floor_us": round(floor_us, 1),
+                "single_recorder_over_grpc_floor": round(single_us / floor_us, 2),
+                f"agent_cpu_us_per_event_{args.recorders}": round(cpu_us, 1),
                 "events_logged_last_repeat": events_logged,
                 "cpus": os.cpu_count(),
                 "load_average_1m": round(os.getloadavg()[0], 2),

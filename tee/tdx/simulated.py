@@ -349,7 +349,8 @@ def _registers_document(registers: Mapping[str, bytes]) -> bytes:
         "format": _STATE_FORMAT,
         "registers": {name: registers[name].hex() for name in MEASUREMENT_DEFAULTS},
     }
-    return (json.dumps(document, indent=2) + "\n").encode()
+    # Compact: json's C encoder, which indent= would bypass, on every extension.
+    return (json.dumps(document, separators=(",", ":")) + "\n").encode()
 
 
 def _save_registers(directory: Path, registers: Mapping[str, bytes]) -> None:
