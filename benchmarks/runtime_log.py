@@ -30,6 +30,8 @@ from pathlib import Path
 
 import grpc
 
+from attestd.agent.config import parse_config
+from attestd.agent.service import Agent as ServiceAgent
 from attestd.evidence import RuntimeEvent, canonical_json, event_to_json, now_rfc3339
 from attestd.v1 import agent_pb2, agent_pb2_grpc
 
@@ -135,6 +137,23 @@ def _baseline_latencies(directory: Path, calls: int) -> list[float]:
     return latencies
 
 
+def _in_process_latencies(directory: Path, calls: int) -> list[float]:
+    """Agent.record_event called directly, without gRPC: what the record path itself costs."""
+    config = parse_config(
+        {"agent": {"state_dir": "state"}, "tee": {"backend": "simulated-tdx"}}, base_dir=directory
+    )
+    agent = ServiceAgent.open(config)
+    latencies = []
+    try:
+        for _ in range(calls):
+            start = time.perf_counter()
+            agent.record_event(DOMAIN, OPERATION, CONTENT)
+            latencies.append(time.perf_counter() - start)
+    finally:
+        agent.close()
+    return latencies
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -151,6 +170,7 @@ def main() -> None:
 
     single: list[float] = []  # per-repeat medians, seconds
     baseline: list[float] = []
+    in_process: list[float] = []  # Agent.record_event without gRPC
     floor: list[float] = []  # GetAgentInfo: what any call through gRPC costs
     rates: list[float] = []
     cpu: list[float] = []  # the agent's CPU seconds per event with all recorders at once
@@ -161,6 +181,9 @@ def main() -> None:
             try:
                 # Interleaved, so that load from elsewhere on the machine hits both alike.
                 baseline.append(statistics.median(_baseline_latencies(workdir, args.calls)))
+                in_process.append(
+                    statistics.median(_in_process_latencies(workdir / "direct", args.calls))
+                )
                 single.append(
                     statistics.median(
                         asyncio.run(_single_caller_latencies(agent.socket, args.calls, record=True))
@@ -189,10 +212,12 @@ def main() -> None:
     baseline_us = statistics.median(baseline) * 1e6
     rate = statistics.median(rates)
     floor_us = statistics.median(floor) * 1e6
+    in_process_us = statistics.median(in_process) * 1e6
     cpu_us = statistics.median(cpu) * 1e6
     print(f"{'path':<46}{'median µs/event':>16}{'events/s':>12}")
     rows = [
         ("baseline: write+fsync, 1 writer", baseline_us, 1e6 / baseline_us),
+        ("attestd record path in process, no gRPC", in_process_us, 1e6 / in_process_us),
         ("gRPC floor: GetAgentInfo, 1 caller", floor_us, 1e6 / floor_us),
         ("attestd RecordEvent over gRPC, 1 recorder", single_us, 1e6 / single_us),
         (f"attestd RecordEvent over gRPC, {args.recorders} recorders", 1e6 / rate, rate),
@@ -210,6 +235,8 @@ def main() -> None:
                 "single_recorder_us": round(single_us, 1),
                 "fsync_baseline_us": round(baseline_us, 1),
                 "fsync_baseline_events_per_s": round(1e6 / baseline_us),
+                "in_process_record_us": round(in_process_us, 1),
+                "in_process_over_fsync_baseline": round(in_process_us / baseline_us, 2),
                 "grpc_floor_us": round(floor_us, 1),
                 "single_recorder_over_grpc_floor": round(single_us / floor_us, 2),
                 f"agent_cpu_us_per_event_{args.recorders}": round(cpu_us, 1),
