@@ -3,48 +3,87 @@
 What an event is, how it is encoded and how the head is chained is the shared
 format in attestd.evidence.runtime_log_format; this module only keeps it.
 
-One JSON line per event after a header line. ``append`` returns only after the
-line is on disk (``fsync``), so an acknowledged event survives ``kill -9`` and
-power loss. A crash can leave at most one torn final line (no newline): that
-event was never acknowledged, and opening the log cuts it off. Any other damage
-is corruption and is refused, never repaired silently.
+One JSON line per event after a header line. Events reach the file in groups
+(:class:`GroupCommitter`): concurrent callers share one ``write`` and one
+``fsync``, and none is answered before its group is on disk and the runtime
+register is extended by each of its events, in order. So an acknowledged event
+survives ``kill -9`` and power loss. A crash can leave the last group partly
+written: complete lines of events never acknowledged, and at most one torn
+final line (no newline), which opening the log cuts off. Any other damage is
+corruption and is refused, never repaired silently.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from attestd._files import fsync_directory, write_atomic
 from attestd.agent.errors import RuntimeLogCorruptError
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
+    Caller,
     EvidenceError,
     RuntimeEvent,
     canonical_json,
+    encode_event,
     event_digest,
     event_from_json,
-    event_to_json,
     extend_head,
+    now_rfc3339,
 )
 
 LOG_FORMAT = "attestd-runtime-log/1"
 _HEADER = canonical_json({"format": LOG_FORMAT}) + b"\n"
 
+#: The most events one group commit writes. It bounds how far the runtime
+#: register may lag the log after a crash (fsynced, not yet all extended), and
+#: so how far back a restart looks to roll the register forward.
+MAX_GROUP_EVENTS = 256
+_MARKER_BYTES = 32  # "<first> <count>\n", space-padded so a shorter record leaves no tail
+
 
 class RuntimeLogStore:
-    """The events on disk, their running head, and an append that fsyncs."""
+    """The events on disk, their running head, and group writes that fsync once.
 
-    def __init__(self, path: Path, fd: int, events: list[RuntimeEvent], heads: list[bytes]):
+    Two steps make an event visible. :meth:`write` puts a group of events on
+    disk with one ``write`` and one ``fsync``; :meth:`publish` then shows them
+    to readers (``len``, :attr:`head`, :meth:`events`), one at a time, after
+    the caller has extended the runtime register by each. :meth:`append` does
+    both for one event.
+
+    :attr:`lock` is the **head + register lock**: whoever extends the runtime
+    register and publishes events holds it, so whoever holds it reads a head
+    (and log) that the register agrees with. It is never held across an fsync.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fd: int,
+        events: list[RuntimeEvent],
+        heads: list[bytes],
+        marker_fd: int | None = None,
+    ):
         self._path = path
         self._fd = fd
+        self._marker_fd = marker_fd
+        self._last_group = _read_group_marker(marker_fd, len(events))
+        # Every durable event; only the first ``_visible`` are published.
         self._events = events
         # heads[i] is the head after i events; heads[0] is the initial head.
         self._heads = heads
-        self._lock = threading.Lock()
+        self._visible = len(events)
+        self._groups_written = 0
+        #: The head + register lock (see the class docstring).
+        self.lock = threading.Lock()
+        # One group on disk at a time; held across write and fsync, never needed by readers.
+        self._write_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path) -> RuntimeLogStore:
@@ -63,52 +102,276 @@ class RuntimeLogStore:
         heads = [INITIAL_LOG_HEAD]
         for event in events:
             heads.append(extend_head(heads[-1], event_digest(event)))
-        return cls(path, fd, events, heads)
+        marker = os.open(
+            group_marker_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
+        return cls(path, fd, events, heads, marker)
 
     @property
     def path(self) -> Path:
         return self._path
 
     def __len__(self) -> int:
-        return len(self._events)
+        """The number of published events."""
+        return self._visible
 
     @property
     def head(self) -> bytes:
-        return self._heads[-1]
+        """The head after the published events."""
+        return self._heads[self._visible]
 
     def head_at(self, length: int) -> bytes:
-        """The head after the first ``length`` events."""
+        """The head after the first ``length`` published events."""
+        if not 0 <= length <= self._visible:
+            raise IndexError(f"no head at {length}: {self._visible} events are published")
         return self._heads[length]
 
     def events(self, start: int = 0, stop: int | None = None) -> Sequence[RuntimeEvent]:
-        return tuple(self._events[start:stop])
+        """Published events ``start`` to ``stop``, as slicing counts them."""
+        first, last, _ = slice(start, stop).indices(self._visible)
+        return tuple(self._events[first:last])
 
-    def append(self, event: RuntimeEvent) -> bytes:
-        """Write ``event`` durably and return the new head.
+    @property
+    def last_group(self) -> range:
+        """The sequences of the last group written before this store was opened.
 
-        The caller serialises appends with register extension; this lock only
-        keeps the in-memory view consistent with the file.
+        Empty unless the group marker names a group that ends the log. Only
+        that group may have been fsynced and left partly unextended by a crash,
+        so it bounds what a restart may roll forward.
         """
-        with self._lock:
-            if event.sequence != len(self._events):
-                raise ValueError(
-                    f"event sequence {event.sequence} != log length {len(self._events)}"
-                )
-            line = canonical_json(event_to_json(event)) + b"\n"
+        return self._last_group
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence number the next written event must carry (published or not)."""
+        return len(self._events)
+
+    @property
+    def groups_written(self) -> int:
+        """How many groups :meth:`write` has put on disk: one ``fsync`` each."""
+        return self._groups_written
+
+    def write(self, events: Sequence[RuntimeEvent]) -> tuple[Written, ...]:
+        """Put ``events`` on disk with one write and one fsync; returns them as :class:`Written`.
+
+        They are not yet published: the caller extends the register by each and
+        then calls :meth:`publish`. On an error nothing of the group stays in
+        the file (no half line for the next group to glue onto) and the error
+        is raised.
+        """
+        with self._write_lock:
+            expected = len(self._events)
+            for offset, event in enumerate(events):
+                if event.sequence != expected + offset:
+                    raise ValueError(
+                        f"event sequence {event.sequence} != log length {expected + offset}"
+                    )
+            # Each event encoded once: its line is its canonical encoding, its digest that hashed.
+            encoded = [encode_event(e) for e in events]
+            data = b"".join(line + b"\n" for line in encoded)
+            if self._marker_fd is not None and events:
+                # Before the log write, without fsync: the page cache outlives a SIGKILL,
+                # and a marker that power loss left stale names a group not ending the log.
+                record = f"{events[0].sequence} {len(events)}\n".encode().ljust(_MARKER_BYTES)
+                os.pwrite(self._marker_fd, record, 0)
             size_before = os.fstat(self._fd).st_size
             try:
-                _write_all(self._fd, line)
+                _write_all(self._fd, data)
                 os.fsync(self._fd)
             except OSError:
-                # Leave no half line behind for the next append to glue onto.
                 os.ftruncate(self._fd, size_before)
                 raise
-            self._events.append(event)
-            self._heads.append(extend_head(self._heads[-1], event_digest(event)))
-            return self._heads[-1]
+            self._groups_written += 1
+            written: list[Written] = []
+            head = self._heads[-1]
+            for event, line in zip(events, encoded, strict=True):
+                digest = hashlib.sha384(line).digest()
+                head = extend_head(head, digest)
+                written.append(Written(event, digest, head))
+            # Appended after the fsync: a reader of _events never sees an event not on disk.
+            self._heads.extend(w.head for w in written)
+            self._events.extend(events)
+            return tuple(written)
+
+    def publish(self, count: int = 1) -> None:
+        """Show the next ``count`` written events to readers; the caller holds :attr:`lock`."""
+        if not 0 <= count <= len(self._events) - self._visible:
+            raise ValueError(
+                f"cannot publish {count} events: {len(self._events) - self._visible} are written"
+            )
+        self._visible += count
+
+    def append(self, event: RuntimeEvent) -> bytes:
+        """Write ``event`` durably, publish it, and return the new head.
+
+        For callers without a runtime register to extend between the two steps.
+        """
+        (written,) = self.write((event,))
+        with self.lock:
+            self.publish(1)
+        return written.head
 
     def close(self) -> None:
         os.close(self._fd)
+        if self._marker_fd is not None:
+            os.close(self._marker_fd)
+
+
+@dataclass(frozen=True)
+class Written:
+    """An event :meth:`RuntimeLogStore.write` put on disk, its digest, and the head after it."""
+
+    event: RuntimeEvent
+    digest: bytes
+    head: bytes
+
+
+@dataclass
+class _Waiter:
+    """One caller's event, waiting for the group that commits it (mutable: its outcome)."""
+
+    domain: str
+    operation: str
+    content: bytes
+    caller: Caller | None
+    result: tuple[RuntimeEvent, bytes] | None = None
+    error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None or self.error is not None
+
+
+class GroupCommitter:
+    """Concurrent appends share one write and one fsync (group commit).
+
+        committer = GroupCommitter(store, apply=extend_register, admit=require_serving)
+        event, head = committer.commit("pipeline", "train.step", b"...")   # from any thread
+
+    Callers queue their events. Whoever finds no group in progress leads the
+    next one: it takes every queued event (up to ``max_group``), numbers them,
+    writes them with one write and one fsync, then, holding the store's head +
+    register lock, calls ``apply`` on each event and its digest in order (extend
+    the register) and publishes it. Only then is each caller answered. So an
+    answered event is on disk and in the register, as with one fsync per event.
+
+    ``admit`` runs before a group is written and may refuse it (the agent is
+    not serving). A failed write or fsync fails every caller of the group and
+    leaves nothing of it on disk. A failed ``apply`` fails its event's caller
+    and every later one of the group; those events are durable, so they are
+    published anyway (the log is what is on disk) and ``apply`` is expected to
+    stop the agent from serving until a restart rolls the register forward.
+    """
+
+    def __init__(
+        self,
+        store: RuntimeLogStore,
+        *,
+        apply: Callable[[RuntimeEvent, bytes], None],
+        admit: Callable[[], None],
+        max_group: int = MAX_GROUP_EVENTS,
+        clock: Callable[[], str] = now_rfc3339,
+    ) -> None:
+        if max_group < 1:
+            raise ValueError(f"max_group must be at least 1, not {max_group}")
+        self._store = store
+        self._apply = apply
+        self._admit = admit
+        self._max_group = max_group
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._queue: list[_Waiter] = []
+        self._leading = False
+
+    @property
+    def queued(self) -> int:
+        """Callers waiting for a group to take their event (not those being committed)."""
+        with self._cond:
+            return len(self._queue)
+
+    def commit(
+        self, domain: str, operation: str, content: bytes, caller: Caller | None = None
+    ) -> tuple[RuntimeEvent, bytes]:
+        """Log one event durably, extend the register by it; returns (event, head).
+
+        ``caller`` is the process that asked for the event (from the kernel, never
+        the request); it is part of the event and so of its digest.
+        """
+        waiter = _Waiter(domain, operation, content, caller)
+        with self._cond:
+            self._queue.append(waiter)
+        while True:
+            with self._cond:
+                while not waiter.done and self._leading:
+                    self._cond.wait()
+                if waiter.done:
+                    break
+                self._leading = True
+                group = self._queue[: self._max_group]
+                del self._queue[: self._max_group]
+            try:
+                self._commit(group)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.result is not None
+        return waiter.result
+
+    def _commit(self, group: list[_Waiter]) -> None:
+        """Write, fsync, extend and publish one group; record each waiter's outcome."""
+        try:
+            self._admit()
+            first = self._store.next_sequence
+            events = [
+                RuntimeEvent(
+                    sequence=first + i,
+                    domain=w.domain,
+                    operation=w.operation,
+                    content=w.content,
+                    recorded_at=self._clock(),
+                    caller=w.caller,
+                )
+                for i, w in enumerate(group)
+            ]
+            written = self._store.write(events)
+        except BaseException as err:
+            for w in group:
+                w.error = err
+            return
+        with self._store.lock:
+            for index, (w, done) in enumerate(zip(group, written, strict=True)):
+                try:
+                    self._apply(done.event, done.digest)
+                except BaseException as err:
+                    # Durable but not in the register: published (the log is what is on
+                    # disk) and refused; ``apply`` has stopped the agent from serving.
+                    self._store.publish(len(group) - index)
+                    for failed in group[index:]:
+                        failed.error = err
+                    return
+                self._store.publish(1)
+                w.result = (done.event, done.head)
+
+
+def group_marker_path(path: Path) -> Path:
+    """Where the log at ``path`` notes its last group: ``<log>.group``."""
+    return path.with_name(path.name + ".group")
+
+
+def _read_group_marker(fd: int | None, length: int) -> range:
+    """The last group's sequences, if the marker names one that ends a log of ``length``."""
+    if fd is None:
+        return range(0)
+    text = os.pread(fd, _MARKER_BYTES, 0).decode("ascii", "replace").split()
+    if len(text) != 2 or not all(part.isdigit() for part in text):
+        return range(0)
+    first, count = int(text[0]), int(text[1])
+    if first + count != length or not 0 < count <= MAX_GROUP_EVENTS:
+        return range(0)
+    return range(first, length)
 
 
 def _load(path: Path, fd: int) -> list[RuntimeEvent]:
@@ -164,6 +427,8 @@ def rotate_on_new_boot(path: Path, boot_id: str) -> Path | None:
     if owner is not None and owner != boot_id and path.exists():
         archived = path.with_name(f"{path.stem}.{owner or 'unknown'}{path.suffix}")
         os.replace(path, archived)
+        # The group marker speaks of the archived log; the fresh one has no group yet.
+        group_marker_path(path).unlink(missing_ok=True)
     if owner != boot_id:
         # Also makes the rename of the old log durable: both are in this directory.
         write_atomic(marker, boot_id.encode("ascii") + b"\n", mode=0o600)

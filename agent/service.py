@@ -11,9 +11,12 @@ measurement events attestd.agent.measurement_events.
 
 Ordering rule for every state change (docs/operations.md, "Durability"):
 append the event to the log and fsync, then extend the runtime register, then
-answer. On start the log is replayed against the register; a crash between
-the first two steps is completed (the event was durable, so its extension is
-owed), anything else that disagrees stops the agent from serving evidence.
+answer. Concurrent events share the append and the fsync (group commit,
+attestd.agent.runtime_log_store.GroupCommitter) and are extended in order. On
+start the log is replayed against the register; a crash between the first two
+steps is completed (the events were durable, so their extensions are owed; at
+most one group's worth), anything else that disagrees stops the agent from
+serving evidence.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import hmac
 import logging
 import os
 import stat
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -51,7 +53,11 @@ from attestd.agent.measurement_events import (
     measurement_content,
     subject_measurement,
 )
-from attestd.agent.runtime_log_store import RuntimeLogStore, rotate_on_new_boot
+from attestd.agent.runtime_log_store import (
+    GroupCommitter,
+    RuntimeLogStore,
+    rotate_on_new_boot,
+)
 from attestd.agent.stage_machine import StageMachine, recover_open_stage
 from attestd.agent.stages import (
     STAGE_DOMAIN,
@@ -75,7 +81,6 @@ from attestd.evidence import (
     event_digest,
     key_id,
     leaf_bytes,
-    now_rfc3339,
     public_key_pem,
     report_data_for_root,
     subjects_digest,
@@ -146,9 +151,10 @@ class Agent:
         self._key = signing_key
         self._key_id = key_id(signing_key.public_key())
         self._roots = ArtifactRoots(config.artifact_roots) if config.artifact_roots else None
-        # Serialises log append + register extension + evidence, so a quote's
-        # RTMR3 always equals the head of the log it is delivered with.
-        self._lock = threading.Lock()
+        # The head + register lock (RuntimeLogStore.lock): the committer holds it
+        # while it extends the register and publishes events (never across an
+        # fsync), so whoever holds it sees a log head that RTMR3 agrees with.
+        self._lock = store.lock
         self._problem = ""
         self._has_register = True
         self._artifacts: dict[str, MeasuredArtifact] = {}
@@ -167,6 +173,8 @@ class Agent:
         self._batcher: EvidenceBatcher[_EvidenceRequest] = EvidenceBatcher(
             self._serve_batch, max_batch=config.evidence.max_batch if batching else 1
         )
+        # Concurrent appends (RecordEvent, measurements, stage events) share one write and fsync.
+        self._committer = GroupCommitter(store, apply=self._apply, admit=self._require_serving)
 
     @classmethod
     def open(cls, config: AgentConfig) -> Agent:
@@ -220,15 +228,21 @@ class Agent:
         if register == self._store.head:
             log.info("runtime log replays to the register", extra={"events": length})
             return
-        if length and register == self._store.head_at(length - 1):
-            # Crashed after fsyncing the last event but before extending: finish the job.
-            last = self._store.events(length - 1)[0]
-            self._backend.extend_runtime_register(event_digest(last))
-            log.warning(
-                "completed the register extension of the last logged event",
-                extra={"sequence": last.sequence},
-            )
-            return
+        # A crash after a group's fsync, before all of its extensions, leaves the
+        # register at the head of a prefix that ends inside that last group (the
+        # store's group marker says which): finish the job. Never further back.
+        group = self._store.last_group
+        behind_limit = max(len(group), 1)  # a log from before group markers: one event
+        for behind in range(1, min(length, behind_limit) + 1):
+            if register == self._store.head_at(length - behind):
+                owed = self._store.events(length - behind)
+                for event in owed:
+                    self._backend.extend_runtime_register(event_digest(event))
+                log.warning(
+                    "completed the register extension of the last logged event(s)",
+                    extra={"first_sequence": owed[0].sequence, "events": len(owed)},
+                )
+                return
         self._problem = (
             f"runtime log ({length} events, head {self._store.head.hex()}) does not replay "
             f"to the runtime register ({register.hex()}); refusing to serve evidence"
@@ -267,22 +281,14 @@ class Agent:
     def _append(
         self, domain: str, operation: str, content: bytes, caller: Caller | None
     ) -> tuple[RuntimeEvent, bytes]:
-        with self._lock:
-            self._require_serving()
-            event = RuntimeEvent(
-                sequence=len(self._store),
-                domain=domain,
-                operation=operation,
-                content=content,
-                recorded_at=now_rfc3339(),
-                caller=caller,
-            )
-            head = self._store.append(event)
-            if not self._has_register:
-                self._remember_artifact(event)
-                return event, head
+        """Log one event through the group committer: write, fsync, extend, then answer."""
+        return self._committer.commit(domain, operation, content, caller)
+
+    def _apply(self, event: RuntimeEvent, digest: bytes) -> None:
+        """Extend the register by a durably written event; the committer holds the head lock."""
+        if self._has_register:
             try:
-                self._backend.extend_runtime_register(event_digest(event))
+                self._backend.extend_runtime_register(digest)
             except Exception:
                 self._problem = (
                     f"event {event.sequence} is logged but extending the register failed; "
@@ -290,8 +296,7 @@ class Agent:
                 )
                 log.exception(self._problem)
                 raise
-            self._remember_artifact(event)
-            return event, head
+        self._remember_artifact(event)
 
     def measure(
         self, paths: Sequence[str], *, use_gpu: bool = False, caller: Caller | None = None

@@ -4,6 +4,7 @@ match the register stops the agent from serving evidence."""
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from pathlib import Path
@@ -105,3 +106,62 @@ def test_tampered_log_stops_evidence_and_health(tmp_path: Path) -> None:
     finally:
         assert agent.stop() == 0
     assert "does not replay" in agent.log_path.read_text()
+
+
+def _recorder(
+    agent: AgentProcess, name: str, acknowledged: list[tuple[int, bytes]], lock: threading.Lock
+) -> None:
+    with agent.pipeline() as client:
+        for i in range(100_000):
+            content = f"{name} event {i}".encode()
+            try:
+                response = client.record("pipeline.crash", "step", content)
+            except AgentCallError:
+                return  # the agent is gone
+            with lock:
+                acknowledged.append((response.event.sequence, content))
+
+
+def test_sigkill_under_group_commit_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    """32 concurrent recorders, killed at random moments: every answered event is on
+    disk after a restart, and the log replays to the simulated RTMR3."""
+    agent = AgentProcess(tmp_path)
+    rng = random.Random(11)
+    acknowledged: list[tuple[int, bytes]] = []
+    lock = threading.Lock()
+    for round_ in range(3):
+        agent.start()
+        recorders = [
+            threading.Thread(target=_recorder, args=(agent, f"r{round_}.{n}", acknowledged, lock))
+            for n in range(32)
+        ]
+        for recorder in recorders:
+            recorder.start()
+        target = len(acknowledged) + 64
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.3))  # somewhere inside a group's write, fsync or extension
+        agent.kill()
+        for recorder in recorders:
+            recorder.join(timeout=30)
+        assert len(acknowledged) >= target
+
+    agent.start()
+    try:
+        with agent.pipeline() as client:
+            info = client.info()
+            page = client.runtime_log(limit=100_000)
+            client.evidence(NONCE)
+        assert info.serving, info.serving_problem
+        logged = {e.sequence: e.content for e in page.events}
+        for sequence, content in acknowledged:
+            assert logged.get(sequence) == content, f"acknowledged event {sequence} lost"
+    finally:
+        assert agent.stop() == 0
+    register = SimulatedTdxBackend.open(agent.state_dir).read_runtime_register()
+    from attestd.agent.runtime_log_store import RuntimeLogStore
+
+    store = RuntimeLogStore.open(agent.state_dir / "runtime-log.jsonl")
+    assert replay(store.events()) == register
+    store.close()

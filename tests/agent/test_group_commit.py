@@ -1,0 +1,241 @@
+"""Group commit: concurrent appends share one write and one fsync, keep their order,
+and share a failure; a restart rolls forward a group that was fsynced but not all extended."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attestd.agent.config import parse_config
+from attestd.agent.errors import NotServingError
+from attestd.agent.runtime_log_store import GroupCommitter, RuntimeLogStore
+from attestd.agent.service import Agent
+from attestd.evidence import RuntimeEvent, event_digest, now_rfc3339, replay
+from tests.fakes.tee import FakeRegister, FakeTeeBackend
+
+N = 16
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RuntimeLogStore]:
+    opened = RuntimeLogStore.open(tmp_path / "runtime-log.jsonl")
+    yield opened
+    opened.close()
+
+
+class Gate:
+    """An ``apply`` that records events and can hold the first group's leader."""
+
+    def __init__(self) -> None:
+        self.applied: list[RuntimeEvent] = []
+        self.hold = threading.Event()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.fail_at: int | None = None
+
+    def __call__(self, event: RuntimeEvent, digest: bytes) -> None:
+        assert digest == event_digest(event)
+        if self.hold.is_set() and not self.holding.is_set():
+            self.holding.set()
+            self.release.wait(10)
+        if event.sequence == self.fail_at:
+            raise RuntimeError(f"extension {event.sequence} failed")
+        self.applied.append(event)
+
+
+def _admit() -> None:
+    return None
+
+
+def _one_group_behind_a_held_leader(
+    committer: GroupCommitter,
+    gate: Gate,
+    pool: ThreadPoolExecutor,
+    before_release: Callable[[], None],
+) -> tuple[Future[tuple[RuntimeEvent, bytes]], list[Future[tuple[RuntimeEvent, bytes]]]]:
+    """Hold a first commit in ``apply`` until N more callers queue; they then form one group."""
+    gate.hold.set()
+    first = pool.submit(committer.commit, "pipeline", "first", b"0")
+    assert gate.holding.wait(10)
+    rest = [
+        pool.submit(committer.commit, "pipeline", f"step.{i}", str(i).encode()) for i in range(N)
+    ]
+    deadline = time.monotonic() + 10
+    while committer.queued < N and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert committer.queued == N
+    before_release()
+    gate.release.set()
+    return first, rest
+
+
+def test_concurrent_commits_share_one_fsync_and_keep_their_order(store: RuntimeLogStore) -> None:
+    gate = Gate()
+    committer = GroupCommitter(store, apply=gate, admit=_admit)
+    with ThreadPoolExecutor(N + 1) as pool:
+        first, rest = _one_group_behind_a_held_leader(committer, gate, pool, lambda: None)
+        results = [first.result(10)] + [f.result(10) for f in rest]
+    # Two groups for N + 1 events: the held one, and everyone who queued behind it.
+    assert store.groups_written == 2
+    events = [event for event, _ in results]
+    assert sorted(e.sequence for e in events) == list(range(N + 1))
+    # Extended in sequence order, each answered with the head after its own event.
+    assert [e.sequence for e in gate.applied] == list(range(N + 1))
+    by_sequence = sorted(results, key=lambda r: r[0].sequence)
+    for length, (_, head) in enumerate(by_sequence, start=1):
+        assert head == replay([e for e, _ in by_sequence[:length]])
+    assert list(store.events()) == [e for e, _ in by_sequence]
+    assert store.head == replay(gate.applied)
+
+
+def test_many_threads_without_a_gate_need_fewer_fsyncs_than_events(
+    store: RuntimeLogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:  # a disk slower than the callers, as real ones are
+        time.sleep(0.005)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    gate = Gate()
+    committer = GroupCommitter(store, apply=gate, admit=_admit)
+    with ThreadPoolExecutor(32) as pool:
+        futures = [pool.submit(committer.commit, "p", "s", bytes([i % 256])) for i in range(128)]
+        [f.result(30) for f in futures]
+    assert len(store) == 128
+    assert store.groups_written < 64
+    assert replay(store.events()) == replay(gate.applied) == store.head
+
+
+def test_a_failed_fsync_fails_every_caller_of_its_group_and_leaves_nothing(
+    store: RuntimeLogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate()
+    committer = GroupCommitter(store, apply=gate, admit=_admit)
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    size_after_first: list[int] = []
+
+    def break_fsync() -> None:
+        size_after_first.append(store.path.stat().st_size)
+        monkeypatch.setattr(os, "fsync", broken_fsync)
+
+    with ThreadPoolExecutor(N + 1) as pool:
+        first, rest = _one_group_behind_a_held_leader(committer, gate, pool, break_fsync)
+        first.result(10)
+        for future in rest:
+            with pytest.raises(OSError, match="Input/output"):
+                future.result(10)
+    monkeypatch.undo()
+    assert store.path.stat().st_size == size_after_first[0]
+    assert len(store) == 1
+    assert store.groups_written == 1
+    # The log goes on after the failed group, with the next sequence number.
+    event, head = committer.commit("pipeline", "after", b"")
+    assert event.sequence == 1
+    assert head == replay(store.events())
+
+
+def test_a_failed_extension_fails_its_caller_and_every_later_one_of_the_group(
+    store: RuntimeLogStore,
+) -> None:
+    gate = Gate()
+    committer = GroupCommitter(store, apply=gate, admit=_admit)
+    gate.fail_at = 1 + N // 2
+    with ThreadPoolExecutor(N + 1) as pool:
+        first, rest = _one_group_behind_a_held_leader(committer, gate, pool, lambda: None)
+        first.result(10)
+        answered, failed = [], []
+        for future in rest:
+            try:
+                answered.append(future.result(10)[0].sequence)
+            except RuntimeError:
+                failed.append(future)
+    assert sorted(answered) == list(range(1, gate.fail_at))
+    assert len(failed) == N + 1 - gate.fail_at
+    # Durable events are published (the log is what is on disk); the register stopped short.
+    assert len(store) == N + 1
+    assert [e.sequence for e in gate.applied] == list(range(gate.fail_at))
+
+
+def test_a_refusing_admit_fails_the_group_before_anything_is_written(
+    store: RuntimeLogStore,
+) -> None:
+    def refuse() -> None:
+        raise NotServingError("not serving")
+
+    committer = GroupCommitter(store, apply=Gate(), admit=refuse)
+    with pytest.raises(NotServingError):
+        committer.commit("pipeline", "refused", b"")
+    assert store.groups_written == 0
+    assert len(store) == 0
+
+
+# -- a crash after a group's fsync, before all of its extensions --------------------------
+
+
+def _agent(tmp_path: Path, register: FakeRegister) -> Agent:
+    config = parse_config(
+        {"agent": {"state_dir": "state"}, "tee": {"backend": "simulated-tdx"}}, base_dir=tmp_path
+    )
+    store = RuntimeLogStore.open(config.state_dir / "runtime-log.jsonl")
+    return Agent(config, FakeTeeBackend(register), store, ec.generate_private_key(ec.SECP256R1()))
+
+
+def _events(first: int, count: int) -> list[RuntimeEvent]:
+    return [
+        RuntimeEvent(first + i, "pipeline", f"step.{first + i}", b"x", now_rfc3339())
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("extended", [0, 1, 4])
+def test_restart_rolls_forward_a_group_fsynced_but_partly_extended(
+    tmp_path: Path, extended: int
+) -> None:
+    (tmp_path / "state").mkdir()
+    register = FakeRegister()
+    store = RuntimeLogStore.open(tmp_path / "state" / "runtime-log.jsonl")
+    before = _events(0, 2)
+    for event in before:
+        store.write([event])
+        register.extend(event_digest(event))
+    group = _events(2, 5)
+    store.write(group)  # one write, one fsync: then the "crash", after `extended` extensions
+    for event in group[:extended]:
+        register.extend(event_digest(event))
+    store.close()
+
+    agent = _agent(tmp_path, register)
+    try:
+        assert agent.serving, agent.serving_problem
+        assert register.value == replay(before + group) == agent.info().log_head
+    finally:
+        agent.close()
+
+
+def test_restart_refuses_a_register_behind_more_than_the_last_group(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    register = FakeRegister()
+    store = RuntimeLogStore.open(tmp_path / "state" / "runtime-log.jsonl")
+    store.write(_events(0, 3))  # never extended
+    store.write(_events(3, 2))  # the last group: the only one a crash can leave unextended
+    store.close()
+
+    agent = _agent(tmp_path, register)
+    try:
+        assert not agent.serving
+        assert "does not replay" in agent.serving_problem
+        assert register.value == replay([])  # nothing was "repaired"
+    finally:
+        agent.close()
