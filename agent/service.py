@@ -462,8 +462,8 @@ class Agent:
             start = pending.request.start
             template = templates.get(start)
             if template is None:
-                carried = events[start.length - first :]
-                shared = self._shared_predicate(attestation, carried, start)
+                since = events[start.length - first :]
+                shared = self._shared_predicate(attestation, since, start)
                 template = templates[start] = StatementTemplate(shared)
             payload = template.encode(subjects, binding, BatchMembership(root, proof))
             try:
