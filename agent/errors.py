@@ -53,6 +53,12 @@ class EvidenceTooLargeError(AgentError):
     reason = "evidence_too_large"
 
 
+class CheckpointUnknownError(AgentError):
+    """A verifier's log checkpoint is not a point of this agent's runtime log."""
+
+    reason = "checkpoint_unknown"
+
+
 class StageAlreadyOpenError(AgentError):
     """BeginStage while a stage is open (or being opened or closed)."""
 

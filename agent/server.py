@@ -38,6 +38,7 @@ from attestd.agent.artifacts.gpu.errors import GpuUnavailableError
 from attestd.agent.config import AgentConfig
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
+    CheckpointUnknownError,
     ClientKeyTooWeakError,
     EvidenceTooLargeError,
     ListenError,
@@ -54,7 +55,13 @@ from attestd.agent.service import Agent
 from attestd.agent.stages import ArtifactSpec
 from attestd.agent.tls import ServerTls, key_weakness
 from attestd.errors import AttestdError
-from attestd.evidence import EvidenceError, RuntimeEvent, event_digest
+from attestd.evidence import (
+    EvidenceError,
+    EvidenceFormatError,
+    LogCheckpoint,
+    RuntimeEvent,
+    event_digest,
+)
 from attestd.tee.errors import TeeError
 from attestd.v1 import agent_pb2, agent_pb2_grpc
 
@@ -100,6 +107,7 @@ def _status_for(err: AttestdError) -> grpc.StatusCode:
         ArtifactNotMeasuredError
         | NotServingError
         | EvidenceTooLargeError
+        | CheckpointUnknownError
         | StageAlreadyOpenError
         | NoStageOpenError
         | GpuUnavailableError,
@@ -108,6 +116,16 @@ def _status_for(err: AttestdError) -> grpc.StatusCode:
     if isinstance(err, TeeError):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
+
+
+def _checkpoint(request: agent_pb2.GetEvidenceRequest) -> LogCheckpoint | None:
+    """The request's log checkpoint, if it names one; a malformed one is INVALID_ARGUMENT."""
+    if not request.HasField("checkpoint"):
+        return None
+    try:
+        return LogCheckpoint(request.checkpoint.length, bytes(request.checkpoint.head))
+    except EvidenceFormatError as err:
+        raise RequestInvalidError(f"checkpoint: {err.message}") from err
 
 
 def _event_pb(event: RuntimeEvent) -> agent_pb2.RuntimeEvent:
@@ -249,7 +267,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             "GetEvidence",
             context,
             lambda _caller: asyncio.wrap_future(
-                self._agent.evidence_future(request.nonce, list(request.artifact_names))
+                self._agent.evidence_future(
+                    request.nonce, list(request.artifact_names), _checkpoint(request)
+                )
             ),
         )
         return agent_pb2.GetEvidenceResponse(envelope=envelope)

@@ -4,6 +4,7 @@
     event, head = agent.record_event("pipeline", "train.start", b"...", caller=caller)
     [artifact] = agent.measure(["/srv/models/base"])
     envelope = agent.evidence(nonce, [artifact.measurement.name])
+    envelope = agent.evidence(nonce, [], LogCheckpoint(length, head))   # later events only
     opened, previous = agent.begin_stage(...)        # stages: attestd.agent.stage_machine
 
 The runtime log's store is attestd.agent.runtime_log_store, the encoding of
@@ -38,6 +39,7 @@ from attestd.agent.artifacts import ArtifactRoots, HashingConfig, Measurement
 from attestd.agent.config import AgentConfig
 from attestd.agent.errors import (
     ArtifactNotMeasuredError,
+    CheckpointUnknownError,
     EvidenceTooLargeError,
     NotServingError,
     RequestInvalidError,
@@ -68,12 +70,14 @@ from attestd.agent.stages import (
 )
 from attestd.errors import AttestdError
 from attestd.evidence import (
+    LOG_START,
     MAX_ENVELOPE_BYTES,
     BatchMembership,
     Binding,
     Caller,
     CcelBlob,
     EvidencePredicate,
+    LogCheckpoint,
     RuntimeEvent,
     Subject,
     TeeClaims,
@@ -115,10 +119,12 @@ RESERVED_DOMAIN_PREFIX = "attestd."
 
 @dataclass(frozen=True)
 class _EvidenceRequest:
-    """A GetEvidence waiting for its batch: the nonce, and how to pick its subjects then."""
+    """A GetEvidence waiting for its batch: the nonce, how to pick its subjects then, and
+    the log checkpoint (known to this agent) whose later events its evidence carries."""
 
     nonce: bytes
     choose: Callable[[], list[Subject]]
+    start: LogCheckpoint = LOG_START
 
 
 @dataclass(frozen=True)
@@ -351,14 +357,29 @@ class Agent:
             )
         return measured
 
-    def evidence(self, nonce: bytes, artifact_names: Sequence[str]) -> bytes:
-        """Signed, hardware-bound evidence for ``nonce`` (a DSSE envelope, JSON bytes)."""
-        return self.evidence_future(nonce, artifact_names).result()
+    def evidence(
+        self,
+        nonce: bytes,
+        artifact_names: Sequence[str],
+        checkpoint: LogCheckpoint | None = None,
+    ) -> bytes:
+        """Signed, hardware-bound evidence for ``nonce`` (a DSSE envelope, JSON bytes).
 
-    def evidence_future(self, nonce: bytes, artifact_names: Sequence[str]) -> Future[bytes]:
+        With ``checkpoint`` (a point of the log the verifier holds) the evidence
+        carries only the events after it, and names it as ``logStart``.
+        """
+        return self.evidence_future(nonce, artifact_names, checkpoint).result()
+
+    def evidence_future(
+        self,
+        nonce: bytes,
+        artifact_names: Sequence[str],
+        checkpoint: LogCheckpoint | None = None,
+    ) -> Future[bytes]:
         """:meth:`evidence`, answered when the quote of the batch it joins is signed.
 
-        Validation errors raise here; everything after it settles the future.
+        Validation errors raise here (a checkpoint this log does not contain:
+        CheckpointUnknownError); everything after it settles the future.
         """
         validate_nonce(nonce)
         if len(artifact_names) > self._config.limits.max_artifacts_per_call:
@@ -366,8 +387,32 @@ class Agent:
                 f"{len(artifact_names)} artifacts asked for; the limit is "
                 f"{self._config.limits.max_artifacts_per_call}"
             )
+        start = self._known_checkpoint(checkpoint) if checkpoint is not None else LOG_START
         names = list(artifact_names)
-        return self._batcher.submit(_EvidenceRequest(nonce, lambda: self._subjects(names)))
+        return self._batcher.submit(_EvidenceRequest(nonce, lambda: self._subjects(names), start))
+
+    def _known_checkpoint(self, checkpoint: LogCheckpoint) -> LogCheckpoint:
+        """``checkpoint`` if this agent's log has ``checkpoint.head`` at ``checkpoint.length``.
+
+        An unknown checkpoint is refused, never served from the beginning: the
+        verifier would replay a log it cannot tie to what it holds, and a
+        verifier that asked for a slice must not get a lifetime's log instead.
+        The log only grows while the agent runs, so a known checkpoint stays known.
+        """
+        with self._lock:
+            length = len(self._store)
+            head = self._store.head_at(checkpoint.length) if checkpoint.length <= length else None
+        if head is None:
+            raise CheckpointUnknownError(
+                f"the checkpoint is at event {checkpoint.length}, but the runtime log has "
+                f"{length} events (another agent's log, or one from before a reboot?)"
+            )
+        if not hmac.compare_digest(head, checkpoint.head):
+            raise CheckpointUnknownError(
+                f"the runtime log's head after {checkpoint.length} events is {head.hex()}, "
+                f"not the checkpoint's {checkpoint.head.hex()}"
+            )
+        return checkpoint
 
     def _evidence(self, nonce: bytes, choose: Callable[[], list[Subject]]) -> bytes:
         """Evidence whose subjects ``choose`` picks (when its batch is cut)."""
@@ -381,10 +426,23 @@ class Agent:
         """
         issued_at = datetime.now(UTC)
         members: list[tuple[Pending[_EvidenceRequest], list[Subject], Binding]] = []
+        cap = self._config.limits.max_log_events_in_evidence
         with self._lock:
             self._require_serving()
             length, head = len(self._store), self._store.head
             for pending in batch:
+                # The cap is on the events this evidence carries, those after its checkpoint,
+                # so it limits the time between a verifier's looks, not the agent's lifetime.
+                carried = length - pending.request.start.length
+                if carried > cap:
+                    pending.future.set_exception(
+                        EvidenceTooLargeError(
+                            f"the runtime log has {carried} events after the checkpoint "
+                            f"(event {pending.request.start.length}), more than the {cap} "
+                            "evidence may carry; ask from a later checkpoint"
+                        )
+                    )
+                    continue
                 try:
                     subjects = statement_subjects(pending.request.choose(), self._key_id)
                     digest = subjects_digest(subjects)
@@ -393,30 +451,36 @@ class Agent:
                     continue
                 binding = Binding(pending.request.nonce, digest, head, self._key_id, issued_at)
                 members.append((pending, subjects, binding))
-        if length > self._config.limits.max_log_events_in_evidence:
-            raise EvidenceTooLargeError(
-                f"the runtime log has {length} events, more than the "
-                f"{self._config.limits.max_log_events_in_evidence} evidence may carry"
-            )
         if not members:
             return
         leaves = [leaf_bytes(binding) for _, _, binding in members]
         root = tree_root(leaves)
         attestation = self._backend.attest(report_data_for_root(root))
-        events = self._log_through_quote(attestation, length)
-        # The quote, log and collateral are encoded once for the whole batch.
-        template = StatementTemplate(self._shared_predicate(attestation, events))
+        first = min(pending.request.start.length for pending, _, _ in members)
+        events = self._log_through_quote(attestation, first, length)
+        # The quote and collateral are encoded once for the whole batch, the log once
+        # for each checkpoint its members asked from: each carries its own slice.
+        templates: dict[LogCheckpoint, StatementTemplate] = {}
         for (pending, subjects, binding), proof in zip(
             members, inclusion_proofs(leaves), strict=True
         ):
+            start = pending.request.start
+            template = templates.get(start)
+            if template is None:
+                since = events[start.length - first :]
+                shared = self._shared_predicate(attestation, since, start)
+                template = templates[start] = StatementTemplate(shared)
             payload = template.encode(subjects, binding, BatchMembership(root, proof))
             try:
                 pending.future.set_result(self._sign(payload))
             except AttestdError as err:
                 pending.future.set_exception(err)
 
-    def _log_through_quote(self, attestation: Attestation, length: int) -> tuple[RuntimeEvent, ...]:
-        """The log up to the runtime register the quote carries (``length`` events without one).
+    def _log_through_quote(
+        self, attestation: Attestation, first: int, length: int
+    ) -> tuple[RuntimeEvent, ...]:
+        """The log from event ``first`` up to the runtime register the quote carries
+        (to ``length`` events without one).
 
         Events recorded while the quote was in flight may be in the quoted
         register: the log is appended before the register is extended, so the
@@ -425,17 +489,17 @@ class Agent:
         quoted = attestation.runtime_register if self._has_register else None
         with self._lock:
             if quoted is None:
-                return tuple(self._store.events(0, length))
+                return tuple(self._store.events(first, length))
             for end in range(length, len(self._store) + 1):
                 if hmac.compare_digest(self._store.head_at(end), quoted):
-                    return tuple(self._store.events(0, end))
+                    return tuple(self._store.events(first, end))
         raise NotServingError(
             f"the quoted runtime register {quoted.hex()} is no head of the runtime log "
             f"from event {length} on; the log and the register disagree"
         )
 
     def _shared_predicate(
-        self, attestation: Attestation, events: tuple[RuntimeEvent, ...]
+        self, attestation: Attestation, events: tuple[RuntimeEvent, ...], start: LogCheckpoint
     ) -> EvidencePredicate:
         """What every statement of a batch shares; binding and batch are replaced per request."""
         placeholder = Binding(b"\0" * 16, "0" * 64, bytes(48), self._key_id, datetime.now(UTC))
@@ -450,6 +514,7 @@ class Agent:
             certificates=attestation.certificates,
             collateral=attestation.collateral,
             ccel=_ccel_blob(attestation),
+            log_start=start,
         )
 
     def _sign(self, payload: bytes) -> bytes:
@@ -459,7 +524,7 @@ class Agent:
             # Verifiers refuse larger envelopes; say so here rather than ship unreadable evidence.
             raise EvidenceTooLargeError(
                 f"the evidence would be {len(envelope)} bytes, over the {MAX_ENVELOPE_BYTES} "
-                "bytes verifiers accept; the runtime log is too large to carry whole"
+                "bytes verifiers accept; ask from a later log checkpoint"
             )
         return envelope
 

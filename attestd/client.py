@@ -21,11 +21,17 @@ and from a remote verifier, over mutual TLS::
 
     with AgentClient.mtls("host:7443", cert=..., key=..., ca=...) as agent:
         envelope = agent.evidence(nonce)
+
+A verifier that keeps the log checkpoint of its last affirming appraisal asks
+for the events after it only, and can fetch (and check) the events before it::
+
+        envelope = agent.evidence(nonce, checkpoint=checkpoint)
+        earlier = agent.log_prefix(checkpoint)      # LogPrefixError unless they chain to it
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,6 +40,7 @@ import grpc
 
 from attestd._files import read_regular_file
 from attestd.errors import AttestdError
+from attestd.evidence import Caller, LogCheckpoint, RuntimeEvent, verify_log_prefix
 from attestd.v1 import agent_pb2, agent_pb2_grpc
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -126,8 +133,22 @@ class AgentClient:
         response: agent_pb2.RecordEventResponse = self._invoke(self._stub.RecordEvent, request)
         return response
 
-    def evidence(self, nonce: bytes, artifact_names: Sequence[str] = ()) -> bytes:
+    def evidence(
+        self,
+        nonce: bytes,
+        artifact_names: Sequence[str] = (),
+        *,
+        checkpoint: LogCheckpoint | None = None,
+    ) -> bytes:
+        """Evidence for ``nonce``; from ``checkpoint`` on, it carries only later events.
+
+        Appraise it with the same checkpoint (``appraise(..., checkpoint=...)``).
+        An agent that does not know the checkpoint refuses (``checkpoint_unknown``).
+        """
         request = agent_pb2.GetEvidenceRequest(nonce=nonce, artifact_names=list(artifact_names))
+        if checkpoint is not None:
+            request.checkpoint.length = checkpoint.length
+            request.checkpoint.head = checkpoint.head
         response: agent_pb2.GetEvidenceResponse = self._invoke(self._stub.GetEvidence, request)
         return response.envelope
 
@@ -135,6 +156,30 @@ class AgentClient:
         request = agent_pb2.GetRuntimeLogRequest(start=start, limit=limit)
         response: agent_pb2.GetRuntimeLogResponse = self._invoke(self._stub.GetRuntimeLog, request)
         return response
+
+    def log_pages(self, start: int = 0, limit: int = 0) -> Iterator[list[RuntimeEvent]]:
+        """The runtime log from event ``start``, one ``GetRuntimeLog`` page at a time.
+
+        Lazy: a page is fetched when the previous one has been consumed. The
+        events are as the agent sent them, unchecked; :meth:`log_prefix` checks them.
+        """
+        while True:
+            page = self.runtime_log(start, limit)
+            events = [_event(e) for e in page.events]
+            if not events:
+                return
+            yield events
+            start += len(events)
+            if start >= page.length:
+                return
+
+    def log_prefix(self, checkpoint: LogCheckpoint, *, limit: int = 0) -> tuple[RuntimeEvent, ...]:
+        """The first ``checkpoint.length`` events, fetched page by page, checked to chain to it.
+
+        LogPrefixError (``log_prefix_mismatch``) if they do not: a gap, a short
+        log, or a head other than the checkpoint's.
+        """
+        return verify_log_prefix(self.log_pages(0, limit), checkpoint)
 
     def info(self) -> agent_pb2.GetAgentInfoResponse:
         response: agent_pb2.GetAgentInfoResponse = self._invoke(
@@ -177,3 +222,20 @@ class AgentClient:
 
 def _specs(items: Sequence[str | agent_pb2.ArtifactSpec]) -> list[agent_pb2.ArtifactSpec]:
     return [agent_pb2.ArtifactSpec(path=i) if isinstance(i, str) else i for i in items]
+
+
+def _event(message: agent_pb2.RuntimeEvent) -> RuntimeEvent:
+    """A log page's event in the evidence format's terms (its digest is recomputed, not trusted)."""
+    caller = (
+        Caller(message.caller.pid, message.caller.uid, message.caller.gid)
+        if message.HasField("caller")
+        else None
+    )
+    return RuntimeEvent(
+        sequence=message.sequence,
+        domain=message.domain,
+        operation=message.operation,
+        content=message.content,
+        recorded_at=message.recorded_at,
+        caller=caller,
+    )

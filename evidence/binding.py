@@ -37,14 +37,15 @@ from attestd.evidence.errors import (
 )
 from attestd.evidence.keys import KEY_ID_PATTERN, key_id, load_public_key_pem
 from attestd.evidence.runtime_log_format import (
-    INITIAL_LOG_HEAD,
     LOG_HEAD_SIZE,
+    LOG_START,
+    LogCheckpoint,
     RuntimeEvent,
     event_digest,
     extend_head,
     format_rfc3339,
     parse_rfc3339,
-    replay,
+    replay_from,
 )
 
 MIN_NONCE_BYTES = 16
@@ -243,14 +244,18 @@ def subjects_link(binding: Binding, subjects: Sequence[Subject]) -> BrokenLink |
     return None
 
 
-def log_head_link(binding: Binding, events: Sequence[RuntimeEvent]) -> BrokenLink | None:
-    """``None`` if ``events`` replay to the binding's runtime-log head.
+def log_head_link(
+    binding: Binding, events: Sequence[RuntimeEvent], start: LogCheckpoint = LOG_START
+) -> BrokenLink | None:
+    """``None`` if ``events``, replayed from ``start``, reach the binding's runtime-log head.
 
-    A log that does not replay at all (a gap in sequences) is a broken link too.
-    Whether the head is also a quoted register (TDX RTMR3) is the TEE's check.
+    ``start`` is the checkpoint the evidence's log begins at (``logStart``,
+    the beginning when absent). A log that does not replay at all (a gap in
+    sequences) is a broken link too. Whether the head is also a quoted
+    register (TDX RTMR3) is the TEE's check.
     """
     try:
-        head = replay(events)
+        head = replay_from(start, events)
     except EvidenceError as err:
         return BrokenLink(LOG_HEAD_MISMATCH, err.message)
     if not hmac.compare_digest(head, binding.log_head):
@@ -262,8 +267,11 @@ def log_head_link(binding: Binding, events: Sequence[RuntimeEvent]) -> BrokenLin
     return None
 
 
-def replays_through_head(binding: Binding, events: Sequence[RuntimeEvent]) -> BrokenLink | None:
-    """``None`` if some prefix of ``events`` (possibly all) replays to the binding's head.
+def replays_through_head(
+    binding: Binding, events: Sequence[RuntimeEvent], start: LogCheckpoint = LOG_START
+) -> BrokenLink | None:
+    """``None`` if some prefix of ``events`` (possibly none or all), from ``start``, reaches
+    the binding's head.
 
     On TDX the agent snapshots the head when it cuts a batch, then carries
     the log up to the RTMR3 value actually quoted, which may include events
@@ -271,10 +279,10 @@ def replays_through_head(binding: Binding, events: Sequence[RuntimeEvent]) -> Br
     the quoted register, and the binding's head must lie on the way.
     """
     try:
-        replay(events)  # sequences without gaps, or a broken link
+        replay_from(start, events)  # sequences without gaps, or a broken link
     except EvidenceError as err:
         return BrokenLink(LOG_HEAD_MISMATCH, err.message)
-    head = INITIAL_LOG_HEAD
+    head = start.head
     if hmac.compare_digest(head, binding.log_head):
         return None
     for event in events:

@@ -64,3 +64,9 @@ class AgentKeyMismatchError(EvidenceError):
     """The agent key in the statement is not the key the binding names."""
 
     reason = "agent_key_mismatch"
+
+
+class LogPrefixError(EvidenceError):
+    """Runtime-log pages fetched from the agent do not chain to the checkpoint they should reach."""
+
+    reason = "log_prefix_mismatch"

@@ -9,19 +9,32 @@ head also extends RTMR3 and a verifier can replay the log against the quote::
     event = RuntimeEvent(0, "pipeline", "stage.start", b"train", now_rfc3339())
     head = extend_head(INITIAL_LOG_HEAD, event_digest(event))
     assert head == replay([event])
+
+A checkpoint is a log's length and its head there. Evidence may carry only
+the events after a checkpoint the verifier holds; the verifier replays from it,
+and earlier events, fetched page by page, must chain to it::
+
+    start = LogCheckpoint(1, head)
+    assert replay_from(start, later_events) == replay(all_events)
+    verify_log_prefix(pages, start)          # LogPrefixError unless pages reach it
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from attestd.evidence import _json
 from attestd.evidence.canonical import canonical_json
-from attestd.evidence.errors import EventFormatError, EvidenceFormatError, LogReplayError
+from attestd.evidence.errors import (
+    EventFormatError,
+    EvidenceFormatError,
+    LogPrefixError,
+    LogReplayError,
+)
 from attestd.tee.tdx import rtmr
 
 LOG_HEAD_SIZE = rtmr.RTMR_SIZE
@@ -244,3 +257,136 @@ def replay(events: Iterable[RuntimeEvent]) -> bytes:
             )
         head = extend_head(head, event_digest(event))
     return head
+
+
+@dataclass(frozen=True)
+class LogCheckpoint:
+    """A point in the runtime log: its first ``length`` events replay to ``head``.
+
+    ``LogCheckpoint(0, INITIAL_LOG_HEAD)`` (:data:`LOG_START`) is the beginning.
+    A verifier keeps the checkpoint an affirming appraisal reached and sends it
+    with its next ``GetEvidence``; the evidence then carries only later events
+    (``predicate.logStart``, docs/evidence-format.md section 9).
+    """
+
+    length: int
+    head: bytes
+
+    def __post_init__(self) -> None:
+        if isinstance(self.length, bool) or not isinstance(self.length, int):
+            raise EvidenceFormatError("a checkpoint's length must be an integer")
+        if not 0 <= self.length <= _json.MAX_SAFE_INTEGER:
+            raise EvidenceFormatError(f"a checkpoint's length {self.length} is out of range")
+        if len(self.head) != LOG_HEAD_SIZE:
+            raise EvidenceFormatError(
+                f"a checkpoint's head is {LOG_HEAD_SIZE} bytes, not {len(self.head)}"
+            )
+        if self.length == 0 and self.head != INITIAL_LOG_HEAD:
+            # Only one head is possible at length 0; any other is a forgery or a mix-up.
+            raise EvidenceFormatError("a checkpoint at length 0 has the initial head (zeros)")
+
+    @property
+    def is_start(self) -> bool:
+        """True for the beginning of the log (evidence from it carries the whole log)."""
+        return self.length == 0
+
+    def to_json(self) -> dict[str, object]:
+        """``{"length": n, "head": {"sha384": hex}}``: the predicate's ``logStart``."""
+        return {"length": self.length, "head": {"sha384": self.head.hex()}}
+
+    @classmethod
+    def from_json(cls, obj: object, path: str) -> LogCheckpoint:
+        members = _json.obj(obj, path, fields=("length", "head"))
+        length = _json.integer(members["length"], f"{path}.length")
+        head_obj = _json.obj(members["head"], f"{path}.head", fields=("sha384",))
+        head = _json.hex_bytes(head_obj["sha384"], f"{path}.head.sha384", size=LOG_HEAD_SIZE)
+        try:
+            return cls(length, head)
+        except EvidenceFormatError as exc:
+            raise EvidenceFormatError(exc.message, path=path) from exc
+
+    def __str__(self) -> str:
+        """``LENGTH:HEXHEAD``, the form :func:`parse_checkpoint` reads (and ``attestctl``)."""
+        return f"{self.length}:{self.head.hex()}"
+
+
+LOG_START = LogCheckpoint(0, INITIAL_LOG_HEAD)
+"""The checkpoint before the first event: replaying from it is replaying the whole log."""
+
+
+def parse_checkpoint(text: str) -> LogCheckpoint:
+    """Read ``LENGTH:HEXHEAD`` (96 lowercase hex digits) or the JSON of :meth:`to_json`."""
+    text = text.strip()
+    if text.startswith("{"):
+        obj = _json.loads(text.encode(), what="checkpoint", max_bytes=4096)
+        return LogCheckpoint.from_json(obj, "$")
+    length, sep, head = text.partition(":")
+    if not sep or not length.isdigit() or len(length) > 16:
+        raise EvidenceFormatError(f"{text[:40]!r} is not a checkpoint LENGTH:HEXHEAD")
+    return LogCheckpoint(int(length), _json.hex_bytes(head, "checkpoint", size=LOG_HEAD_SIZE))
+
+
+def replay_from(start: LogCheckpoint, events: Iterable[RuntimeEvent]) -> bytes:
+    """The head after extending ``start.head`` by every event's digest, in order.
+
+    The events must be the ones after ``start``: sequences run ``start.length``,
+    ``start.length + 1``, ... without gaps or repeats (LogReplayError).
+    """
+    head = start.head
+    for offset, event in enumerate(events):
+        expected = start.length + offset
+        if event.sequence != expected:
+            raise LogReplayError(
+                f"event at position {offset} has sequence {event.sequence}, expected {expected}"
+            )
+        head = extend_head(head, event_digest(event))
+    return head
+
+
+def checkpoint_after(start: LogCheckpoint, events: Sequence[RuntimeEvent]) -> LogCheckpoint:
+    """The checkpoint ``events`` (the ones after ``start``) reach: what to send next time."""
+    return LogCheckpoint(start.length + len(events), replay_from(start, events))
+
+
+def verify_log_prefix(
+    pages: Iterable[Sequence[RuntimeEvent]], checkpoint: LogCheckpoint
+) -> tuple[RuntimeEvent, ...]:
+    """The first ``checkpoint.length`` events, read from ``pages``, if they chain to it.
+
+    ``pages`` are consecutive pages of the log from event 0 (``GetRuntimeLog``
+    answers, in order; a page may run past the checkpoint, the excess is
+    ignored). Iteration stops as soon as the checkpoint's length is reached,
+    so a lazy iterable fetches no more pages than needed. A gap, a repeat, a
+    short log or a head other than ``checkpoint.head`` raises LogPrefixError:
+    the agent's log is not the one the checkpoint (which the quote vouched
+    for) was taken from.
+    """
+    events: list[RuntimeEvent] = []
+    head = INITIAL_LOG_HEAD
+    if checkpoint.length:
+        for page in pages:
+            if not page:
+                break  # the agent has no more events: the log is shorter than the checkpoint
+            for event in page:
+                if event.sequence != len(events):
+                    raise LogPrefixError(
+                        f"the log page holds sequence {event.sequence} where {len(events)} "
+                        "was expected (a gap or repeat between pages)"
+                    )
+                head = extend_head(head, event_digest(event))
+                events.append(event)
+                if len(events) == checkpoint.length:
+                    break
+            if len(events) == checkpoint.length:
+                break
+    if len(events) != checkpoint.length:
+        raise LogPrefixError(
+            f"the agent's log ended after {len(events)} events, before the checkpoint's "
+            f"{checkpoint.length}"
+        )
+    if head != checkpoint.head:
+        raise LogPrefixError(
+            f"the first {checkpoint.length} events replay to {head.hex()}, not to the "
+            f"checkpoint's head {checkpoint.head.hex()}"
+        )
+    return tuple(events)

@@ -26,6 +26,8 @@ from attestd.evidence.keys import (
     load_public_key_pem,
 )
 from attestd.evidence.runtime_log_format import (
+    LOG_START,
+    LogCheckpoint,
     RuntimeEvent,
     event_from_json,
     event_to_json,
@@ -139,7 +141,9 @@ class EvidencePredicate:
     it, and ``ccel`` the CC event log (ACPI table and log area) when the
     machine has one; both are ``null`` in JSON otherwise. ``batch`` places
     the binding in the Merkle tree whose root the quote carries; left out, it
-    is the batch of one (:meth:`BatchMembership.alone`).
+    is the batch of one (:meth:`BatchMembership.alone`). ``log_start`` is the
+    checkpoint ``runtime_log`` follows (``logStart``; the beginning, and then
+    no member, by default): the log carries the events after it only.
     """
 
     binding: Binding
@@ -153,6 +157,7 @@ class EvidencePredicate:
     collateral: Mapping[str, object] | None = None
     ccel: CcelBlob | None = None
     batch: BatchMembership | None = None
+    log_start: LogCheckpoint = LOG_START
 
     def __post_init__(self) -> None:
         if self.batch is None:
@@ -166,7 +171,7 @@ class EvidencePredicate:
         return self.batch
 
     def to_json(self) -> dict[str, object]:
-        return {
+        document: dict[str, object] = {
             "binding": self.binding.to_json(),
             "batch": self.membership.to_json(),
             "tee": self.tee.to_json(),
@@ -182,10 +187,23 @@ class EvidencePredicate:
             },
             "host": dict(self.host),
         }
+        if not self.log_start.is_start:
+            # Absent from the beginning, so evidence carrying the whole log is unchanged.
+            document["logStart"] = self.log_start.to_json()
+        return document
 
     @classmethod
     def from_json(cls, obj: object, path: str = "$") -> EvidencePredicate:
-        members = _json.obj(obj, path, fields=_PREDICATE_FIELDS)
+        members = _json.obj(obj, path)
+        # Exactly the listed members, plus the optional "logStart".
+        _json.obj(
+            {k: v for k, v in members.items() if k != "logStart"}, path, fields=_PREDICATE_FIELDS
+        )
+        log_start = (
+            LogCheckpoint.from_json(members["logStart"], f"{path}.logStart")
+            if "logStart" in members
+            else LOG_START
+        )
         binding = Binding.from_json(members["binding"], f"{path}.binding")
         batch = BatchMembership.from_json(members["batch"], f"{path}.batch")
         tee = TeeClaims.from_json(members["tee"], f"{path}.tee")
@@ -225,6 +243,7 @@ class EvidencePredicate:
             collateral,
             ccel,
             batch,
+            log_start,
         )
 
 

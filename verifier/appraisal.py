@@ -7,6 +7,11 @@
     if result.status is not AppraisalStatus.AFFIRMING:
         print(result.reasons)
 
+Evidence asked for from a log checkpoint (``GetEvidence`` with a checkpoint)
+is appraised with that checkpoint; its log replays from it::
+
+    result = appraise(evidence_bytes, nonce=nonce_sent, policy=policy, checkpoint=sent)
+
 The checks run in the order of the chain of trust, top to bottom, each a named
 :class:`Check`: the envelope is read, the agent key is the one the binding
 names, the key signed the statement, the quote chains to the policy's root,
@@ -34,13 +39,15 @@ from securesystemslib.dsse import Envelope
 
 from attestd.errors import AttestdError
 from attestd.evidence import (
+    LOG_START,
+    LogCheckpoint,
     Statement,
     agent_key_link,
     batch_link,
     load_public_key_pem,
     log_head_link,
     open_evidence,
-    replay,
+    replay_from,
     replays_through_head,
     report_data_for_root,
     subjects_link,
@@ -79,26 +86,37 @@ __all__ = [
 
 
 def appraise(
-    evidence: bytes, *, nonce: bytes, policy: Policy, now: datetime | None = None
+    evidence: bytes,
+    *,
+    nonce: bytes,
+    policy: Policy,
+    now: datetime | None = None,
+    checkpoint: LogCheckpoint | None = None,
 ) -> AppraisalResult:
     """Appraise ``evidence`` (a DSSE envelope) sent in answer to ``nonce``, under ``policy``.
 
     ``now`` is the verifier's clock (aware datetime), injectable for tests;
     it defaults to the current UTC time. A naive ``now`` is a programming
-    error (ValueError), not bad evidence.
+    error (ValueError), not bad evidence. ``checkpoint`` is the log checkpoint
+    the verifier sent with its request, if any: the evidence's ``logStart``
+    must be exactly it (``log_start_mismatch``), and the log replays from it.
     """
     if now is not None and now.utcoffset() is None:
         raise ValueError("appraise: now must be a timezone-aware datetime")
-    return _Appraisal(policy, nonce, now or datetime.now(UTC)).run(evidence)
+    start = checkpoint if checkpoint is not None else LOG_START
+    return _Appraisal(policy, nonce, now or datetime.now(UTC), start).run(evidence)
 
 
 class _Appraisal:
     """The state of one appraisal: what has been parsed and verified so far."""
 
-    def __init__(self, policy: Policy, nonce: bytes, now: datetime) -> None:
+    def __init__(
+        self, policy: Policy, nonce: bytes, now: datetime, checkpoint: LogCheckpoint
+    ) -> None:
         self.policy = policy
         self.nonce = nonce
         self.now = now
+        self.checkpoint = checkpoint
         self.runner = Runner()
         self.evidence: bytes = b""
         self.envelope: Envelope | None = None
@@ -212,9 +230,18 @@ class _Appraisal:
     def runtime_log(self) -> Outcome:
         predicate = self._statement().predicate
         events = predicate.runtime_log
+        start = predicate.log_start
+        if start != self.checkpoint:
+            # Only the checkpoint this verifier holds ties the events before it to what it
+            # verified earlier; any other start would let the agent skip events unseen.
+            return failed(
+                LOG_START_MISMATCH,
+                f"the evidence's log starts at {_describe(start)}, but the verifier asked "
+                f"from {_describe(self.checkpoint)}",
+            )
         register = self.tee.runtime_register()
         if register is None:
-            broken = log_head_link(predicate.binding, events)
+            broken = log_head_link(predicate.binding, events, start)
             if broken is not None:
                 return failed(broken.reason, broken.detail)
             return passed(
@@ -223,17 +250,18 @@ class _Appraisal:
             )
         # The head was snapshotted when the batch was cut; events recorded while the quote
         # was in flight follow it, and the whole log replays to the register quoted.
-        broken = replays_through_head(predicate.binding, events)
+        broken = replays_through_head(predicate.binding, events, start)
         if broken is not None:
             return failed(broken.reason, broken.detail)
-        head = replay(events)
+        head = replay_from(start, events)
         name, value = register
         if not hmac.compare_digest(head, value):
             return failed(
                 LOG_HEAD_MISMATCH,
                 f"{len(events)} events replay to {head.hex()}, the quote's {name} is {value.hex()}",
             )
-        return passed(f"{len(events)} events replay through the binding's head to {name}")
+        origin = "" if start.is_start else f" from the checkpoint at event {start.length}"
+        return passed(f"{len(events)} events replay{origin} through the binding's head to {name}")
 
     def freshness(self) -> Outcome:
         issued_at = self._statement().predicate.binding.issued_at
@@ -304,7 +332,9 @@ class _Appraisal:
             root = RootOfTrust(trusted, predicate.tee.root_of_trust, predicate.tee.simulated)
             summary = EvidenceSummary(
                 subjects={s.name: dict(s.digest) for s in self.statement.subjects},
-                log_length=len(predicate.runtime_log),
+                # The log's length, not the events carried: evidence from a checkpoint
+                # carries only the events after it.
+                log_length=predicate.log_start.length + len(predicate.runtime_log),
                 agent_key_id=predicate.binding.agent_key_id,
                 agent_version=predicate.agent_version,
                 issued_at=predicate.binding.issued_at,
@@ -318,6 +348,15 @@ class _Appraisal:
             appraised_at=self.now,
         )
 
+
+def _describe(start: LogCheckpoint) -> str:
+    if start.is_start:
+        return "the beginning"
+    return f"event {start.length} (head {start.head.hex()})"
+
+
+LOG_START_MISMATCH = "log_start_mismatch"
+"""The evidence's ``logStart`` is not the checkpoint the verifier sent (or it sent none)."""
 
 # -- the registry of the common checks ---------------------------------------------------------
 
@@ -398,7 +437,7 @@ APPRAISAL_CHECKS: tuple[CheckDef[_Appraisal], ...] = (
         "runtime_log",
         _Appraisal.runtime_log,
         _QUOTE,
-        reasons=(LOG_HEAD_MISMATCH,),
+        reasons=(LOG_HEAD_MISMATCH, LOG_START_MISMATCH),
         claims=(claim("executables", 99),),
     ),
     CheckDef(

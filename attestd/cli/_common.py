@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from attestd._files import FileRefusedError, read_regular_file
 from attestd.client import AgentClient
 from attestd.errors import AttestdError
 from attestd.evidence.provenance import MAX_ATTESTATION_BYTES
+
+if TYPE_CHECKING:
+    from attestd.evidence import LogCheckpoint
 
 EXIT_OK = 0
 EXIT_NOT_AFFIRMING = 1
@@ -69,6 +73,27 @@ def evidence_nonce(text: str) -> bytes:
             f"nonce is {len(nonce)} bytes; it must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES}"
         )
     return nonce
+
+
+def log_checkpoint(text: str) -> LogCheckpoint:
+    """A runtime-log checkpoint: ``LENGTH:HEXHEAD``, or a file holding one (as JSON or so)."""
+    from attestd.evidence import EvidenceFormatError, parse_checkpoint
+
+    spec = text
+    if not re.fullmatch(r"[0-9]+:[0-9a-fA-F]*", text):
+        try:  # a checkpoint file, as --write-checkpoint wrote it
+            spec = read_regular_file(text, 4096, "checkpoint file").decode("utf-8", "replace")
+        except FileRefusedError as err:
+            raise argparse.ArgumentTypeError(err.message) from None
+    try:
+        return parse_checkpoint(spec)
+    except EvidenceFormatError as err:
+        raise argparse.ArgumentTypeError(f"checkpoint {text!r}: {err.message}") from None
+
+
+def write_checkpoint(path: str, checkpoint: LogCheckpoint) -> None:
+    """Write ``checkpoint`` as JSON, the form :func:`log_checkpoint` reads back."""
+    write_output(path, json.dumps(checkpoint.to_json(), sort_keys=True).encode())
 
 
 def rfc3339(text: str) -> datetime:

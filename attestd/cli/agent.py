@@ -20,6 +20,7 @@ from attestd.cli._common import (
     add_connection,
     connect,
     evidence_nonce,
+    log_checkpoint,
     print_json,
     write_output,
 )
@@ -158,7 +159,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 def cmd_evidence(args: argparse.Namespace) -> int:
     """Fetch evidence for the given nonce and write the envelope."""
     with connect(args) as agent:
-        envelope = agent.evidence(args.nonce, args.artifact)
+        envelope = agent.evidence(args.nonce, args.artifact, checkpoint=args.checkpoint)
     write_output(args.output, envelope)
     return EXIT_OK
 
@@ -262,6 +263,12 @@ def add_evidence(commands: Commands) -> None:
     sub.add_argument("--nonce", required=True, type=evidence_nonce, help="16 to 64 bytes, hex")
     sub.add_argument("--artifact", action="append", default=[], help="subject name (repeatable)")
     sub.add_argument("-o", "--output", required=True, help="output file, or - for stdout")
+    sub.add_argument(
+        "--checkpoint",
+        type=log_checkpoint,
+        metavar="LENGTH:HEXHEAD|FILE",
+        help="carry only the log events after this checkpoint (verify with the same one)",
+    )
     add_connection(sub, local_default=False)
 
 

@@ -3,6 +3,14 @@
 ``verify`` appraises an evidence file against the nonce it was asked for;
 ``appraise`` asks the agent for evidence with a fresh nonce and appraises it.
 Both print the result as JSON and exit 0 only when it is affirming.
+
+With ``--checkpoint`` (``LENGTH:HEXHEAD`` or a file ``--write-checkpoint``
+wrote after an earlier affirming appraisal) the evidence carries, and the
+appraisal replays, only the runtime-log events after it. ``appraise
+--full-log`` also fetches the events before the checkpoint page by page and
+checks that they chain to it (``logPrefix`` in the JSON); without a
+checkpoint it takes the agent's current length and head as the checkpoint,
+which the appraisal then ties to the quote.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from attestd.cli._common import (
     add_connection,
     connect,
     evidence_nonce,
+    log_checkpoint,
     print_json,
     read_file,
     rfc3339,
+    write_checkpoint,
     write_output,
 )
 from attestd.cli.result import (
@@ -42,16 +52,23 @@ if TYPE_CHECKING:
         EllipticCurvePrivateKey as ResultSigner,
     )
 
+    from attestd.client import AgentClient
+    from attestd.evidence import LogCheckpoint
     from attestd.verifier import AppraisalResult
 
 
 def _appraise_and_report(
-    evidence: bytes, nonce: bytes, args: argparse.Namespace, signer: ResultSigner | None = None
+    evidence: bytes,
+    nonce: bytes,
+    args: argparse.Namespace,
+    signer: ResultSigner | None = None,
+    prefix: Callable[[], dict[str, object]] | None = None,
 ) -> int:
     from attestd.verifier import appraise, load_policy, policy_digest, sign_result
 
     policy = load_policy(args.policy)
-    result = appraise(evidence, nonce=nonce, policy=policy, now=args.now)
+    checkpoint = args.checkpoint
+    result = appraise(evidence, nonce=nonce, policy=policy, now=args.now, checkpoint=checkpoint)
     if signer is not None:
         digest = policy_digest(read_file(str(args.policy)))
         token = sign_result(
@@ -64,13 +81,48 @@ def _appraise_and_report(
         )
         write_result_token(token, args)
     report = result.to_json()
+    prefix_ok = True
+    if prefix is not None and result.affirming:
+        # Only once the quote vouches for the checkpoint do the earlier events mean anything.
+        report["logPrefix"] = prefix()
+        prefix_ok = report["logPrefix"]["status"] == "affirming"
     if getattr(args, "summary", False):
         _print_summary(result, report)
     print_json(report)
-    if result.affirming:
+    if result.affirming and prefix_ok:
+        if args.write_checkpoint:
+            write_checkpoint(args.write_checkpoint, _reached(evidence, checkpoint))
         return EXIT_OK
     # Bytes that are not evidence at all are unreadable input, not a verdict.
     return EXIT_USAGE if "evidence_format" in result.failed_names else EXIT_NOT_AFFIRMING
+
+
+def _reached(evidence: bytes, checkpoint: LogCheckpoint | None) -> LogCheckpoint:
+    """The checkpoint affirmed evidence reaches: where the next request may start."""
+    from attestd.evidence import LOG_START, checkpoint_after, open_evidence
+
+    _, statement = open_evidence(evidence)
+    start = checkpoint or LOG_START  # the appraisal checked logStart is exactly this
+    return checkpoint_after(start, statement.predicate.runtime_log)
+
+
+def _log_prefix(agent: AgentClient, checkpoint: LogCheckpoint) -> Callable[[], dict[str, object]]:
+    """Fetch the events before ``checkpoint`` page by page and check they chain to it."""
+
+    def check() -> dict[str, object]:
+        from attestd.evidence import LogPrefixError
+
+        try:
+            events = agent.log_prefix(checkpoint)
+        except LogPrefixError as err:
+            return {"status": "contraindicated", "reason": err.reason, "detail": err.message}
+        return {
+            "status": "affirming",
+            "events": len(events),
+            "detail": f"the first {len(events)} events chain to the checkpoint's head",
+        }
+
+    return check
 
 
 def _print_summary(result: AppraisalResult, report: dict[str, Any]) -> None:
@@ -97,13 +149,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_appraise(args: argparse.Namespace) -> int:
     """Fetch evidence with a fresh 32-byte nonce and appraise it."""
+    from attestd.evidence import LogCheckpoint
+
     signer = result_signer(args)
     nonce = secrets.token_bytes(32)
     with connect(args) as agent:
-        evidence = agent.evidence(nonce, args.artifact)
-    if args.save_evidence:
-        Path(args.save_evidence).write_bytes(evidence)
-    return _appraise_and_report(evidence, nonce, args, signer)
+        if args.full_log and args.checkpoint is None:
+            # The agent's claim, checked twice: the quote must vouch for the log from this
+            # head on, and the pages before it must replay to it.
+            info = agent.info()
+            args.checkpoint = LogCheckpoint(info.log_length, bytes(info.log_head))
+        evidence = agent.evidence(nonce, args.artifact, checkpoint=args.checkpoint)
+        if args.save_evidence:
+            Path(args.save_evidence).write_bytes(evidence)
+        prefix = _log_prefix(agent, args.checkpoint) if args.full_log else None
+        return _appraise_and_report(evidence, nonce, args, signer, prefix)
 
 
 def cmd_trust_root_export(args: argparse.Namespace) -> int:
@@ -144,6 +204,7 @@ def add_verify(commands: Commands) -> None:
     sub.add_argument("--policy", required=True, type=Path)
     sub.add_argument("--now", type=rfc3339, help="appraise as of this time (RFC 3339)")
     sub.add_argument("--summary", action="store_true", help="also print a summary on stderr")
+    _add_checkpoint_options(sub)
     add_result_options(sub)
 
 
@@ -155,9 +216,30 @@ def add_appraise(commands: Commands) -> None:
     sub.add_argument("--artifact", action="append", default=[], help="subject name (repeatable)")
     sub.add_argument("--save-evidence", metavar="FILE", help="also keep the evidence")
     sub.add_argument("--quiet", dest="summary", action="store_false", help="no summary on stderr")
+    _add_checkpoint_options(sub)
+    sub.add_argument(
+        "--full-log",
+        action="store_true",
+        help="also fetch the log before the checkpoint (the agent's head, if none is given) "
+        "page by page and check that it chains to it",
+    )
     sub.set_defaults(now=None)
     add_result_options(sub)
     add_connection(sub, local_default=False)
+
+
+def _add_checkpoint_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--checkpoint",
+        type=log_checkpoint,
+        metavar="LENGTH:HEXHEAD|FILE",
+        help="the log checkpoint the evidence was asked from: its log replays from there",
+    )
+    sub.add_argument(
+        "--write-checkpoint",
+        metavar="FILE",
+        help="after an affirming appraisal, write the checkpoint it reached (for --checkpoint)",
+    )
 
 
 def add_trust_root(commands: Commands) -> None:

@@ -7,12 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GetEvidenceRequest(_message.Message):
-    __slots__ = ("nonce", "artifact_names")
+    __slots__ = ("nonce", "artifact_names", "checkpoint")
     NONCE_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     nonce: bytes
     artifact_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, nonce: _Optional[bytes] = ..., artifact_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    checkpoint: LogCheckpoint
+    def __init__(self, nonce: _Optional[bytes] = ..., artifact_names: _Optional[_Iterable[str]] = ..., checkpoint: _Optional[_Union[LogCheckpoint, _Mapping]] = ...) -> None: ...
+
+class LogCheckpoint(_message.Message):
+    __slots__ = ("length", "head")
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    length: int
+    head: bytes
+    def __init__(self, length: _Optional[int] = ..., head: _Optional[bytes] = ...) -> None: ...
 
 class GetEvidenceResponse(_message.Message):
     __slots__ = ("envelope",)
