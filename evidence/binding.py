@@ -176,8 +176,29 @@ BATCH_ROOT_TAG = b"attestd-evidence-batch-root-v1\x00"
 """Domain tag hashed before a batch root, so report_data can never be read as another hash."""
 
 
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+# JCS of a binding whose strings need no escaping: members in code-point order, no spaces.
+_LEAF_TEMPLATE = (
+    '{"agentKeyId":"%s","issuedAt":"%s","nonce":"%s",'
+    '"runtimeLogHead":{"sha384":"%s"},"subjectsDigest":{"sha256":"%s"}}'
+)
+
+
 def leaf_bytes(binding: Binding) -> bytes:
     """A binding's Merkle leaf: JCS of its JSON form."""
+    key, digest = binding.agent_key_id, binding.subjects_digest
+    if (
+        type(key) is str
+        and type(digest) is str
+        and KEY_ID_PATTERN.fullmatch(key)
+        and _HEX_SHA256.fullmatch(digest)
+    ):
+        # Every string is then hex, a key id or an RFC 3339 time: plain ASCII that JCS
+        # writes as it is, so the template gives canonical_json's bytes without its walk.
+        issued = format_rfc3339(binding.issued_at)
+        if issued.isascii() and issued.isprintable() and '"' not in issued and "\\" not in issued:
+            values = (key, issued, binding.nonce.hex(), binding.log_head.hex(), digest)
+            return (_LEAF_TEMPLATE % values).encode("ascii")
     return canonical_json(binding.to_json())
 
 
@@ -271,14 +292,10 @@ def replays_through_head(binding: Binding, events: Sequence[RuntimeEvent]) -> Br
     the quoted register, and the binding's head must lie on the way.
     """
     try:
-        replay(events)  # sequences without gaps, or a broken link
+        heads = _heads(events)  # sequences without gaps, or a broken link
     except EvidenceError as err:
         return BrokenLink(LOG_HEAD_MISMATCH, err.message)
-    head = INITIAL_LOG_HEAD
-    if hmac.compare_digest(head, binding.log_head):
-        return None
-    for event in events:
-        head = extend_head(head, event_digest(event))
+    for head in heads:
         if hmac.compare_digest(head, binding.log_head):
             return None
     return BrokenLink(
@@ -286,6 +303,19 @@ def replays_through_head(binding: Binding, events: Sequence[RuntimeEvent]) -> Br
         f"no prefix of the {len(events)} events replays to the binding's head "
         f"{binding.log_head.hex()}",
     )
+
+
+def _heads(events: Sequence[RuntimeEvent]) -> list[bytes]:
+    """Every head :func:`replay` passes through, INITIAL_LOG_HEAD first: one digest per event.
+
+    Fails exactly as :func:`replay` does (it is called to name a gap in sequences).
+    """
+    heads = [INITIAL_LOG_HEAD]
+    for expected, event in enumerate(events):
+        if event.sequence != expected:
+            replay(events)  # raises LogReplayError naming this position
+        heads.append(extend_head(heads[-1], event_digest(event)))
+    return heads
 
 
 # -- the batch: leaf -> inclusion proof -> root ------------------------------------------

@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from cryptography import x509
 
+from attestd.tee import _cache
 from attestd.tee._reader import ByteReader
 from attestd.tee.errors import QuoteFormatError
 from attestd.tee.tdx.rtmr import RTMR_COUNT, RTMR_SIZE
@@ -304,7 +305,24 @@ class QeReportCertificationData(_Sized):
         return data
 
 
+# A verifier sees a few platforms and many quotes from each: the same PCK chain PEM, parsed
+# once. Only chains that parsed are kept; certificates are immutable values.
+_PEM_CHAINS: _cache.ValidityCache[bytes, tuple[x509.Certificate, ...]] = _cache.ValidityCache(
+    "tdx.pem_chains", maxsize=1024
+)
+
+
 def _load_pem_chain(pem: bytes, field: str, offset: int) -> tuple[x509.Certificate, ...]:
+    start, end = _cache.ALWAYS
+    cached = _PEM_CHAINS.get(pem, start)
+    if cached is not None:
+        return cached
+    certs = _parse_pem_chain(pem, field, offset)
+    _PEM_CHAINS.put(pem, certs, not_before=start, not_after=end)
+    return certs
+
+
+def _parse_pem_chain(pem: bytes, field: str, offset: int) -> tuple[x509.Certificate, ...]:
     if _PEM_CHAIN.fullmatch(pem) is None:
         raise QuoteFormatError("is not a PEM certificate chain", field=field, offset=offset)
     try:
@@ -373,8 +391,9 @@ class Quote:
         if self.header.version not in (QUOTE_VERSION_4, QUOTE_VERSION_5):
             raise ValueError(f"unsupported quote version {self.header.version}")
 
-    @property
+    @cached_property
     def signed_region(self) -> bytes:
+        """Header and body as signed; :func:`parse_quote` fills it from the input's bytes."""
         return signed_region(self.header, self.body)
 
     @property
@@ -403,6 +422,8 @@ def parse_quote(data: bytes) -> Quote:
         size_offset = r.offset
         _expect(r.u32("body_size"), (body_cls.SIZE,), "body_size", size_offset)
     body = body_cls._read(r)
+    # Parsing is strict, so the bytes read so far are exactly what the rebuild would give.
+    region = r.data[: r.offset]
     signature_size = r.u32("signature_data_length")
     signature_data = QuoteSignatureData._read(r.sub(signature_size, "signature_data"))
     trailing = r.data[r.offset :]
@@ -411,4 +432,6 @@ def parse_quote(data: bytes) -> Quote:
         raise QuoteFormatError(
             "non-zero bytes after the quote", field="trailing_data", offset=first
         )
-    return Quote(header, body, signature_data)
+    quote = Quote(header, body, signature_data)
+    quote.__dict__["signed_region"] = region  # what the cached_property would compute
+    return quote
