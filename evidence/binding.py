@@ -18,6 +18,7 @@ A verifier checks each link the quote cannot see for itself, by name::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -238,13 +239,28 @@ class BrokenLink:
     detail: str
 
 
+def pem_key_id(pem: str) -> str:
+    """``key_id(load_public_key_pem(pem))``, remembered: one agent key signs many statements.
+
+    A PEM that is not a P-256 public key raises EvidenceFormatError, every time.
+    """
+    if type(pem) is not str:  # the refusal is load_public_key_pem's; only strings are cached
+        return key_id(load_public_key_pem(pem))
+    return _pem_key_id(pem)
+
+
+@functools.lru_cache(maxsize=256)
+def _pem_key_id(pem: str) -> str:
+    return key_id(load_public_key_pem(pem))
+
+
 def agent_key_link(binding: Binding, agent_key_pem: str) -> BrokenLink | None:
     """``None`` if ``agent_key_pem`` is the key the binding names.
 
     A PEM that is not a P-256 public key raises EvidenceFormatError: that is
     malformed evidence, not a broken link.
     """
-    actual = key_id(load_public_key_pem(agent_key_pem))
+    actual = pem_key_id(agent_key_pem)
     named = binding.agent_key_id
     if not hmac.compare_digest(actual.encode(), named.encode()):
         return BrokenLink(

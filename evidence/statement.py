@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from attestd.evidence import _json
-from attestd.evidence.binding import BatchMembership, Binding, Subject
+from attestd.evidence.binding import BatchMembership, Binding, Subject, pem_key_id
 from attestd.evidence.canonical import canonical_json
 from attestd.evidence.errors import EvidenceFormatError
 from attestd.evidence.keys import (
@@ -267,7 +267,7 @@ def _agent_from_json(obj: object, path: str) -> tuple[str, str]:
     claimed = _json.string(members["keyId"], f"{path}.keyId", max_len=71, pattern=KEY_ID_PATTERN)
     pem = _json.string(members["publicKey"], f"{path}.publicKey", max_len=MAX_PUBLIC_KEY_PEM_CHARS)
     try:
-        actual = key_id(load_public_key_pem(pem))
+        actual = pem_key_id(pem)
     except EvidenceFormatError as exc:
         raise EvidenceFormatError(exc.message, path=f"{path}.publicKey") from exc
     if claimed != actual:

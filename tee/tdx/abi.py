@@ -274,6 +274,9 @@ class QeReportCertificationData(_Sized):
         return _load_pem_chain(self.pck_chain_pem, "pck_chain_pem", 0)
 
     def to_bytes(self) -> bytes:
+        encoded = self.__dict__.get("_encoded")  # the input's bytes, where parsed from them
+        if encoded is not None:
+            return encoded  # type: ignore[no-any-return]
         return b"".join(
             (
                 self.qe_report.to_bytes(),
@@ -288,6 +291,7 @@ class QeReportCertificationData(_Sized):
     @classmethod
     def _read(cls, r: _Reader) -> QeReportCertificationData:
         p = "signature_data.certification_data"
+        start = r.offset
         qe_report = EnclaveReport._read(r, f"{p}.qe_report")
         qe_report_signature = r.take(SIGNATURE_SIZE, f"{p}.qe_report_signature")
         auth_size = r.u16(f"{p}.qe_auth_data_size")
@@ -300,6 +304,8 @@ class QeReportCertificationData(_Sized):
         pem = r.take(pem_size, f"{p}.pck_chain_pem")
         r.expect_end(f"{p}.size")
         data = cls(qe_report, qe_report_signature, qe_auth_data, pem)
+        # Parsing is strict, so these bytes are what to_bytes() would rebuild (dcap's cache key).
+        data.__dict__["_encoded"] = r.data[start : r.offset]
         # Parse now, so that a bad chain is a format error with its offset.
         data.__dict__["pck_certificates"] = _load_pem_chain(pem, f"{p}.pck_chain_pem", pem_offset)
         return data
