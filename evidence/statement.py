@@ -11,6 +11,7 @@ hardware quote, the runtime log, the agent key and a description of the host::
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -249,14 +250,28 @@ class CcelBlob:
         )
 
 
+# JCS sizes of collateral objects whose members are all strings, by content: a platform's
+# collateral comes in every piece of its evidence, and its size is all that is asked here.
+_COLLATERAL_SIZES: OrderedDict[tuple[tuple[str, object], ...], int] = OrderedDict()
+_COLLATERAL_SIZES_MAX = 64
+
+
 def _collateral_from_json(obj: object, path: str) -> Mapping[str, object] | None:
     if obj is None:
         return None
     members = _json.obj(obj, path)
-    try:
-        size = len(canonical_json(members))
-    except EvidenceFormatError as exc:
-        raise EvidenceFormatError(exc.message, path=path) from exc
+    key = tuple(members.items())
+    cacheable = all(type(v) is str for _, v in key)  # hashable, and JCS depends on them alone
+    size = _COLLATERAL_SIZES.get(key) if cacheable else None
+    if size is None:
+        try:
+            size = len(canonical_json(members))
+        except EvidenceFormatError as exc:
+            raise EvidenceFormatError(exc.message, path=path) from exc
+        if cacheable:
+            _COLLATERAL_SIZES[key] = size
+            if len(_COLLATERAL_SIZES) > _COLLATERAL_SIZES_MAX:
+                _COLLATERAL_SIZES.popitem(last=False)
     if size > MAX_COLLATERAL_JSON_BYTES:
         _json.fail(path, f"{size} bytes of JSON, more than {MAX_COLLATERAL_JSON_BYTES}")
     return dict(members)
