@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from attestd.evidence import (
+    BatchMembership,
     Binding,
     EvidencePredicate,
     RuntimeEvent,
@@ -56,7 +57,7 @@ from attestd.evidence import (
     key_id,
     public_key_pem,
     replay,
-    report_data_for,
+    report_data_for_root,
     sign_statement,
     subjects_digest,
 )
@@ -113,7 +114,10 @@ def _build(
             agent_key_id=key_id(key.public_key()),
             issued_at=issued_at,
         )
-        attestation = backend.attest(report_data_for(binding))
+        # A lone request is a batch of one (the agent's one evidence format): the quote
+        # binds that tree's root, and the evidence carries the (empty) inclusion proof.
+        batch = BatchMembership.alone(binding)
+        attestation = backend.attest(report_data_for_root(batch.root))
         predicate = EvidencePredicate(
             binding=binding,
             tee=TeeClaims.of(backend.describe()),
@@ -124,6 +128,7 @@ def _build(
             host={"hostname": "bench"},
             certificates=attestation.certificates,
             collateral=dict(attestation.collateral) if attestation.collateral else None,
+            batch=batch,
         )
         evidence = sign_statement(Statement((MODEL,), predicate), key)
         items.append((evidence, nonce, attestation.quote))

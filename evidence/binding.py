@@ -18,6 +18,7 @@ A verifier checks each link the quote cannot see for itself, by name::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -177,8 +178,29 @@ BATCH_ROOT_TAG = b"attestd-evidence-batch-root-v1\x00"
 """Domain tag hashed before a batch root, so report_data can never be read as another hash."""
 
 
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+# JCS of a binding whose strings need no escaping: members in code-point order, no spaces.
+_LEAF_TEMPLATE = (
+    '{"agentKeyId":"%s","issuedAt":"%s","nonce":"%s",'
+    '"runtimeLogHead":{"sha384":"%s"},"subjectsDigest":{"sha256":"%s"}}'
+)
+
+
 def leaf_bytes(binding: Binding) -> bytes:
     """A binding's Merkle leaf: JCS of its JSON form."""
+    key, digest = binding.agent_key_id, binding.subjects_digest
+    if (
+        type(key) is str
+        and type(digest) is str
+        and KEY_ID_PATTERN.fullmatch(key)
+        and _HEX_SHA256.fullmatch(digest)
+    ):
+        # Every string is then hex, a key id or an RFC 3339 time: plain ASCII that JCS
+        # writes as it is, so the template gives canonical_json's bytes without its walk.
+        issued = format_rfc3339(binding.issued_at)
+        if issued.isascii() and issued.isprintable() and '"' not in issued and "\\" not in issued:
+            values = (key, issued, binding.nonce.hex(), binding.log_head.hex(), digest)
+            return (_LEAF_TEMPLATE % values).encode("ascii")
     return canonical_json(binding.to_json())
 
 
@@ -218,13 +240,28 @@ class BrokenLink:
     detail: str
 
 
+def pem_key_id(pem: str) -> str:
+    """``key_id(load_public_key_pem(pem))``, remembered: one agent key signs many statements.
+
+    A PEM that is not a P-256 public key raises EvidenceFormatError, every time.
+    """
+    if type(pem) is not str:  # the refusal is load_public_key_pem's; only strings are cached
+        return key_id(load_public_key_pem(pem))
+    return _pem_key_id(pem)
+
+
+@functools.lru_cache(maxsize=256)
+def _pem_key_id(pem: str) -> str:
+    return key_id(load_public_key_pem(pem))
+
+
 def agent_key_link(binding: Binding, agent_key_pem: str) -> BrokenLink | None:
     """``None`` if ``agent_key_pem`` is the key the binding names.
 
     A PEM that is not a P-256 public key raises EvidenceFormatError: that is
     malformed evidence, not a broken link.
     """
-    actual = key_id(load_public_key_pem(agent_key_pem))
+    actual = pem_key_id(agent_key_pem)
     named = binding.agent_key_id
     if not hmac.compare_digest(actual.encode(), named.encode()):
         return BrokenLink(
@@ -279,14 +316,10 @@ def replays_through_head(
     the quoted register, and the binding's head must lie on the way.
     """
     try:
-        replay_from(start, events)  # sequences without gaps, or a broken link
+        heads = _heads(start, events)  # sequences without gaps, or a broken link
     except EvidenceError as err:
         return BrokenLink(LOG_HEAD_MISMATCH, err.message)
-    head = start.head
-    if hmac.compare_digest(head, binding.log_head):
-        return None
-    for event in events:
-        head = extend_head(head, event_digest(event))
+    for head in heads:
         if hmac.compare_digest(head, binding.log_head):
             return None
     return BrokenLink(
@@ -294,6 +327,19 @@ def replays_through_head(
         f"no prefix of the {len(events)} events replays to the binding's head "
         f"{binding.log_head.hex()}",
     )
+
+
+def _heads(start: LogCheckpoint, events: Sequence[RuntimeEvent]) -> list[bytes]:
+    """Every head :func:`replay_from` passes through, ``start.head`` first: one digest per event.
+
+    Fails exactly as :func:`replay_from` does (it is called to name a gap in sequences).
+    """
+    heads = [start.head]
+    for offset, event in enumerate(events):
+        if event.sequence != start.length + offset:
+            replay_from(start, events)  # raises LogReplayError naming this position
+        heads.append(extend_head(heads[-1], event_digest(event)))
+    return heads
 
 
 # -- the batch: leaf -> inclusion proof -> root ------------------------------------------

@@ -11,12 +11,13 @@ hardware quote, the runtime log, the agent key and a description of the host::
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from attestd.evidence import _json
-from attestd.evidence.binding import BatchMembership, Binding, Subject
+from attestd.evidence.binding import BatchMembership, Binding, Subject, pem_key_id
 from attestd.evidence.canonical import canonical_json
 from attestd.evidence.errors import EvidenceFormatError
 from attestd.evidence.keys import (
@@ -268,14 +269,28 @@ class CcelBlob:
         )
 
 
+# JCS sizes of collateral objects whose members are all strings, by content: a platform's
+# collateral comes in every piece of its evidence, and its size is all that is asked here.
+_COLLATERAL_SIZES: OrderedDict[tuple[tuple[str, object], ...], int] = OrderedDict()
+_COLLATERAL_SIZES_MAX = 64
+
+
 def _collateral_from_json(obj: object, path: str) -> Mapping[str, object] | None:
     if obj is None:
         return None
     members = _json.obj(obj, path)
-    try:
-        size = len(canonical_json(members))
-    except EvidenceFormatError as exc:
-        raise EvidenceFormatError(exc.message, path=path) from exc
+    key = tuple(members.items())
+    cacheable = all(type(v) is str for _, v in key)  # hashable, and JCS depends on them alone
+    size = _COLLATERAL_SIZES.get(key) if cacheable else None
+    if size is None:
+        try:
+            size = len(canonical_json(members))
+        except EvidenceFormatError as exc:
+            raise EvidenceFormatError(exc.message, path=path) from exc
+        if cacheable:
+            _COLLATERAL_SIZES[key] = size
+            if len(_COLLATERAL_SIZES) > _COLLATERAL_SIZES_MAX:
+                _COLLATERAL_SIZES.popitem(last=False)
     if size > MAX_COLLATERAL_JSON_BYTES:
         _json.fail(path, f"{size} bytes of JSON, more than {MAX_COLLATERAL_JSON_BYTES}")
     return dict(members)
@@ -286,7 +301,7 @@ def _agent_from_json(obj: object, path: str) -> tuple[str, str]:
     claimed = _json.string(members["keyId"], f"{path}.keyId", max_len=71, pattern=KEY_ID_PATTERN)
     pem = _json.string(members["publicKey"], f"{path}.publicKey", max_len=MAX_PUBLIC_KEY_PEM_CHARS)
     try:
-        actual = key_id(load_public_key_pem(pem))
+        actual = pem_key_id(pem)
     except EvidenceFormatError as exc:
         raise EvidenceFormatError(exc.message, path=f"{path}.publicKey") from exc
     if claimed != actual:

@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from cryptography import x509
 
+from attestd.tee import _cache
 from attestd.tee._reader import ByteReader
 from attestd.tee.errors import QuoteFormatError
 from attestd.tee.tdx.rtmr import RTMR_COUNT, RTMR_SIZE
@@ -273,6 +274,9 @@ class QeReportCertificationData(_Sized):
         return _load_pem_chain(self.pck_chain_pem, "pck_chain_pem", 0)
 
     def to_bytes(self) -> bytes:
+        encoded = self.__dict__.get("_encoded")  # the input's bytes, where parsed from them
+        if encoded is not None:
+            return encoded  # type: ignore[no-any-return]
         return b"".join(
             (
                 self.qe_report.to_bytes(),
@@ -287,6 +291,7 @@ class QeReportCertificationData(_Sized):
     @classmethod
     def _read(cls, r: _Reader) -> QeReportCertificationData:
         p = "signature_data.certification_data"
+        start = r.offset
         qe_report = EnclaveReport._read(r, f"{p}.qe_report")
         qe_report_signature = r.take(SIGNATURE_SIZE, f"{p}.qe_report_signature")
         auth_size = r.u16(f"{p}.qe_auth_data_size")
@@ -299,12 +304,31 @@ class QeReportCertificationData(_Sized):
         pem = r.take(pem_size, f"{p}.pck_chain_pem")
         r.expect_end(f"{p}.size")
         data = cls(qe_report, qe_report_signature, qe_auth_data, pem)
+        # Parsing is strict, so these bytes are what to_bytes() would rebuild (dcap's cache key).
+        data.__dict__["_encoded"] = r.data[start : r.offset]
         # Parse now, so that a bad chain is a format error with its offset.
         data.__dict__["pck_certificates"] = _load_pem_chain(pem, f"{p}.pck_chain_pem", pem_offset)
         return data
 
 
+# A verifier sees a few platforms and many quotes from each: the same PCK chain PEM, parsed
+# once. Only chains that parsed are kept; certificates are immutable values.
+_PEM_CHAINS: _cache.ValidityCache[bytes, tuple[x509.Certificate, ...]] = _cache.ValidityCache(
+    "tdx.pem_chains", maxsize=1024
+)
+
+
 def _load_pem_chain(pem: bytes, field: str, offset: int) -> tuple[x509.Certificate, ...]:
+    start, end = _cache.ALWAYS
+    cached = _PEM_CHAINS.get(pem, start)
+    if cached is not None:
+        return cached
+    certs = _parse_pem_chain(pem, field, offset)
+    _PEM_CHAINS.put(pem, certs, not_before=start, not_after=end)
+    return certs
+
+
+def _parse_pem_chain(pem: bytes, field: str, offset: int) -> tuple[x509.Certificate, ...]:
     if _PEM_CHAIN.fullmatch(pem) is None:
         raise QuoteFormatError("is not a PEM certificate chain", field=field, offset=offset)
     try:
@@ -373,8 +397,9 @@ class Quote:
         if self.header.version not in (QUOTE_VERSION_4, QUOTE_VERSION_5):
             raise ValueError(f"unsupported quote version {self.header.version}")
 
-    @property
+    @cached_property
     def signed_region(self) -> bytes:
+        """Header and body as signed; :func:`parse_quote` fills it from the input's bytes."""
         return signed_region(self.header, self.body)
 
     @property
@@ -403,6 +428,8 @@ def parse_quote(data: bytes) -> Quote:
         size_offset = r.offset
         _expect(r.u32("body_size"), (body_cls.SIZE,), "body_size", size_offset)
     body = body_cls._read(r)
+    # Parsing is strict, so the bytes read so far are exactly what the rebuild would give.
+    region = r.data[: r.offset]
     signature_size = r.u32("signature_data_length")
     signature_data = QuoteSignatureData._read(r.sub(signature_size, "signature_data"))
     trailing = r.data[r.offset :]
@@ -411,4 +438,6 @@ def parse_quote(data: bytes) -> Quote:
         raise QuoteFormatError(
             "non-zero bytes after the quote", field="trailing_data", offset=first
         )
-    return Quote(header, body, signature_data)
+    quote = Quote(header, body, signature_data)
+    quote.__dict__["signed_region"] = region  # what the cached_property would compute
+    return quote

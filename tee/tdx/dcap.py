@@ -47,6 +47,7 @@ spelling dcap-qvl reports: ``UpToDate``, ``SWHardeningNeeded``,
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -335,9 +336,7 @@ def _verdict_key(quote: Quote, collateral: Collateral, options: DcapOptions) -> 
         region[: body_start + _PER_QUOTE_FIELDS.start]
         + region[body_start + _PER_QUOTE_FIELDS.stop :]
     )
-    root = (
-        b"intel" if options.root == INTEL else options.root_certificate.public_bytes(Encoding.DER)
-    )
+    root = b"intel" if options.root == INTEL else _der(options.root_certificate)
     return _cache.digest(
         masked,
         quote.signature_data.attestation_key,
@@ -345,6 +344,12 @@ def _verdict_key(quote: Quote, collateral: Collateral, options: DcapOptions) -> 
         collateral.cache_key,
         root,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _der(certificate: x509.Certificate) -> bytes:
+    """A root's DER, once per root: certificates hash and compare by their DER."""
+    return certificate.public_bytes(Encoding.DER)
 
 
 def _run_dcap_qvl(
