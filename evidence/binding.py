@@ -18,7 +18,6 @@ A verifier checks each link the quote cannot see for itself, by name::
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import itertools
@@ -36,7 +35,7 @@ from attestd.evidence.errors import (
     NonceError,
     SubjectsMismatchError,
 )
-from attestd.evidence.keys import KEY_ID_PATTERN, key_id, load_public_key_pem
+from attestd.evidence.keys import KEY_ID_PATTERN, pem_key_id
 from attestd.evidence.runtime_log_format import (
     LOG_HEAD_SIZE,
     LOG_START,
@@ -238,21 +237,6 @@ class BrokenLink:
 
     reason: str
     detail: str
-
-
-def pem_key_id(pem: str) -> str:
-    """``key_id(load_public_key_pem(pem))``, remembered: one agent key signs many statements.
-
-    A PEM that is not a P-256 public key raises EvidenceFormatError, every time.
-    """
-    if type(pem) is not str:  # the refusal is load_public_key_pem's; only strings are cached
-        return key_id(load_public_key_pem(pem))
-    return _pem_key_id(pem)
-
-
-@functools.lru_cache(maxsize=256)
-def _pem_key_id(pem: str) -> str:
-    return key_id(load_public_key_pem(pem))
 
 
 def agent_key_link(binding: Binding, agent_key_pem: str) -> BrokenLink | None:

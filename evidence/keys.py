@@ -45,15 +45,32 @@ def public_key_pem(public_key: ec.EllipticCurvePublicKey) -> str:
 
 def load_public_key_pem(pem: str) -> ec.EllipticCurvePublicKey:
     """Read a PEM ``PUBLIC KEY``; only ECDSA P-256 (secp256r1) keys are accepted."""
-    if not isinstance(pem, str):
-        raise EvidenceFormatError(f"public key must be a PEM string, not {type(pem).__name__}")
-    if len(pem) > MAX_PUBLIC_KEY_PEM_CHARS:
-        raise EvidenceFormatError(f"public key PEM is longer than {MAX_PUBLIC_KEY_PEM_CHARS}")
+    _check_pem_text(pem)
     return _load_p256(pem)
 
 
-# One appraisal reads the same agent key several times (statement, binding link,
-# envelope); a key object is immutable, and a refusal is never cached (it raises).
+def pem_key_id(pem: str) -> str:
+    """``key_id(load_public_key_pem(pem))``; refuses exactly what that refuses."""
+    _check_pem_text(pem)
+    return _pem_key_id(pem)
+
+
+def _check_pem_text(pem: object) -> None:
+    # Before any cache: only bounded strings are ever cache keys.
+    if type(pem) is not str:
+        raise EvidenceFormatError(f"public key must be a PEM string, not {type(pem).__name__}")
+    if len(pem) > MAX_PUBLIC_KEY_PEM_CHARS:
+        raise EvidenceFormatError(f"public key PEM is longer than {MAX_PUBLIC_KEY_PEM_CHARS}")
+
+
+# One agent key signs many statements, and one appraisal reads it several times
+# (statement, binding link, envelope): keys and their ids are remembered per PEM
+# (bounded LRU). A refusal raises, and so is never cached.
+@functools.lru_cache(maxsize=256)
+def _pem_key_id(pem: str) -> str:
+    return key_id(_load_p256(pem))
+
+
 @functools.lru_cache(maxsize=256)
 def _load_p256(pem: str) -> ec.EllipticCurvePublicKey:
     try:

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from attestd.evidence import _json
-from attestd.evidence.binding import BatchMembership, Binding, Subject, pem_key_id
+from attestd.evidence.binding import BatchMembership, Binding, Subject
 from attestd.evidence.canonical import canonical_json
 from attestd.evidence.errors import EvidenceFormatError
 from attestd.evidence.keys import (
     KEY_ID_PATTERN,
     MAX_PUBLIC_KEY_PEM_CHARS,
-    key_id,
-    load_public_key_pem,
+    pem_key_id,
 )
 from attestd.evidence.runtime_log_format import (
     LOG_START,
@@ -182,7 +181,7 @@ class EvidencePredicate:
             "ccel": self.ccel.to_json() if self.ccel is not None else None,
             "runtimeLog": [event_to_json(e) for e in self.runtime_log],
             "agent": {
-                "keyId": key_id(load_public_key_pem(self.agent_key_pem)),
+                "keyId": pem_key_id(self.agent_key_pem),
                 "publicKey": self.agent_key_pem,
                 "version": self.agent_version,
             },

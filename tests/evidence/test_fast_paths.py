@@ -18,8 +18,8 @@ from attestd.evidence import (
     load_public_key_pem,
     public_key_pem,
 )
-from attestd.evidence.binding import pem_key_id
 from attestd.evidence.envelope import _b64_dsse
+from attestd.evidence.keys import pem_key_id
 
 
 def _binding(agent_key_id: str, subjects: str = "ab" * 32) -> Binding:
