@@ -13,9 +13,15 @@ requested after every nonce of its batch was received, and under load one
 quote serves everyone who asked during the previous one. ``max_batch = 1`` is
 one quote per request, in arrival order.
 
-The batcher knows nothing about evidence: ``serve_batch`` settles every
-request's future (a result or an exception), and whatever it leaves unsettled
-is failed here, so no caller ever waits forever.
+``serve_batch`` may return the rest of its work (signing each request's
+statement) instead of doing it: that runs on a second thread while the
+worker already cuts the next batch and takes its quote, so a batch's signing
+never delays the next quote. At most two batches wait for signing; beyond
+that the worker waits (backpressure), so memory stays bounded.
+
+The batcher knows nothing about evidence: ``serve_batch`` (or what it
+returns) settles every request's future (a result or an exception), and
+whatever it leaves unsettled is failed here, so no caller ever waits forever.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -44,7 +50,11 @@ class Pending(Generic[_R]):
     future: Future[bytes] = field(default_factory=Future, compare=False)
 
 
-ServeBatch = Callable[[Sequence[Pending[_R]]], None]
+#: Serves a batch up to its quote; returns the rest of the work (signing), or None when done.
+ServeBatch = Callable[[Sequence[Pending[_R]]], Callable[[], None] | None]
+
+_SIGNING_BACKLOG = 2
+"""Batches quoted and waiting to be signed before the worker waits for the signer."""
 
 
 class EvidenceBatcher(Generic[_R]):
@@ -58,6 +68,8 @@ class EvidenceBatcher(Generic[_R]):
         self._waiting: deque[Pending[_R]] = deque()
         self._ready = threading.Condition()
         self._closed = False
+        self._signer = ThreadPoolExecutor(1, thread_name_prefix="attestd-evidence-sign")
+        self._backlog = threading.BoundedSemaphore(_SIGNING_BACKLOG)
         self._worker = threading.Thread(target=self._run, name="attestd-quotes", daemon=True)
         self._worker.start()
 
@@ -86,19 +98,36 @@ class EvidenceBatcher(Generic[_R]):
 
     def _run(self) -> None:
         while (batch := self._cut()) is not None:
-            failure: BaseException | None = None
+            self._backlog.acquire()  # released once this batch is settled
             try:
-                self._serve(batch)
-            except AttestdError as err:  # the agent's refusal (not serving, too large)
-                failure = err
+                finish = self._serve(batch)
             except BaseException as err:
-                log.exception("an evidence batch failed")
-                failure = err
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(
-                        failure or RuntimeError("the evidence batch left this request unanswered")
-                    )
+                self._settle(batch, err)
+                continue
+            if finish is None:
+                self._settle(batch, None)
+            else:
+                self._signer.submit(self._finish, batch, finish)
+
+    def _finish(self, batch: Sequence[Pending[_R]], finish: Callable[[], None]) -> None:
+        try:
+            finish()
+        except BaseException as err:
+            self._settle(batch, err)
+        else:
+            self._settle(batch, None)
+
+    def _settle(self, batch: Sequence[Pending[_R]], failure: BaseException | None) -> None:
+        """Fail whatever ``batch`` left unsettled, and free its backlog slot."""
+        if failure is not None and not isinstance(failure, AttestdError):
+            # The agent's refusals (not serving, too large) are answers; anything else is a bug.
+            log.error("an evidence batch failed", exc_info=failure)
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(
+                    failure or RuntimeError("the evidence batch left this request unanswered")
+                )
+        self._backlog.release()
 
     def close(self) -> None:
         """Refuse new requests, fail those still waiting, finish the batch being served.
@@ -115,3 +144,4 @@ class EvidenceBatcher(Generic[_R]):
             pending.future.set_exception(NotServingError("the agent is shutting down"))
         if threading.current_thread() is not self._worker:
             self._worker.join()
+        self._signer.shutdown(wait=True)  # batches already quoted are still signed

@@ -418,11 +418,13 @@ class Agent:
         """Evidence whose subjects ``choose`` picks (when its batch is cut)."""
         return self._batcher.submit(_EvidenceRequest(nonce, choose)).result()
 
-    def _serve_batch(self, batch: Sequence[Pending[_EvidenceRequest]]) -> None:
-        """One quote for ``batch``: snapshot the log, build the tree, quote its root, sign each.
+    def _serve_batch(self, batch: Sequence[Pending[_EvidenceRequest]]) -> Callable[[], None] | None:
+        """One quote for ``batch``: snapshot the log, build the tree, quote its root.
 
-        The lock recording needs is held only to pick subjects and snapshot the
-        log, never across the quote (docs/evidence-format.md section 9).
+        Returns the signing of each member's statement, which the batcher runs
+        while the next batch's quote is taken. The lock recording needs is held
+        only to pick subjects and snapshot the log, never across the quote
+        (docs/evidence-format.md section 9).
         """
         issued_at = datetime.now(UTC)
         members: list[tuple[Pending[_EvidenceRequest], list[Subject], Binding]] = []
@@ -452,29 +454,33 @@ class Agent:
                 binding = Binding(pending.request.nonce, digest, head, self._key_id, issued_at)
                 members.append((pending, subjects, binding))
         if not members:
-            return
+            return None
         leaves = [leaf_bytes(binding) for _, _, binding in members]
         root = tree_root(leaves)
         attestation = self._backend.attest(report_data_for_root(root))
         first = min(pending.request.start.length for pending, _, _ in members)
         events = self._log_through_quote(attestation, first, length)
-        # The quote and collateral are encoded once for the whole batch, the log once
-        # for each checkpoint its members asked from: each carries its own slice.
-        templates: dict[LogCheckpoint, StatementTemplate] = {}
-        for (pending, subjects, binding), proof in zip(
-            members, inclusion_proofs(leaves), strict=True
-        ):
-            start = pending.request.start
-            template = templates.get(start)
-            if template is None:
-                since = events[start.length - first :]
-                shared = self._shared_predicate(attestation, since, start)
-                template = templates[start] = StatementTemplate(shared)
-            payload = template.encode(subjects, binding, BatchMembership(root, proof))
-            try:
-                pending.future.set_result(self._sign(payload))
-            except AttestdError as err:
-                pending.future.set_exception(err)
+
+        def sign_each() -> None:
+            # The quote and collateral are encoded once for the whole batch, the log once
+            # for each checkpoint its members asked from: each carries its own slice.
+            templates: dict[LogCheckpoint, StatementTemplate] = {}
+            for (pending, subjects, binding), proof in zip(
+                members, inclusion_proofs(leaves), strict=True
+            ):
+                start = pending.request.start
+                template = templates.get(start)
+                if template is None:
+                    since = events[start.length - first :]
+                    shared = self._shared_predicate(attestation, since, start)
+                    template = templates[start] = StatementTemplate(shared)
+                payload = template.encode(subjects, binding, BatchMembership(root, proof))
+                try:
+                    pending.future.set_result(self._sign(payload))
+                except AttestdError as err:
+                    pending.future.set_exception(err)
+
+        return sign_each
 
     def _log_through_quote(
         self, attestation: Attestation, first: int, length: int

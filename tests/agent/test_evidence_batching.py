@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from attestd.agent.config import parse_config
+from attestd.agent.evidence_batcher import EvidenceBatcher, Pending
 from attestd.agent.service import Agent
 from attestd.evidence import Statement, open_evidence, replay
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
@@ -144,3 +145,64 @@ def test_recording_does_not_wait_for_a_quote_in_flight(make_agent: MakeAgent) ->
     assert time.monotonic() - started < 0.5
     assert not pending.done()
     pending.result(timeout=10)
+
+
+# -- the batcher: signing overlaps the next quote ------------------------------------------
+
+
+def test_the_next_quote_is_taken_while_the_previous_batch_is_still_being_signed() -> None:
+    signing, release = threading.Event(), threading.Event()
+    served: list[int] = []
+
+    def serve(batch: Any) -> Callable[[], None] | None:
+        served.append(len(batch))
+        if len(served) > 1:
+            for pending in batch:
+                pending.future.set_result(b"second")
+            return None
+
+        def sign() -> None:
+            signing.set()
+            assert release.wait(10)
+            for pending in batch:
+                pending.future.set_result(b"first")
+
+        return sign
+
+    batcher: EvidenceBatcher[str] = EvidenceBatcher(serve, max_batch=8)
+    first = batcher.submit("a")
+    assert signing.wait(10)
+    second = batcher.submit("b")
+    assert second.result(10) == b"second"  # quoted and answered while batch one signs
+    assert not first.done()
+    release.set()
+    assert first.result(10) == b"first"
+    batcher.close()
+
+
+def test_a_failed_signing_step_fails_what_it_left_unanswered() -> None:
+    started, gate = threading.Event(), threading.Event()
+
+    def serve(batch: list[Pending[str]]) -> Callable[[], None] | None:
+        if batch[0].request == "hold":  # keeps the worker busy while the next batch gathers
+            started.set()
+            assert gate.wait(10)
+            batch[0].future.set_result(b"held")
+            return None
+
+        def sign() -> None:
+            batch[0].future.set_result(b"signed")
+            raise RuntimeError("the signer broke")
+
+        return sign
+
+    batcher: EvidenceBatcher[str] = EvidenceBatcher(serve, max_batch=8)
+    held = batcher.submit("hold")
+    assert started.wait(10)
+    answered, left = batcher.submit("a"), batcher.submit("b")
+    gate.set()
+    assert held.result(10) == b"held"
+    assert answered.result(10) == b"signed"
+    with pytest.raises(RuntimeError, match="signer broke"):
+        left.result(10)
+    batcher.close()
