@@ -385,6 +385,7 @@ class AgentServer:
         self._tls = tls
         self._servers: list[grpc.aio.Server] = []
         self._health: list[health.aio.HealthServicer] = []
+        self._health_status: int | None = None  # what the health servicers last said
         self._pools: list[ThreadPoolExecutor] = []
         self._bound = False
         self.relay: PeerRelay | None = None  # the Unix listener, once bound
@@ -411,6 +412,7 @@ class AgentServer:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
         self._health.append(health_servicer)
+        self._health_status = None  # a new servicer has been told nothing yet
         return server
 
     async def bind(self) -> None:
@@ -501,16 +503,24 @@ class AgentServer:
         self._servers.clear()
         self._shutdown_pools()
         self._health.clear()
+        self._health_status = None
         if self.relay is not None:
             await self.relay.close()  # removes only sockets it made: never another agent's
             self.relay = None
 
     async def sync_health(self) -> None:
+        """Tell the health servicers whether the agent serves; a no-op when nothing changed.
+
+        It runs after every call, so it costs a comparison unless the state moved.
+        """
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if self._agent.serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
+        if status == self._health_status:
+            return
+        self._health_status = status
         for servicer in self._health:
             await servicer.set("", status)
             await servicer.set(SERVICE_NAME, status)
