@@ -289,28 +289,40 @@ def log_head_link(
 
 
 def replays_through_head(
-    binding: Binding, events: Sequence[RuntimeEvent], start: LogCheckpoint = LOG_START
+    binding: Binding,
+    events: Sequence[RuntimeEvent],
+    start: LogCheckpoint = LOG_START,
+    *,
+    register: tuple[str, bytes] | None = None,
 ) -> BrokenLink | None:
     """``None`` if some prefix of ``events`` (possibly none or all), from ``start``, reaches
-    the binding's head.
+    the binding's head, and the whole log reaches ``register`` (its name and quoted value).
 
     On TDX the agent snapshots the head when it cuts a batch, then carries
     the log up to the RTMR3 value actually quoted, which may include events
     recorded while the quote was in flight; the whole log must then replay to
-    the quoted register, and the binding's head must lie on the way.
+    the quoted register, and the binding's head must lie on the way. Each
+    event is digested once for both.
     """
     try:
         heads = _heads(start, events)  # sequences without gaps, or a broken link
     except EvidenceError as err:
         return BrokenLink(LOG_HEAD_MISMATCH, err.message)
-    for head in heads:
-        if hmac.compare_digest(head, binding.log_head):
-            return None
-    return BrokenLink(
-        LOG_HEAD_MISMATCH,
-        f"no prefix of the {len(events)} events replays to the binding's head "
-        f"{binding.log_head.hex()}",
-    )
+    if not any(hmac.compare_digest(head, binding.log_head) for head in heads):
+        return BrokenLink(
+            LOG_HEAD_MISMATCH,
+            f"no prefix of the {len(events)} events replays to the binding's head "
+            f"{binding.log_head.hex()}",
+        )
+    if register is not None:
+        name, value = register
+        if not hmac.compare_digest(heads[-1], value):
+            return BrokenLink(
+                LOG_HEAD_MISMATCH,
+                f"{len(events)} events replay to {heads[-1].hex()}, the quote's {name} is "
+                f"{value.hex()}",
+            )
+    return None
 
 
 def _heads(start: LogCheckpoint, events: Sequence[RuntimeEvent]) -> list[bytes]:
