@@ -19,12 +19,14 @@ import hashlib
 import json
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
 from attestd._files import fsync_directory, write_atomic
-from attestd.agent.errors import RuntimeLogCorruptError
+from attestd.agent.errors import NotServingError, RuntimeLogCorruptError
 from attestd.evidence import (
     INITIAL_LOG_HEAD,
     Caller,
@@ -226,20 +228,17 @@ class Written:
     head: bytes
 
 
-@dataclass
 class _Waiter:
-    """One caller's event, waiting for the group that commits it (mutable: its outcome)."""
+    """One caller's event, waiting for the group that commits it; its future is its outcome."""
 
-    domain: str
-    operation: str
-    content: bytes
-    caller: Caller | None
-    result: tuple[RuntimeEvent, bytes] | None = None
-    error: BaseException | None = None
+    __slots__ = ("caller", "content", "domain", "future", "operation")
 
-    @property
-    def done(self) -> bool:
-        return self.result is not None or self.error is not None
+    def __init__(self, domain: str, operation: str, content: bytes, caller: Caller | None) -> None:
+        self.domain = domain
+        self.operation = operation
+        self.content = content
+        self.caller = caller
+        self.future: Future[tuple[RuntimeEvent, bytes]] = Future()
 
 
 class GroupCommitter:
@@ -247,6 +246,9 @@ class GroupCommitter:
 
         committer = GroupCommitter(store, apply=extend_register, admit=require_serving)
         event, head = committer.commit("pipeline", "train.step", b"...")   # from any thread
+        future = committer.submit("pipeline", "train.step", b"...")        # without blocking
+        event, head = await asyncio.wrap_future(future)                      # e.g. in a servicer
+        committer.close()
 
     Callers queue their events. Whoever finds no group in progress leads the
     next one: it takes every queued event (up to ``max_group``), numbers them,
@@ -255,12 +257,21 @@ class GroupCommitter:
     the register) and publishes it. Only then is each caller answered. So an
     answered event is on disk and in the register, as with one fsync per event.
 
+    A blocking :meth:`commit` leads from its own thread (no wake-up of another
+    thread when nobody else is committing). A :meth:`submit` does not block:
+    its event is led by the committer's own thread (started on first use), or
+    by a blocking caller that takes the queue first; either way it joins the
+    next group. While one group is written the next one gathers, so under load
+    a group holds everything that arrived during the previous fsync.
+
     ``admit`` runs before a group is written and may refuse it (the agent is
     not serving). A failed write or fsync fails every caller of the group and
     leaves nothing of it on disk. A failed ``apply`` fails its event's caller
     and every later one of the group; those events are durable, so they are
     published anyway (the log is what is on disk) and ``apply`` is expected to
     stop the agent from serving until a restart rolls the register forward.
+    A submitted event whose future was cancelled before its group was cut
+    (its caller left) is dropped, never written: nobody would be answered.
     """
 
     def __init__(
@@ -279,14 +290,20 @@ class GroupCommitter:
         self._admit = admit
         self._max_group = max_group
         self._clock = clock
-        self._cond = threading.Condition()
-        self._queue: list[_Waiter] = []
+        lock = threading.Lock()
+        # Blocking callers wait here for the group in progress to end.
+        self._turn = threading.Condition(lock)
+        # The committer thread waits here for submitted events.
+        self._work = threading.Condition(lock)
+        self._queue: deque[_Waiter] = deque()
         self._leading = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
 
     @property
     def queued(self) -> int:
         """Callers waiting for a group to take their event (not those being committed)."""
-        with self._cond:
+        with self._turn:
             return len(self._queue)
 
     def commit(
@@ -298,30 +315,88 @@ class GroupCommitter:
         the request); it is part of the event and so of its digest.
         """
         waiter = _Waiter(domain, operation, content, caller)
-        with self._cond:
+        future = waiter.future
+        with self._turn:
+            self._require_open()
             self._queue.append(waiter)
         while True:
-            with self._cond:
-                while not waiter.done and self._leading:
-                    self._cond.wait()
-                if waiter.done:
+            with self._turn:
+                while not future.done() and self._leading:
+                    self._turn.wait()
+                if future.done():
                     break
-                self._leading = True
-                group = self._queue[: self._max_group]
-                del self._queue[: self._max_group]
-            try:
+                group = self._cut()
+            self._lead(group)
+        return future.result()
+
+    def submit(
+        self, domain: str, operation: str, content: bytes, caller: Caller | None = None
+    ) -> Future[tuple[RuntimeEvent, bytes]]:
+        """:meth:`commit` without blocking: the future settles with (event, head), or the error.
+
+        Cancelling the future before its group is cut withdraws the event.
+        """
+        waiter = _Waiter(domain, operation, content, caller)
+        with self._work:
+            self._require_open()
+            self._queue.append(waiter)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="attestd-group-commit", daemon=True
+                )
+                self._thread.start()
+            elif not self._leading:
+                self._work.notify()
+        return waiter.future
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the committer thread; later calls are refused."""
+        with self._work:
+            self._closed = True
+            self._work.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise NotServingError("the agent is shutting down")
+
+    def _run(self) -> None:
+        """The committer thread: lead a group whenever submitted events wait and nobody leads."""
+        while True:
+            with self._work:
+                while (self._leading or not self._queue) and not self._closed:
+                    self._work.wait()
+                if self._leading or not self._queue:
+                    return  # closed, and nothing (more) of ours to commit
+                group = self._cut()
+            self._lead(group)
+
+    def _cut(self) -> list[_Waiter]:
+        """Take the next group off the queue and lead it; the caller holds the lock."""
+        self._leading = True
+        group: list[_Waiter] = []
+        while self._queue and len(group) < self._max_group:
+            waiter = self._queue.popleft()
+            # From here on the future cannot be cancelled; a cancelled one is dropped.
+            if waiter.future.set_running_or_notify_cancel():
+                group.append(waiter)
+        return group
+
+    def _lead(self, group: list[_Waiter]) -> None:
+        try:
+            if group:
                 self._commit(group)
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.result is not None
-        return waiter.result
+        finally:
+            with self._turn:
+                self._leading = False
+                self._turn.notify_all()
+                if self._queue:
+                    self._work.notify()
 
     def _commit(self, group: list[_Waiter]) -> None:
-        """Write, fsync, extend and publish one group; record each waiter's outcome."""
+        """Write, fsync, extend and publish one group; settle each waiter's future."""
         try:
             self._admit()
             first = self._store.next_sequence
@@ -339,8 +414,10 @@ class GroupCommitter:
             written = self._store.write(events)
         except BaseException as err:
             for w in group:
-                w.error = err
+                w.future.set_exception(err)
             return
+        results: list[tuple[_Waiter, tuple[RuntimeEvent, bytes]]] = []
+        failure: BaseException | None = None
         with self._store.lock:
             for index, (w, done) in enumerate(zip(group, written, strict=True)):
                 try:
@@ -349,11 +426,16 @@ class GroupCommitter:
                     # Durable but not in the register: published (the log is what is on
                     # disk) and refused; ``apply`` has stopped the agent from serving.
                     self._store.publish(len(group) - index)
-                    for failed in group[index:]:
-                        failed.error = err
-                    return
+                    failure = err
+                    break
                 self._store.publish(1)
-                w.result = (done.event, done.head)
+                results.append((w, (done.event, done.head)))
+        # Answered outside the lock: a future's callbacks (an event loop's wake-up) run here.
+        for w, result in results:
+            w.future.set_result(result)
+        if failure is not None:
+            for w in group[len(results) :]:
+                w.future.set_exception(failure)
 
 
 def group_marker_path(path: Path) -> Path:

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -87,6 +87,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "GetRuntimeLog": frozenset({Role.PIPELINE, Role.VERIFIER}),
     "MeasureArtifacts": frozenset({Role.PIPELINE}),
     "RecordEvent": frozenset({Role.PIPELINE}),
+    "RecordEvents": frozenset({Role.PIPELINE}),
     "BeginStage": frozenset({Role.PIPELINE}),
     "EndStage": frozenset({Role.PIPELINE}),
     "AbortStage": frozenset({Role.PIPELINE}),
@@ -182,6 +183,10 @@ def _check_client_key(context: grpc.aio.ServicerContext) -> None:
     if weakness is not None:
         raise ClientKeyTooWeakError(f"the client certificate has a {weakness}")
 
+
+#: Events of one RecordEvents stream read and submitted before their acknowledgements are
+#: sent: a client that sends ahead gets them into one group commit, and no further.
+STREAM_WINDOW = 64
 
 _POOL_THREADS = min(32, (os.cpu_count() or 1) + 4)
 """Threads per listener for blocking calls (asyncio's default executor size)."""
@@ -289,14 +294,70 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
     async def RecordEvent(
         self, request: agent_pb2.RecordEventRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RecordEventResponse:
-        event, head = await self._call(
+        # No thread waits for the fsync: the event joins the next group commit.
+        event, head = await self._guarded(
             "RecordEvent",
             context,
-            lambda caller: self._agent.record_event(
-                request.domain, request.operation, request.content, caller=caller
+            lambda caller: asyncio.wrap_future(
+                self._agent.record_event_future(
+                    request.domain, request.operation, request.content, caller=caller
+                )
             ),
         )
         return agent_pb2.RecordEventResponse(event=_event_pb(event), log_head=head)
+
+    async def RecordEvents(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.RecordEventRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        """RecordEvent, one stream of many: each response acknowledges one durable event."""
+        await self._guarded("RecordEvents", context, lambda _caller: self._record_stream(context))
+
+    async def _record_stream(self, context: grpc.aio.ServicerContext) -> None:
+        """Read events and submit each at once; acknowledge each, in order, once durable.
+
+        Reading runs ahead of acknowledging (up to :data:`STREAM_WINDOW` events),
+        so a client that sends before it reads has several events in one group
+        commit. The first refusal or failure ends the stream through
+        :meth:`_guarded`, after the events before it were acknowledged; events
+        sent after it and not yet committed are withdrawn.
+        """
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Queue[asyncio.Future[tuple[RuntimeEvent, bytes]] | None] = asyncio.Queue(
+            STREAM_WINDOW
+        )
+
+        async def read() -> None:
+            try:
+                while (request := await context.read()) is not grpc.aio.EOF:
+                    assert isinstance(request, agent_pb2.RecordEventRequest)
+                    # Each event is authorised as a RecordEvent call would be.
+                    caller = self._caller_of(context.peer()) if self._caller_of else None
+                    future = self._agent.record_event_future(
+                        request.domain, request.operation, request.content, caller=caller
+                    )
+                    await pending.put(asyncio.wrap_future(future))
+            except Exception as err:  # the refusal is answered in its turn, after earlier acks
+                failed: asyncio.Future[tuple[RuntimeEvent, bytes]] = loop.create_future()
+                failed.set_exception(err)
+                await pending.put(failed)
+            await pending.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (acknowledged := await pending.get()) is not None:
+                event, head = await acknowledged
+                await context.write(
+                    agent_pb2.RecordEventResponse(event=_event_pb(event), log_head=head)
+                )
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            while not pending.empty():  # unacknowledged: withdrawn if not yet in a group
+                left = pending.get_nowait()
+                if left is not None and not left.cancel() and not left.cancelled():
+                    left.exception()  # settled already: retrieved, so asyncio does not warn
 
     async def GetRuntimeLog(
         self, request: agent_pb2.GetRuntimeLogRequest, context: grpc.aio.ServicerContext

@@ -270,6 +270,23 @@ class Agent:
         ``caller`` is the process that asked, from the kernel (attestd.agent.peercred);
         it is part of the event and so of its digest.
         """
+        self._check_event(domain, operation, content)
+        return self._append(domain, operation, content, caller)
+
+    def record_event_future(
+        self, domain: str, operation: str, content: bytes, *, caller: Caller | None = None
+    ) -> Future[tuple[RuntimeEvent, bytes]]:
+        """:meth:`record_event` without blocking a thread: the future settles with (event, head).
+
+        An invalid event raises here. The event joins the next group commit, and
+        the future settles once it is durable and in the register (or failed).
+        Cancelling the future before its group is cut withdraws the event.
+        """
+        self._check_event(domain, operation, content)
+        return self._committer.submit(domain, operation, content, caller)
+
+    def _check_event(self, domain: str, operation: str, content: bytes) -> None:
+        """Refuse what a pipeline may not record: a reserved domain, oversized or bad fields."""
         # In any case: "ATTESTD.stage" would read as the agent's own domain to a person.
         if domain.lower().startswith(RESERVED_DOMAIN_PREFIX):
             raise RequestInvalidError(
@@ -282,7 +299,6 @@ class Agent:
                 f"{self._config.limits.max_event_content_bytes}"
             )
         validate_event_fields(domain, operation, content)
-        return self._append(domain, operation, content, caller)
 
     def _append(
         self, domain: str, operation: str, content: bytes, caller: Caller | None
@@ -653,6 +669,7 @@ class Agent:
 
     def close(self) -> None:
         self._batcher.close()
+        self._committer.close()  # commits what is queued: those events are owed an answer
         self._store.close()
 
 

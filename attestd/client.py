@@ -8,6 +8,12 @@ Example, from a pipeline step on the same host::
         agent.measure(["/srv/models/llama"])
         agent.record("pipeline.train", "epoch_end", b'{"epoch": 3}')
 
+a pipeline that records many events, each acknowledged once durable, on one stream::
+
+    with AgentClient.unix("/run/attestd/attestd.sock") as agent, agent.recorder() as recorder:
+        for step in range(10_000):
+            ack = recorder.record("pipeline.train", "step", b'{"loss": 0.1}')
+
 a pipeline stage, whose attestation the next stage names as its previous one::
 
     with AgentClient.unix("/run/attestd/attestd.sock") as agent:
@@ -31,6 +37,7 @@ for the events after it only, and can fetch (and check) the events before it::
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -115,11 +122,7 @@ class AgentClient:
         try:
             return method(request, timeout=self._timeout)
         except grpc.RpcError as err:
-            code: grpc.StatusCode = err.code()
-            details: str = err.details() or ""
-            trailing = err.trailing_metadata() or ()
-            reason = next((value for key, value in trailing if key == "attestd-reason"), None)
-            raise AgentCallError(code, details, reason) from None
+            raise _call_error(err) from None
 
     def measure(self, paths: Sequence[str], *, use_gpu: bool = False) -> list[agent_pb2.Artifact]:
         request = agent_pb2.MeasureArtifactsRequest(paths=list(paths), use_gpu=use_gpu)
@@ -132,6 +135,10 @@ class AgentClient:
         request = agent_pb2.RecordEventRequest(domain=domain, operation=operation, content=content)
         response: agent_pb2.RecordEventResponse = self._invoke(self._stub.RecordEvent, request)
         return response
+
+    def recorder(self) -> Recorder:
+        """A :class:`Recorder`: :meth:`record` on one ``RecordEvents`` stream (close it after)."""
+        return Recorder(self._stub)
 
     def evidence(
         self,
@@ -218,6 +225,87 @@ class AgentClient:
         request = agent_pb2.AbortStageRequest(reason=reason)
         response: agent_pb2.AbortStageResponse = self._invoke(self._stub.AbortStage, request)
         return response.event
+
+
+class Recorder:
+    """Events recorded on one ``RecordEvents`` stream: the per-call cost of gRPC is paid once.
+
+        with agent.recorder() as recorder:
+            ack = recorder.record("pipeline.train", "step", b'{"loss": 0.1}')
+            ack.event.sequence, ack.log_head
+
+    :meth:`record` returns only once the agent has acknowledged the event, which
+    it does only after the event is on disk and in the runtime register, as
+    :meth:`AgentClient.record`. A refusal raises :class:`AgentCallError` and
+    ends the stream; the recorder is then closed. One thread at a time.
+    """
+
+    def __init__(self, stub: agent_pb2_grpc.AgentStub) -> None:
+        self._requests: queue.SimpleQueue[agent_pb2.RecordEventRequest | None] = queue.SimpleQueue()
+        self._responses: Iterator[agent_pb2.RecordEventResponse] = stub.RecordEvents(
+            self._outgoing()
+        )
+        self._closed = False
+
+    def _outgoing(self) -> Iterator[agent_pb2.RecordEventRequest]:
+        while (request := self._requests.get()) is not None:
+            yield request
+
+    def record(self, domain: str, operation: str, content: bytes) -> agent_pb2.RecordEventResponse:
+        """Record one event; returns the agent's acknowledgement once it is durable."""
+        if self._closed:
+            raise RecorderClosedError("this recorder is closed")
+        request = agent_pb2.RecordEventRequest(domain=domain, operation=operation, content=content)
+        self._requests.put(request)
+        try:
+            return next(self._responses)
+        except grpc.RpcError as err:
+            self._end()
+            raise _call_error(err) from None
+        except StopIteration:
+            self._end()
+            raise RecorderClosedError("the agent ended the stream") from None
+
+    def close(self) -> None:
+        """End the stream; every event recorded so far has been acknowledged."""
+        if self._closed:
+            return
+        self._end()
+        try:
+            for _ in self._responses:  # the agent's end of the stream (nothing is in flight)
+                pass
+        except grpc.RpcError as err:
+            raise _call_error(err) from None
+
+    def _end(self) -> None:
+        self._closed = True
+        self._requests.put(None)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RecorderClosedError(AttestdError):
+    """:meth:`Recorder.record` after the stream ended (closed, or ended by a refusal)."""
+
+    reason = "recorder_closed"
+
+
+def _call_error(err: grpc.RpcError) -> AgentCallError:
+    """The agent's status, details and ``attestd-reason`` of a failed call."""
+    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
+    details: str = err.details() or ""  # type: ignore[attr-defined]
+    trailing = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+    reason = next((value for key, value in trailing if key == "attestd-reason"), None)
+    return AgentCallError(code, details, reason)
 
 
 def _specs(items: Sequence[str | agent_pb2.ArtifactSpec]) -> list[agent_pb2.ArtifactSpec]:

@@ -49,6 +49,11 @@ class AgentStub:
                 request_serializer=attestd_dot_v1_dot_agent__pb2.RecordEventRequest.SerializeToString,
                 response_deserializer=attestd_dot_v1_dot_agent__pb2.RecordEventResponse.FromString,
                 _registered_method=True)
+        self.RecordEvents = channel.stream_stream(
+                '/attestd.v1.Agent/RecordEvents',
+                request_serializer=attestd_dot_v1_dot_agent__pb2.RecordEventRequest.SerializeToString,
+                response_deserializer=attestd_dot_v1_dot_agent__pb2.RecordEventResponse.FromString,
+                _registered_method=True)
         self.GetRuntimeLog = channel.unary_unary(
                 '/attestd.v1.Agent/GetRuntimeLog',
                 request_serializer=attestd_dot_v1_dot_agent__pb2.GetRuntimeLogRequest.SerializeToString,
@@ -98,6 +103,23 @@ class AgentServicer:
     def RecordEvent(self, request, context):
         """Append one event to the runtime log. Answered only once the event is on
         disk and the runtime register has been extended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordEvents(self, request_iterator, context):
+        """RecordEvent for a pipeline that records at a high rate: one stream, many
+        events, each paid for once instead of once per call. Each request is one
+        event; each response acknowledges the request in the same position, in
+        order, and is sent only once that event is on disk and the runtime
+        register has been extended, exactly as RecordEvent's answer. Events may
+        be sent before earlier ones are acknowledged; they are logged in the
+        order sent. The caller is identified when the stream starts and every
+        event is authorised as RecordEvent is. The first refused or failed event
+        ends the stream with RecordEvent's status and reason: the events
+        acknowledged before it are logged, it and any sent after it were not
+        acknowledged (as with a RecordEvent call whose answer never came).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,6 +178,11 @@ def add_AgentServicer_to_server(servicer, server):
             ),
             'RecordEvent': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordEvent,
+                    request_deserializer=attestd_dot_v1_dot_agent__pb2.RecordEventRequest.FromString,
+                    response_serializer=attestd_dot_v1_dot_agent__pb2.RecordEventResponse.SerializeToString,
+            ),
+            'RecordEvents': grpc.stream_stream_rpc_method_handler(
+                    servicer.RecordEvents,
                     request_deserializer=attestd_dot_v1_dot_agent__pb2.RecordEventRequest.FromString,
                     response_serializer=attestd_dot_v1_dot_agent__pb2.RecordEventResponse.SerializeToString,
             ),
@@ -264,6 +291,33 @@ class Agent:
             request,
             target,
             '/attestd.v1.Agent/RecordEvent',
+            attestd_dot_v1_dot_agent__pb2.RecordEventRequest.SerializeToString,
+            attestd_dot_v1_dot_agent__pb2.RecordEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvents(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/attestd.v1.Agent/RecordEvents',
             attestd_dot_v1_dot_agent__pb2.RecordEventRequest.SerializeToString,
             attestd_dot_v1_dot_agent__pb2.RecordEventResponse.FromString,
             options,
