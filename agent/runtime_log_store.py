@@ -238,7 +238,7 @@ class _Waiter:
         self.operation = operation
         self.content = content
         self.caller = caller
-        self.future: Future[tuple[RuntimeEvent, bytes]] = Future()
+        self.future: Future[Written] = Future()
 
 
 class GroupCommitter:
@@ -247,7 +247,7 @@ class GroupCommitter:
         committer = GroupCommitter(store, apply=extend_register, admit=require_serving)
         event, head = committer.commit("pipeline", "train.step", b"...")   # from any thread
         future = committer.submit("pipeline", "train.step", b"...")        # without blocking
-        event, head = await asyncio.wrap_future(future)                      # e.g. in a servicer
+        written = await asyncio.wrap_future(future)     # e.g. in a servicer: event, digest, head
         committer.close()
 
     Callers queue their events. Whoever finds no group in progress leads the
@@ -327,12 +327,14 @@ class GroupCommitter:
                     break
                 group = self._cut()
             self._lead(group)
-        return future.result()
+        written = future.result()
+        return written.event, written.head
 
     def submit(
         self, domain: str, operation: str, content: bytes, caller: Caller | None = None
-    ) -> Future[tuple[RuntimeEvent, bytes]]:
-        """:meth:`commit` without blocking: the future settles with (event, head), or the error.
+    ) -> Future[Written]:
+        """:meth:`commit` without blocking: the future settles with the :class:`Written`
+        event (its digest and the head after it), or the error.
 
         Cancelling the future before its group is cut withdraws the event.
         """
@@ -416,7 +418,7 @@ class GroupCommitter:
             for w in group:
                 w.future.set_exception(err)
             return
-        results: list[tuple[_Waiter, tuple[RuntimeEvent, bytes]]] = []
+        results: list[tuple[_Waiter, Written]] = []
         failure: BaseException | None = None
         with self._store.lock:
             for index, (w, done) in enumerate(zip(group, written, strict=True)):
@@ -429,7 +431,7 @@ class GroupCommitter:
                     failure = err
                     break
                 self._store.publish(1)
-                results.append((w, (done.event, done.head)))
+                results.append((w, done))
         # Answered outside the lock: a future's callbacks (an event loop's wake-up) run here.
         for w, result in results:
             w.future.set_result(result)

@@ -18,14 +18,16 @@ here, with the stable ``reason`` in the ``attestd-reason`` trailing metadata.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import logging
 import os
 import socket
 import stat
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -51,6 +53,7 @@ from attestd.agent.errors import (
 from attestd.agent.measurement_events import MeasuredArtifact
 from attestd.agent.peercred import Caller, CallerPolicy, PeerRelay, PeerUnknownError
 from attestd.agent.reflection import enable_reflection
+from attestd.agent.runtime_log_store import Written
 from attestd.agent.service import Agent
 from attestd.agent.stages import ArtifactSpec
 from attestd.agent.tls import ServerTls, key_weakness
@@ -129,7 +132,8 @@ def _checkpoint(request: agent_pb2.GetEvidenceRequest) -> LogCheckpoint | None:
         raise RequestInvalidError(f"checkpoint: {err.message}") from err
 
 
-def _event_pb(event: RuntimeEvent) -> agent_pb2.RuntimeEvent:
+def _event_pb(event: RuntimeEvent, digest: bytes | None = None) -> agent_pb2.RuntimeEvent:
+    """The message of ``event``; ``digest`` is its digest where the caller has it already."""
     caller = event.caller
     return agent_pb2.RuntimeEvent(
         sequence=event.sequence,
@@ -137,11 +141,59 @@ def _event_pb(event: RuntimeEvent) -> agent_pb2.RuntimeEvent:
         operation=event.operation,
         content=event.content,
         recorded_at=event.recorded_at,
-        digest=event_digest(event),
+        digest=event_digest(event) if digest is None else digest,
         caller=agent_pb2.Caller(pid=caller.pid, uid=caller.uid, gid=caller.gid)
         if caller is not None
         else None,
     )
+
+
+def _ack_pb(written: Written) -> agent_pb2.RecordEventResponse:
+    return agent_pb2.RecordEventResponse(
+        event=_event_pb(written.event, written.digest), log_head=written.head
+    )
+
+
+class _Acknowledgements:
+    """Hands group-committed events to the event loop: one wake-up per group, not per event.
+
+    ``asyncio.wrap_future`` would wake the loop once for every event a group
+    commit settles; here the committer's thread queues each settled event and
+    wakes the loop only when the queue was empty, and the loop settles the lot.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._settled: list[tuple[asyncio.Future[Written], Future[Written]]] = []
+
+    def watch(self, source: Future[Written]) -> asyncio.Future[Written]:
+        """An asyncio future that follows ``source``; cancelling it cancels ``source``."""
+        target: asyncio.Future[Written] = self._loop.create_future()
+        target.add_done_callback(lambda done: source.cancel() if done.cancelled() else None)
+        source.add_done_callback(lambda done: self._queue(target, done))
+        return target
+
+    def _queue(self, target: asyncio.Future[Written], source: Future[Written]) -> None:
+        with self._lock:
+            self._settled.append((target, source))
+            if len(self._settled) > 1:
+                return  # the loop is woken already and has not drained the queue yet
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            settled, self._settled = self._settled, []
+        for target, source in settled:
+            if target.done():
+                continue  # cancelled: the caller left
+            if source.cancelled():
+                target.cancel()
+            elif (error := source.exception()) is not None:
+                target.set_exception(error)
+            else:
+                target.set_result(source.result())
 
 
 def _artifact_pb(item: MeasuredArtifact) -> agent_pb2.Artifact:
@@ -218,6 +270,14 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         # Each listener has its own threads, so verifier load never queues a pipeline call.
         self._pool = pool
         self._caller_of = caller_of
+        self._acks_of: _Acknowledgements | None = None
+
+    @property
+    def _acks(self) -> _Acknowledgements:
+        """Created on first use, inside the server's event loop."""
+        if self._acks_of is None:
+            self._acks_of = _Acknowledgements(asyncio.get_running_loop())
+        return self._acks_of
 
     async def _call(
         self, rpc: str, context: grpc.aio.ServicerContext, work: Callable[[Caller | None], _T]
@@ -295,16 +355,16 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         self, request: agent_pb2.RecordEventRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.RecordEventResponse:
         # No thread waits for the fsync: the event joins the next group commit.
-        event, head = await self._guarded(
+        written = await self._guarded(
             "RecordEvent",
             context,
-            lambda caller: asyncio.wrap_future(
+            lambda caller: self._acks.watch(
                 self._agent.record_event_future(
                     request.domain, request.operation, request.content, caller=caller
                 )
             ),
         )
-        return agent_pb2.RecordEventResponse(event=_event_pb(event), log_head=head)
+        return _ack_pb(written)
 
     async def RecordEvents(
         self,
@@ -324,9 +384,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         sent after it and not yet committed are withdrawn.
         """
         loop = asyncio.get_running_loop()
-        pending: asyncio.Queue[asyncio.Future[tuple[RuntimeEvent, bytes]] | None] = asyncio.Queue(
-            STREAM_WINDOW
-        )
+        pending: asyncio.Queue[asyncio.Future[Written] | None] = asyncio.Queue(STREAM_WINDOW)
 
         async def read() -> None:
             try:
@@ -337,9 +395,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                     future = self._agent.record_event_future(
                         request.domain, request.operation, request.content, caller=caller
                     )
-                    await pending.put(asyncio.wrap_future(future))
+                    await pending.put(self._acks.watch(future))
             except Exception as err:  # the refusal is answered in its turn, after earlier acks
-                failed: asyncio.Future[tuple[RuntimeEvent, bytes]] = loop.create_future()
+                failed: asyncio.Future[Written] = loop.create_future()
                 failed.set_exception(err)
                 await pending.put(failed)
             await pending.put(None)
@@ -347,10 +405,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         reader = asyncio.create_task(read())
         try:
             while (acknowledged := await pending.get()) is not None:
-                event, head = await acknowledged
-                await context.write(
-                    agent_pb2.RecordEventResponse(event=_event_pb(event), log_head=head)
-                )
+                await context.write(_ack_pb(await acknowledged))
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)

@@ -58,6 +58,7 @@ from attestd.agent.measurement_events import (
 from attestd.agent.runtime_log_store import (
     GroupCommitter,
     RuntimeLogStore,
+    Written,
     rotate_on_new_boot,
 )
 from attestd.agent.stage_machine import StageMachine, recover_open_stage
@@ -275,8 +276,9 @@ class Agent:
 
     def record_event_future(
         self, domain: str, operation: str, content: bytes, *, caller: Caller | None = None
-    ) -> Future[tuple[RuntimeEvent, bytes]]:
-        """:meth:`record_event` without blocking a thread: the future settles with (event, head).
+    ) -> Future[Written]:
+        """:meth:`record_event` without blocking a thread: the future settles with the event
+        as :class:`~attestd.agent.runtime_log_store.Written` (event, digest, head).
 
         An invalid event raises here. The event joins the next group commit, and
         the future settles once it is durable and in the register (or failed).

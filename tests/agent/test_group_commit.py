@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.agent.config import parse_config
 from attestd.agent.errors import NotServingError
-from attestd.agent.runtime_log_store import GroupCommitter, RuntimeLogStore
+from attestd.agent.runtime_log_store import GroupCommitter, RuntimeLogStore, Written
 from attestd.agent.service import Agent
 from attestd.evidence import RuntimeEvent, event_digest, now_rfc3339, replay
 from tests.fakes.tee import FakeRegister, FakeTeeBackend
@@ -239,3 +239,68 @@ def test_restart_refuses_a_register_behind_more_than_the_last_group(tmp_path: Pa
         assert register.value == replay([])  # nothing was "repaired"
     finally:
         agent.close()
+
+
+def test_submitted_events_join_the_group_of_blocking_ones_and_keep_their_order(
+    store: RuntimeLogStore,
+) -> None:
+    gate = Gate()
+    committer = GroupCommitter(store, apply=gate, admit=_admit)
+    with ThreadPoolExecutor(N + 1) as pool:
+        submitted: list[Future[Written]] = []
+
+        def submit_all() -> None:
+            submitted.extend(
+                committer.submit("pipeline", f"async.{i}", str(i).encode()) for i in range(N)
+            )
+
+        first, rest = _one_group_behind_a_held_leader(committer, gate, pool, submit_all)
+        first.result(10)
+        results = [f.result(10)[0] for f in rest] + [f.result(10).event for f in submitted]
+    committer.close()
+    # The held leader's group, then one group for everything queued behind it.
+    assert store.groups_written == 2
+    assert [e.sequence for e in gate.applied] == list(range(1 + 2 * N))
+    # Each caller got its own event back: the blocking ones, then the submitted ones.
+    assert [e.operation for e in results] == [e.operation for e in gate.applied[1:]]
+    assert [e.operation for e in results[N:]] == [f"async.{i}" for i in range(N)]
+
+
+def test_a_submitted_event_cancelled_before_its_group_is_never_written(
+    store: RuntimeLogStore,
+) -> None:
+    gate = Gate()
+    committer = GroupCommitter(store, apply=gate, admit=_admit)
+    with ThreadPoolExecutor(2) as pool:
+        kept: list[Future[Written]] = []
+        withdrawn: list[Future[Written]] = []
+
+        def queue_two() -> None:
+            withdrawn.append(committer.submit("pipeline", "withdrawn", b"w"))
+            kept.append(committer.submit("pipeline", "kept", b"k"))
+            assert withdrawn[0].cancel()
+
+        gate.hold.set()
+        first = pool.submit(committer.commit, "pipeline", "first", b"0")
+        assert gate.holding.wait(10)
+        queue_two()
+        gate.release.set()
+        first.result(10)
+        written = kept[0].result(10)
+    committer.close()
+    assert withdrawn[0].cancelled()
+    assert written.event.sequence == 1
+    assert [e.operation for e in store.events()] == ["first", "kept"]
+
+
+def test_close_commits_what_was_submitted_and_refuses_what_comes_later(
+    store: RuntimeLogStore,
+) -> None:
+    committer = GroupCommitter(store, apply=Gate(), admit=_admit)
+    futures = [committer.submit("pipeline", "step", b"%d" % i) for i in range(8)]
+    committer.close()
+    assert [f.result(0).event.sequence for f in futures] == list(range(8))
+    with pytest.raises(NotServingError):
+        committer.submit("pipeline", "late", b"")
+    with pytest.raises(NotServingError):
+        committer.commit("pipeline", "late", b"")

@@ -65,12 +65,18 @@ def _abort_stage(client: AgentClient, agent: AgentProcess) -> object:
                 assert err.agent_reason == "stage_not_open"
 
 
+def _record_on_a_stream(client: AgentClient) -> object:
+    with client.recorder() as recorder:
+        return recorder.record("pipeline.test", "matrix-stream", b"x")
+
+
 CALLS: dict[str, Callable[[AgentClient, AgentProcess], object]] = {
     "GetEvidence": lambda c, a: c.evidence(NONCE),
     "GetAgentInfo": lambda c, a: c.info(),
     "GetRuntimeLog": lambda c, a: c.runtime_log(),
     "MeasureArtifacts": lambda c, a: c.measure([str(a.models / "model")]),
     "RecordEvent": lambda c, a: c.record("pipeline.test", "matrix", b"x"),
+    "RecordEvents": lambda c, a: _record_on_a_stream(c),
     "BeginStage": _begin_stage,
     "EndStage": _end_stage,
     "AbortStage": _abort_stage,
@@ -81,6 +87,7 @@ ALLOWED = {
     ("pipeline", "GetRuntimeLog"),
     ("pipeline", "MeasureArtifacts"),
     ("pipeline", "RecordEvent"),
+    ("pipeline", "RecordEvents"),
     ("pipeline", "BeginStage"),
     ("pipeline", "EndStage"),
     ("pipeline", "AbortStage"),
