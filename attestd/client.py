@@ -301,9 +301,9 @@ class RecorderClosedError(AttestdError):
 
 def _call_error(err: grpc.RpcError) -> AgentCallError:
     """The agent's status, details and ``attestd-reason`` of a failed call."""
-    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-    details: str = err.details() or ""  # type: ignore[attr-defined]
-    trailing = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+    code: grpc.StatusCode = err.code()
+    details: str = err.details() or ""
+    trailing = err.trailing_metadata() or ()
     reason = next((value for key, value in trailing if key == "attestd-reason"), None)
     return AgentCallError(code, details, reason)
 
