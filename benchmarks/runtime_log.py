@@ -273,6 +273,21 @@ def _in_process_latencies(directory: Path, calls: int) -> list[float]:
     return latencies
 
 
+def _in_fresh_process(directory: Path, calls: int) -> float:
+    """The median of :func:`_in_process_latencies`, measured in a new interpreter.
+
+    Once this process has used gRPC, gRPC's polling thread lives on in it and
+    competes for the GIL with the record path; a fresh interpreter has none.
+    """
+    done = subprocess.run(
+        [sys.executable, __file__, "--in-process-only", str(directory), "--calls", str(calls)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip())
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -285,7 +300,11 @@ def main() -> None:
     parser.add_argument("--recorders", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0, help="concurrent window per repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--in-process-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.in_process_only is not None:  # _in_fresh_process's child
+        print(statistics.median(_in_process_latencies(args.in_process_only, args.calls)))
+        return
 
     # Per-repeat medians (seconds) or rates (events/s), keyed by row.
     runs: dict[str, list[float]] = {}
@@ -297,16 +316,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
             workdir = Path(tmp)
             # Interleaved, so that load from elsewhere on the machine hits every row alike.
+            # Before any gRPC in this process: gRPC's polling thread would compete with them.
+            add("baseline", statistics.median(_baseline_latencies(workdir, args.calls)))
+            add("in_process", _in_fresh_process(workdir / "direct", args.calls))
             echo_unary, echo_stream = _echo_floor(workdir, args.calls)
             add("echo_unary", echo_unary)
             add("echo_stream", echo_stream)
             agent = Agent(workdir)
             try:
-                add("baseline", statistics.median(_baseline_latencies(workdir, args.calls)))
-                add(
-                    "in_process",
-                    statistics.median(_in_process_latencies(workdir / "direct", args.calls)),
-                )
                 latencies = _single_caller_latencies(agent.socket, args.calls, record=False)
                 add("floor", statistics.median(asyncio.run(latencies)))
                 latencies = _single_caller_latencies(agent.socket, args.calls, record=True)
