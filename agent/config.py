@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attestd._metrics import MetricsAddressError, parse_metrics_address
 from attestd._toml import TomlReader, load_toml
 from attestd.agent.errors import ConfigError
 from attestd.evidence import MAX_EVENT_CONTENT_BYTES, MAX_RUNTIME_LOG_EVENTS
@@ -84,6 +85,14 @@ class EvidenceConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``[metrics]``: where the Prometheus endpoint listens (None: no endpoint)."""
+
+    address: str | None = None
+    """``HOST:PORT`` with an IP literal (attestd._metrics.parse_metrics_address)."""
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     max_message_bytes: int
     max_artifacts_per_call: int
@@ -102,6 +111,7 @@ class AgentConfig:
     limits: LimitsConfig
     evidence: EvidenceConfig = EvidenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 def load_config(path: Path, *, tee_override: str | None = None) -> AgentConfig:
@@ -244,6 +254,14 @@ def parse_config(
         ),
     )
     pipeline_table.finish()
+    metrics_table = top.table("metrics")
+    metrics = MetricsConfig(address=metrics_table.text("address"))
+    metrics_table.finish()
+    if metrics.address is not None:
+        try:
+            parse_metrics_address(metrics.address)
+        except MetricsAddressError as err:
+            raise ConfigError(f"config.metrics.address: {err.message}") from err
     if (pipeline.allowed_uids or pipeline.allowed_gids) and not socket_text:
         # A security setting that can have no effect is a mistake, not a default.
         raise ConfigError(
@@ -271,6 +289,7 @@ def parse_config(
         limits=limits,
         evidence=evidence,
         pipeline=pipeline,
+        metrics=metrics,
     )
 
 

@@ -21,8 +21,9 @@ import sys
 from pathlib import Path
 
 import attestd
+from attestd._metrics import MetricsServer, serve_metrics
 from attestd.agent.config import AgentConfig, load_config
-from attestd.agent.errors import StateDirError, StateDirLockedError
+from attestd.agent.errors import ListenError, StateDirError, StateDirLockedError
 from attestd.agent.logs import configure_logging
 from attestd.agent.server import AgentServer
 from attestd.agent.service import Agent
@@ -58,13 +59,42 @@ def _cannot_start(err: AttestdError) -> None:
     log.error("cannot start", extra=extra)
 
 
+def _serve_metrics(agent: Agent, config: AgentConfig) -> MetricsServer | None:
+    """The /metrics endpoint of ``[metrics] address``, if configured."""
+    address = config.metrics.address
+    if address is None:
+        return None
+    try:
+        server = serve_metrics(address, agent.metrics.registry)
+    except OSError as err:
+        raise ListenError(f"cannot serve metrics on {address}: {err.strerror}") from err
+    log.info("serving metrics", extra={"address": address, "port": server.port})
+    return server
+
+
 async def _serve(agent: Agent, config: AgentConfig, tls: ServerTls | None) -> None:
     server = AgentServer(agent, config, tls)
+    metrics: MetricsServer | None = None
     try:
+        # The gRPC listeners are bound first and serve last: a metrics address in
+        # use stops the start before any call is answered.
+        await server.bind()
+        metrics = _serve_metrics(agent, config)
         await server.start()
     except AttestdError as err:
+        if metrics is not None:
+            metrics.close()
+        await server.stop(0)
         _cannot_start(err)
         raise _StartFailed from err
+    try:
+        await _run_until_stopped(agent, server)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+async def _run_until_stopped(agent: Agent, server: AgentServer) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -308,6 +308,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
                 caller = self._caller_of(context.peer())
             return await start(caller)
         except AttestdError as err:
+            self._agent.metrics.refused(rpc, err.reason)
             code = _status_for(err)
             if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
                 log.error(
