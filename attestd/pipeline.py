@@ -402,21 +402,25 @@ class StageHandle:
         if isinstance(previous, StageHandle):
             if previous.attestation is not None:
                 return previous.attestation
-            return self._previous_missing(f"stage {previous.name!r} is {previous.state.value}")
+            self._check_previous_may_be_missing(
+                f"stage {previous.name!r} is {previous.state.value}"
+            )
+            return None
+        path = os.fspath(previous)
         try:
-            return read_regular_file(previous, MAX_ATTESTATION_BYTES, "previous attestation")
+            return read_regular_file(path, MAX_ATTESTATION_BYTES, "previous attestation")
         except FileMissingError:
-            return self._previous_missing(f"{os.fspath(previous)} does not exist")
+            self._check_previous_may_be_missing(f"{path} does not exist")
+            return None
         except FileRefusedError as err:
             raise PreviousAttestationUnreadableError(err.message) from err
 
-    def _previous_missing(self, why: str) -> None:
-        """An error, unless the caller allows running unattested (then None: run so)."""
+    def _check_previous_may_be_missing(self, why: str) -> None:
+        """Only a stage allowed to run unattested may go on without its previous attestation."""
         if not self.allow_unattested:
             raise PreviousAttestationMissingError(
                 f"stage {self.name!r}: the previous stage left no attestation ({why})"
             )
-        return None
 
     def _begin(self, previous: bytes) -> None:
         client = AgentClient.unix(self.socket_path, timeout=self._timeout)
