@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -192,6 +193,10 @@ class Artifact:
     licence: str | None = None
     tags: Sequence[str] = ()
 
+    def __post_init__(self) -> None:
+        # A tuple, so the value stays frozen (and hashable) whatever sequence was given.
+        object.__setattr__(self, "tags", _tag_tuple(self.tags, f"Artifact({self.path!r})"))
+
 
 ArtifactLike: TypeAlias = "str | os.PathLike[str] | Artifact"
 """What ``inputs`` and ``outputs`` take: a path, or an :class:`Artifact`."""
@@ -290,7 +295,7 @@ class StageHandle:
         self.unattested_reason: str | None = None
         """Why the stage ran unattested: ``agent_unavailable`` or ``previous_unattested``."""
         self._licence = licence
-        self._tags = tuple(tags)
+        self._tags = _tag_tuple(tags, f"stage {name!r}")
         self._inputs = [self._spec(a) for a in inputs]
         self._outputs = [self._spec(a) for a in outputs]
         self._previous = previous
@@ -310,7 +315,7 @@ class StageHandle:
             return ArtifactSpec(
                 path=os.path.abspath(item.path),
                 license=item.licence or self._licence or "",
-                tags=list(item.tags) if item.tags else list(self._tags),
+                tags=list(item.tags or self._tags),
             )
         return ArtifactSpec(
             path=os.path.abspath(item), license=self._licence or "", tags=list(self._tags)
@@ -466,7 +471,15 @@ class StageHandle:
         except AgentRefusedError as refusal:
             # A refused EndStage leaves the stage open on the agent (docs/lifecycle.md);
             # with no one left to retry, it would block every later stage: close it.
-            self._abort(f"EndStage refused: {refusal.agent_reason or refusal.code.name}")
+            why = refusal.agent_reason or refusal.code.name
+            try:
+                self._abort(f"EndStage refused: {why}")
+            except PipelineError as err:
+                refusal.add_note(f"attestd: stage {self.name!r} could not be aborted: {err}")
+                log.error(
+                    "the stage could not be aborted; it stays open on the agent",
+                    extra={"stage": self.name, "error": err.reason},
+                )
             raise
         self.state = StageState.ENDED
         self.attestation = attestation
@@ -589,6 +602,16 @@ def attested_stage(
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
         stage_name = name or function.__name__
+        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            # Calling one only makes a coroutine: the stage would end before any work ran.
+            raise StageUsageError(
+                f"{function.__qualname__} is async; use `with stage(...)` inside it instead"
+            )
+        if inspect.isgeneratorfunction(function):
+            raise StageUsageError(
+                f"{function.__qualname__} is a generator; its work runs after the call returns, "
+                "outside the stage: use `with stage(...)` inside it instead"
+            )
 
         @functools.wraps(function)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -629,6 +652,13 @@ def abort_reason(exc: BaseException) -> str:
     # Within the agent's rule (docs/api.md: at most 1024 bytes, no control characters).
     printable = "".join(c if c.isprintable() and c.isascii() else "?" for c in name)
     return (ABORT_REASON_PREFIX + printable)[:1024]
+
+
+def _tag_tuple(tags: Sequence[str], where: str) -> tuple[str, ...]:
+    """``tags`` as a tuple; a bare string is refused, as it would be split into characters."""
+    if isinstance(tags, str):
+        raise StageUsageError(f"{where}: tags must be a list of strings, not the string {tags!r}")
+    return tuple(tags)
 
 
 def _content_bytes(content: Content) -> bytes:

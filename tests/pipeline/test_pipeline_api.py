@@ -119,7 +119,7 @@ def test_a_context_manager_stage_then_a_decorated_stage_verify_as_a_chain(
         socket=agent.socket_path,
         attestation_path=prepare_file,
     ) as prepare:
-        assert prepare.attested and prepare.state is StageState.OPEN
+        assert prepare.attested and prepare.state.value == "open"
         assert current_stage() is prepare
         rows = [json.dumps({"text": line}) for line in raw.read_text().split()]
         dataset.write_text("\n".join(rows) + "\n")
@@ -504,3 +504,25 @@ def test_the_abort_reason_is_the_type_never_the_message() -> None:
     assert abort_reason(ValueError("password=x")) == "exception builtins.ValueError"
     weird = type("Bad\nName", (Exception,), {})
     assert "\n" not in abort_reason(weird())
+
+
+def test_async_and_generator_functions_cannot_be_decorated() -> None:
+    # Their work would run after the call returned, outside the stage.
+    async def fetch() -> None:
+        pass
+
+    def rows() -> Iterator[int]:
+        yield 1
+
+    for function in (fetch, rows):
+        with pytest.raises(StageUsageError):
+            attested_stage(pipeline=PIPELINE)(function)
+
+
+def test_tags_must_be_a_list_not_a_string() -> None:
+    with pytest.raises(StageUsageError):
+        Artifact("/x", tags="pii:none")
+    with pytest.raises(StageUsageError):
+        stage("p", pipeline=PIPELINE, tags="pii:none")
+    assert Artifact("/x", tags=["a"]) == Artifact("/x", tags=("a",))
+    assert hash(Artifact("/x", tags=["a"])) == hash(Artifact("/x", tags=("a",)))
