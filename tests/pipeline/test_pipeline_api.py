@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,12 +64,12 @@ def work(agent: AgentProcess, tmp_path: Path) -> Path:
     return directory
 
 
-def write_layout(agent: AgentProcess, directory: Path) -> Path:
+def write_layout(agent: AgentProcess, directory: Path, pipeline: str = PIPELINE) -> Path:
     """prepare -> train, both on this agent's simulated TDX, its root and launch values."""
     root = agent.simulated_root()
     reference = [f'mrtd = ["{MRTD}"]'] + [f'rtmr{i} = ["{v}"]' for i, v in enumerate(RTMRS)]
     lines = [
-        f'pipeline = "{PIPELINE}"',
+        f'pipeline = "{pipeline}"',
         f'allowed_licenses = ["{DATA_LICENCE}", "{MODEL_LICENCE}"]',
     ]
     for name in ("prepare", "train"):
@@ -526,3 +528,18 @@ def test_tags_must_be_a_list_not_a_string() -> None:
         stage("p", pipeline=PIPELINE, tags="pii:none")
     assert Artifact("/x", tags=["a"]) == Artifact("/x", tags=("a",))
     assert hash(Artifact("/x", tags=["a"])) == hash(Artifact("/x", tags=("a",)))
+
+
+def test_the_example_script_runs_and_its_chain_verifies(agent: AgentProcess, work: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "demo" / "pipeline_api_example.py"
+    completed = subprocess.run(
+        [sys.executable, str(example), "--socket", str(agent.socket_path), "--work", str(work)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    files = [(work / f"{name}.attestation.json").read_bytes() for name in ("prepare", "train")]
+    result = verify_chain(files, load_layout(write_layout(agent, work, "api-example")))
+    assert result.status is AppraisalStatus.AFFIRMING, result.reasons
