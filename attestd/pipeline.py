@@ -54,6 +54,7 @@ from attestd.evidence.provenance import MAX_ATTESTATION_BYTES
 from attestd.v1 import agent_pb2
 
 __all__ = [
+    "ABORT_REASON_PREFIX",
     "PIPELINE_ENV",
     "SOCKET_ENV",
     "AgentRefusedError",
@@ -67,6 +68,7 @@ __all__ = [
     "StageHandle",
     "StageState",
     "StageUsageError",
+    "abort_reason",
     "attested_stage",
     "current_stage",
     "resolve_socket",
@@ -250,6 +252,10 @@ def resolve_socket(socket: str | os.PathLike[str] | None = None) -> str:
 
 class StageHandle:
     """One stage run: a context manager that begins, ends or aborts it on the agent.
+
+        with stage("train", pipeline="llm", outputs=["/srv/model"]) as s:
+            s.record("pipeline.train", "epoch_end", {"epoch": 1})
+        s.attestation       # bytes, after a clean exit; None after an abort or unattested
 
     Made by :func:`stage`; used once. While the block runs, :meth:`record`
     logs events into the stage's segment and :meth:`add_output` declares more

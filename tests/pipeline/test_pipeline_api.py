@@ -543,3 +543,40 @@ def test_the_example_script_runs_and_its_chain_verifies(agent: AgentProcess, wor
     files = [(work / f"{name}.attestation.json").read_bytes() for name in ("prepare", "train")]
     result = verify_chain(files, load_layout(write_layout(agent, work, "api-example")))
     assert result.status is AppraisalStatus.AFFIRMING, result.reasons
+
+
+def test_an_agent_that_dies_during_the_block_leaves_the_stage_open(tmp_path: Path) -> None:
+    dying = AgentProcess(tmp_path / "dying")
+    dying.start()
+    socket = dying.socket_path
+    with (
+        pytest.raises(AgentUnavailableError) as unavailable,
+        stage("train", pipeline=PIPELINE, socket=socket, allow_unattested=True) as train,
+    ):
+        dying.kill()
+    # a stage that began attested never degrades to unattested
+    assert unavailable.value.call == "EndStage"
+    assert train.state is StageState.OPEN and train.attestation is None
+
+    dying.start()  # the restarted agent recovers the open stage from its log
+    try:
+        with (
+            pytest.raises(AgentRefusedError) as refused,
+            stage("evaluate", pipeline=PIPELINE, socket=socket),
+        ):
+            pass
+        assert refused.value.agent_reason == "stage_already_open"
+        with dying.pipeline() as client:
+            client.abort_stage("cleanup")
+
+        # an exception in the block survives a failed abort, with a note saying so
+        with (
+            pytest.raises(ValueError, match="boom") as raised,
+            stage("evaluate", pipeline=PIPELINE, socket=socket),
+        ):
+            dying.kill()
+            raise ValueError("boom")
+        assert any("could not be aborted" in note for note in raised.value.__notes__)
+    finally:
+        if dying.process is not None:
+            dying.stop()
