@@ -58,6 +58,7 @@ __all__ = [
     "PIPELINE_ENV",
     "SOCKET_ENV",
     "AgentRefusedError",
+    "AgentTimeoutError",
     "AgentUnavailableError",
     "Artifact",
     "AttestationWriteError",
@@ -124,6 +125,30 @@ class AgentUnavailableError(AgentCallError, PipelineError):
         self.agent_reason = None
         self.socket_path = socket_path
         self.call = call
+
+
+class AgentTimeoutError(AgentCallError, PipelineError):
+    """The agent did not answer ``call`` within ``timeout`` seconds (gRPC's DEADLINE_EXCEEDED).
+
+    The agent may still carry the call out: a timed-out BeginStage may open
+    its stage later (the agent was still measuring the inputs), and that stage
+    then stays open until ``attestctl stage abort``. Give large inputs or
+    outputs a longer ``timeout``.
+    """
+
+    reason = "agent_timeout"
+
+    def __init__(self, call: str, timeout: float, code: grpc.StatusCode, details: str) -> None:
+        AttestdError.__init__(
+            self,
+            f"the agent did not answer {call} within {timeout:g} s ({code.name}: {details}); "
+            "it may still be working on it",
+        )
+        self.code = code
+        self.details = details
+        self.agent_reason = None
+        self.call = call
+        self.timeout = timeout
 
 
 class AgentRefusedError(AgentCallError, PipelineError):
@@ -448,7 +473,7 @@ class StageHandle:
             if _unreachable(err) and self.allow_unattested:
                 self._run_unattested("agent_unavailable", err.details)
                 return
-            raise _typed("BeginStage", err, self.socket_path) from None
+            raise self._typed("BeginStage", err) from None
         self._client = client
         self.state = StageState.OPEN
         self.run_id = begun.run_id
@@ -525,7 +550,15 @@ class StageHandle:
         try:
             return do(self._client)
         except AgentCallError as err:
-            raise _typed(call, err, self.socket_path) from None
+            raise self._typed(call, err) from None
+
+    def _typed(self, call: str, err: AgentCallError) -> AgentCallError:
+        """The pipeline error for a failed call: unreachable, timed out, or refused."""
+        if _unreachable(err):
+            return AgentUnavailableError(self.socket_path, call, err.code, err.details)
+        if err.code is grpc.StatusCode.DEADLINE_EXCEEDED and err.agent_reason is None:
+            return AgentTimeoutError(call, self._timeout, err.code, err.details)
+        return AgentRefusedError(call, err.code, err.details, err.agent_reason)
 
     def _close(self) -> None:
         if self._client is not None:
@@ -682,9 +715,3 @@ def _unreachable(err: AgentCallError) -> bool:
     ``attestd-reason``, so they are refusals, not absence (docs/api.md).
     """
     return err.code is grpc.StatusCode.UNAVAILABLE and err.agent_reason is None
-
-
-def _typed(call: str, err: AgentCallError, socket_path: str) -> AgentCallError:
-    if _unreachable(err):
-        return AgentUnavailableError(socket_path, call, err.code, err.details)
-    return AgentRefusedError(call, err.code, err.details, err.agent_reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket as sockets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from attestd.pipeline import (
     ABORT_REASON_PREFIX,
     SOCKET_ENV,
     AgentRefusedError,
+    AgentTimeoutError,
     AgentUnavailableError,
     Artifact,
     NoCurrentStageError,
@@ -410,6 +412,21 @@ def test_an_unreachable_agent_is_agent_unavailable(tmp_path: Path) -> None:
     assert unavailable.value.socket_path == str(socket)
     assert str(socket) in str(unavailable.value)
     assert isinstance(unavailable.value, AgentCallError)
+
+
+def test_a_socket_where_nothing_answers_is_agent_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "silent.sock"
+    with sockets.socket(sockets.AF_UNIX) as silent:
+        silent.bind(str(path))
+        silent.listen()  # connections complete, and no one ever speaks gRPC on them
+        with (
+            pytest.raises(AgentTimeoutError) as timed_out,
+            stage("p", pipeline=PIPELINE, socket=path, timeout=0.5, allow_unattested=True),
+        ):
+            pass
+    # a silent agent is not an absent one: allow_unattested does not cover it
+    assert (timed_out.value.reason, timed_out.value.call) == ("agent_timeout", "BeginStage")
+    assert isinstance(timed_out.value, AgentCallError)
 
 
 def test_the_socket_comes_from_the_environment_when_not_given(
