@@ -383,8 +383,9 @@ class StageHandle:
     def __enter__(self) -> StageHandle:
         if self.state is not StageState.NEW:
             raise StageUsageError(f"stage {self.name!r} was already run; make a new one")
-        self._remove_stale_attestation()
+        # Read first: the previous attestation may be the very file this stage replaces.
         previous = self._read_previous()
+        self._remove_stale_attestation()
         if previous is None:
             self._run_unattested("previous_unattested")
         else:
@@ -415,6 +416,12 @@ class StageHandle:
         """An old run's file must not pass for this run's: the path holds this run's, or nothing."""
         if self.attestation_path is None:
             return
+        if not self.attestation_path.parent.is_dir():
+            # Found now, not after a stage that may have run for hours.
+            raise StageUsageError(
+                f"attestation_path {self.attestation_path}: {self.attestation_path.parent} "
+                "is not a directory"
+            )
         try:
             self.attestation_path.unlink()
         except FileNotFoundError:

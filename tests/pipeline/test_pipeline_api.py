@@ -597,3 +597,28 @@ def test_an_agent_that_dies_during_the_block_leaves_the_stage_open(tmp_path: Pat
     finally:
         if dying.process is not None:
             dying.stop()
+
+
+def test_an_attestation_path_in_no_directory_is_refused_before_the_stage(tmp_path: Path) -> None:
+    ran = False
+    with (
+        pytest.raises(StageUsageError),
+        stage("p", pipeline=PIPELINE, attestation_path=tmp_path / "no" / "a.json"),
+    ):
+        ran = True
+    assert not ran
+
+
+def test_the_attestation_may_replace_the_previous_one_in_the_same_file(
+    agent: AgentProcess, work: Path
+) -> None:
+    chained = work / "latest.attestation.json"
+    common = {"pipeline": PIPELINE, "socket": agent.socket_path, "attestation_path": chained}
+    with stage("prepare", **common) as first:  # type: ignore[arg-type]
+        pass
+    with stage("train", previous=chained, **common) as second:  # type: ignore[arg-type]
+        pass
+    assert first.attestation is not None and chained.read_bytes() == second.attestation
+    assert (
+        second.previous_digest == StageAttestation.from_json(first.attestation).provenance_digest()
+    )
