@@ -1,0 +1,322 @@
+"""Continuous appraisal: each due agent, leased, pulled, appraised, its result stored.
+
+    poller = Poller(store, PollerSettings(replica_id="replica-a"), ear_key, VerifierMetrics())
+    poller.start()          # a claiming thread and a pool of pulling workers
+    ...
+    poller.stop()
+
+One pull of one agent (:meth:`Poller.pull`):
+
+1. a fresh 32-byte nonce, stored as issued;
+2. evidence over mutual TLS from the agent's verified checkpoint, so it carries
+   only the events after what this fleet verified before;
+3. the nonce consumed (once: the store's conditional update);
+4. :func:`attestd.verifier.appraise` with that checkpoint;
+5. an EAR signed with the service's key; its status is the agent's status;
+6. the result, the new checkpoint (only when the log replayed) and any status
+   change stored together, fenced by the lease (:meth:`Store.finish`).
+
+An agent that no longer knows the stored checkpoint has a log that went
+backwards (shorter than the checkpoint: ``log_regression``) or that forks
+from it (as long, another head: ``log_fork``): a rollback of its state or a
+second agent at the same address. Either is contraindicated, and the
+checkpoint is kept, so it stays contraindicated until an operator removes and
+re-registers the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attestd.client import AgentCallError, AgentClient
+from attestd.errors import AttestdError
+from attestd.evidence import LogCheckpoint, checkpoint_after, open_evidence
+from attestd.verifier.appraisal import appraise
+from attestd.verifier.ear import (
+    DEFAULT_RESULT_LIFETIME,
+    STATUSES,
+    policy_digest,
+    result_statuses,
+    sign_result,
+    verify_result,
+)
+from attestd.verifier.metrics import VerifierMetrics
+from attestd.verifier.policy import Policy, load_policy
+from attestd.verifier.result import AppraisalStatus
+from attestd.verifier.service.store import (
+    AgentRecord,
+    LeaseLostError,
+    Outcome,
+    Retention,
+    StatusChange,
+    Store,
+)
+
+__all__ = [
+    "AGENT_REFUSED",
+    "LOG_FORK",
+    "LOG_REGRESSION",
+    "NONCE_REPLAYED",
+    "POLICY_INVALID",
+    "UNREACHABLE",
+    "Poller",
+    "PollerSettings",
+]
+
+_log = logging.getLogger("attestd.verifier.service")
+
+LOG_REGRESSION = "log_regression"
+"""The agent's log is shorter than the checkpoint this fleet verified: it went backwards."""
+LOG_FORK = "log_fork"
+"""The agent's log is as long as the verified checkpoint but another head: it forked."""
+UNREACHABLE = "unreachable"
+"""The status (and reason) of an agent the pull could not reach."""
+AGENT_REFUSED = "agent_refused"
+NONCE_REPLAYED = "nonce_replayed"
+POLICY_INVALID = "policy_invalid"
+_TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_NONCE_BYTES = 32
+
+#: Called after a status change is stored, with the change and the EAR (if any) that caused it.
+ChangeListener = Callable[[StatusChange, str | None], None]
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    """How one replica pulls: ``lease_s`` bounds a pull and a dead replica's hand-over."""
+
+    replica_id: str
+    lease_s: float = 30.0
+    jitter: float = 0.1
+    workers: int = 8
+    tick_s: float = 0.2
+    retention: Retention = field(default_factory=Retention)
+    prune_every_s: float = 300.0
+    ear_lifetime: timedelta = DEFAULT_RESULT_LIFETIME
+
+
+class Poller:
+    """Claims due agents from the store and pulls them on a pool of worker threads."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: PollerSettings,
+        ear_key: ec.EllipticCurvePrivateKey,
+        metrics: VerifierMetrics,
+        *,
+        on_change: ChangeListener | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self._key = ear_key
+        self._public = ear_key.public_key()
+        self._on_change = on_change
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="pull")
+        self._in_flight: set[Future[None]] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._policies: dict[str, tuple[int, Policy, str]] = {}
+        self._next_prune = 0.0
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="claim", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming and wait for the pulls in flight (their results are stored)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.tick()
+            except AttestdError as err:  # the database is down: keep trying, loudly
+                _log.error("claiming failed: %s", err.diagnostics())
+            except Exception:
+                _log.exception("claiming failed")
+            self._stopping.wait(self.settings.tick_s)
+
+    def tick(self) -> int:
+        """Claim as many due agents as there are idle workers and start their pulls."""
+        now = self._clock()
+        with self._lock:
+            self._in_flight = {f for f in self._in_flight if not f.done()}
+            idle = self.settings.workers - len(self._in_flight)
+        claimed = self.store.claim_due(
+            self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=idle
+        )
+        for agent in claimed:
+            future = self._pool.submit(self._pull_and_store, agent)
+            with self._lock:
+                self._in_flight.add(future)
+        self.metrics.leases_held.set(self.store.leases_held(self.settings.replica_id, now=now))
+        self.metrics.agents_by_status(self.store.summary())
+        if now >= self._next_prune:
+            self._next_prune = now + self.settings.prune_every_s
+            self.store.prune(self.settings.retention, now=now)
+        return len(claimed)
+
+    def pull_due(self) -> int:
+        """Claim the due agents and pull them here, one after another (``--once``, tests)."""
+        now = self._clock()
+        claimed = self.store.claim_due(
+            self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=1 << 16
+        )
+        for agent in claimed:
+            self._pull_and_store(agent)
+        return len(claimed)
+
+    def _pull_and_store(self, agent: AgentRecord) -> None:
+        try:
+            began = time.perf_counter()
+            outcome = self.pull(agent)
+            now = self._clock()
+            spread = 1 + random.uniform(-self.settings.jitter, self.settings.jitter)  # noqa: S311 - scheduling, not secrets
+            next_due = now + agent.spec.interval_s * spread
+            change = self.store.finish(
+                agent.id, self.settings.replica_id, outcome, now=now, next_due_at=next_due
+            )
+            self.metrics.pull_seconds.observe(time.perf_counter() - began)
+        except LeaseLostError as err:
+            _log.warning("%s: result dropped: %s", agent.spec.name, err)
+            return
+        except Exception:
+            _log.exception("%s: the pull failed", agent.spec.name)
+            self.store.release(agent.id, self.settings.replica_id)
+            return
+        if change is not None:
+            _log.info(
+                "%s: %s -> %s (%s)",
+                agent.spec.name,
+                change.old_status,
+                change.new_status,
+                change.reason,
+            )
+            if self._on_change is not None:
+                self._on_change(change, outcome.ear)
+
+    # -- one pull ----------------------------------------------------------------------------
+
+    def pull(self, agent: AgentRecord) -> Outcome:
+        """Pull and appraise ``agent`` once; the outcome to store (never raises for the agent)."""
+        started = self._clock()
+        try:
+            policy, digest = self._policy(agent.spec.policy_path)
+        except AttestdError as err:
+            _log.error("%s: %s", agent.spec.name, err.diagnostics())
+            return Outcome("none", POLICY_INVALID, started)
+        checkpoint = self.store.checkpoint(agent.id)
+        nonce = os.urandom(_NONCE_BYTES)
+        self.store.issue_nonce(agent.id, nonce, now=started, ttl_s=self.settings.lease_s)
+        try:
+            with self._client(agent) as client:
+                try:
+                    envelope = client.evidence(nonce, checkpoint=checkpoint)
+                except AgentCallError as err:
+                    if err.agent_reason == "checkpoint_unknown" and checkpoint is not None:
+                        return self._diverged(client, checkpoint, started)
+                    raise
+        except AgentCallError as err:
+            _log.warning("%s: %s", agent.spec.name, err)
+            if err.code in _TRANSPORT_FAILURES:
+                return Outcome(UNREACHABLE, UNREACHABLE, started)
+            return Outcome("none", AGENT_REFUSED, started)
+        except AttestdError as err:  # the TLS files named for this agent cannot be read
+            _log.error("%s: %s", agent.spec.name, err.diagnostics())
+            return Outcome("none", err.reason, started)
+        if not self.store.consume_nonce(agent.id, nonce, now=self._clock()):
+            return Outcome("contraindicated", NONCE_REPLAYED, started)
+        return self._appraise(envelope, nonce, policy, digest, checkpoint, started)
+
+    def _appraise(
+        self,
+        envelope: bytes,
+        nonce: bytes,
+        policy: Policy,
+        digest: str,
+        checkpoint: LogCheckpoint | None,
+        started: float,
+    ) -> Outcome:
+        began = time.perf_counter()
+        result = appraise(envelope, nonce=nonce, policy=policy, checkpoint=checkpoint)
+        token = sign_result(
+            result,
+            self._key,
+            policy_digest=digest,
+            nonce=nonce,
+            lifetime=self.settings.ear_lifetime,
+        )
+        # The agent's status is the EAR's, which also caps a simulated TEE at warning.
+        statuses = result_statuses(verify_result(token, self._public)).values()
+        status = max(statuses, key=STATUSES.index)
+        reasons = result.reasons
+        reason = reasons[0] if reasons else ("ok" if status == "affirming" else "simulated")
+        self.metrics.appraised(status, reason, seconds=time.perf_counter() - began)
+        verified: LogCheckpoint | None = None
+        if result.status is not AppraisalStatus.CONTRAINDICATED:
+            # The log replayed to the quoted register (or bound head): its end is the new prefix.
+            predicate = open_evidence(envelope)[1].predicate
+            verified = checkpoint_after(predicate.log_start, predicate.runtime_log)
+        return Outcome(
+            status,
+            reason,
+            started,
+            ear=token,
+            log_length=result.evidence.log_length,
+            checkpoint=verified,
+        )
+
+    def _diverged(self, client: AgentClient, checkpoint: LogCheckpoint, started: float) -> Outcome:
+        length = client.runtime_log(0, 1).length
+        reason = LOG_REGRESSION if length < checkpoint.length else LOG_FORK
+        _log.error(
+            "%s: the agent's log (%d events) does not extend the %d verified",
+            reason,
+            length,
+            checkpoint.length,
+        )
+        return Outcome("contraindicated", reason, started)
+
+    def _client(self, agent: AgentRecord) -> AgentClient:
+        return AgentClient.mtls(
+            agent.spec.address,
+            cert=Path(agent.spec.cert_path),
+            key=Path(agent.spec.key_path),
+            ca=Path(agent.spec.ca_path),
+            server_name=agent.spec.server_name or None,
+            # Within the lease, so the result is stored before another replica may take over.
+            timeout=self.settings.lease_s / 2,
+        )
+
+    def _policy(self, path: str) -> tuple[Policy, str]:
+        """The policy at ``path`` and its digest, reloaded when the file changes."""
+        mtime = Path(path).stat().st_mtime_ns if Path(path).exists() else -1
+        cached = self._policies.get(path)
+        if cached is not None and cached[0] == mtime:
+            return cached[1], cached[2]
+        policy = load_policy(Path(path))
+        digest = policy_digest(Path(path).read_bytes())
+        self._policies[path] = (mtime, policy, digest)
+        return policy, digest
