@@ -47,6 +47,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 
 from attestd.evidence import LogCheckpoint
 from attestd.verifier.errors import VerifierError
+from attestd.verifier.service.errors import FleetExtraMissingError
 from attestd.verifier.service.schema import (
     agents,
     checkpoints,
@@ -217,9 +218,12 @@ def _engine_for(url: str) -> tuple[Engine, Backend]:
         _sqlite_pragmas(engine)
         return engine, Backend.SQLITE
     if backend_name == "postgresql":
-        engine = create_engine(
-            parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=10
-        )
+        try:
+            engine = create_engine(
+                parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=10
+            )
+        except ImportError:
+            raise FleetExtraMissingError("psycopg") from None
         return engine, Backend.POSTGRESQL
     raise DatabaseUrlError(f"database url scheme {parsed.drivername!r}: use sqlite or postgresql")
 
@@ -624,19 +628,27 @@ class Store:
             )
         return True
 
-    def due_deliveries(self, *, now: float, limit: int) -> list[Delivery]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(webhook_deliveries)
-                .where(
-                    and_(
-                        webhook_deliveries.c.state == "queued",
-                        webhook_deliveries.c.next_attempt_at <= now,
-                    )
+    def claim_deliveries(self, *, now: float, limit: int, hold_s: float) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries for ``hold_s`` seconds, for this sender only.
+
+        Their next attempt moves to ``now + hold_s``, so another replica's sender
+        skips them; a sender that dies leaves them due again after ``hold_s``.
+        """
+        due = and_(
+            webhook_deliveries.c.state == "queued",
+            webhook_deliveries.c.next_attempt_at <= now,
+        )
+        query = select(webhook_deliveries).where(due).order_by(webhook_deliveries.c.id).limit(limit)
+        if self.backend is Backend.POSTGRESQL:
+            query = query.with_for_update(skip_locked=True)
+        with self._tx() as connection:
+            rows = connection.execute(query).all()
+            if rows:
+                connection.execute(
+                    update(webhook_deliveries)
+                    .where(webhook_deliveries.c.id.in_([r.id for r in rows]))
+                    .values(next_attempt_at=now + hold_s)
                 )
-                .order_by(webhook_deliveries.c.id)
-                .limit(limit)
-            ).all()
         return [Delivery(r.id, r.agent_name, r.url, bytes(r.body), r.attempts) for r in rows]
 
     def delivery_attempted(

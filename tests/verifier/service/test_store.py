@@ -171,11 +171,12 @@ def test_the_webhook_queue_is_bounded_and_records_attempts(store: Store) -> None
     assert store.enqueue_delivery("a", "http://h/x", b"{}", now=1.0, max_queued=2)
     assert store.enqueue_delivery("a", "http://h/x", b"{}", now=1.0, max_queued=2)
     assert not store.enqueue_delivery("a", "http://h/x", b"{}", now=1.0, max_queued=2)
-    first, second = store.due_deliveries(now=1.0, limit=10)
+    first, second = store.claim_deliveries(now=1.0, limit=10, hold_s=30)
+    assert store.claim_deliveries(now=2.0, limit=10, hold_s=30) == []  # held by the first sender
     store.delivery_attempted(first.id, state="delivered", error="", next_attempt_at=1.0)
     store.delivery_attempted(second.id, state="queued", error="HTTP 500", next_attempt_at=9.0)
-    assert store.due_deliveries(now=5.0, limit=10) == []
-    (retry,) = store.due_deliveries(now=9.0, limit=10)
+    assert store.claim_deliveries(now=5.0, limit=10, hold_s=30) == []
+    (retry,) = store.claim_deliveries(now=9.0, limit=10, hold_s=30)
     assert retry.attempts == 1
 
 
