@@ -6,6 +6,8 @@ A real agent on simulated TDX, a real daemon process, on each database backend.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -161,3 +163,19 @@ def test_a_config_with_an_unknown_key_is_refused_by_name(
     assert verifier_main(["--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "service_config_invalid" in err and "service.lease" in err
+
+
+def test_without_the_fleet_extra_the_daemon_says_what_to_install(tmp_path: Path) -> None:
+    config = tmp_path / "verifier.toml"
+    config.write_text('[service]\near_signing_key = "k"\n')
+    # sys.modules[name] = None makes `import name` fail, as if the extra were not installed.
+    code = (
+        "import sys; sys.modules['sqlalchemy'] = None\n"
+        "from attestd.verifier.service.main import main\n"
+        f"sys.exit(main(['--config', {str(config)!r}]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "fleet_extra_missing" in done.stderr and "attestd[fleet]" in done.stderr
