@@ -133,6 +133,7 @@ class Poller:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._policies: dict[str, tuple[int, Policy, str]] = {}
+        self._policies_lock = threading.Lock()
         self._next_prune = 0.0
 
     # -- the loop ----------------------------------------------------------------------------
@@ -312,11 +313,14 @@ class Poller:
 
     def _policy(self, path: str) -> tuple[Policy, str]:
         """The policy at ``path`` and its digest, reloaded when the file changes."""
-        mtime = Path(path).stat().st_mtime_ns if Path(path).exists() else -1
-        cached = self._policies.get(path)
+        source = Path(path)
+        mtime = source.stat().st_mtime_ns if source.exists() else -1
+        with self._policies_lock:
+            cached = self._policies.get(path)
         if cached is not None and cached[0] == mtime:
             return cached[1], cached[2]
-        policy = load_policy(Path(path))
-        digest = policy_digest(Path(path).read_bytes())
-        self._policies[path] = (mtime, policy, digest)
+        policy = load_policy(source)
+        digest = policy_digest(source.read_bytes())
+        with self._policies_lock:
+            self._policies[path] = (mtime, policy, digest)
         return policy, digest

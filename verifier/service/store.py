@@ -577,13 +577,25 @@ class Store:
             return int(connection.execute(select(func.max(status_changes.c.id))).scalar() or 0)
 
     def prune(self, retention: Retention, *, now: float) -> int:
-        """Delete results beyond the retention, and spent or expired nonces; rows deleted."""
+        """Apply ``retention`` to results (the count returned), status changes and finished
+        webhook deliveries; delete spent or expired nonces."""
         deleted = 0
         with self._tx() as connection:
             if retention.max_age_s is not None:
+                cutoff = now - retention.max_age_s
                 deleted += connection.execute(
-                    delete(results).where(results.c.appraised_at < now - retention.max_age_s)
+                    delete(results).where(results.c.appraised_at < cutoff)
                 ).rowcount
+                # The change history and finished deliveries age out with the results.
+                connection.execute(delete(status_changes).where(status_changes.c.at < cutoff))
+                connection.execute(
+                    delete(webhook_deliveries).where(
+                        and_(
+                            webhook_deliveries.c.state != "queued",
+                            webhook_deliveries.c.created_at < cutoff,
+                        )
+                    )
+                )
             # The id of each agent's per_agent-th newest result; older ones go.
             ranked = (
                 select(
