@@ -18,16 +18,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from attestd.verifier.service.roles import certificate_pin
 from attestd.verifier.service.store import AgentSpec
 from tests.agent.pki import write_pki
-from tests.harness import MRTD, AgentProcess, free_port
+from tests.harness import MRTD, SNP_MEASUREMENT, AgentProcess, free_port
 
 
 def policy_for(agent: AgentProcess) -> Path:
     """A policy that affirms ``agent`` up to what a simulated TEE allows (a warning)."""
     root = agent.simulated_root()
+    if agent.tee == "simulated-snp":
+        reference = f'tee = "sev-snp"\n[snp]\nmeasurement = ["{SNP_MEASUREMENT}"]\n'
+    else:
+        reference = f'tee = "tdx"\n[tdx]\nmrtd = ["{MRTD}"]\n'
     path = agent.workdir / "policy.toml"
     path.write_text(
-        f'[trust]\nroot = "simulated"\nsimulated_root = "{root}"\ntee = "tdx"\n'
-        f'[freshness]\nmax_age_seconds = 300\n[tdx]\nmrtd = ["{MRTD}"]\n'
+        f'[freshness]\nmax_age_seconds = 300\n[trust]\nroot = "simulated"\n'
+        f'simulated_root = "{root}"\n{reference}'
     )
     return path
 

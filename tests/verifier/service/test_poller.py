@@ -19,15 +19,15 @@ from attestd.verifier.service.poller import (
     PollerSettings,
 )
 from attestd.verifier.service.store import StatusChange, Store
-from tests.harness import AgentProcess
+from tests.harness import SIMULATED_TEES, AgentProcess
 from tests.verifier.service.fleet import restore_state, snapshot_state, spec_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    process = AgentProcess(tmp_path / "agent")
+def agent(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AgentProcess]:
+    process = AgentProcess(tmp_path / "agent", tee=getattr(request, "param", "simulated-tdx"))
     process.start()
     yield process
     if process.process is not None:
@@ -61,6 +61,7 @@ def _record(agent: AgentProcess, *operations: str) -> None:
             client.record("pipeline.train", operation, b"{}")
 
 
+@pytest.mark.parametrize("agent", SIMULATED_TEES, indirect=True)
 def test_each_pull_appraises_only_the_new_events_and_signs_an_ear(
     store: Store, agent: AgentProcess, key: ec.EllipticCurvePrivateKey
 ) -> None:
