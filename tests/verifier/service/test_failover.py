@@ -15,8 +15,8 @@ import pytest
 
 from attestd.verifier.service.store import Store
 from tests.harness import AgentProcess
-from tests.verifier.service.conftest import PostgresCluster, fresh_postgres_url
 from tests.verifier.service.fleet import VerifierProcess, service_pki, spec_for
+from tests.verifier.service.postgres import PostgresCluster, fresh_database
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
 def test_a_killed_replicas_agents_are_appraised_again_within_one_lease(
     tmp_path: Path, postgres: PostgresCluster, agents: list[AgentProcess]
 ) -> None:
-    url = fresh_postgres_url(postgres)
+    url = fresh_database(postgres)
     pki = service_pki(tmp_path / "pki")
     replicas = [
         VerifierProcess(tmp_path / "v", url, pki, replica_id=name, lease_s=LEASE_S)
