@@ -65,6 +65,7 @@ from attestd.verifier.service.store import (
 )
 
 __all__ = [
+    "AGENT_NOT_SERVING",
     "AGENT_REFUSED",
     "LOG_FORK",
     "LOG_REGRESSION",
@@ -83,6 +84,9 @@ LOG_FORK = "log_fork"
 """The agent's log is as long as the verified checkpoint but another head: it forked."""
 UNREACHABLE = "unreachable"
 """The status (and reason) of an agent the pull could not reach."""
+AGENT_NOT_SERVING = "agent_not_serving"
+"""The agent itself says its runtime log does not replay to its register (tampered with,
+or an extension lost): it refuses evidence, and nothing it logged can be trusted."""
 AGENT_REFUSED = "agent_refused"
 NONCE_REPLAYED = "nonce_replayed"
 POLICY_INVALID = "policy_invalid"
@@ -238,6 +242,8 @@ class Poller:
                 except AgentCallError as err:
                     if err.agent_reason == "checkpoint_unknown" and checkpoint is not None:
                         return self._diverged(client, checkpoint, started)
+                    if err.agent_reason == "agent_not_serving" and _log_disowned(client):
+                        return Outcome("contraindicated", AGENT_NOT_SERVING, started)
                     raise
         except AgentCallError as err:
             _log.warning("%s: %s", agent.spec.name, err)
@@ -324,3 +330,13 @@ class Poller:
         with self._policies_lock:
             self._policies[path] = (mtime, policy, digest)
         return policy, digest
+
+
+def _log_disowned(client: AgentClient) -> bool:
+    """Whether the agent reports a serving problem (its log and register disagree),
+    rather than a passing refusal such as shutting down."""
+    try:
+        info = client.info()
+    except AgentCallError:
+        return False
+    return not info.serving and bool(info.serving_problem)

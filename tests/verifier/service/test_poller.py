@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from attestd.verifier.ear import result_statuses, verify_result
 from attestd.verifier.metrics import VerifierMetrics
 from attestd.verifier.service.poller import (
+    AGENT_NOT_SERVING,
     LOG_FORK,
     LOG_REGRESSION,
     UNREACHABLE,
@@ -124,3 +125,27 @@ def test_an_agent_that_stops_answering_is_unreachable(
     gone = store.agent("gpu-01")
     assert (gone.status, gone.status_reason) == (UNREACHABLE, UNREACHABLE)
     assert store.summary() == {UNREACHABLE: 1}
+
+
+def test_an_agent_whose_log_was_edited_disowns_it_and_is_contraindicated(
+    store: Store, agent: AgentProcess, key: ec.EllipticCurvePrivateKey
+) -> None:
+    poller = _poller(store, key)
+    store.add_agent(spec_for(agent, "gpu-01"), now=time.time())
+    _record(agent, "train")
+    _pull(poller)
+    assert store.agent("gpu-01").status == "warning"
+    _record(agent, "evaluate")  # after the verified checkpoint
+    agent.stop()
+    log = agent.state_dir / "runtime-log.jsonl"
+    log.write_bytes(log.read_bytes().replace(b'"evaluate"', b'"evaluatE"'))
+    agent.start()  # the log no longer replays to the simulated RTMR3: no evidence served
+    _pull(poller)
+    tampered = store.agent("gpu-01")
+    assert (tampered.status, tampered.status_reason) == ("contraindicated", AGENT_NOT_SERVING)
+    # An edit inside the verified prefix is caught earlier, as a fork from the checkpoint.
+    agent.stop()
+    log.write_bytes(log.read_bytes().replace(b'"train"', b'"trains"'))
+    agent.start()
+    _pull(poller)
+    assert store.agent("gpu-01").status_reason == LOG_FORK
