@@ -26,6 +26,8 @@ re-registers the agent.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import random
@@ -33,9 +35,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,12 +53,12 @@ from attestd.verifier.ear import (
     policy_digest,
     result_statuses,
     sign_result,
-    verify_result,
 )
 from attestd.verifier.metrics import VerifierMetrics
 from attestd.verifier.policy import Policy, load_policy
 from attestd.verifier.result import AppraisalStatus
 from attestd.verifier.service.store import (
+    NONCE_REPLAYED,
     AgentRecord,
     LeaseLostError,
     Outcome,
@@ -88,7 +91,6 @@ AGENT_NOT_SERVING = "agent_not_serving"
 """The agent itself says its runtime log does not replay to its register (tampered with,
 or an extension lost): it refuses evidence, and nothing it logged can be trusted."""
 AGENT_REFUSED = "agent_refused"
-NONCE_REPLAYED = "nonce_replayed"
 POLICY_INVALID = "policy_invalid"
 _TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _NONCE_BYTES = 32
@@ -128,16 +130,19 @@ class Poller:
         self.settings = settings
         self.metrics = metrics
         self._key = ear_key
-        self._public = ear_key.public_key()
         self._on_change = on_change
         self._clock = clock
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="pull")
         self._in_flight: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._next_gauges = 0.0
         self._thread: threading.Thread | None = None
         self._policies: dict[str, tuple[int, Policy, str]] = {}
         self._policies_lock = threading.Lock()
+        self._clients: dict[str, tuple[object, AgentClient]] = {}
+        self._clients_lock = threading.Lock()
         self._next_prune = 0.0
 
     # -- the loop ----------------------------------------------------------------------------
@@ -149,9 +154,14 @@ class Poller:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming and wait for the pulls in flight (their results are stored)."""
         self._stopping.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=True)
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for _, client in clients:
+            client.close()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -161,7 +171,10 @@ class Poller:
                 _log.error("claiming failed: %s", err.diagnostics())
             except Exception:
                 _log.exception("claiming failed")
-            self._stopping.wait(self.settings.tick_s)
+            # A finished pull wakes the loop at once: its worker is free, and the agent
+            # may already be due again; otherwise look again after one tick.
+            self._wake.wait(self.settings.tick_s)
+            self._wake.clear()
 
     def tick(self) -> int:
         """Claim as many due agents as there are idle workers and start their pulls."""
@@ -176,8 +189,10 @@ class Poller:
             future = self._pool.submit(self._pull_and_store, agent)
             with self._lock:
                 self._in_flight.add(future)
-        self.metrics.leases_held.set(self.store.leases_held(self.settings.replica_id, now=now))
-        self.metrics.agents_by_status(self.store.summary())
+        if now >= self._next_gauges:  # at most once per tick period, however often woken
+            self._next_gauges = now + self.settings.tick_s
+            self.metrics.leases_held.set(self.store.leases_held(self.settings.replica_id, now=now))
+            self.metrics.agents_by_status(self.store.summary())
         if now >= self._next_prune:
             self._next_prune = now + self.settings.prune_every_s
             self.store.prune(self.settings.retention, now=now)
@@ -195,13 +210,23 @@ class Poller:
 
     def _pull_and_store(self, agent: AgentRecord) -> None:
         try:
+            self._pull_and_store_once(agent)
+        finally:
+            self._wake.set()
+
+    def _pull_and_store_once(self, agent: AgentRecord) -> None:
+        try:
             began = time.perf_counter()
             outcome = self.pull(agent)
             now = self._clock()
             spread = 1 + random.uniform(-self.settings.jitter, self.settings.jitter)  # noqa: S311 - scheduling, not secrets
             next_due = now + agent.spec.interval_s * spread
             change = self.store.finish(
-                agent.id, self.settings.replica_id, outcome, now=now, next_due_at=next_due
+                agent.id,
+                self.settings.replica_id,
+                outcome,
+                now=now,
+                next_due_at=next_due,
             )
             self.metrics.pull_seconds.observe(time.perf_counter() - began)
         except LeaseLostError as err:
@@ -232,30 +257,35 @@ class Poller:
         except AttestdError as err:
             _log.error("%s: %s", agent.spec.name, err.diagnostics())
             return Outcome("none", POLICY_INVALID, started)
-        checkpoint = self.store.checkpoint(agent.id)
         nonce = os.urandom(_NONCE_BYTES)
-        self.store.issue_nonce(agent.id, nonce, now=started, ttl_s=self.settings.lease_s)
+        checkpoint = self.store.begin_pull(
+            agent.id, nonce, now=started, ttl_s=self.settings.lease_s
+        )
         try:
-            with self._client(agent) as client:
-                try:
-                    envelope = client.evidence(nonce, checkpoint=checkpoint)
-                except AgentCallError as err:
-                    if err.agent_reason == "checkpoint_unknown" and checkpoint is not None:
-                        return self._diverged(client, checkpoint, started)
-                    if err.agent_reason == "agent_not_serving" and _log_disowned(client):
-                        return Outcome("contraindicated", AGENT_NOT_SERVING, started)
-                    raise
+            client = self._client(agent)
+            try:
+                envelope = client.evidence(nonce, checkpoint=checkpoint)
+            except AgentCallError as err:
+                if err.agent_reason == "checkpoint_unknown" and checkpoint is not None:
+                    return self._diverged(client, checkpoint, started)
+                if err.agent_reason == "agent_not_serving" and _log_disowned(client):
+                    return Outcome("contraindicated", AGENT_NOT_SERVING, started)
+                raise
         except AgentCallError as err:
             _log.warning("%s: %s", agent.spec.name, err)
             if err.code in _TRANSPORT_FAILURES:
+                # A fresh channel next time: a cached one may sit in reconnect backoff
+                # (up to minutes) after the agent is back.
+                self._drop_client(agent)
                 return Outcome(UNREACHABLE, UNREACHABLE, started)
             return Outcome("none", AGENT_REFUSED, started)
         except AttestdError as err:  # the TLS files named for this agent cannot be read
             _log.error("%s: %s", agent.spec.name, err.diagnostics())
             return Outcome("none", err.reason, started)
-        if not self.store.consume_nonce(agent.id, nonce, now=self._clock()):
-            return Outcome("contraindicated", NONCE_REPLAYED, started)
-        return self._appraise(envelope, nonce, policy, digest, checkpoint, started)
+        # The nonce is consumed when the result is stored (Store.finish), atomically with it.
+        return replace(
+            self._appraise(envelope, nonce, policy, digest, checkpoint, started), nonce=nonce
+        )
 
     def _appraise(
         self,
@@ -275,8 +305,9 @@ class Poller:
             nonce=nonce,
             lifetime=self.settings.ear_lifetime,
         )
-        # The agent's status is the EAR's, which also caps a simulated TEE at warning.
-        statuses = result_statuses(verify_result(token, self._public)).values()
+        # The agent's status is the EAR's, which also caps a simulated TEE at warning. The
+        # token was signed just above: its claims are read back, not verified again.
+        statuses = result_statuses(_own_claims(token)).values()
         status = max(statuses, key=STATUSES.index)
         reasons = result.reasons
         reason = reasons[0] if reasons else ("ok" if status == "affirming" else "simulated")
@@ -307,15 +338,39 @@ class Poller:
         return Outcome("contraindicated", reason, started)
 
     def _client(self, agent: AgentRecord) -> AgentClient:
-        return AgentClient.mtls(
-            agent.spec.address,
-            cert=Path(agent.spec.cert_path),
-            key=Path(agent.spec.key_path),
-            ca=Path(agent.spec.ca_path),
-            server_name=agent.spec.server_name or None,
+        """The agent's client, kept between pulls: one TLS handshake, not one per pull.
+
+        Keyed by the registration and the TLS files' modification times, so a
+        re-registered agent or rotated certificates get a new channel.
+        """
+        spec = agent.spec
+        files = (spec.cert_path, spec.key_path, spec.ca_path)
+        key = (spec, tuple(_mtime(path) for path in files))
+        with self._clients_lock:
+            cached = self._clients.get(spec.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        client = AgentClient.mtls(
+            spec.address,
+            cert=Path(spec.cert_path),
+            key=Path(spec.key_path),
+            ca=Path(spec.ca_path),
+            server_name=spec.server_name or None,
             # Within the lease, so the result is stored before another replica may take over.
             timeout=self.settings.lease_s / 2,
         )
+        with self._clients_lock:
+            previous = self._clients.get(spec.name)
+            self._clients[spec.name] = (key, client)
+        if previous is not None:
+            previous[1].close()
+        return client
+
+    def _drop_client(self, agent: AgentRecord) -> None:
+        with self._clients_lock:
+            cached = self._clients.pop(agent.spec.name, None)
+        if cached is not None:
+            cached[1].close()
 
     def _policy(self, path: str) -> tuple[Policy, str]:
         """The policy at ``path`` and its digest, reloaded when the file changes."""
@@ -340,3 +395,19 @@ def _log_disowned(client: AgentClient) -> bool:
     except AgentCallError:
         return False
     return not info.serving and bool(info.serving_problem)
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _own_claims(token: str) -> dict[str, Any]:
+    """The claims of a compact JWS this process has just signed (no checks: it is ours)."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims

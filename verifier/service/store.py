@@ -60,6 +60,7 @@ from attestd.verifier.service.schema import (
 )
 
 __all__ = [
+    "NONCE_REPLAYED",
     "AgentExistsError",
     "AgentNotFoundError",
     "AgentRecord",
@@ -78,6 +79,8 @@ __all__ = [
 
 #: The status of an agent registered but not yet appraised.
 PENDING = "none"
+NONCE_REPLAYED = "nonce_replayed"
+"""The reason stored when the nonce an answer carried had been used before, or expired."""
 
 
 class StoreError(VerifierError):
@@ -154,7 +157,8 @@ class Outcome:
 
     ``checkpoint`` is the new verified prefix (None: keep the old one); ``ear``
     the signed result, absent when there was no appraisal (an unreachable
-    agent, a log that went backwards).
+    agent, a log that went backwards); ``nonce`` the one the appraised
+    evidence answered, consumed when the outcome is stored.
     """
 
     status: str
@@ -163,6 +167,7 @@ class Outcome:
     ear: str | None = None
     log_length: int | None = None
     checkpoint: LogCheckpoint | None = None
+    nonce: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -408,15 +413,20 @@ class Store:
 
     def issue_nonce(self, agent_id: int, nonce: bytes, *, now: float, ttl_s: float) -> None:
         with self._tx() as connection:
-            connection.execute(
-                nonces.insert().values(
-                    nonce=nonce,
-                    agent_id=agent_id,
-                    issued_at=now,
-                    expires_at=now + ttl_s,
-                    consumed=False,
+            self._insert_nonce(connection, agent_id, nonce, now=now, ttl_s=ttl_s)
+
+    def begin_pull(
+        self, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
+    ) -> LogCheckpoint | None:
+        """Issue ``nonce`` and read the verified checkpoint, in one transaction."""
+        with self._tx() as connection:
+            self._insert_nonce(connection, agent_id, nonce, now=now, ttl_s=ttl_s)
+            row = connection.execute(
+                select(checkpoints.c.length, checkpoints.c.head).where(
+                    checkpoints.c.agent_id == agent_id
                 )
-            )
+            ).first()
+        return None if row is None else LogCheckpoint(int(row.length), bytes(row.head))
 
     def consume_nonce(self, agent_id: int, nonce: bytes, *, now: float) -> bool:
         """Accept ``nonce`` for ``agent_id`` once: False if unknown, expired or already used.
@@ -425,18 +435,36 @@ class Store:
         same nonce at once cannot both see it unused.
         """
         with self._tx() as connection:
-            consumed = connection.execute(
-                update(nonces)
-                .where(
-                    and_(
-                        nonces.c.nonce == nonce,
-                        nonces.c.agent_id == agent_id,
-                        nonces.c.consumed.is_(False),
-                        nonces.c.expires_at > now,
-                    )
+            return self._consume(connection, agent_id, nonce, now=now)
+
+    @staticmethod
+    def _insert_nonce(
+        connection: Connection, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
+    ) -> None:
+        connection.execute(
+            nonces.insert().values(
+                nonce=nonce,
+                agent_id=agent_id,
+                issued_at=now,
+                expires_at=now + ttl_s,
+                consumed=False,
+            )
+        )
+
+    @staticmethod
+    def _consume(connection: Connection, agent_id: int, nonce: bytes, *, now: float) -> bool:
+        consumed = connection.execute(
+            update(nonces)
+            .where(
+                and_(
+                    nonces.c.nonce == nonce,
+                    nonces.c.agent_id == agent_id,
+                    nonces.c.consumed.is_(False),
+                    nonces.c.expires_at > now,
                 )
-                .values(consumed=True)
-            ).rowcount
+            )
+            .values(consumed=True)
+        ).rowcount
         return bool(consumed == 1)
 
     # -- appraisals --------------------------------------------------------------------------
@@ -456,6 +484,9 @@ class Store:
     ) -> StatusChange | None:
         """Store ``outcome`` and release the lease, if ``owner`` still holds it.
 
+        The outcome's nonce, if any, is consumed in the same transaction; if it
+        cannot be (used before, or expired) the outcome stored is ``nonce_replayed``
+        instead, without its EAR or checkpoint.
         Returns the status change this outcome made, or None. LeaseLostError,
         with nothing written, when the lease has expired or the agent was removed.
         """
@@ -473,6 +504,9 @@ class Store:
             ).rowcount
             if held != 1:
                 raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
+            nonce = outcome.nonce
+            if nonce is not None and not self._consume(connection, agent_id, nonce, now=now):
+                outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
             row = connection.execute(
                 select(agents.c.name, agents.c.status).where(agents.c.id == agent_id)
             ).one()

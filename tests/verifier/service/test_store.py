@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -184,3 +185,16 @@ def test_the_webhook_queue_is_bounded_and_records_attempts(store: Store) -> None
 def test_unsupported_database_urls_are_refused_by_name(url: str) -> None:
     with pytest.raises(DatabaseUrlError):
         Store.open(url, now=0.0)
+
+
+def test_an_outcome_whose_nonce_was_already_used_is_stored_as_a_replay(store: Store) -> None:
+    agent = store.add_agent(_spec(), now=100.0)
+    assert store.begin_pull(agent.id, b"n" * 32, now=100.0, ttl_s=30) is None
+    store.claim_due("r1", now=100.0, lease_s=5, limit=1)
+    assert store.consume_nonce(agent.id, b"n" * 32, now=100.5)  # someone answered it already
+    replayed = replace(_affirming(100.0, LogCheckpoint(3, b"\x07" * 48)), nonce=b"n" * 32)
+    store.finish(agent.id, "r1", replayed, now=101.0, next_due_at=110.0)
+    latest = store.latest_result("gpu-01")
+    assert latest is not None
+    assert (latest.status, latest.reason, latest.ear) == ("contraindicated", "nonce_replayed", None)
+    assert store.checkpoint(agent.id) is None  # a replayed answer verifies nothing
