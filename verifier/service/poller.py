@@ -199,7 +199,7 @@ class Poller:
         return len(claimed)
 
     def pull_due(self) -> int:
-        """Claim the due agents and pull them here, one after another (``--once``, tests)."""
+        """Claim the due agents and pull them here, one after another (tests, tools)."""
         now = self._clock()
         claimed = self.store.claim_due(
             self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=1 << 16
@@ -234,7 +234,10 @@ class Poller:
             return
         except Exception:
             _log.exception("%s: the pull failed", agent.spec.name)
-            self.store.release(agent.id, self.settings.replica_id)
+            try:
+                self.store.release(agent.id, self.settings.replica_id)
+            except Exception:  # the database is down too: the lease will expire on its own
+                _log.exception("%s: releasing the lease failed", agent.spec.name)
             return
         if change is not None:
             _log.info(
@@ -245,7 +248,10 @@ class Poller:
                 change.reason,
             )
             if self._on_change is not None:
-                self._on_change(change, outcome.ear)
+                try:
+                    self._on_change(change, outcome.ear)
+                except Exception:  # the change is stored; watchers still see it
+                    _log.exception("%s: the status-change listener failed", agent.spec.name)
 
     # -- one pull ----------------------------------------------------------------------------
 
