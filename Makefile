@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-pipeline test lint format typecheck proto check bench-runtime-log bench-evidence bench-hashing bench-appraisal bench-gpu sigstore-js fuzz clean
+.PHONY: install demo demo-pipeline demo-fleet test lint format typecheck proto check bench-runtime-log bench-evidence bench-fleet bench-hashing bench-appraisal bench-gpu sigstore-js fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 # Four stages on four agents (simulated TDX and SEV-SNP), a verified chain, two refused ones.
 demo-pipeline: $(STAMP)
 	$(PY) demo/pipeline_demo.py
+
+# Two attestd-verifier replicas on PostgreSQL (DEMO_ARGS=--sqlite for SQLite), four simulated
+# agents, a tampered log, a webhook and a killed replica (docs/verifier-service.md).
+demo-fleet: $(STAMP)
+	$(PY) demo/fleet_demo.py $(DEMO_ARGS)
 
 # The suite includes the linters and the type checker: CI runs `make test`.
 test: $(STAMP) lint typecheck
@@ -55,6 +60,11 @@ bench-runtime-log: $(STAMP)
 # and unbatched; BENCH_ARGS="--duration 10" for a quicker look (the issue asks >= 30 s).
 bench-evidence: $(STAMP)
 	$(PY) benchmarks/evidence.py $(BENCH_ARGS)
+
+# attestd-verifier at saturation: appraisals per verifier CPU second, one replica against two,
+# on SQLite and PostgreSQL, and the failover time after a SIGKILL (BENCH_ARGS="--duration 5").
+bench-fleet: $(STAMP)
+	$(PY) benchmarks/fleet.py $(BENCH_ARGS)
 
 bench-hashing: $(STAMP)
 	$(PY) benchmarks/hashing.py

@@ -11,6 +11,7 @@ function that adds its parsers:
 * ``attestation`` -- ``attestation export-bundle``, ``sign-keyless``
 * ``result``      -- ``result verify``, and the ``--result-*`` signing options
 * ``devpki``      -- ``dev-pki``
+* ``fleet``       -- ``fleet add``, ``remove``, ``list``, ``status``, ``pin``
 
 Exit codes: 0 success (for verify/appraise: affirming), 1 the evidence is not
 affirming or the agent refused, 2 bad usage or unreadable input.
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import attestd
-from attestd.cli import agent, appraise, attestation, chain, devpki, quote, result, stage
+from attestd.cli import agent, appraise, attestation, chain, devpki, fleet, quote, result, stage
 from attestd.cli._common import (
     DEFAULT_SOCKET,
     EXIT_NOT_AFFIRMING,
@@ -60,6 +61,7 @@ _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     attestation.add_commands,
     result.add_commands,
     devpki.add_dev_pki,
+    fleet.add_commands,
 )
 """Each adds its commands to ``attestctl``, in the order ``--help`` lists them."""
 

@@ -12,7 +12,14 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 PROTO_DIR = REPO_ROOT / "proto"
-GENERATED = ("agent_pb2.py", "agent_pb2.pyi", "agent_pb2_grpc.py")
+GENERATED = (
+    "agent_pb2.py",
+    "agent_pb2.pyi",
+    "agent_pb2_grpc.py",
+    "verifier_pb2.py",
+    "verifier_pb2.pyi",
+    "verifier_pb2_grpc.py",
+)
 
 
 @pytest.fixture(scope="module")

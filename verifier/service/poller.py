@@ -1,0 +1,419 @@
+"""Continuous appraisal: each due agent, leased, pulled, appraised, its result stored.
+
+    poller = Poller(store, PollerSettings(replica_id="replica-a"), ear_key, VerifierMetrics())
+    poller.start()          # a claiming thread and a pool of pulling workers
+    ...
+    poller.stop()
+
+One pull of one agent (:meth:`Poller.pull`):
+
+1. a fresh 32-byte nonce, stored as issued;
+2. evidence over mutual TLS from the agent's verified checkpoint, so it carries
+   only the events after what this fleet verified before;
+3. the nonce consumed (once: the store's conditional update);
+4. :func:`attestd.verifier.appraise` with that checkpoint;
+5. an EAR signed with the service's key; its status is the agent's status;
+6. the result, the new checkpoint (only when the log replayed) and any status
+   change stored together, fenced by the lease (:meth:`Store.finish`).
+
+An agent that no longer knows the stored checkpoint has a log that went
+backwards (shorter than the checkpoint: ``log_regression``) or that forks
+from it (as long, another head: ``log_fork``): a rollback of its state or a
+second agent at the same address. Either is contraindicated, and the
+checkpoint is kept, so it stays contraindicated until an operator removes and
+re-registers the agent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attestd.client import AgentCallError, AgentClient
+from attestd.errors import AttestdError
+from attestd.evidence import LogCheckpoint, checkpoint_after, open_evidence
+from attestd.verifier.appraisal import appraise
+from attestd.verifier.ear import (
+    DEFAULT_RESULT_LIFETIME,
+    STATUSES,
+    policy_digest,
+    result_statuses,
+    sign_result,
+)
+from attestd.verifier.metrics import VerifierMetrics
+from attestd.verifier.policy import Policy, load_policy
+from attestd.verifier.result import AppraisalStatus
+from attestd.verifier.service.store import (
+    NONCE_REPLAYED,
+    AgentRecord,
+    LeaseLostError,
+    Outcome,
+    Retention,
+    StatusChange,
+    Store,
+)
+
+__all__ = [
+    "AGENT_NOT_SERVING",
+    "AGENT_REFUSED",
+    "LOG_FORK",
+    "LOG_REGRESSION",
+    "NONCE_REPLAYED",
+    "POLICY_INVALID",
+    "UNREACHABLE",
+    "Poller",
+    "PollerSettings",
+]
+
+_log = logging.getLogger("attestd.verifier.service")
+
+LOG_REGRESSION = "log_regression"
+"""The agent's log is shorter than the checkpoint this fleet verified: it went backwards."""
+LOG_FORK = "log_fork"
+"""The agent's log is as long as the verified checkpoint but another head: it forked."""
+UNREACHABLE = "unreachable"
+"""The status (and reason) of an agent the pull could not reach."""
+AGENT_NOT_SERVING = "agent_not_serving"
+"""The agent itself says its runtime log does not replay to its register (tampered with,
+or an extension lost): it refuses evidence, and nothing it logged can be trusted."""
+AGENT_REFUSED = "agent_refused"
+POLICY_INVALID = "policy_invalid"
+_TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+_NONCE_BYTES = 32
+
+#: Called after a status change is stored, with the change and the EAR (if any) that caused it.
+ChangeListener = Callable[[StatusChange, str | None], None]
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    """How one replica pulls: ``lease_s`` bounds a pull and a dead replica's hand-over."""
+
+    replica_id: str
+    lease_s: float = 30.0
+    jitter: float = 0.1
+    workers: int = 8
+    tick_s: float = 0.2
+    retention: Retention = field(default_factory=Retention)
+    prune_every_s: float = 300.0
+    ear_lifetime: timedelta = DEFAULT_RESULT_LIFETIME
+
+
+class Poller:
+    """Claims due agents from the store and pulls them on a pool of worker threads."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: PollerSettings,
+        ear_key: ec.EllipticCurvePrivateKey,
+        metrics: VerifierMetrics,
+        *,
+        on_change: ChangeListener | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self._key = ear_key
+        self._on_change = on_change
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="pull")
+        self._in_flight: set[Future[None]] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._next_gauges = 0.0
+        self._thread: threading.Thread | None = None
+        self._policies: dict[str, tuple[int, Policy, str]] = {}
+        self._policies_lock = threading.Lock()
+        self._clients: dict[str, tuple[object, AgentClient]] = {}
+        self._clients_lock = threading.Lock()
+        self._next_prune = 0.0
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="claim", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming and wait for the pulls in flight (their results are stored)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True)
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for _, client in clients:
+            client.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.tick()
+            except AttestdError as err:  # the database is down: keep trying, loudly
+                _log.error("claiming failed: %s", err.diagnostics())
+            except Exception:
+                _log.exception("claiming failed")
+            # A finished pull wakes the loop at once: its worker is free, and the agent
+            # may already be due again; otherwise look again after one tick.
+            self._wake.wait(self.settings.tick_s)
+            self._wake.clear()
+
+    def tick(self) -> int:
+        """Claim as many due agents as there are idle workers and start their pulls."""
+        now = self._clock()
+        with self._lock:
+            self._in_flight = {f for f in self._in_flight if not f.done()}
+            idle = self.settings.workers - len(self._in_flight)
+        claimed = self.store.claim_due(
+            self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=idle
+        )
+        for agent in claimed:
+            future = self._pool.submit(self._pull_and_store, agent)
+            with self._lock:
+                self._in_flight.add(future)
+        if now >= self._next_gauges:  # at most once per tick period, however often woken
+            self._next_gauges = now + self.settings.tick_s
+            self.metrics.leases_held.set(self.store.leases_held(self.settings.replica_id, now=now))
+            self.metrics.agents_by_status(self.store.summary())
+        if now >= self._next_prune:
+            self._next_prune = now + self.settings.prune_every_s
+            self.store.prune(self.settings.retention, now=now)
+        return len(claimed)
+
+    def pull_due(self) -> int:
+        """Claim the due agents and pull them here, one after another (tests, tools)."""
+        now = self._clock()
+        claimed = self.store.claim_due(
+            self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=1 << 16
+        )
+        for agent in claimed:
+            self._pull_and_store(agent)
+        return len(claimed)
+
+    def _pull_and_store(self, agent: AgentRecord) -> None:
+        try:
+            self._pull_and_store_once(agent)
+        finally:
+            self._wake.set()
+
+    def _pull_and_store_once(self, agent: AgentRecord) -> None:
+        try:
+            began = time.perf_counter()
+            outcome = self.pull(agent)
+            now = self._clock()
+            spread = 1 + random.uniform(-self.settings.jitter, self.settings.jitter)  # noqa: S311 - scheduling, not secrets
+            next_due = now + agent.spec.interval_s * spread
+            change = self.store.finish(
+                agent.id,
+                self.settings.replica_id,
+                outcome,
+                now=now,
+                next_due_at=next_due,
+            )
+            self.metrics.pull_seconds.observe(time.perf_counter() - began)
+        except LeaseLostError as err:
+            _log.warning("%s: result dropped: %s", agent.spec.name, err)
+            return
+        except Exception:
+            _log.exception("%s: the pull failed", agent.spec.name)
+            try:
+                self.store.release(agent.id, self.settings.replica_id)
+            except Exception:  # the database is down too: the lease will expire on its own
+                _log.exception("%s: releasing the lease failed", agent.spec.name)
+            return
+        if change is not None:
+            _log.info(
+                "%s: %s -> %s (%s)",
+                agent.spec.name,
+                change.old_status,
+                change.new_status,
+                change.reason,
+            )
+            if self._on_change is not None:
+                try:
+                    self._on_change(change, outcome.ear)
+                except Exception:  # the change is stored; watchers still see it
+                    _log.exception("%s: the status-change listener failed", agent.spec.name)
+
+    # -- one pull ----------------------------------------------------------------------------
+
+    def pull(self, agent: AgentRecord) -> Outcome:
+        """Pull and appraise ``agent`` once; the outcome to store (never raises for the agent)."""
+        started = self._clock()
+        try:
+            policy, digest = self._policy(agent.spec.policy_path)
+        except AttestdError as err:
+            _log.error("%s: %s", agent.spec.name, err.diagnostics())
+            return Outcome("none", POLICY_INVALID, started)
+        nonce = os.urandom(_NONCE_BYTES)
+        checkpoint = self.store.begin_pull(
+            agent.id, nonce, now=started, ttl_s=self.settings.lease_s
+        )
+        try:
+            client = self._client(agent)
+            try:
+                envelope = client.evidence(nonce, checkpoint=checkpoint)
+            except AgentCallError as err:
+                if err.agent_reason == "checkpoint_unknown" and checkpoint is not None:
+                    return self._diverged(client, checkpoint, started)
+                if err.agent_reason == "agent_not_serving" and _log_disowned(client):
+                    return Outcome("contraindicated", AGENT_NOT_SERVING, started)
+                raise
+        except AgentCallError as err:
+            _log.warning("%s: %s", agent.spec.name, err)
+            if err.code in _TRANSPORT_FAILURES:
+                # A fresh channel next time: a cached one may sit in reconnect backoff
+                # (up to minutes) after the agent is back.
+                self._drop_client(agent)
+                return Outcome(UNREACHABLE, UNREACHABLE, started)
+            return Outcome("none", AGENT_REFUSED, started)
+        except AttestdError as err:  # the TLS files named for this agent cannot be read
+            _log.error("%s: %s", agent.spec.name, err.diagnostics())
+            return Outcome("none", err.reason, started)
+        # The nonce is consumed when the result is stored (Store.finish), atomically with it.
+        return replace(
+            self._appraise(envelope, nonce, policy, digest, checkpoint, started), nonce=nonce
+        )
+
+    def _appraise(
+        self,
+        envelope: bytes,
+        nonce: bytes,
+        policy: Policy,
+        digest: str,
+        checkpoint: LogCheckpoint | None,
+        started: float,
+    ) -> Outcome:
+        began = time.perf_counter()
+        result = appraise(envelope, nonce=nonce, policy=policy, checkpoint=checkpoint)
+        token = sign_result(
+            result,
+            self._key,
+            policy_digest=digest,
+            nonce=nonce,
+            lifetime=self.settings.ear_lifetime,
+        )
+        # The agent's status is the EAR's, which also caps a simulated TEE at warning. The
+        # token was signed just above: its claims are read back, not verified again.
+        statuses = result_statuses(_own_claims(token)).values()
+        status = max(statuses, key=STATUSES.index)
+        reasons = result.reasons
+        reason = reasons[0] if reasons else ("ok" if status == "affirming" else "simulated")
+        self.metrics.appraised(status, reason, seconds=time.perf_counter() - began)
+        verified: LogCheckpoint | None = None
+        if result.status is not AppraisalStatus.CONTRAINDICATED:
+            # The log replayed to the quoted register (or bound head): its end is the new prefix.
+            predicate = open_evidence(envelope)[1].predicate
+            verified = checkpoint_after(predicate.log_start, predicate.runtime_log)
+        return Outcome(
+            status,
+            reason,
+            started,
+            ear=token,
+            log_length=result.evidence.log_length,
+            checkpoint=verified,
+        )
+
+    def _diverged(self, client: AgentClient, checkpoint: LogCheckpoint, started: float) -> Outcome:
+        length = client.runtime_log(0, 1).length
+        reason = LOG_REGRESSION if length < checkpoint.length else LOG_FORK
+        _log.error(
+            "%s: the agent's log (%d events) does not extend the %d verified",
+            reason,
+            length,
+            checkpoint.length,
+        )
+        return Outcome("contraindicated", reason, started)
+
+    def _client(self, agent: AgentRecord) -> AgentClient:
+        """The agent's client, kept between pulls: one TLS handshake, not one per pull.
+
+        Keyed by the registration and the TLS files' modification times, so a
+        re-registered agent or rotated certificates get a new channel.
+        """
+        spec = agent.spec
+        files = (spec.cert_path, spec.key_path, spec.ca_path)
+        key = (spec, tuple(_mtime(path) for path in files))
+        with self._clients_lock:
+            cached = self._clients.get(spec.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        client = AgentClient.mtls(
+            spec.address,
+            cert=Path(spec.cert_path),
+            key=Path(spec.key_path),
+            ca=Path(spec.ca_path),
+            server_name=spec.server_name or None,
+            # Within the lease, so the result is stored before another replica may take over.
+            timeout=self.settings.lease_s / 2,
+        )
+        with self._clients_lock:
+            previous = self._clients.get(spec.name)
+            self._clients[spec.name] = (key, client)
+        if previous is not None:
+            previous[1].close()
+        return client
+
+    def _drop_client(self, agent: AgentRecord) -> None:
+        with self._clients_lock:
+            cached = self._clients.pop(agent.spec.name, None)
+        if cached is not None:
+            cached[1].close()
+
+    def _policy(self, path: str) -> tuple[Policy, str]:
+        """The policy at ``path`` and its digest, reloaded when the file changes."""
+        source = Path(path)
+        mtime = source.stat().st_mtime_ns if source.exists() else -1
+        with self._policies_lock:
+            cached = self._policies.get(path)
+        if cached is not None and cached[0] == mtime:
+            return cached[1], cached[2]
+        policy = load_policy(source)
+        digest = policy_digest(source.read_bytes())
+        with self._policies_lock:
+            self._policies[path] = (mtime, policy, digest)
+        return policy, digest
+
+
+def _log_disowned(client: AgentClient) -> bool:
+    """Whether the agent reports a serving problem (its log and register disagree),
+    rather than a passing refusal such as shutting down."""
+    try:
+        info = client.info()
+    except AgentCallError:
+        return False
+    return not info.serving and bool(info.serving_problem)
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _own_claims(token: str) -> dict[str, Any]:
+    """The claims of a compact JWS this process has just signed (no checks: it is ours)."""
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims

@@ -1,0 +1,734 @@
+"""The verifier service's state: one SQLAlchemy Core store over SQLite or PostgreSQL.
+
+    store = Store.open("sqlite:////var/lib/attestd-verifier/fleet.db")
+    # or Store.open("postgresql://verifier@db/fleet") for several replicas
+    store.add_agent(AgentSpec(name="gpu-01", address="10.0.0.7:7443", ...), now=time.time())
+    for agent in store.claim_due("replica-a", now=time.time(), lease_s=30, limit=8):
+        ...                                   # appraise it, then
+        store.finish(agent.id, "replica-a", outcome, now=time.time(), next_due_at=...)
+
+Both backends run the same statements. Where they differ is how replicas
+share the fleet: on PostgreSQL :meth:`Store.claim_due` locks the due lease rows
+with ``SELECT ... FOR UPDATE SKIP LOCKED``, so replicas claiming at once take
+disjoint agents without waiting on each other; SQLite has one writer at a time
+(``BEGIN IMMEDIATE``), which makes the same select-then-update atomic.
+
+A lease is held for one appraisal and released with its result. Every write
+that ends an appraisal is fenced by the lease: :meth:`Store.finish` commits
+only while the caller still owns an unexpired lease, so a replica that
+stalled past its lease can never overwrite the work of the one that took over.
+Replicas compare lease times with their own clocks: keep them synchronised
+(NTP) to well within the lease period.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+
+from attestd.evidence import LogCheckpoint
+from attestd.verifier.errors import VerifierError
+from attestd.verifier.service.errors import FleetExtraMissingError
+from attestd.verifier.service.schema import (
+    agents,
+    checkpoints,
+    leases,
+    migrate,
+    nonces,
+    results,
+    status_changes,
+    webhook_deliveries,
+)
+
+__all__ = [
+    "NONCE_REPLAYED",
+    "AgentExistsError",
+    "AgentNotFoundError",
+    "AgentRecord",
+    "AgentSpec",
+    "Backend",
+    "DatabaseUrlError",
+    "Delivery",
+    "LeaseLostError",
+    "Outcome",
+    "ResultRecord",
+    "Retention",
+    "StatusChange",
+    "Store",
+    "StoreUnavailableError",
+]
+
+#: The status of an agent registered but not yet appraised.
+PENDING = "none"
+NONCE_REPLAYED = "nonce_replayed"
+"""The reason stored when the nonce an answer carried had been used before, or expired."""
+
+
+class StoreError(VerifierError):
+    """The verifier service's database refused or failed an operation."""
+
+    reason = "store_error"
+
+
+class DatabaseUrlError(StoreError):
+    """The database URL is not a ``sqlite:///`` or ``postgresql://`` URL."""
+
+    reason = "database_url_invalid"
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached or opened."""
+
+    reason = "database_unavailable"
+
+
+class AgentExistsError(StoreError):
+    """An agent of that name is already registered."""
+
+    reason = "agent_exists"
+
+
+class AgentNotFoundError(StoreError):
+    """No agent of that name is registered."""
+
+    reason = "agent_not_found"
+
+
+class LeaseLostError(StoreError):
+    """The lease on an agent expired (or the agent was removed) before its result was stored."""
+
+    reason = "lease_lost"
+
+
+class Backend(enum.StrEnum):
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What an operator registers: where the agent is, how to reach it, what to expect."""
+
+    name: str
+    address: str
+    cert_path: str
+    key_path: str
+    ca_path: str
+    server_name: str
+    policy_path: str
+    interval_s: float
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """A registered agent and its current status."""
+
+    id: int
+    spec: AgentSpec
+    status: str
+    status_reason: str
+    registered_at: float
+    next_due_at: float
+    last_appraised_at: float | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one pull ended with, to be stored by :meth:`Store.finish`.
+
+    ``checkpoint`` is the new verified prefix (None: keep the old one); ``ear``
+    the signed result, absent when there was no appraisal (an unreachable
+    agent, a log that went backwards); ``nonce`` the one the appraised
+    evidence answered, consumed when the outcome is stored.
+    """
+
+    status: str
+    reason: str
+    started_at: float
+    ear: str | None = None
+    log_length: int | None = None
+    checkpoint: LogCheckpoint | None = None
+    nonce: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    agent_name: str
+    replica: str
+    started_at: float
+    appraised_at: float
+    status: str
+    reason: str
+    ear: str | None
+    log_length: int | None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    id: int
+    agent_name: str
+    at: float
+    old_status: str
+    new_status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Result history kept: at most ``per_agent`` rows per agent, none older than ``max_age_s``."""
+
+    per_agent: int = 1000
+    max_age_s: float | None = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    agent_name: str
+    url: str
+    body: bytes
+    attempts: int
+
+
+def _engine_for(url: str) -> tuple[Engine, Backend]:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUrlError(f"database url {url!r} is not a URL") from None
+    backend_name = parsed.get_backend_name()
+    if backend_name == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            # Each connection would get its own empty in-memory database.
+            raise DatabaseUrlError("a SQLite database must be a file: sqlite:////path/fleet.db")
+        engine = create_engine(parsed.set(drivername="sqlite+pysqlite"), pool_pre_ping=True)
+        _sqlite_pragmas(engine)
+        return engine, Backend.SQLITE
+    if backend_name == "postgresql":
+        try:
+            engine = create_engine(
+                parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True, pool_size=10
+            )
+        except ImportError:
+            raise FleetExtraMissingError("psycopg") from None
+        return engine, Backend.POSTGRESQL
+    raise DatabaseUrlError(f"database url scheme {parsed.drivername!r}: use sqlite or postgresql")
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own transaction handling would defer BEGIN; we issue it ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: a claim's select-then-update is atomic.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _record(row: Any) -> AgentRecord:
+    spec = AgentSpec(
+        name=row.name,
+        address=row.address,
+        cert_path=row.cert_path,
+        key_path=row.key_path,
+        ca_path=row.ca_path,
+        server_name=row.server_name,
+        policy_path=row.policy_path,
+        interval_s=row.interval_s,
+    )
+    return AgentRecord(
+        id=row.id,
+        spec=spec,
+        status=row.status,
+        status_reason=row.status_reason,
+        registered_at=row.registered_at,
+        next_due_at=row.next_due_at,
+        last_appraised_at=row.last_appraised_at,
+    )
+
+
+class Store:
+    """The fleet's state; thread-safe (a connection pool), shared by replicas via the database."""
+
+    def __init__(self, engine: Engine, backend: Backend) -> None:
+        self.engine = engine
+        self.backend = backend
+
+    @classmethod
+    def open(cls, url: str, *, now: float) -> Store:
+        """Connect to ``url`` and apply the migrations it lacks (StoreUnavailableError if down)."""
+        engine, backend = _engine_for(url)
+        store = cls(engine, backend)
+        try:
+            with store._tx() as connection:
+                if backend is Backend.POSTGRESQL:
+                    # Replicas starting together would race to create the same tables.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(7436121)"))
+                migrate(connection, now=now)
+        except OperationalError as err:
+            engine.dispose()
+            raise StoreUnavailableError(f"cannot open the database: {err.orig}") from None
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    # -- the registry ----------------------------------------------------------------------
+
+    def add_agent(self, spec: AgentSpec, *, now: float) -> AgentRecord:
+        """Register ``spec``, due at once (AgentExistsError if the name is taken)."""
+        values = {
+            "name": spec.name,
+            "address": spec.address,
+            "cert_path": spec.cert_path,
+            "key_path": spec.key_path,
+            "ca_path": spec.ca_path,
+            "server_name": spec.server_name,
+            "policy_path": spec.policy_path,
+            "interval_s": spec.interval_s,
+            "status": PENDING,
+            "status_reason": "registered, not yet appraised",
+            "registered_at": now,
+            "next_due_at": now,
+        }
+        try:
+            with self._tx() as connection:
+                agent_id = connection.execute(
+                    agents.insert().values(**values).returning(agents.c.id)
+                ).scalar_one()
+                connection.execute(leases.insert().values(agent_id=agent_id, expires_at=0.0))
+        except IntegrityError:
+            raise AgentExistsError(f"an agent named {spec.name!r} is already registered") from None
+        return self.agent(spec.name)
+
+    def remove_agent(self, name: str) -> None:
+        """Forget ``name``, its checkpoint, results, nonces and lease (AgentNotFoundError)."""
+        with self._tx() as connection:
+            agent_id = connection.execute(select(agents.c.id).where(agents.c.name == name)).scalar()
+            if agent_id is None:
+                raise AgentNotFoundError(f"no agent named {name!r} is registered")
+            for table in (leases, nonces, results, checkpoints):
+                connection.execute(delete(table).where(table.c.agent_id == agent_id))
+            connection.execute(delete(agents).where(agents.c.id == agent_id))
+
+    def agent(self, name: str) -> AgentRecord:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(agents).where(agents.c.name == name)).first()
+        if row is None:
+            raise AgentNotFoundError(f"no agent named {name!r} is registered")
+        return _record(row)
+
+    def agents(self) -> list[AgentRecord]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(agents).order_by(agents.c.name)).all()
+        return [_record(row) for row in rows]
+
+    def summary(self) -> dict[str, int]:
+        """Registered agents by status."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(agents.c.status, func.count()).group_by(agents.c.status)
+            ).all()
+        return {status: int(count) for status, count in rows}
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def claim_due(self, owner: str, *, now: float, lease_s: float, limit: int) -> list[AgentRecord]:
+        """Lease up to ``limit`` due agents that no live lease holds, until ``now + lease_s``."""
+        if limit <= 0:
+            return []
+        free = or_(leases.c.owner.is_(None), leases.c.expires_at <= now)
+        query = (
+            select(leases.c.agent_id)
+            .join(agents, agents.c.id == leases.c.agent_id)
+            .where(and_(free, agents.c.next_due_at <= now))
+            .order_by(agents.c.next_due_at)
+            .limit(limit)
+        )
+        if self.backend is Backend.POSTGRESQL:
+            # Rows another replica is claiming right now are skipped, not waited for.
+            query = query.with_for_update(skip_locked=True, of=leases)
+        with self._tx() as connection:
+            ids = list(connection.execute(query).scalars())
+            if not ids:
+                return []
+            connection.execute(
+                update(leases)
+                .where(leases.c.agent_id.in_(ids))
+                .values(owner=owner, expires_at=now + lease_s)
+            )
+            rows = connection.execute(select(agents).where(agents.c.id.in_(ids))).all()
+        return [_record(row) for row in rows]
+
+    def leases_held(self, owner: str, *, now: float) -> int:
+        with self.engine.connect() as connection:
+            count = connection.execute(
+                select(func.count())
+                .select_from(leases)
+                .where(and_(leases.c.owner == owner, leases.c.expires_at > now))
+            ).scalar_one()
+        return int(count)
+
+    def release(self, agent_id: int, owner: str) -> None:
+        """Give up a lease without a result (shutting down); the agent is due again at once."""
+        with self._tx() as connection:
+            connection.execute(
+                update(leases)
+                .where(and_(leases.c.agent_id == agent_id, leases.c.owner == owner))
+                .values(owner=None, expires_at=0.0)
+            )
+
+    # -- nonces ------------------------------------------------------------------------------
+
+    def issue_nonce(self, agent_id: int, nonce: bytes, *, now: float, ttl_s: float) -> None:
+        with self._tx() as connection:
+            self._insert_nonce(connection, agent_id, nonce, now=now, ttl_s=ttl_s)
+
+    def begin_pull(
+        self, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
+    ) -> LogCheckpoint | None:
+        """Issue ``nonce`` and read the verified checkpoint, in one transaction."""
+        with self._tx() as connection:
+            self._insert_nonce(connection, agent_id, nonce, now=now, ttl_s=ttl_s)
+            row = connection.execute(
+                select(checkpoints.c.length, checkpoints.c.head).where(
+                    checkpoints.c.agent_id == agent_id
+                )
+            ).first()
+        return None if row is None else LogCheckpoint(int(row.length), bytes(row.head))
+
+    def consume_nonce(self, agent_id: int, nonce: bytes, *, now: float) -> bool:
+        """Accept ``nonce`` for ``agent_id`` once: False if unknown, expired or already used.
+
+        One conditional UPDATE, so two replicas (or two requests) presenting the
+        same nonce at once cannot both see it unused.
+        """
+        with self._tx() as connection:
+            return self._consume(connection, agent_id, nonce, now=now)
+
+    @staticmethod
+    def _insert_nonce(
+        connection: Connection, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
+    ) -> None:
+        connection.execute(
+            nonces.insert().values(
+                nonce=nonce,
+                agent_id=agent_id,
+                issued_at=now,
+                expires_at=now + ttl_s,
+                consumed=False,
+            )
+        )
+
+    @staticmethod
+    def _consume(connection: Connection, agent_id: int, nonce: bytes, *, now: float) -> bool:
+        consumed = connection.execute(
+            update(nonces)
+            .where(
+                and_(
+                    nonces.c.nonce == nonce,
+                    nonces.c.agent_id == agent_id,
+                    nonces.c.consumed.is_(False),
+                    nonces.c.expires_at > now,
+                )
+            )
+            .values(consumed=True)
+        ).rowcount
+        return bool(consumed == 1)
+
+    # -- appraisals --------------------------------------------------------------------------
+
+    def checkpoint(self, agent_id: int) -> LogCheckpoint | None:
+        """The verified prefix of the agent's log, None before its first verified log."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(checkpoints.c.length, checkpoints.c.head).where(
+                    checkpoints.c.agent_id == agent_id
+                )
+            ).first()
+        return None if row is None else LogCheckpoint(int(row.length), bytes(row.head))
+
+    def finish(
+        self, agent_id: int, owner: str, outcome: Outcome, *, now: float, next_due_at: float
+    ) -> StatusChange | None:
+        """Store ``outcome`` and release the lease, if ``owner`` still holds it.
+
+        The outcome's nonce, if any, is consumed in the same transaction; if it
+        cannot be (used before, or expired) the outcome stored is ``nonce_replayed``
+        instead, without its EAR or checkpoint.
+        Returns the status change this outcome made, or None. LeaseLostError,
+        with nothing written, when the lease has expired or the agent was removed.
+        """
+        with self._tx() as connection:
+            held = connection.execute(
+                update(leases)
+                .where(
+                    and_(
+                        leases.c.agent_id == agent_id,
+                        leases.c.owner == owner,
+                        leases.c.expires_at > now,
+                    )
+                )
+                .values(owner=None, expires_at=0.0)
+            ).rowcount
+            if held != 1:
+                raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
+            nonce = outcome.nonce
+            if nonce is not None and not self._consume(connection, agent_id, nonce, now=now):
+                outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
+            row = connection.execute(
+                select(agents.c.name, agents.c.status).where(agents.c.id == agent_id)
+            ).one()
+            connection.execute(
+                results.insert().values(
+                    agent_id=agent_id,
+                    replica=owner,
+                    started_at=outcome.started_at,
+                    appraised_at=now,
+                    status=outcome.status,
+                    reason=outcome.reason,
+                    ear=outcome.ear,
+                    log_length=outcome.log_length,
+                )
+            )
+            connection.execute(
+                update(agents)
+                .where(agents.c.id == agent_id)
+                .values(
+                    status=outcome.status,
+                    status_reason=outcome.reason,
+                    next_due_at=next_due_at,
+                    last_appraised_at=now,
+                )
+            )
+            if outcome.checkpoint is not None:
+                self._set_checkpoint(connection, agent_id, outcome.checkpoint, now)
+            if row.status == outcome.status:
+                return None
+            change_id = connection.execute(
+                status_changes.insert()
+                .values(
+                    agent_id=agent_id,
+                    agent_name=row.name,
+                    at=now,
+                    old_status=row.status,
+                    new_status=outcome.status,
+                    reason=outcome.reason,
+                )
+                .returning(status_changes.c.id)
+            ).scalar_one()
+        return StatusChange(change_id, row.name, now, row.status, outcome.status, outcome.reason)
+
+    @staticmethod
+    def _set_checkpoint(
+        connection: Connection, agent_id: int, checkpoint: LogCheckpoint, now: float
+    ) -> None:
+        values = {"length": checkpoint.length, "head": checkpoint.head, "updated_at": now}
+        changed = connection.execute(
+            update(checkpoints).where(checkpoints.c.agent_id == agent_id).values(**values)
+        ).rowcount
+        if changed == 0:
+            connection.execute(checkpoints.insert().values(agent_id=agent_id, **values))
+
+    def latest_result(self, name: str) -> ResultRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(results, agents.c.name)
+                .join(agents, agents.c.id == results.c.agent_id)
+                .where(agents.c.name == name)
+                .order_by(results.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else _result(row)
+
+    def history(self, name: str) -> list[ResultRecord]:
+        """Every stored result of ``name``, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(results, agents.c.name)
+                .join(agents, agents.c.id == results.c.agent_id)
+                .where(agents.c.name == name)
+                .order_by(results.c.id)
+            ).all()
+        return [_result(row) for row in rows]
+
+    def all_results(self) -> list[ResultRecord]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(results, agents.c.name)
+                .join(agents, agents.c.id == results.c.agent_id)
+                .order_by(results.c.id)
+            ).all()
+        return [_result(row) for row in rows]
+
+    def status_changes(self, *, after: int = 0, limit: int = 100) -> list[StatusChange]:
+        """Status changes with an id above ``after``, oldest first (a cursor for watchers)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(status_changes)
+                .where(status_changes.c.id > after)
+                .order_by(status_changes.c.id)
+                .limit(limit)
+            ).all()
+        return [
+            StatusChange(r.id, r.agent_name, r.at, r.old_status, r.new_status, r.reason)
+            for r in rows
+        ]
+
+    def last_status_change_id(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.max(status_changes.c.id))).scalar() or 0)
+
+    def prune(self, retention: Retention, *, now: float) -> int:
+        """Apply ``retention`` to results (the count returned), status changes and finished
+        webhook deliveries; delete spent or expired nonces."""
+        deleted = 0
+        with self._tx() as connection:
+            if retention.max_age_s is not None:
+                cutoff = now - retention.max_age_s
+                deleted += connection.execute(
+                    delete(results).where(results.c.appraised_at < cutoff)
+                ).rowcount
+                # The change history and finished deliveries age out with the results.
+                connection.execute(delete(status_changes).where(status_changes.c.at < cutoff))
+                connection.execute(
+                    delete(webhook_deliveries).where(
+                        and_(
+                            webhook_deliveries.c.state != "queued",
+                            webhook_deliveries.c.created_at < cutoff,
+                        )
+                    )
+                )
+            # The id of each agent's per_agent-th newest result; older ones go.
+            ranked = (
+                select(
+                    results.c.id,
+                    func.row_number()
+                    .over(partition_by=results.c.agent_id, order_by=results.c.id.desc())
+                    .label("rank"),
+                )
+            ).subquery()
+            excess = select(ranked.c.id).where(ranked.c.rank > retention.per_agent)
+            deleted += connection.execute(delete(results).where(results.c.id.in_(excess))).rowcount
+            connection.execute(
+                delete(nonces).where(or_(nonces.c.consumed.is_(True), nonces.c.expires_at <= now))
+            )
+        return deleted
+
+    # -- webhook deliveries -----------------------------------------------------------------
+
+    def enqueue_delivery(
+        self, agent_name: str, url: str, body: bytes, *, now: float, max_queued: int
+    ) -> bool:
+        """Queue one delivery; False (not queued) when ``max_queued`` are already waiting."""
+        with self._tx() as connection:
+            queued = connection.execute(
+                select(func.count())
+                .select_from(webhook_deliveries)
+                .where(webhook_deliveries.c.state == "queued")
+            ).scalar_one()
+            if queued >= max_queued:
+                return False
+            connection.execute(
+                webhook_deliveries.insert().values(
+                    agent_name=agent_name,
+                    url=url,
+                    body=body,
+                    attempts=0,
+                    next_attempt_at=now,
+                    state="queued",
+                    last_error="",
+                    created_at=now,
+                )
+            )
+        return True
+
+    def claim_deliveries(self, *, now: float, limit: int, hold_s: float) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries for ``hold_s`` seconds, for this sender only.
+
+        Their next attempt moves to ``now + hold_s``, so another replica's sender
+        skips them; a sender that dies leaves them due again after ``hold_s``.
+        """
+        due = and_(
+            webhook_deliveries.c.state == "queued",
+            webhook_deliveries.c.next_attempt_at <= now,
+        )
+        query = select(webhook_deliveries).where(due).order_by(webhook_deliveries.c.id).limit(limit)
+        if self.backend is Backend.POSTGRESQL:
+            query = query.with_for_update(skip_locked=True)
+        with self._tx() as connection:
+            rows = connection.execute(query).all()
+            if rows:
+                connection.execute(
+                    update(webhook_deliveries)
+                    .where(webhook_deliveries.c.id.in_([r.id for r in rows]))
+                    .values(next_attempt_at=now + hold_s)
+                )
+        return [Delivery(r.id, r.agent_name, r.url, bytes(r.body), r.attempts) for r in rows]
+
+    def delivery_attempted(
+        self, delivery_id: int, *, state: str, error: str, next_attempt_at: float
+    ) -> None:
+        """Record an attempt: ``state`` delivered, queued (retry at ``next_attempt_at``), failed."""
+        with self._tx() as connection:
+            connection.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id == delivery_id)
+                .values(
+                    attempts=webhook_deliveries.c.attempts + 1,
+                    state=state,
+                    last_error=error,
+                    next_attempt_at=next_attempt_at,
+                )
+            )
+
+    def deliveries(self) -> list[Mapping[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(webhook_deliveries).order_by(webhook_deliveries.c.id)
+            ).all()
+        return [dict(row._mapping) for row in rows]
+
+
+def _result(row: Any) -> ResultRecord:
+    return ResultRecord(
+        agent_name=row.name,
+        replica=row.replica,
+        started_at=row.started_at,
+        appraised_at=row.appraised_at,
+        status=row.status,
+        reason=row.reason,
+        ear=row.ear,
+        log_length=row.log_length,
+    )
