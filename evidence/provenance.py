@@ -257,7 +257,7 @@ class StageProvenance:
         predicate = _json.obj(
             top["predicate"], "$.predicate", fields=("buildDefinition", "runDetails")
         )
-        build_fields = ("buildType", "externalParameters", "resolvedDependencies")
+        build_fields: tuple[str, ...] = ("buildType", "externalParameters", "resolvedDependencies")
         raw_build = _json.obj(predicate["buildDefinition"], "$.predicate.buildDefinition")
         if "internalParameters" in raw_build:
             build_fields += ("internalParameters",)

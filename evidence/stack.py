@@ -228,7 +228,7 @@ class OsPackage:
 
 def list_content(items: list[Distribution] | list[OsPackage]) -> bytes:
     """A byproduct's content: canonical JSON of the items, sorted by name then version."""
-    ordered = sorted(items, key=lambda d: (d.name, d.version))
+    ordered: list[Distribution | OsPackage] = sorted(items, key=lambda d: (d.name, d.version))
     return canonical_json([d.to_json() for d in ordered])
 
 
