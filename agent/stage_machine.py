@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from attestd.agent.errors import NoStageOpenError, RequestInvalidError, StageAlreadyOpenError
+from attestd.agent.software_stack import MeasuredStack, measure_software_stack
 from attestd.agent.stages import (
     ABORT_OPERATION,
     BEGIN_OPERATION,
@@ -54,6 +55,8 @@ LogStageEvent = Callable[[str, bytes, Caller | None], RuntimeEvent]
 """Durably log an ``attestd.stage`` event with this operation, content and caller."""
 AttestStage = Callable[[OpenStage, list[StageArtifact], RuntimeEvent], bytes]
 """The attestation of a stage closed by this ``end`` event: provenance and evidence, signed."""
+MeasureStack = Callable[[Caller | None], MeasuredStack]
+"""The software stack of the caller's process, from /proc (attestd.agent.software_stack)."""
 
 
 class StageMachine:
@@ -67,6 +70,7 @@ class StageMachine:
         measure: MeasureSpecs,
         log: LogStageEvent,
         attest: AttestStage,
+        measure_stack: MeasureStack = measure_software_stack,
     ) -> None:
         # Rebuilt from the log on start, so an open stage outlives a restart (docs/lifecycle.md).
         self._open = recovered
@@ -77,6 +81,7 @@ class StageMachine:
         self._measure = measure
         self._log = log
         self._attest = attest
+        self._measure_stack = measure_stack
 
     def begin(
         self,
@@ -100,14 +105,20 @@ class StageMachine:
         self._check_content(begin_content(pipeline, run, stage, draft, link))
         self._claim_idle()
         try:
+            # Measured before the inputs: the sooner after the call, the less time the
+            # caller's pid has to change hands (the machine re-checks it as it reads).
+            measured = self._measure_stack(caller)
             artifacts = self._measure("inputs", inputs, caller)
-            content = begin_content(pipeline, run, stage, artifacts, link)
+            content = begin_content(pipeline, run, stage, artifacts, link, measured.stack)
             self._check_content(content)
             event = self._log(BEGIN_OPERATION, content, caller)
         except BaseException:
             self._release(changed=False)
             raise
-        opened = OpenStage(pipeline, run, stage, tuple(artifacts), link, event)
+        opened = OpenStage(
+            pipeline, run, stage, tuple(artifacts), link, event, measured.stack,
+            measured.byproducts,
+        )  # fmt: skip
         self._release(changed=True, now_open=opened)
         log.info(
             "stage begun",

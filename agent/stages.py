@@ -41,6 +41,7 @@ from attestd.evidence.provenance import (
     provenance_digest,
 )
 from attestd.evidence.runtime_log_format import parse_rfc3339
+from attestd.evidence.stack import SoftwareStack
 
 STAGE_DOMAIN = "attestd.stage"
 BEGIN_OPERATION = "begin"
@@ -149,17 +150,23 @@ def begin_content(
     stage: str,
     inputs: Sequence[StageArtifact],
     previous: str | None,
+    software_stack: SoftwareStack | None = None,
 ) -> bytes:
-    """The content of the ``attestd.stage`` ``begin`` event (canonical JSON)."""
-    return canonical_json(
-        {
-            "pipeline": pipeline,
-            "runId": run_id,
-            "stage": stage,
-            "inputs": [a.to_json() for a in inputs],
-            "previous": previous,
-        }
-    )
+    """The content of the ``attestd.stage`` ``begin`` event (canonical JSON).
+
+    ``software_stack`` is what the agent measured of the caller: digests, not
+    lists, so the event stays small (attestd.agent.software_stack).
+    """
+    members: dict[str, object] = {
+        "pipeline": pipeline,
+        "runId": run_id,
+        "stage": stage,
+        "inputs": [a.to_json() for a in inputs],
+        "previous": previous,
+    }
+    if software_stack is not None:
+        members["softwareStack"] = software_stack.to_json()
+    return canonical_json(members)
 
 
 def end_content(run_id: str, stage: str, outputs: Sequence[StageArtifact]) -> bytes:
@@ -230,8 +237,16 @@ def reopen(begin: RuntimeEvent) -> OpenStage:
         )
     except EvidenceError as err:
         raise StageRecoveryError(f"an input is unreadable: {err}") from None
+    stack: SoftwareStack | None = None
+    if "softwareStack" in members:
+        try:
+            stack = SoftwareStack.from_json(members["softwareStack"], "softwareStack")
+        except EvidenceError as err:
+            raise StageRecoveryError(f"its softwareStack is unreadable: {err}") from None
+    # The package lists lived in memory only: after a restart the provenance names them
+    # by digest (in the stack) without carrying them (docs/lifecycle.md).
     return OpenStage(
-        members["pipeline"], members["runId"], members["stage"], inputs, previous, begin
+        members["pipeline"], members["runId"], members["stage"], inputs, previous, begin, stack
     )
 
 
@@ -249,6 +264,9 @@ class OpenStage:
     inputs: tuple[StageArtifact, ...]
     previous: str | None
     begin: RuntimeEvent
+    software_stack: SoftwareStack | None = None
+    stack_lists: tuple[tuple[str, bytes], ...] = ()
+    """The lists the stack's digests name (byproduct name, content); lost on a restart."""
 
     def provenance(
         self,
@@ -270,4 +288,6 @@ class OpenStage:
             started_on=parse_rfc3339(self.begin.recorded_at),
             finished_on=parse_rfc3339(segment[-1].recorded_at),
             log_segment=tuple(segment),
+            software_stack=self.software_stack,
+            stack_lists=self.stack_lists,
         )

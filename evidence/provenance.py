@@ -48,6 +48,16 @@ from attestd.evidence.runtime_log_format import (
     format_rfc3339,
     parse_rfc3339,
 )
+from attestd.evidence.stack import (
+    OS_PACKAGES,
+    PYTHON_DISTRIBUTIONS,
+    Distribution,
+    OsPackage,
+    SoftwareStack,
+    content_sha256,
+    parse_distributions,
+    parse_os_packages,
+)
 from attestd.evidence.statement import STATEMENT_TYPE
 from attestd.evidence.subjects import AgentSubjectError, artifact_subjects, statement_subjects
 
@@ -156,6 +166,21 @@ class StageProvenance:
     started_on: datetime
     finished_on: datetime
     log_segment: tuple[RuntimeEvent, ...] = field(default=())
+    software_stack: SoftwareStack | None = None
+    """What the agent measured of the process that began the stage (``evidence.stack``);
+    None in the provenance of an agent that did not measure it."""
+    stack_lists: tuple[tuple[str, bytes], ...] = ()
+    """The full lists the stack's digests name, (byproduct name, canonical JSON), each once."""
+
+    def distributions(self) -> tuple[Distribution, ...] | None:
+        """The caller's Python distributions, if the provenance carries their list."""
+        content = dict(self.stack_lists).get(PYTHON_DISTRIBUTIONS)
+        return None if content is None else parse_distributions(content, PYTHON_DISTRIBUTIONS)
+
+    def os_packages(self) -> tuple[OsPackage, ...] | None:
+        """The OS packages of the caller's root, if the provenance carries their list."""
+        content = dict(self.stack_lists).get(OS_PACKAGES)
+        return None if content is None else parse_os_packages(content, OS_PACKAGES)
 
     def subjects(self) -> list[StageArtifact]:
         """The statement's subjects: the outputs, or the builder's agent subject when none.
@@ -173,20 +198,41 @@ class StageProvenance:
         if self.previous is not None:
             dependencies.append({"name": PREVIOUS_STAGE, "digest": {"sha256": self.previous}})
         segment = canonical_json([event_to_json(e) for e in self.log_segment])
+        build: dict[str, object] = {
+            "buildType": STAGE_BUILD_TYPE,
+            "externalParameters": {
+                "pipeline": self.pipeline,
+                "runId": self.run_id,
+                "stage": self.stage,
+            },
+            "resolvedDependencies": dependencies,
+        }
+        if self.software_stack is not None:
+            # Measured by the agent, not chosen by the caller: SLSA's internalParameters.
+            build["internalParameters"] = {"softwareStack": self.software_stack.to_json()}
+        byproducts: list[object] = [
+            {
+                "name": RUNTIME_LOG_SEGMENT,
+                "mediaType": "application/json",
+                "digest": {"sha256": hashlib.sha256(segment).hexdigest()},
+                "content": _json.b64_encode(segment),
+            }
+        ]
+        byproducts += [
+            {
+                "name": name,
+                "mediaType": "application/json",
+                "digest": {"sha256": content_sha256(content)},
+                "content": _json.b64_encode(content),
+            }
+            for name, content in self.stack_lists
+        ]
         return {
             "_type": STATEMENT_TYPE,
             "subject": [s.to_json() for s in self.subjects()],
             "predicateType": SLSA_PROVENANCE_TYPE,
             "predicate": {
-                "buildDefinition": {
-                    "buildType": STAGE_BUILD_TYPE,
-                    "externalParameters": {
-                        "pipeline": self.pipeline,
-                        "runId": self.run_id,
-                        "stage": self.stage,
-                    },
-                    "resolvedDependencies": dependencies,
-                },
+                "buildDefinition": build,
                 "runDetails": {
                     "builder": {"id": self.builder_id, "version": {"attestd": self.agent_version}},
                     "metadata": {
@@ -194,14 +240,7 @@ class StageProvenance:
                         "startedOn": format_rfc3339(self.started_on),
                         "finishedOn": format_rfc3339(self.finished_on),
                     },
-                    "byproducts": [
-                        {
-                            "name": RUNTIME_LOG_SEGMENT,
-                            "mediaType": "application/json",
-                            "digest": {"sha256": hashlib.sha256(segment).hexdigest()},
-                            "content": _json.b64_encode(segment),
-                        }
-                    ],
+                    "byproducts": byproducts,
                 },
             },
         }
@@ -218,11 +257,20 @@ class StageProvenance:
         predicate = _json.obj(
             top["predicate"], "$.predicate", fields=("buildDefinition", "runDetails")
         )
-        build = _json.obj(
-            predicate["buildDefinition"],
-            "$.predicate.buildDefinition",
-            fields=("buildType", "externalParameters", "resolvedDependencies"),
-        )
+        build_fields: tuple[str, ...] = ("buildType", "externalParameters", "resolvedDependencies")
+        raw_build = _json.obj(predicate["buildDefinition"], "$.predicate.buildDefinition")
+        if "internalParameters" in raw_build:
+            build_fields += ("internalParameters",)
+        build = _json.obj(raw_build, "$.predicate.buildDefinition", fields=build_fields)
+        stack: SoftwareStack | None = None
+        if "internalParameters" in build:
+            internal_path = "$.predicate.buildDefinition.internalParameters"
+            internal = _json.obj(
+                build["internalParameters"], internal_path, fields=("softwareStack",)
+            )
+            stack = SoftwareStack.from_json(
+                internal["softwareStack"], f"{internal_path}.softwareStack"
+            )
         if build["buildType"] != STAGE_BUILD_TYPE:
             _json.fail("$.predicate.buildDefinition.buildType", f"expected {STAGE_BUILD_TYPE!r}")
         params_path = "$.predicate.buildDefinition.externalParameters"
@@ -274,13 +322,15 @@ class StageProvenance:
             _json.fail(f"{run_path}.metadata.invocationId", "does not name this run and stage")
         started = _time(metadata["startedOn"], f"{run_path}.metadata.startedOn")
         finished = _time(metadata["finishedOn"], f"{run_path}.metadata.finishedOn")
-        byproducts = _json.array(run["byproducts"], f"{run_path}.byproducts", max_len=1)
-        if len(byproducts) != 1:
-            _json.fail(f"{run_path}.byproducts", f"expected exactly the {RUNTIME_LOG_SEGMENT}")
+        byproducts = _json.array(run["byproducts"], f"{run_path}.byproducts", max_len=3)
+        if not byproducts:
+            _json.fail(f"{run_path}.byproducts", f"expected the {RUNTIME_LOG_SEGMENT} first")
         segment = _segment(byproducts[0], f"{run_path}.byproducts[0]")
+        lists = _stack_lists(byproducts[1:], f"{run_path}.byproducts", stack)
+        _check_begin_stack(segment, stack)
         provenance = cls(
             pipeline, run_id, stage, tuple(inputs), outputs, previous, builder_id,
-            agent_version, started, finished, segment,
+            agent_version, started, finished, segment, stack, lists,
         )  # fmt: skip
         try:
             expected = provenance.subjects()
@@ -293,6 +343,53 @@ class StageProvenance:
                 "$.subject", "is not the outputs, nor (with none) the builder's agent subject"
             )
         return provenance
+
+
+def _stack_lists(
+    raw: Sequence[object], path: str, stack: SoftwareStack | None
+) -> tuple[tuple[str, bytes], ...]:
+    """The package-list byproducts: each once, each the list its stack claim names."""
+    named = {
+        PYTHON_DISTRIBUTIONS: (stack.python_sha256 if stack else None, parse_distributions),
+        OS_PACKAGES: (stack.os_packages_sha256 if stack else None, parse_os_packages),
+    }
+    lists: dict[str, bytes] = {}
+    for index, item in enumerate(raw, 1):
+        where = f"{path}[{index}]"
+        members = _json.obj(item, where, fields=("name", "mediaType", "digest", "content"))
+        name = members["name"]
+        if not isinstance(name, str) or name not in named or name in lists:
+            _json.fail(f"{where}.name", "not a package list, or one given twice")
+        if members["mediaType"] != "application/json":
+            _json.fail(f"{where}.mediaType", 'expected "application/json"')
+        content = _json.b64_bytes(members["content"], f"{where}.content", max_size=64 << 20)
+        digest = _json.obj(members["digest"], f"{where}.digest", fields=("sha256",))
+        expected = _json.hex_bytes(digest["sha256"], f"{where}.digest.sha256", size=32).hex()
+        claimed, parse = named[name]
+        if content_sha256(content) != expected or claimed != expected:
+            # The list must be the one whose digest the measured stack (and begin event) names.
+            _json.fail(f"{where}.digest", "does not match the content and the softwareStack")
+        parse(content, f"{where}.content")
+        lists[name] = content
+    return tuple(lists.items())
+
+
+def _check_begin_stack(segment: Sequence[RuntimeEvent], stack: SoftwareStack | None) -> None:
+    """A segment that opens with the agent's begin event carries the same stack it does."""
+    if not segment or (segment[0].domain, segment[0].operation) != ("attestd.stage", "begin"):
+        return  # a provenance built without the agent's stage events (tests, older agents)
+    try:
+        begin = json.loads(segment[0].content)
+    except ValueError:
+        _json.fail("$.predicate.runDetails.byproducts[0]", "the begin event is not JSON")
+    recorded = begin.get("softwareStack") if isinstance(begin, dict) else None
+    if (recorded is None) != (stack is None) or (
+        stack is not None and canonical_json(recorded) != canonical_json(stack.to_json())
+    ):
+        _json.fail(
+            "$.predicate.buildDefinition.internalParameters",
+            "the softwareStack is not the one the stage's begin event recorded",
+        )
 
 
 def _time(value: object, path: str) -> datetime:

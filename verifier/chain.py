@@ -81,6 +81,8 @@ from attestd.verifier.oms import (
 )
 from attestd.verifier.policy import ArtifactPolicy
 from attestd.verifier.result import AppraisalResult, AppraisalStatus, overall_status
+from attestd.verifier.software import REASONS as SOFTWARE_REASONS
+from attestd.verifier.software import Violation, slsa_build_level, violations
 from attestd.verifier.spdx import SpdxError, is_allowed, parse_expression
 
 __all__ = [
@@ -109,6 +111,10 @@ class StageResult:
     agent_key_id: str | None = None
     digest: str | None = None
     """provenance_digest of the provenance payload: how the next stage names this one."""
+    software: tuple[Violation, ...] = ()
+    """Each software rule the stage's measured stack breaks (verifier/software.py)."""
+    slsa_level: int | None = None
+    """The SLSA Build level (1-3) its provenance meets; None when it was not judged."""
 
     @property
     def status(self) -> AppraisalStatus:
@@ -158,6 +164,13 @@ class StageResult:
             "previous": provenance.previous if provenance else None,
             "inputs": [a.to_json() for a in provenance.inputs] if provenance else [],
             "outputs": [a.to_json() for a in provenance.outputs] if provenance else [],
+            "softwareStack": (
+                provenance.software_stack.to_json()
+                if provenance and provenance.software_stack
+                else None
+            ),
+            "softwareViolations": [v.to_json() for v in self.software],
+            "slsaBuildLevel": self.slsa_level,
             "appraisal": self.appraisal.to_json() if self.appraisal else None,
             "checks": [c.to_json(with_stage=True) for c in self.checks],
         }
@@ -195,6 +208,14 @@ class ChainResult:
         return tuple(dict.fromkeys(c.reason for c in self.failures if c.reason))
 
     @property
+    def slsa_level(self) -> int | None:
+        """The chain's SLSA Build level: its weakest stage's (None if a stage was not judged)."""
+        levels = [s.slsa_level for s in self.stages]
+        if not levels or any(level is None for level in levels):
+            return None
+        return min(level for level in levels if level is not None)
+
+    @property
     def affirming(self) -> bool:
         """Whether the whole chain verified: every stage and chain check passed or skipped."""
         return self.status is AppraisalStatus.AFFIRMING
@@ -209,6 +230,10 @@ class ChainResult:
         lines = [
             "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
         ]
+        for stage in self.stages:
+            # The offending package (or digest) and its stage, one line each.
+            for violation in stage.software:
+                lines.append(f"stage {stage.stage}: {violation.reason}: {violation.detail}")
         for check in self.checks:
             if check.status is not CheckStatus.PASS:
                 label = check.reason or check.status.value
@@ -231,6 +256,7 @@ class ChainResult:
             },
             "verifiedAt": format_rfc3339(self.verified_at),
             "reasons": list(self.reasons),
+            "slsaBuildLevel": self.slsa_level,
             "stages": [s.to_json() for s in self.stages],
             "checks": [c.to_json(with_stage=True) for c in self.checks],
             "oms": self.oms,
@@ -292,6 +318,8 @@ class _Stage:
         self.evidence = b""
         self.rule: StageRule | None = None
         self.appraisal: AppraisalResult | None = None
+        self.software_violations: tuple[Violation, ...] = ()
+        self.slsa_level: int | None = None
         self.runner.run(OWN_CHECKS, self)
 
     @property
@@ -432,6 +460,34 @@ class _Stage:
             )
         return passed(f"{len(segment)} runtime events are a slice of the evidence's log")
 
+    def software(self) -> Outcome:
+        assert self.rule is not None  # guaranteed by the stage dependency
+        rules = self.layout.software_for(self.rule)
+        if not rules.any:
+            return not_checked("the layout sets no software rules for this stage")
+        found = violations(self._provenance(), rules)
+        self.software_violations = tuple(found)
+        if found:
+            detail = "; ".join(v.detail for v in found)
+            return failed(found[0].reason, detail)
+        return passed("the stage's software stack meets the layout's software rules")
+
+    def slsa(self) -> Outcome:
+        assert self.rule is not None  # guaranteed by the stage dependency
+        done = {c.name: c.status for c in self.runner.checks}
+        signed = done.get("provenance_signature") is CheckStatus.PASS
+        affirmed = done.get("evidence") is CheckStatus.PASS
+        level = slsa_build_level(self._provenance(), signed=signed, affirmed=affirmed)
+        self.slsa_level = level
+        minimum = self.layout.software_for(self.rule).min_slsa_level
+        if minimum is not None and level < minimum:
+            return failed(
+                "slsa_level_insufficient",
+                f"stage {self.rule.name!r} meets SLSA Build L{level}; the layout requires "
+                f"L{minimum}",
+            )
+        return passed(f"SLSA Build L{level}" + (f" (L{minimum} required)" if minimum else ""))
+
     def _provenance(self) -> StageProvenance:
         assert self.provenance is not None  # guaranteed by the attestation_format dependency
         return self.provenance
@@ -453,7 +509,7 @@ class _Stage:
                 root = f"{self.rule.trust[tee].root} ({root})"
         return StageResult(
             self.source, self.name, tuple(checks), self.provenance, self.appraisal,
-            tee, root, key, self.digest,
+            tee, root, key, self.digest, self.software_violations, self.slsa_level,
         )  # fmt: skip
 
 
@@ -760,6 +816,21 @@ OWN_CHECKS: tuple[CheckDef[_Stage], ...] = (
         _FORMAT,
         reasons=("log_segment_mismatch",),
         claims=(claim("executables", 99),),
+    ),
+    CheckDef(
+        "software",
+        _Stage.software,
+        ("stage",),
+        reasons=SOFTWARE_REASONS,
+        claims=(claim("executables"),),
+    ),
+    # After evidence and provenance_signature: the level follows from how they ended.
+    CheckDef(
+        "slsa_level",
+        _Stage.slsa,
+        ("stage",),
+        reasons=("slsa_level_insufficient",),
+        claims=_CONFIGURED,
     ),
 )
 """The checks of one stage attestation on its own, in order."""

@@ -325,6 +325,7 @@ def _stage_submod(stage: StageResult, policy_id: str) -> dict[str, Any]:
         "provenance-digest": stage.digest,
         "run-id": provenance.run_id if provenance is not None else None,
         "outputs": [a.to_json() for a in provenance.outputs] if provenance is not None else [],
+        "slsa-build-level": stage.slsa_level,
     }
     evidence_checks = appraisal.checks if appraisal is not None else ()
     submod["attestd.checks"] = _checks_claim(stage.checks) | _checks_claim(
@@ -346,6 +347,7 @@ def _chain_submod(result: ChainResult, labels: Sequence[str], policy_id: str) ->
         "max-age-seconds": result.max_age_seconds,
         "reasons": list(result.reasons),
         "oms": result.oms,
+        "slsa-build-level": result.slsa_level,
     }
     submod["attestd.checks"] = _checks_claim(result.checks)
     return submod

@@ -41,13 +41,15 @@ from attestd.verifier.policy import (
     tdx_policy,
     trust_policy,
 )
+from attestd.verifier.software import SoftwareRules, software_rules
 from attestd.verifier.spdx import LicenseId, SpdxError, WithException, parse_expression
 
 TEE_TYPES = ("tdx", "sev-snp")
 
-_TOP_KEYS = {"pipeline", "freshness", "allowed_licenses", "stages", "artifacts"}
+_TOP_KEYS = {"pipeline", "freshness", "allowed_licenses", "stages", "artifacts", "software"}
 _STAGE_KEYS = {
     "name", "tee", "trust", "tdx", "snp", "agent_keys", "required_tags", "inputs_from_previous",
+    "software",
 }  # fmt: skip
 
 
@@ -73,6 +75,8 @@ class StageRule:
     """Policy tags every output of the stage must carry."""
     inputs_from_previous: bool = True
     """The stage's inputs are exactly its predecessor's outputs."""
+    software: SoftwareRules = field(default_factory=SoftwareRules)
+    """The stage's own ``[stages.software]`` rules (``Layout.software_for`` merges)."""
 
     def policy(
         self,
@@ -117,6 +121,12 @@ class Layout:
     and the chain result says so."""
     max_clock_skew_seconds: int = DEFAULT_MAX_CLOCK_SKEW_SECONDS
     source: Path | None = None
+    software: SoftwareRules = field(default_factory=SoftwareRules)
+    """The pipeline-wide ``[software]`` rules, for every stage."""
+
+    def software_for(self, rule: StageRule) -> SoftwareRules:
+        """The software rules a stage is held to: the pipeline's, then its own."""
+        return self.software.merge(rule.software)
 
     def stage(self, name: str) -> StageRule | None:
         """The rule for the stage called ``name``, or ``None`` if the layout has none."""
@@ -154,6 +164,7 @@ def parse_layout(document: Mapping[str, Any], *, source: Path) -> Layout:
         if not isinstance(raw_stages, list) or not raw_stages:
             raise reader.error("stages must be a non-empty array of tables ([[stages]])")
         artifacts = _artifacts(reader, document.get("artifacts", []))
+        software = software_rules(reader, reader.table(document, "software"), "software")
     stages = tuple(_stage(reader, source, entry, index) for index, entry in enumerate(raw_stages))
     names = [s.name for s in stages]
     for name in names:
@@ -167,6 +178,7 @@ def parse_layout(document: Mapping[str, Any], *, source: Path) -> Layout:
         freshness.max_age_seconds,
         freshness.max_clock_skew_seconds,
         source,
+        software,
     )
 
 
@@ -232,6 +244,9 @@ def _stage(reader: TomlReader, source: Path, entry: Any, index: int) -> StageRul
                 raise reader.error(f"{where}.agent_keys: {key!r} is not sha256:<64 hex digits>")
         tags = reader.string_list(entry, where, "required_tags") or ()
         follows = reader.boolean(entry, where, "inputs_from_previous", default=True)
+        software = software_rules(
+            reader, reader.table(entry, "software", where=f"{where}.software"), f"{where}.software"
+        )
     trust: dict[str, TrustPolicy] = {}
     for tee in tees:
         if tee not in trust_table:
@@ -247,7 +262,7 @@ def _stage(reader: TomlReader, source: Path, entry: Any, index: int) -> StageRul
     with _as_layout_error(source, f"{where} ({name}): "):
         tdx = tdx_policy(reader, reader.table(entry, "tdx", where=f"{where}.tdx"))
         snp = snp_policy(reader, reader.table(entry, "snp", where=f"{where}.snp"))
-    return StageRule(name, tuple(tees), trust, tdx, snp, agent_keys, tags, follows)
+    return StageRule(name, tuple(tees), trust, tdx, snp, agent_keys, tags, follows, software)
 
 
 @contextlib.contextmanager

@@ -49,6 +49,7 @@ from attestd.evidence.provenance import (
     provenance_digest,
     stage_nonce,
 )
+from attestd.evidence.stack import SoftwareStack
 from attestd.evidence.subjects import statement_subjects
 from attestd.tee.snp import _simulated_pki as snp_pki
 from attestd.tee.snp.abi import CertKind, parse_cert_table, parse_report
@@ -206,6 +207,8 @@ def attest(
     nonce: bytes | None = None,
     segment: Sequence[RuntimeEvent] | None = None,
     issued_at: datetime | None = None,
+    software_stack: SoftwareStack | None = None,
+    stack_lists: Sequence[tuple[str, bytes]] = (),
 ) -> BuiltStage:
     """Run one stage on ``agent``: record ``events`` events, then attest it as the agent does."""
     started = _now()
@@ -224,6 +227,8 @@ def attest(
         started_on=started,
         finished_on=_now(),
         log_segment=tuple(recorded if segment is None else segment),
+        software_stack=software_stack,
+        stack_lists=tuple(stack_lists),
     )
     envelope = sign_json(provenance.to_statement(), signer or agent.key)
     raw = base64.b64decode(json.loads(envelope)["payload"])
