@@ -48,6 +48,7 @@ TEE_TYPES = ("tdx", "sev-snp")
 _TOP_KEYS = {"pipeline", "freshness", "allowed_licenses", "stages", "artifacts"}
 _STAGE_KEYS = {
     "name", "tee", "trust", "tdx", "snp", "agent_keys", "required_tags", "inputs_from_previous",
+    "after",
 }  # fmt: skip
 
 
@@ -73,6 +74,10 @@ class StageRule:
     """Policy tags every output of the stage must carry."""
     inputs_from_previous: bool = True
     """The stage's inputs are exactly its predecessor's outputs."""
+    after: tuple[str, ...] | None = None
+    """The stages this one may follow (a partial order, e.g. a DAG's upstream tasks);
+    ``()`` makes it a root that names no predecessor; ``None`` (the default) means the
+    stage listed just before it, a total order."""
 
     def policy(
         self,
@@ -159,6 +164,7 @@ def parse_layout(document: Mapping[str, Any], *, source: Path) -> Layout:
     for name in names:
         if names.count(name) > 1:
             raise LayoutError(f"stage {name!r} appears twice in stages", path=str(source))
+    _check_after(stages, source)
     return Layout(
         pipeline,
         stages,
@@ -232,6 +238,7 @@ def _stage(reader: TomlReader, source: Path, entry: Any, index: int) -> StageRul
                 raise reader.error(f"{where}.agent_keys: {key!r} is not sha256:<64 hex digits>")
         tags = reader.string_list(entry, where, "required_tags") or ()
         follows = reader.boolean(entry, where, "inputs_from_previous", default=True)
+        after = reader.string_list(entry, where, "after")
     trust: dict[str, TrustPolicy] = {}
     for tee in tees:
         if tee not in trust_table:
@@ -247,7 +254,27 @@ def _stage(reader: TomlReader, source: Path, entry: Any, index: int) -> StageRul
     with _as_layout_error(source, f"{where} ({name}): "):
         tdx = tdx_policy(reader, reader.table(entry, "tdx", where=f"{where}.tdx"))
         snp = snp_policy(reader, reader.table(entry, "snp", where=f"{where}.snp"))
-    return StageRule(name, tuple(tees), trust, tdx, snp, agent_keys, tags, follows)
+    return StageRule(
+        name, tuple(tees), trust, tdx, snp, agent_keys, tags, follows,
+        tuple(after) if after is not None else None,
+    )  # fmt: skip
+
+
+def _check_after(stages: Sequence[StageRule], source: Path) -> None:
+    """Each ``after`` names only stages listed before it: the list stays a topological order,
+    so a partial order can never hide a cycle."""
+    seen: set[str] = set()
+    for rule in stages:
+        for name in rule.after or ():
+            if name not in seen:
+                raise LayoutError(
+                    f"stage {rule.name!r}: after names {name!r}, which is not a stage listed "
+                    "before it (stages are listed in an order they may run in)",
+                    path=str(source),
+                )
+        if rule.after is not None and len(set(rule.after)) != len(rule.after):
+            raise LayoutError(f"stage {rule.name!r}: after repeats a stage", path=str(source))
+        seen.add(rule.name)
 
 
 @contextlib.contextmanager
