@@ -548,9 +548,25 @@ def _same_run(link: _Link) -> Outcome:
     return passed(f"run {link.run_id!r}")
 
 
+def _is_first(link: _Link) -> bool:
+    """The stage names no predecessor: first in the list, or a root of a partial order."""
+    rule = link.stage.rule
+    if rule is not None and rule.after is not None:
+        return not rule.after
+    return link.index == 0
+
+
+def _should_follow(link: _Link) -> str:
+    """Whom the layout lets the stage follow, for messages."""
+    rule = link.stage.rule
+    if rule is not None and rule.after:
+        return " or ".join(repr(name) for name in rule.after)
+    return f"{link.before.name!r}" if link.before is not None else "no stage (it is the first)"
+
+
 def _previous(link: _Link) -> Outcome:
     previous, before = link.provenance.previous, link.before
-    if link.index > 0 and (before is None or before.provenance is None):
+    if not _is_first(link) and (before is None or before.provenance is None):
         return not_checked("skipped: the predecessor's attestation is missing")
     expected = before.digest if before is not None else None
     if previous == expected:
@@ -558,7 +574,7 @@ def _previous(link: _Link) -> Outcome:
             return passed("the first stage names no predecessor")
         return passed(f"follows {before.name!r} (provenance sha256 {expected})")
     other = link.digests.get(previous) if previous is not None else None
-    should = f"{before.name!r}" if before is not None else "no stage (it is the first)"
+    should = _should_follow(link)
     if other is not None:
         return failed(
             "stage_out_of_order",
@@ -586,7 +602,7 @@ def _inputs(link: _Link) -> Outcome:
     ]
     if substituted:
         return failed("artifact_substituted", "; ".join(substituted))
-    if link.index == 0:
+    if _is_first(link):
         return passed(f"{len(inputs)} inputs from outside the chain (the first stage)")
     rule = link.stage.rule
     if rule is not None and not rule.inputs_from_previous:
@@ -675,7 +691,7 @@ class _Chain:
         for index, stage in enumerate(present):
             if stage is None or stage.provenance is None:
                 continue
-            before = present[index - 1] if index > 0 else None
+            before = self._predecessor(index, stage)
             earlier = [s for s in present[:index] if s is not None and s.provenance is not None]
             link = _Link(
                 stage, stage.provenance, index, before, earlier, digests, run_id, self.layout
@@ -691,6 +707,21 @@ class _Chain:
             self.layout.pipeline, run_id, tuple(stages), self.runner.checks,
             self.layout.max_age_seconds, self.now, oms_json,
         )  # fmt: skip
+
+    def _predecessor(self, index: int, stage: _Stage) -> _Stage | None:
+        """The stage this one is checked as following.
+
+        Listed order unless the rule has ``after``; then the allowed predecessor
+        its link names, else the first one present (the link is then refused)."""
+        rule = stage.rule
+        if rule is None or rule.after is None:
+            return self.present[index - 1] if index > 0 else None
+        allowed = [s for s in (self.by_stage.get(n) for n in rule.after) if s is not None]
+        linked = stage.provenance.previous if stage.provenance is not None else None
+        for candidate in allowed:
+            if candidate.digest is not None and candidate.digest == linked:
+                return candidate
+        return allowed[0] if allowed else None
 
     def _place(self) -> None:
         """Give each layout stage its attestation; set the unknown and repeated apart."""

@@ -50,6 +50,7 @@ _TOP_KEYS = {"pipeline", "freshness", "allowed_licenses", "stages", "artifacts",
 _STAGE_KEYS = {
     "name", "tee", "trust", "tdx", "snp", "agent_keys", "required_tags", "inputs_from_previous",
     "software",
+    "after",
 }  # fmt: skip
 
 
@@ -77,6 +78,10 @@ class StageRule:
     """The stage's inputs are exactly its predecessor's outputs."""
     software: SoftwareRules = field(default_factory=SoftwareRules)
     """The stage's own ``[stages.software]`` rules (``Layout.software_for`` merges)."""
+    after: tuple[str, ...] | None = None
+    """The stages this one may follow (a partial order, e.g. a DAG's upstream tasks);
+    ``()`` makes it a root that names no predecessor; ``None`` (the default) means the
+    stage listed just before it, a total order."""
 
     def policy(
         self,
@@ -170,6 +175,7 @@ def parse_layout(document: Mapping[str, Any], *, source: Path) -> Layout:
     for name in names:
         if names.count(name) > 1:
             raise LayoutError(f"stage {name!r} appears twice in stages", path=str(source))
+    _check_after(stages, source)
     return Layout(
         pipeline,
         stages,
@@ -247,6 +253,7 @@ def _stage(reader: TomlReader, source: Path, entry: Any, index: int) -> StageRul
         software = software_rules(
             reader, reader.table(entry, "software", where=f"{where}.software"), f"{where}.software"
         )
+        after = reader.string_list(entry, where, "after")
     trust: dict[str, TrustPolicy] = {}
     for tee in tees:
         if tee not in trust_table:
@@ -262,7 +269,27 @@ def _stage(reader: TomlReader, source: Path, entry: Any, index: int) -> StageRul
     with _as_layout_error(source, f"{where} ({name}): "):
         tdx = tdx_policy(reader, reader.table(entry, "tdx", where=f"{where}.tdx"))
         snp = snp_policy(reader, reader.table(entry, "snp", where=f"{where}.snp"))
-    return StageRule(name, tuple(tees), trust, tdx, snp, agent_keys, tags, follows, software)
+    return StageRule(
+        name, tuple(tees), trust, tdx, snp, agent_keys, tags, follows, software,
+        tuple(after) if after is not None else None,
+    )  # fmt: skip
+
+
+def _check_after(stages: Sequence[StageRule], source: Path) -> None:
+    """Each ``after`` names only stages listed before it: the list stays a topological order,
+    so a partial order can never hide a cycle."""
+    seen: set[str] = set()
+    for rule in stages:
+        for name in rule.after or ():
+            if name not in seen:
+                raise LayoutError(
+                    f"stage {rule.name!r}: after names {name!r}, which is not a stage listed "
+                    "before it (stages are listed in an order they may run in)",
+                    path=str(source),
+                )
+        if rule.after is not None and len(set(rule.after)) != len(rule.after):
+            raise LayoutError(f"stage {rule.name!r}: after repeats a stage", path=str(source))
+        seen.add(rule.name)
 
 
 @contextlib.contextmanager

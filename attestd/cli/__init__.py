@@ -8,6 +8,7 @@ function that adds its parsers:
 * ``quote``       -- ``quote inspect``, ``quote verify``
 * ``stage``       -- ``stage begin``, ``end``, ``abort``
 * ``chain``       -- ``chain verify``
+* ``layout``      -- ``layout from-kfp``
 * ``attestation`` -- ``attestation export-bundle``, ``sign-keyless``
 * ``result``      -- ``result verify``, and the ``--result-*`` signing options
 * ``devpki``      -- ``dev-pki``
@@ -24,7 +25,18 @@ import sys
 from collections.abc import Callable, Sequence
 
 import attestd
-from attestd.cli import agent, appraise, attestation, chain, devpki, fleet, quote, result, stage
+from attestd.cli import (
+    agent,
+    appraise,
+    attestation,
+    chain,
+    devpki,
+    fleet,
+    layout,
+    quote,
+    result,
+    stage,
+)
 from attestd.cli._common import (
     DEFAULT_SOCKET,
     EXIT_NOT_AFFIRMING,
@@ -58,6 +70,7 @@ _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     quote.add_commands,
     stage.add_commands,
     chain.add_commands,
+    layout.add_commands,
     attestation.add_commands,
     result.add_commands,
     devpki.add_dev_pki,

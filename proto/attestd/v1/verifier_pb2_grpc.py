@@ -5,7 +5,7 @@ import warnings
 
 from attestd.v1 import verifier_pb2 as attestd_dot_v1_dot_verifier__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -1,0 +1,118 @@
+"""Real KFP pipelines (``kfp.local``, SubprocessRunner) whose steps a real agent on simulated
+TDX attests, verified against the layout ``attestctl layout from-kfp`` derives from the
+same pipeline compiled with ``kfp.compiler``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from attestd.cli import main
+from attestd.verifier.chain import verify_chain
+from attestd.verifier.layout import load_layout
+from tests.harness import MRTD, RTMRS, AgentProcess
+
+kfp = pytest.importorskip("kfp")
+from kfp import compiler, local  # noqa: E402
+
+from tests.integrations.kfp.pipelines import parallel_pipeline, serial_pipeline  # noqa: E402
+
+pytestmark = pytest.mark.slow
+PIPELINE = "kfp-attested"
+STAGES = ("prepare", "train", "evaluate")
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    process = AgentProcess(tmp_path_factory.mktemp("agent"))
+    process.start()
+    yield process
+    assert process.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def layout(agent: AgentProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layout derived from the compiled parallel pipeline, for this agent's TEE."""
+    directory = tmp_path_factory.mktemp("layout")
+    spec = directory / "pipeline.yaml"
+    compiler.Compiler().compile(parallel_pipeline, str(spec))
+    template = directory / "stage.toml"
+    reference = [f'mrtd = ["{MRTD}"]'] + [f'rtmr{i} = ["{v}"]' for i, v in enumerate(RTMRS)]
+    template.write_text(
+        "\n".join(
+            [
+                'allowed_licenses = ["Apache-2.0"]',
+                "[stage]",
+                'tee = ["tdx"]',
+                "[stage.trust.tdx]",
+                'root = "simulated"',
+                f'simulated_root = "{agent.simulated_root()}"',
+                "[stage.tdx]",
+                *reference,
+            ]
+        )
+        + "\n"
+    )
+    out = directory / "layout.toml"
+    argv = ["layout", "from-kfp", str(spec), "--stage-template", str(template), "-o", str(out)]
+    assert main(argv) == 0
+    return out
+
+
+def run_pipeline(
+    agent: AgentProcess, name: str, pipeline: Callable[[], object], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, bytes]:
+    """Run ``pipeline`` locally, outputs in the agent's artifact root; each step's attestation."""
+    root = agent.models / name
+    root.mkdir()
+    monkeypatch.setenv("ATTESTD_SOCKET", str(agent.socket_path))
+    monkeypatch.setenv("ATTESTD_PIPELINE", PIPELINE)
+    # The steps run `python3 -m kfp.dsl.executor_main`: this interpreter, with attestd.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    pipeline()
+    found = {p.parent.name: p.read_bytes() for p in root.glob("*/*/attestation")}
+    assert set(found) == set(STAGES), f"attestations of {sorted(found)} under {root}"
+    return found
+
+
+def test_a_parallel_kfp_run_verifies_against_the_layout_from_its_spec(
+    agent: AgentProcess, layout: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    found = run_pipeline(agent, "parallel", parallel_pipeline, monkeypatch)
+    derived = load_layout(layout)
+    assert derived.stages[0].name == "prepare"
+    assert {s.name: s.after for s in derived.stages} == {
+        "prepare": (),
+        "train": ("prepare",),
+        "evaluate": ("prepare",),
+    }
+    result = verify_chain(list(found.values()), derived, labels=list(found))
+    assert result.affirming, result.render_table()
+    files = []
+    for stage, data in found.items():
+        (tmp_path / f"{stage}.json").write_bytes(data)
+        files.append(str(tmp_path / f"{stage}.json"))
+    assert main(["chain", "verify", "--layout", str(layout), *files]) == 0
+
+
+def test_a_run_in_another_order_or_with_a_stage_missing_is_refused(
+    agent: AgentProcess, layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The serial pipeline has the same steps, but train follows evaluate, not prepare.
+    found = run_pipeline(agent, "serial", serial_pipeline, monkeypatch)
+    derived = load_layout(layout)
+    result = verify_chain(list(found.values()), derived, labels=list(found))
+    assert not result.affirming
+    assert "stage_out_of_order" in result.reasons, result.render_table()
+    train = next(s for s in result.stages if s.stage == "train")
+    assert "stage_out_of_order" in train.reasons
+    # Without evaluate's attestation: a stage of the layout is missing.
+    partial = [found["prepare"], found["train"]]
+    missing = verify_chain(partial, derived, labels=["prepare", "train"])
+    assert "stage_missing" in missing.reasons
