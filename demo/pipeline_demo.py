@@ -11,18 +11,30 @@
 3. The verifier exports each agent's simulated root, writes a layout
    (docs/layout.md) pinning stages, TEEs, roots, launch values, licences and a
    tag, and runs `attestctl chain verify`: the chain must verify.
-4. Two tampered runs must be refused: one that skips quantize (`stage_missing`)
-   and one whose model is swapped between train and quantize
-   (`artifact_substituted`).
+   The layout also holds software rules (docs/layout.md): every stage must
+   run from this interpreter (`allowed_executables`, its SHA-256), and train
+   must not run with torch 2.5.0 (`forbidden_packages`). The agent measures
+   each stage's caller from /proc when the stage opens; the client sends
+   nothing about its software.
+4. Four tampered runs must be refused: one that skips quantize
+   (`stage_missing`), one whose model is swapped between train and quantize
+   (`artifact_substituted`), one whose train stage runs with a real (if tiny)
+   `torch` 2.5.0 distribution on its PYTHONPATH (`package_version_not_allowed`),
+   and one whose package stage runs from a patched copy of the interpreter in
+   a virtual environment of its own (`executable_not_allowed`).
 
-Exits 0 only if all three verdicts are the expected ones; keeps its temporary
+Exits 0 only if all five verdicts are the expected ones; keeps its temporary
 directory only on failure.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -43,6 +55,11 @@ OUTPUTS = {
 }
 LICENSES = ("Apache-2.0", "CC-BY-4.0")
 REQUIRED_TAG = "pii:none"  # prepare's dataset must be declared free of personal data
+#: The version of torch the layout denies to the train stage, and the rule saying so.
+DENIED_TORCH = "2.5.0"
+DENY_RULE = f"torch=={DENIED_TORCH}"
+#: The interpreter every stage must run from: what the kernel executes for sys.executable.
+INTERPRETER = Path(os.path.realpath(sys.executable))
 
 
 @dataclass(frozen=True)
@@ -153,18 +170,35 @@ roots = ["{work / "artifacts"}"]
         return self.process.returncode
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How a stage's process is started: which interpreter, with which environment."""
+
+    python: Path = Path(sys.executable)
+    environment: dict[str, str] | None = None
+
+
 def run_stage(
-    agent: Agent, source: Path, target: Path, attestation: Path, previous: Path | None
+    agent: Agent,
+    source: Path,
+    target: Path,
+    attestation: Path,
+    previous: Path | None,
+    launch: Launch | None = None,
 ) -> None:
     """One stage as its own process, talking to its own agent."""
-    args: list[str | Path] = [
-        sys.executable, HERE / "stage_step.py", "--socket", agent.socket,
+    launch = launch or Launch()
+    args: list[str] = [
+        str(launch.python), str(HERE / "stage_step.py"), "--socket", str(agent.socket),
         "--pipeline", PIPELINE, "--stage", agent.stage,
-        "--input", source, "--output", target, "-o", attestation,
+        "--input", str(source), "--output", str(target), "-o", str(attestation),
     ]  # fmt: skip
     if previous is not None:
-        args += ["--previous", previous]
-    run(*args)
+        args += ["--previous", str(previous)]
+    env = None if launch.environment is None else {**os.environ, **launch.environment}
+    completed = subprocess.run(args, env=env, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"demo: stage {agent.stage} failed with status {completed.returncode}")
 
 
 def run_pipeline(
@@ -174,21 +208,77 @@ def run_pipeline(
     attestations: Path,
     *,
     between: dict[str, str] | None = None,
+    launch: dict[str, Launch] | None = None,
+    reuse: list[Path] | None = None,
 ) -> list[Path]:
-    """prepare -> train -> quantize -> package; ``between`` tampers before a stage opens."""
+    """prepare -> train -> quantize -> package; ``between`` tampers before a stage opens.
+
+    ``reuse`` holds attestations of the first stages, already run: the run goes on from
+    the next stage, reading ``source`` (the last reused stage's output).
+    """
     outputs.mkdir(parents=True)
     attestations.mkdir(parents=True)
-    files: list[Path] = []
-    previous: Path | None = None
-    for stage in STAGES:
+    files: list[Path] = list(reuse or ())
+    previous: Path | None = files[-1] if files else None
+    for stage in STAGES[len(files) :]:
         if between and stage in between:
             swap_weights(source, between[stage])
         target = outputs / OUTPUTS[stage]
         attestation = attestations / f"{stage}.json"
-        run_stage(agents[stage], source, target, attestation, previous)
+        run_stage(agents[stage], source, target, attestation, previous, (launch or {}).get(stage))
         files.append(attestation)
         source, previous = target, attestation
     return files
+
+
+def plant_torch(site_dir: Path, version: str) -> None:
+    """A real, installed-looking ``torch`` distribution: a package, METADATA and RECORD.
+
+    The agent finds it as CPython would, on the caller's PYTHONPATH, and records
+    its name, version and RECORD digest; it is not a torch build, but the layout's
+    rule reads only what the distribution declares, as it would for the real one.
+    """
+    package = site_dir / "torch"
+    dist_info = site_dir / f"torch-{version}.dist-info"
+    package.mkdir(parents=True)
+    dist_info.mkdir()
+    files = {
+        package / "__init__.py": f'__version__ = "{version}"\n'.encode(),
+        dist_info
+        / "METADATA": f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n".encode(),
+        dist_info / "INSTALLER": b"demo\n",
+    }
+    record = []
+    for path, data in files.items():
+        path.write_bytes(data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path.relative_to(site_dir)},sha256={digest},{len(data)}")
+    record.append(f"{dist_info.name}/RECORD,,")
+    (dist_info / "RECORD").write_text("\n".join(record) + "\n")
+
+
+def patched_interpreter(venv: Path) -> Path:
+    """A virtual environment whose python is a patched copy of this interpreter.
+
+    A copy, not a symlink: the kernel executes its bytes, so /proc/PID/exe names
+    it. The appended marker changes its SHA-256 as any patch would (a byte-equal
+    copy would be allowed: the rule pins content, not a path). Its site-packages
+    adds this interpreter's own, so the stage's imports still resolve.
+    """
+    python = venv / "bin" / "python3"
+    python.parent.mkdir(parents=True)
+    python.write_bytes(INTERPRETER.read_bytes() + b"\0attestd demo: a patched interpreter\n")
+    python.chmod(0o755)
+    major, minor, micro = sys.version_info[:3]
+    (venv / "pyvenv.cfg").write_text(
+        f"home = {INTERPRETER.parent}\ninclude-system-site-packages = false\n"
+        f"version = {major}.{minor}.{micro}\n"
+    )
+    site_packages = venv / "lib" / f"python{major}.{minor}" / "site-packages"
+    site_packages.mkdir(parents=True)
+    parents = "; ".join(f"site.addsitedir({d!r})" for d in site.getsitepackages())
+    (site_packages / "demo-parent-site.pth").write_text(f"import site; {parents}\n")
+    return python
 
 
 def swap_weights(model: Path, why: str) -> None:
@@ -203,12 +293,18 @@ def write_layout(verifier: Path, agents: dict[str, Agent]) -> Path:
     roots = verifier / "roots"
     roots.mkdir(parents=True)
     quoted = ", ".join(f'"{x}"' for x in LICENSES)
+    interpreter = hashlib.sha256(INTERPRETER.read_bytes()).hexdigest()
     lines = [
         f'pipeline = "{PIPELINE}"',
         f"allowed_licenses = [{quoted}]",
         "",
         "[freshness]",
         "max_age_seconds = 3600",
+        "",
+        "# Every stage runs from this interpreter, measured by its agent (SLSA Build L3).",
+        "[software]",
+        f'allowed_executables = ["sha256:{interpreter}"]',
+        "min_slsa_level = 3",
     ]
     for stage in STAGES:
         agent = agents[stage]
@@ -226,15 +322,18 @@ def write_layout(verifier: Path, agents: dict[str, Agent]) -> Path:
             f'simulated_root = "roots/{root.name}"',
             *agent.vm.layout_reference(),
         ]
+        if stage == "train":
+            lines += ["[stages.software]", f'forbidden_packages = ["{DENY_RULE}"]']
     layout = verifier / "layout.toml"
     layout.write_text("\n".join(lines) + "\n")
     print(f"wrote {layout.name}: {len(STAGES)} stages, licences {', '.join(LICENSES)}, ", end="")
-    print(f"tag {REQUIRED_TAG} on prepare's outputs, each stage's root and launch values")
+    print(f"tag {REQUIRED_TAG} on prepare's outputs, each stage's root and launch values,")
+    print(f"  every stage from {INTERPRETER} (sha256:{interpreter[:16]}…), no {DENY_RULE} in train")
     return layout
 
 
 def chain_verify(layout: Path, files: list[Path]) -> tuple[int, str]:
-    """`attestctl chain verify`, its table printed; returns the exit status and verdict line."""
+    """`attestctl chain verify`, its table printed; returns the exit status and the output."""
     completed = subprocess.run(
         [str(BIN / "attestctl"), "chain", "verify", "--layout", str(layout)]
         + [str(f) for f in files],
@@ -244,12 +343,24 @@ def chain_verify(layout: Path, files: list[Path]) -> tuple[int, str]:
     )
     sys.stdout.write(completed.stdout)
     sys.stderr.write(completed.stderr)
-    lines = completed.stdout.strip().splitlines()
-    return completed.returncode, lines[-1] if lines else ""
+    return completed.returncode, completed.stdout
 
 
-def expect(name: str, code: int, verdict: str, status: int, reasons: tuple[str, ...]) -> None:
-    """Stop the demo unless ``attestctl chain verify`` gave ``status`` for ``reasons``."""
+def expect(
+    name: str,
+    code: int,
+    output: str,
+    status: int,
+    reasons: tuple[str, ...],
+    offending: str | None = None,
+) -> None:
+    """Stop the demo unless ``attestctl chain verify`` gave ``status`` for ``reasons``.
+
+    ``offending`` is the start of the line naming the offending stage and reason
+    (``stage train: package_version_not_allowed:``), which must be printed too.
+    """
+    lines = output.strip().splitlines()
+    verdict = lines[-1] if lines else ""
     word = ": VERIFIED" if status == 0 else ": NOT VERIFIED"
     missing = [r for r in reasons if r not in verdict]
     if code != status or missing or word not in verdict:
@@ -258,6 +369,11 @@ def expect(name: str, code: int, verdict: str, status: int, reasons: tuple[str, 
             f"got exit {code}: {verdict!r}"
         )
     outcome = "verified" if status == 0 else f"refused ({', '.join(reasons)})"
+    if offending is not None:
+        named = [line for line in lines if line.startswith(offending)]
+        if not named:
+            raise SystemExit(f"demo: {name}: no line {offending!r} names the offender")
+        outcome += f"; {named[0]}"
     print(f"-> {name}: {outcome}, as expected", flush=True)
 
 
@@ -320,6 +436,49 @@ def verify_runs(work: Path, agents: dict[str, Agent], corpus: Path) -> None:
     code, verdict = chain_verify(layout, swapped)
     expect("run 3 (model swapped)", code, verdict, 1, ("artifact_substituted",))
 
+    step(f"run 4: train runs with torch {DENIED_TORCH} on its PYTHONPATH (prepare reused)")
+    torch_site = work / "envs" / f"torch-{DENIED_TORCH}"
+    plant_torch(torch_site, DENIED_TORCH)
+    print(f"  planted torch-{DENIED_TORCH}.dist-info (METADATA, RECORD) in {torch_site}")
+    denied = run_pipeline(
+        agents,
+        artifacts / "good" / OUTPUTS["prepare"],
+        artifacts / "denied",
+        attestations / "denied",
+        launch={"train": Launch(environment={"PYTHONPATH": str(torch_site)})},
+        reuse=good[:1],
+    )
+    code, verdict = chain_verify(layout, denied)
+    expect(
+        "run 4 (denied torch)",
+        code,
+        verdict,
+        1,
+        ("package_version_not_allowed",),
+        "stage train: package_version_not_allowed: torch",
+    )
+
+    step("run 5: package runs from a patched copy of the interpreter (the rest reused)")
+    python = patched_interpreter(work / "envs" / "patched")
+    print(f"  {python}: a copy of {INTERPRETER} with bytes appended, in its own venv")
+    patched = run_pipeline(
+        agents,
+        artifacts / "good" / OUTPUTS["quantize"],
+        artifacts / "patched",
+        attestations / "patched",
+        launch={"package": Launch(python=python)},
+        reuse=good[:3],
+    )
+    code, verdict = chain_verify(layout, patched)
+    expect(
+        "run 5 (patched interpreter)",
+        code,
+        verdict,
+        1,
+        ("executable_not_allowed",),
+        "stage package: executable_not_allowed:",
+    )
+
 
 def main() -> int:
     started = time.monotonic()
@@ -329,8 +488,8 @@ def main() -> int:
         demo(work)
         ok = True
         print(
-            f"\ndemo-pipeline: OK: the good chain verified, the skipped and swapped runs were "
-            f"refused ({time.monotonic() - started:.1f} s)"
+            f"\ndemo-pipeline: OK: the good chain verified; the skipped, swapped, denied-torch "
+            f"and patched-interpreter runs were refused ({time.monotonic() - started:.1f} s)"
         )
         return 0
     finally:
