@@ -24,7 +24,18 @@ import sys
 from collections.abc import Callable, Sequence
 
 import attestd
-from attestd.cli import agent, appraise, attestation, chain, devpki, fleet, quote, result, stage
+from attestd.cli import (
+    agent,
+    appraise,
+    attestation,
+    chain,
+    conformance,
+    devpki,
+    fleet,
+    quote,
+    result,
+    stage,
+)
 from attestd.cli._common import (
     DEFAULT_SOCKET,
     EXIT_NOT_AFFIRMING,
@@ -62,6 +73,7 @@ _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     result.add_commands,
     devpki.add_dev_pki,
     fleet.add_commands,
+    conformance.add_commands,
 )
 """Each adds its commands to ``attestctl``, in the order ``--help`` lists them."""
 
