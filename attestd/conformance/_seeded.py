@@ -96,7 +96,11 @@ class DeterministicKey(ec.EllipticCurvePrivateKey):
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self.inner.public_key()
 
-    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+    def sign(
+        self,
+        data: bytes | bytearray | memoryview,
+        signature_algorithm: ec.EllipticCurveSignatureAlgorithm,
+    ) -> bytes:
         assert isinstance(signature_algorithm, _ORIGINAL_ECDSA)
         algorithm = _ORIGINAL_ECDSA(signature_algorithm.algorithm, deterministic_signing=True)
         return self.inner.sign(data, algorithm)
@@ -161,25 +165,23 @@ def seeded(seed: bytes) -> Iterator[SeededStream]:
     ) -> Any:
         return crl_sign(self, key, *args, **_deterministic(key, kw))
 
-    saved = (ec.generate_private_key, ec.ECDSA, x509.random_serial_number, secrets.token_bytes)
+    patches: list[tuple[object, str, object]] = [
+        (ec, "generate_private_key", generate_private_key),
+        (ec, "ECDSA", _DeterministicEcdsa),
+        (x509, "random_serial_number", random_serial_number),
+        (secrets, "token_bytes", token_bytes),
+        (x509.CertificateBuilder, "sign", sign_certificate),
+        (x509.CertificateRevocationListBuilder, "sign", sign_crl),
+    ]
     with _LOCK:
-        ec.generate_private_key = generate_private_key  # type: ignore[assignment]
-        ec.ECDSA = _DeterministicEcdsa  # type: ignore[misc]
-        x509.random_serial_number = random_serial_number
-        secrets.token_bytes = token_bytes
-        x509.CertificateBuilder.sign = sign_certificate  # type: ignore[method-assign]
-        x509.CertificateRevocationListBuilder.sign = sign_crl  # type: ignore[method-assign]
+        saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
         try:
+            for owner, name, value in patches:
+                setattr(owner, name, value)
             yield stream
         finally:
-            (
-                ec.generate_private_key,
-                ec.ECDSA,
-                x509.random_serial_number,
-                secrets.token_bytes,
-            ) = saved  # type: ignore[misc]
-            x509.CertificateBuilder.sign = certificate_sign  # type: ignore[method-assign]
-            x509.CertificateRevocationListBuilder.sign = crl_sign  # type: ignore[method-assign]
+            for owner, name, value in saved:
+                setattr(owner, name, value)
 
 
 def _deterministic(key: object, kwargs: dict[str, Any]) -> dict[str, Any]:
