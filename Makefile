@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-pipeline demo-fleet test lint format typecheck proto check bench-runtime-log bench-evidence bench-fleet bench-hashing bench-appraisal bench-gpu sigstore-js fuzz clean
+.PHONY: install demo demo-pipeline demo-fleet test lint format typecheck proto check bench-runtime-log bench-evidence bench-fleet bench-hashing bench-appraisal bench-gpu sigstore-js fuzz conformance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +91,10 @@ fuzz: $(STAMP)
 	$(PY) -c "import atheris" 2>/dev/null \
 		|| $(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,fuzz]'
 	$(PY) fuzz/fuzz_parsers.py --seconds $(SECONDS) --jobs $(FUZZ_JOBS)
+
+# The conformance suite (docs/conformance.md), rebuilt byte for byte from its fixed seed.
+conformance: $(STAMP)
+	$(PY) -m attestd.conformance.generate conformance
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,7 @@ from attestd.cli import (
     appraise,
     attestation,
     chain,
+    conformance,
     devpki,
     fleet,
     layout,
@@ -75,6 +76,7 @@ _COMMANDS: tuple[Callable[[Commands], None], ...] = (
     result.add_commands,
     devpki.add_dev_pki,
     fleet.add_commands,
+    conformance.add_commands,
 )
 """Each adds its commands to ``attestctl``, in the order ``--help`` lists them."""
 

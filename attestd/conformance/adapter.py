@@ -1,0 +1,116 @@
+"""attestd's own adapter: judge one conformance case with attestd's library.
+
+    verdict = judge(case, suite.root)
+    verdict.line()              # "accept" or "refuse nonce_mismatch"
+
+The same code answers ``attestctl conformance adapter`` (the command the runner
+calls, docs/conformance.md "The adapter protocol") and runs in-process in the
+tests and in the generator's self-check. Per case kind:
+
+- ``evidence``: ``appraise`` with the case's policy, nonce, ``now`` and
+  checkpoint; refused when any check fails, with the first failed check's reason;
+- ``quote``: ``verifier.quote.verify_tdx`` under the case's root;
+- ``ear``: ``verify_result`` with the case's key and nonce;
+- anything else: ``refuse conformance_kind_unsupported``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from attestd.conformance.manifest import ACCEPT, REFUSE, Case
+from attestd.errors import AttestdError
+from attestd.evidence import LogCheckpoint
+from attestd.verifier import (
+    CheckStatus,
+    ResultError,
+    appraise,
+    load_policy,
+    load_verification_key,
+    verify_result,
+)
+from attestd.verifier.quote import VerifyRequest, verify_tdx
+
+__all__ = ["KIND_UNSUPPORTED", "Verdict", "judge", "judge_files"]
+
+KIND_UNSUPPORTED = "conformance_kind_unsupported"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An adapter's answer; ``others`` are further failure reasons (evidence only)."""
+
+    outcome: str
+    reason: str | None = None
+    detail: str = ""
+    others: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        """The protocol line: ``accept`` or ``refuse REASON``."""
+        return self.outcome if self.reason is None else f"{self.outcome} {self.reason}"
+
+
+def _refuse(reason: str, detail: str, others: tuple[str, ...] = ()) -> Verdict:
+    return Verdict(REFUSE, reason, detail, others)
+
+
+def judge(case: Case, root: Path) -> Verdict:
+    """The verdict of attestd on ``case`` (its inputs under ``root``)."""
+    return judge_files(case.kind, case.input_paths(root), case.now)
+
+
+def judge_files(kind: str, inputs: dict[str, Path], now: datetime) -> Verdict:
+    """The verdict on one case given as files by role, as the adapter command gets them."""
+    try:
+        if kind == "evidence":
+            return _evidence(inputs, now)
+        if kind == "quote":
+            return _quote(inputs, now)
+        if kind == "ear":
+            return _ear(inputs, now)
+    except AttestdError as err:  # unreadable inputs: a refusal with its own reason
+        return _refuse(err.reason, err.message)
+    return _refuse(KIND_UNSUPPORTED, f"attestd's adapter has no {kind!r} cases")
+
+
+def _nonce(inputs: dict[str, Path]) -> bytes:
+    return bytes.fromhex(inputs["nonce"].read_text().strip())
+
+
+def _evidence(inputs: dict[str, Path], now: datetime) -> Verdict:
+    checkpoint = None
+    if "checkpoint" in inputs:
+        document = json.loads(inputs["checkpoint"].read_bytes())
+        checkpoint = LogCheckpoint(document["length"], bytes.fromhex(document["head"]))
+    result = appraise(
+        inputs["evidence"].read_bytes(),
+        nonce=_nonce(inputs),
+        policy=load_policy(inputs["policy"]),
+        now=now,
+        checkpoint=checkpoint,
+    )
+    failures = [c for c in result.checks if c.status is CheckStatus.FAIL]
+    if not failures:
+        return Verdict(ACCEPT, detail=result.status.value)
+    first = failures[0]
+    others = tuple(c.reason or "" for c in failures[1:])
+    return _refuse(first.reason or "", f"{first.name}: {first.detail}", others)
+
+
+def _quote(inputs: dict[str, Path], now: datetime) -> Verdict:
+    result = verify_tdx(inputs["quote"].read_bytes(), VerifyRequest(now, root=str(inputs["root"])))
+    if result.valid:
+        return Verdict(ACCEPT, detail=result.message)
+    return _refuse(result.reason or "", result.message)
+
+
+def _ear(inputs: dict[str, Path], now: datetime) -> Verdict:
+    key = load_verification_key(inputs["key"].read_bytes())
+    try:
+        verify_result(inputs["token"].read_bytes(), key, nonce=_nonce(inputs), now=now)
+    except ResultError as err:
+        return _refuse(err.reason, err.message)
+    return Verdict(ACCEPT)
