@@ -11,6 +11,8 @@ tests and in the generator's self-check. Per case kind:
   checkpoint; refused when any check fails, with the first failed check's reason;
 - ``quote``: ``verifier.quote.verify_tdx`` under the case's root;
 - ``ear``: ``verify_result`` with the case's key and nonce;
+- ``chain``: ``verify_chain`` of the ``attestation_N`` files under the case's
+  ``layout``; refused with the first failed check's reason (stages, then chain);
 - anything else: ``refuse conformance_kind_unsupported``.
 """
 
@@ -32,6 +34,8 @@ from attestd.verifier import (
     load_verification_key,
     verify_result,
 )
+from attestd.verifier.chain import verify_chain
+from attestd.verifier.layout import load_layout
 from attestd.verifier.quote import VerifyRequest, verify_tdx
 
 __all__ = ["KIND_UNSUPPORTED", "Verdict", "judge", "judge_files"]
@@ -71,6 +75,8 @@ def judge_files(kind: str, inputs: dict[str, Path], now: datetime) -> Verdict:
             return _quote(inputs, now)
         if kind == "ear":
             return _ear(inputs, now)
+        if kind == "chain":
+            return _chain(inputs, now)
     except AttestdError as err:  # unreadable inputs: a refusal with its own reason
         return _refuse(err.reason, err.message)
     return _refuse(KIND_UNSUPPORTED, f"attestd's adapter has no {kind!r} cases")
@@ -114,3 +120,23 @@ def _ear(inputs: dict[str, Path], now: datetime) -> Verdict:
     except ResultError as err:
         return _refuse(err.reason, err.message)
     return Verdict(ACCEPT)
+
+
+def _chain(inputs: dict[str, Path], now: datetime) -> Verdict:
+    roles = sorted(
+        (r for r in inputs if r.startswith("attestation_")), key=lambda r: int(r.split("_")[1])
+    )
+    result = verify_chain(
+        [inputs[r].read_bytes() for r in roles],
+        load_layout(inputs["layout"]),
+        labels=roles,
+        now=now,
+    )
+    failures = result.failures
+    if not failures:
+        return Verdict(ACCEPT, detail=result.status.value)
+    first = failures[0]
+    # A stage that cannot be placed fails its neighbours' links for the same reason.
+    others = tuple(dict.fromkeys(c.reason or "" for c in failures if c.reason != first.reason))
+    where = f"stage {first.stage}: " if first.stage else ""
+    return _refuse(first.reason or "", f"{where}{first.name}: {first.detail}", others)

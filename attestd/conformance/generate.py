@@ -20,7 +20,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from attestd.conformance import _chains as chains
 from attestd.conformance import adapter
 from attestd.conformance._seeded import SeededStream, seeded
 from attestd.conformance.manifest import ACCEPT, MANIFEST, REFUSE, SUITE_VERSION, load_suite
@@ -54,7 +55,17 @@ from attestd.evidence import (
     subjects_digest,
 )
 from attestd.evidence.merkle import inclusion_proofs, tree_root
+from attestd.evidence.provenance import StageAttestation
+from attestd.evidence.stack import (
+    PYTHON_DISTRIBUTIONS,
+    Distribution,
+    SoftwareStack,
+    content_sha256,
+    list_content,
+)
+from attestd.evidence.stack import Claim as StackClaim
 from attestd.evidence.subjects import statement_subjects
+from attestd.integrations.kfp import layout_from_kfp
 from attestd.tee.tdx import _simulated_pki as tdx_pki
 from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
@@ -74,8 +85,6 @@ DATASET = Subject("/srv/data/train.parquet", {"sha256": "22" * 32})
 GAPS: dict[str, str] = {
     "snp": "SEV-SNP cases: the simulated ARK/ASK are RSA-4096 with randomized PSS, which "
     "cryptography cannot seed; needs a committed SNP platform state (next step)",
-    "chain": "stage chains (order, omission, substitution, licence, software stack) and "
-    "layouts from a pipeline spec (`attestctl layout from-kfp`, not yet merged)",
     "quote-vendor": "real vendor vectors (../shared/vectors/) by provenance and SHA-256 digest",
 }
 """Parts of the suite not generated yet, by name: the manifest lists them as ``gaps``."""
@@ -91,6 +100,8 @@ class _Case:
     now: datetime
     outcome: str
     reason: str | None = None
+    names: dict[str, str] = field(default_factory=dict)
+    """File names by role where the default (the role) will not do: a layout names its roots."""
 
 
 @dataclass
@@ -372,6 +383,351 @@ def _evidence_cases(td: _Td, builder: _Builder) -> None:
     )
 
 
+# -- part (c): stage chains ---------------------------------------------------------------
+
+_LAYOUT_DOCS = "docs/layout.md#checks-and-reasons"
+_SOFTWARE_DOCS = "docs/layout.md#software-rules"
+_KFP_DOCS = "docs/kfp.md#the-layout-from-the-compiled-pipeline"
+KFP_SPEC = Path(__file__).resolve().parents[2] / "conformance" / "fixtures" / "kfp-parallel.yaml"
+"""A compiled KFP IR (prepare -> {train, evaluate}), committed: KFP's compiler is not run here."""
+_EXE = "ab" * 32
+_IMAGE = "ef" * 32
+_TORCH = (Distribution("torch", "2.6.0", "11" * 32), Distribution("numpy", "2.1.0", "22" * 32))
+
+
+def _stack(dists: Sequence[Distribution], *, exe: bool = True) -> dict[str, object]:
+    """``attest`` keywords for a measured software stack (docs/lifecycle.md)."""
+    content = list_content(list(dists))
+    executable = (
+        StackClaim.of({"path": "/usr/bin/python3.12", "digest": {"sha256": _EXE}})
+        if exe
+        else StackClaim.missing("executable: permission denied")
+    )
+    stack = SoftwareStack(
+        executable,
+        StackClaim.of({"argv": ["python", "train.py"], "truncated": False}),
+        StackClaim.of({"path": "/", "containerId": None}),
+        StackClaim.of(
+            {"digest": {"sha256": content_sha256(content)}, "count": len(dists), "sitePackages": []}
+        ),
+        StackClaim.missing("os packages: none"),
+        StackClaim.of({"digest": {"sha256": _IMAGE}, "claimedBy": "deployment"}),
+    )
+    return {"software_stack": stack, "stack_lists": [(PYTHON_DISTRIBUTIONS, content)]}
+
+
+def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None:
+    clock = lambda: ISSUED_AT  # noqa: E731 - every stage "ran" at the suite's one instant
+    platform = workdir / "chain-platform"
+    SimulatedTdxBackend.open(platform)
+    agents = {}
+    for stage in chains.STAGES:
+        agents[stage] = chains.make_tdx_agent(workdir / stage, platform=platform, clock=clock)
+        agents[stage].key = stream.signing_key()  # securesystemslib signs: RFC 6979 always
+    pipeline = chains.Pipeline(agents)
+    counter = iter(range(1000))
+
+    def case(
+        name: str,
+        tests: str,
+        attestations: Sequence[bytes],
+        *,
+        reason: str | None = None,
+        docs: str = _LAYOUT_DOCS,
+        layout: Callable[[Path], Path] | None = None,
+        **layout_args: Any,
+    ) -> None:
+        directory = workdir / f"layout-{next(counter)}"
+        directory.mkdir()
+        path = layout(directory) if layout else pipeline.layout(directory, **layout_args)
+        files: dict[str, bytes] = {"layout": path.read_bytes()}
+        names = {"layout": "layout.toml"}
+        for index, root in enumerate(sorted(directory.glob("*.pem"))):
+            files[f"root_{index}"], names[f"root_{index}"] = root.read_bytes(), root.name
+        for index, data in enumerate(attestations):
+            files[f"attestation_{index}"] = data
+            names[f"attestation_{index}"] = f"attestation_{index}.json"
+        outcome = ACCEPT if reason is None else REFUSE
+        builder.add(
+            _Case(f"chain/{name}", "chain", tests, docs, files, NOW, outcome, reason, names)
+        )
+
+    happy = pipeline.run()
+    files = chains.attestation_bytes(happy)
+    case("tdx-four-stages-valid", "prepare -> train -> quantize -> package on simulated TDX", files)
+    case(
+        "files-in-any-order-valid",
+        "The same chain, files given last stage first: the signed links give the order",
+        list(reversed(files)),
+    )
+    swapped = pipeline.run(order=["prepare", "quantize", "train", "package"])
+    case(
+        "stage-out-of-order",
+        "quantize ran before train (each links to the stage run before it)",
+        chains.attestation_bytes(swapped),
+        reason="stage_out_of_order",
+    )
+    case(
+        "stage-missing",
+        "No attestation of the train stage",
+        chains.attestation_bytes(happy, ["prepare", "quantize", "package"]),
+        reason="stage_missing",
+    )
+    case(
+        "stage-duplicate",
+        "A second attestation of train",
+        [*files, happy["train"].attestation],
+        reason="stage_duplicate",
+    )
+    extra = chains.attest(
+        agents["package"], "evaluate", [chains.INT8], [chains.INT8], happy["package"].digest
+    )
+    case(
+        "stage-unknown",
+        "An attestation of a stage the layout does not name",
+        [*files, extra.attestation],
+        reason="stage_unknown",
+    )
+    case(
+        "attestation-malformed",
+        "A file that is no stage attestation",
+        [*files, b"{not json"],
+        reason="attestation_malformed",
+    )
+    swapped_data = chains.retag(chains.DATASET, digest={"sha256": "ff" * 32})
+    built = pipeline.run(flow=chains.with_outputs(chains.FLOW, "train", inputs=[swapped_data]))
+    case(
+        "artifact-substituted",
+        "train consumed /data/train with another digest than prepare produced",
+        chains.attestation_bytes(built),
+        reason="artifact_substituted",
+    )
+    other = chains.retag(chains.BASE, name="/models/other")
+    built = pipeline.run(flow=chains.with_outputs(chains.FLOW, "quantize", inputs=[other]))
+    case(
+        "inputs-mismatch",
+        "quantize's inputs are not train's outputs",
+        chains.attestation_bytes(built),
+        reason="inputs_mismatch",
+    )
+    built = pipeline.run(overrides={"package": {"pipeline": "other-pipeline"}})
+    case(
+        "pipeline-mismatch",
+        "package attested for another pipeline",
+        chains.attestation_bytes(built),
+        reason="pipeline_mismatch",
+    )
+    built = pipeline.run(overrides={"prepare": {"previous": "ee" * 32}})
+    case(
+        "previous-link-broken",
+        "The first stage names a predecessor",
+        chains.attestation_bytes(built),
+        reason="previous_link_broken",
+    )
+    quantize = chains.attest(
+        agents["quantize"], "quantize", [chains.BASE], [chains.INT8], happy["train"].digest,
+        run_id="run-43",
+    )  # fmt: skip
+    package = chains.attest(
+        agents["package"], "package", [chains.INT8], [chains.RELEASE], quantize.digest
+    )
+    case(
+        "run-mismatch",
+        "quantize, linked in place, is from another run",
+        [files[0], files[1], quantize.attestation, package.attestation],
+        reason="run_mismatch",
+    )
+    stranger = "sha256:" + "ab" * 32
+    case(
+        "agent-key-not-allowed",
+        "prepare's agent key is not among the layout's agent_keys",
+        files,
+        reason="agent_key_not_allowed",
+        stage_extra={"prepare": f'agent_keys = ["{stranger}"]'},
+    )
+    built = pipeline.run(overrides={"train": {"signer": agents["prepare"].key}})
+    case(
+        "provenance-key-mismatch",
+        "train's provenance signed by another agent's key",
+        chains.attestation_bytes(built),
+        reason="provenance_key_mismatch",
+    )
+    envelope = json.loads(happy["train"].provenance_envelope)
+    signature = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    signature[-1] ^= 1
+    envelope["signatures"][0]["sig"] = base64.b64encode(bytes(signature)).decode()
+    forged = StageAttestation(json.dumps(envelope).encode(), happy["train"].evidence).to_json()
+    case(
+        "provenance-signature-invalid",
+        "One flipped bit in train's provenance signature",
+        [files[0], forged, *files[2:]],
+        reason="provenance_signature_invalid",
+    )
+    unlisted = chains.retag(chains.BASE, name="/models/unlisted")
+    built = pipeline.run(overrides={"train": {"subjects": [chains.BASE, unlisted]}})
+    case(
+        "outputs-mismatch",
+        "train's evidence attests an artifact its provenance does not list",
+        chains.attestation_bytes(built),
+        reason="outputs_mismatch",
+    )
+    built = pipeline.run(overrides={"quantize": {"segment": happy["train"].provenance.log_segment}})
+    case(
+        "log-segment-mismatch",
+        "quantize claims a runtime-log segment of another agent",
+        chains.attestation_bytes(built),
+        reason="log_segment_mismatch",
+    )
+    # -- licences and tags
+    licence_docs = "docs/layout.md#licence-expressions"
+    for name, licence, reason in (
+        ("license-not-allowed", "GPL-3.0-only", "license_not_allowed"),
+        ("license-invalid", "MIT AND (Apache-2.0", "license_invalid"),
+        ("license-missing", None, "license_missing"),
+        ("license-choice-valid", "GPL-3.0-only OR MIT", None),
+    ):
+        changed = chains.retag(chains.INT8, license=licence)
+        flow = chains.with_outputs(chains.FLOW, "quantize", outputs=[changed])
+        built = pipeline.run(flow=chains.with_outputs(flow, "package", inputs=[changed]))
+        case(
+            name,
+            f"/models/int8 (quantize -> package) licensed {licence!r}",
+            chains.attestation_bytes(built),
+            reason=reason,
+            docs=licence_docs,
+        )
+    case(
+        "tag-missing",
+        "train's output lacks the stage's required tag",
+        files,
+        reason="tag_missing",
+        stage_extra={"train": 'required_tags = ["pii:none"]'},
+    )
+    case(
+        "artifact-missing",
+        "A required artifact never appears in the chain",
+        files,
+        reason="artifact_missing",
+        extra='[[artifacts]]\nname = "/models/never"\nrequired = true\n',
+    )
+
+    # -- software stack (docs/layout.md "Software rules"): the rules are the last stage's
+    # own ([stages.software]), so only package is re-attested with a measured stack.
+    def software(dists: Sequence[Distribution], *, exe: bool = True) -> list[bytes]:
+        package = chains.attest(
+            agents["package"], "package", [chains.INT8], [chains.RELEASE],
+            happy["quantize"].digest, **_stack(dists, exe=exe),  # type: ignore[arg-type]
+        )  # fmt: skip
+        return [*files[:3], package.attestation]
+
+    def rules(text: str) -> dict[str, str]:
+        return {"package": f"software = {{ {text} }}"}
+
+    good = software(_TORCH)
+    required = 'required_packages = ["torch>=2.6,<2.7"]'
+    case(
+        "software-slsa-l3-valid",
+        "package's stack within its rules, at SLSA Build L3",
+        good,
+        stage_extra=rules(required + ", min_slsa_level = 3"),
+        docs=_SOFTWARE_DOCS,
+    )
+    for name, text, attestations, reason in (
+        ("package-missing", required, software(_TORCH[1:]), "package_missing"),
+        (
+            "package-version-not-allowed",
+            required,
+            software((Distribution("torch", "2.7.1", "11" * 32),)),
+            "package_version_not_allowed",
+        ),
+        ("package-forbidden", 'forbidden_packages = ["NumPy"]', good, "package_forbidden"),
+        ("image-not-allowed", f'allowed_images = ["sha256:{"00" * 32}"]', good,
+         "image_not_allowed"),
+        ("executable-not-allowed", f'allowed_executables = ["sha256:{"cd" * 32}"]', good,
+         "executable_not_allowed"),
+        # measured by an agent without software-stack claims
+        ("software-stack-missing", required, files, "software_stack_missing"),
+        ("slsa-level-insufficient", "min_slsa_level = 3", software(_TORCH, exe=False),
+         "slsa_level_insufficient"),
+    ):  # fmt: skip
+        case(name, f"package's software rules: {reason}", attestations, reason=reason,
+             stage_extra=rules(text), docs=_SOFTWARE_DOCS)  # fmt: skip
+    _kfp_cases(workdir, platform, clock, case, stream)
+
+
+def _kfp_cases(
+    workdir: Path,
+    platform: Path,
+    clock: Callable[[], datetime],
+    case: Callable[..., None],
+    stream: SeededStream,
+) -> None:
+    """A layout derived from a compiled KFP pipeline: ``after`` is a partial order."""
+    agents = {
+        stage: chains.make_tdx_agent(workdir / f"kfp-{stage}", platform=platform, clock=clock)
+        for stage in ("prepare", "train", "evaluate")
+    }
+    for agent in agents.values():
+        agent.key = stream.signing_key()
+    probe = agents["prepare"]
+
+    def layout(directory: Path) -> Path:
+        # What a spec does not say (roots, measurements) comes from the template, as an
+        # operator gives it to `attestctl layout from-kfp --template`.
+        tables = probe.layout_tables(directory, 0)
+        body = parse_quote(probe.backend.get_quote(bytes(64))).body
+        stage: dict[str, Any] = {
+            "tee": ["tdx"],
+            "trust": {"tdx": {"root": "simulated", "simulated_root": tables[3].split('"')[1]}},
+            "tdx": {"mrtd": [body.mr_td.hex()]}
+            | {f"rtmr{i}": [body.rtmrs[i].hex()] for i in range(3)},
+        }
+        template = {"allowed_licenses": list(chains.LICENSES), "stage": stage}
+        path = directory / "layout.toml"
+        path.write_text(layout_from_kfp(KFP_SPEC, template))
+        return path
+
+    raw = chains.RAW
+    dataset = chains.DATASET
+    model, metrics = chains.BASE, chains.retag(chains.INT8, name="/metrics/eval")
+
+    def run(order: Sequence[str], links: Mapping[str, str]) -> list[bytes]:
+        built: dict[str, chains.BuiltStage] = {}
+        flow = {"prepare": ((raw,), (dataset,)), "train": ((dataset,), (model,)),
+                "evaluate": ((dataset,), (metrics,))}  # fmt: skip
+        for stage in order:
+            previous = built[links[stage]].digest if stage in links else None
+            inputs, outputs = flow[stage]
+            built[stage] = chains.attest(
+                agents[stage], stage, inputs, outputs, previous, pipeline="kfp-attested"
+            )
+        return [built[stage].attestation for stage in order]
+
+    both = {"train": "prepare", "evaluate": "prepare"}
+    case(
+        "kfp-parallel-train-first-valid",
+        "Layout derived from a compiled KFP spec; train then evaluate, both after prepare",
+        run(["prepare", "train", "evaluate"], both),
+        docs=_KFP_DOCS,
+        layout=layout,
+    )
+    case(
+        "kfp-parallel-evaluate-first-valid",
+        "The same layout; the parallel branches in the other order",
+        run(["prepare", "evaluate", "train"], both),
+        docs=_KFP_DOCS,
+        layout=layout,
+    )
+    case(
+        "kfp-serial-out-of-order",
+        "train linked after evaluate, which its `after` does not allow",
+        run(["prepare", "evaluate", "train"], {"evaluate": "prepare", "train": "evaluate"}),
+        reason="stage_out_of_order",
+        docs=_KFP_DOCS,
+        layout=layout,
+    )
+
+
 # -- part (a): bare quotes ----------------------------------------------------------------
 
 _QUOTE_DOCS = "docs/quote-tools.md#the-output"
@@ -505,16 +861,27 @@ def _result_cases(td: _Td, builder: _Builder, workdir: Path, stream: SeededStrea
 # -- writing ------------------------------------------------------------------------------
 
 
+_NAMES = {"policy": "policy.toml", "root": "root.pem", "key": "key.pem"}
+
+
 def _write(builder: _Builder, seed: str, out: Path) -> None:
     entries = []
+    # A file another case already holds is referenced there, not copied: chain cases
+    # share most attestations. Roots stay beside the policy or layout that names them.
+    written: dict[bytes, str] = {}
     for case in builder.cases:
         directory = Path("cases") / case.id
         inputs = {}
         for role, data in sorted(case.files.items()):
-            name = {"policy": "policy.toml", "root": "root.pem", "key": "key.pem"}.get(role, role)
+            digest = hashlib.sha256(data).digest()
+            if not role.startswith("root") and digest in written:
+                inputs[role] = written[digest]
+                continue
+            name = case.names.get(role) or _NAMES.get(role, role)
             (out / directory).mkdir(parents=True, exist_ok=True)
             (out / directory / name).write_bytes(data)
             inputs[role] = str(directory / name)
+            written.setdefault(digest, inputs[role])
         expect: dict[str, str] = {"outcome": case.outcome}
         if case.reason is not None:
             expect["reason"] = case.reason
@@ -555,6 +922,7 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
         _quote_cases(td, builder)
         _evidence_cases(td, builder)
         _result_cases(td, builder, Path(tmp), stream)
+        _chain_cases(Path(tmp), builder, stream)
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)
