@@ -54,6 +54,7 @@ from attestd.evidence import (
     sign_statement,
     subjects_digest,
 )
+from attestd.evidence.envelope import sign_json
 from attestd.evidence.merkle import inclusion_proofs, tree_root
 from attestd.evidence.provenance import StageAttestation
 from attestd.evidence.stack import (
@@ -367,6 +368,30 @@ def _evidence_cases(td: _Td, builder: _Builder) -> None:
         reason="mr_not_allowed",
         docs=tdx_docs,
     )
+    case(
+        "artifact-missing",
+        "The policy names a model the evidence does not attest",
+        sign(good, td.key),
+        policy_bytes=policy.replace(MODEL.name.encode(), b"/srv/models/absent"),
+        reason="artifact_missing",
+    )
+
+    def edited(change: Callable[[dict[str, Any]], None]) -> bytes:
+        document = good.to_json()
+        change(document)
+        return sign_json(document, td.key)
+
+    def short_nonce(document: dict[str, Any]) -> None:
+        document["predicate"]["binding"]["nonce"] = "ab"  # one byte: no nonce at all
+
+    case(
+        "nonce-invalid",
+        "A binding nonce of one byte",
+        edited(short_nonce),
+        reason="nonce_invalid",
+        docs="docs/evidence-format.md#10-verifying-in-this-order",
+    )
+
     quote = bytearray(good.predicate.quote)
     quote[_OFFSETS["signature-ecdsa"][0]] ^= 0x01  # the quote's own ECDSA signature
     case(
