@@ -11,10 +11,13 @@ From the caller's pid the agent reads: the SHA-256 of ``/proc/PID/exe``;
 ``/proc/PID/cmdline`` (bounded); ``/proc/PID/cgroup`` and the container id in
 it; the Python distributions the interpreter puts on ``sys.path`` at start-up,
 found the way the interpreter finds them (``pyvenv.cfg`` beside the program
-its ``argv[0]`` names, the prefix of its executable, ``PYTHONPATH`` unless
-``-E``/``-I``), plus every ``site-packages`` directory a shared object it has
-mapped comes from, each read through ``/proc/PID/root`` so a container's files
-are the ones measured; the dpkg (or rpm) database of that root; and the image
+its ``argv[0]`` names, the prefix of its executable or ``PYTHONHOME``,
+``PYTHONPATH`` unless ``-E``/``-I``, the user site directory when site.py
+enables it, the directories ``.pth`` files name; the ``.pth`` files' digests
+and whether any has an ``import`` line, which runs at start-up and is not
+followed), plus every ``site-packages`` directory a shared object it has
+mapped comes from, each read through ``/proc/PID/root`` with symbolic links
+resolved inside it, so a container's files are the ones measured; the dpkg (or rpm) database of that root; and the image
 digest the deployment states in the caller's ``ATTESTD_IMAGE_DIGEST`` (a
 claim, not a measurement). Nothing comes from the request: the client has no
 field to lie in. Whatever cannot be read is ``{"unknown": why}``.
