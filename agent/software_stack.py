@@ -17,7 +17,8 @@ enables it, the directories ``.pth`` files name; the ``.pth`` files' digests
 and whether any has an ``import`` line, which runs at start-up and is not
 followed), plus every ``site-packages`` directory a shared object it has
 mapped comes from, each read through ``/proc/PID/root`` with symbolic links
-resolved inside it, so a container's files are the ones measured; the dpkg (or rpm) database of that root; and the image
+resolved inside it, so a container's files are the ones measured; the dpkg
+(or rpm) database of that root; and the image
 digest the deployment states in the caller's ``ATTESTD_IMAGE_DIGEST`` (a
 claim, not a measurement). Nothing comes from the request: the client has no
 field to lie in. Whatever cannot be read is ``{"unknown": why}``.
