@@ -32,6 +32,8 @@ OS_PACKAGES = "attestd:os-packages"
 MAX_CMDLINE_BYTES = 4096
 """The caller's command line kept in the begin event, in bytes (arguments after it are cut)."""
 MAX_PACKAGES = 100_000
+MAX_PTH_FILES = 64
+"""The ``.pth`` files a python claim lists; with more the agent records the claim unknown."""
 MAX_WHY = 512
 
 CLAIMS = ("executable", "cmdline", "cgroup", "python", "osPackages", "image")
@@ -175,12 +177,26 @@ def _cgroup(members: Mapping[str, object], path: str) -> None:
 
 
 def _python(members: Mapping[str, object], path: str) -> None:
-    _json.obj(members, path, fields=("digest", "count", "sitePackages"))
+    # pthFiles and pthImports came later: a stack measured before them has neither.
+    pth = "pthFiles" in members or "pthImports" in members
+    _json.obj(members, path, fields=_PYTHON_FIELDS + (_PTH_FIELDS if pth else ()))
     _sha256(members["digest"], f"{path}.digest")
     _json.integer(members["count"], f"{path}.count", maximum=MAX_PACKAGES)
     dirs = _json.array(members["sitePackages"], f"{path}.sitePackages", max_len=64)
     for i, entry in enumerate(dirs):
         _json.string(entry, f"{path}.sitePackages[{i}]", min_len=1, max_len=4096)
+    if pth:
+        files = _json.array(members["pthFiles"], f"{path}.pthFiles", max_len=MAX_PTH_FILES)
+        for i, entry in enumerate(files):
+            where = f"{path}.pthFiles[{i}]"
+            pth_file = _json.obj(entry, where, fields=("path", "digest"))
+            _json.string(pth_file["path"], f"{where}.path", min_len=1, max_len=4096)
+            _sha256(pth_file["digest"], f"{where}.digest")
+        _json.boolean(members["pthImports"], f"{path}.pthImports")
+
+
+_PYTHON_FIELDS = ("digest", "count", "sitePackages")
+_PTH_FIELDS = ("pthFiles", "pthImports")
 
 
 def _os_packages(members: Mapping[str, object], path: str) -> None:

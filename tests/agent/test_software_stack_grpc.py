@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,16 +70,16 @@ class StageRun:
     site: Path
 
 
-def plant_distribution(site: Path) -> str:
+def plant_distribution(site: Path, name: str = PLANTED) -> str:
     """An installed-looking distribution (package, METADATA, RECORD); its RECORD's SHA-256."""
-    package = site / PLANTED.replace("-", "_")
-    dist_info = site / f"{PLANTED.replace('-', '_')}-{PLANTED_VERSION}.dist-info"
+    package = site / name.replace("-", "_")
+    dist_info = site / f"{name.replace('-', '_')}-{PLANTED_VERSION}.dist-info"
     package.mkdir(parents=True)
     dist_info.mkdir()
     files = {
         package / "__init__.py": b"",
         dist_info / "METADATA": (
-            f"Metadata-Version: 2.1\nName: {PLANTED}\nVersion: {PLANTED_VERSION}\n".encode()
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {PLANTED_VERSION}\n".encode()
         ),
     }
     lines = []
@@ -281,3 +282,73 @@ def test_attestctl_chain_verify_refuses_the_measured_stack_its_layout_denies(
         assert str(run.exe) in str(violation["detail"])
     else:
         assert violation["version"] == PLANTED_VERSION
+
+
+USER_PLANTED = "attestd-user-site-dist"
+PTH_PLANTED = "attestd-pth-dist"
+
+
+def test_distributions_hidden_in_the_user_site_and_a_pth_directory_are_found_and_refused(
+    agent: AgentProcess, tmp_path: Path
+) -> None:
+    # A venv that includes the system site (so site.py enables the user site), whose one
+    # .pth file puts the client library on sys.path and adds a directory of its own.
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    base = Path(sys.base_prefix) / "bin" / f"python{version}"
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [str(base), "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
+        check=True,
+        timeout=120,
+    )
+    purelib = Path(sysconfig.get_paths()["purelib"])  # this project's venv: attestd, grpcio
+    editable = [p.read_text() for p in sorted(purelib.glob("__editable__*.pth"))]
+    pth = venv / "lib" / f"python{version}" / "site-packages" / "client.pth"
+    pth.write_text("\n".join([str(purelib), *editable, str(tmp_path / "pth-dir")]) + "\n")
+    plant_distribution(tmp_path / "pth-dir", PTH_PLANTED)
+    plant_distribution(tmp_path / "userbase" / "lib" / f"python{version}" / "site-packages",
+                       USER_PLANTED)  # fmt: skip
+    source = agent.models / "hidden.bin"
+    source.write_bytes(b"data")
+    attestation = tmp_path / "train.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONNOUSERSITE")}
+    completed = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            CLIENT,
+            str(agent.socket_path),
+            str(source),
+            str(agent.models / "hidden-model.bin"),
+            str(attestation),
+            PIPELINE,
+        ],
+        env={**env, "PYTHONUSERBASE": str(tmp_path / "userbase")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    reported = json.loads(completed.stdout)
+    python = json.loads(reported["content"])["softwareStack"]["python"]
+    assert "unknown" not in python, python
+    assert str(pth) in [f["path"] for f in python["pthFiles"]]
+    assert python["pthImports"] is bool(editable)
+    provenance = StageAttestation.from_json(attestation.read_bytes()).read_provenance().provenance
+    distributions = provenance.distributions()
+    assert distributions is not None
+    assert {USER_PLANTED, PTH_PLANTED} <= {d.name for d in distributions}
+    run = StageRun(
+        reported["pid"], Path(reported["exe"]), reported["sequence"], reported["callerPid"],
+        {}, attestation, "", tmp_path,
+    )  # fmt: skip
+    rule = f'forbidden_packages = ["{USER_PLANTED}", "{PTH_PLANTED}"]'
+    code, result = _verify(_layout(agent, tmp_path, "hidden", [rule]), run)
+    assert code == 1, result
+    violations = _stage(result)["softwareViolations"]
+    assert isinstance(violations, list)
+    assert sorted((v["reason"], v["package"]) for v in violations) == [
+        ("package_forbidden", PTH_PLANTED),
+        ("package_forbidden", USER_PLANTED),
+    ]
