@@ -47,6 +47,7 @@ from attestd.evidence.runtime_log_format import (
     parse_rfc3339,
     replay_from,
 )
+from attestd.tee import _cache
 
 MIN_NONCE_BYTES = 16
 """Shortest nonce a verifier may send: 128 bits, so guessing one is hopeless."""
@@ -122,11 +123,49 @@ def subjects_digest(subjects: Sequence[Subject]) -> str:
     the order the agent was asked in does not matter. A repeated name is an
     EvidenceFormatError: two digests for one name would be ambiguous.
     """
+    key = _subjects_key(subjects)
+    start, end = _cache.ALWAYS
+    if key is not None:
+        cached = _SUBJECTS_DIGESTS.get(key, start)
+        if cached is not None:
+            return cached
     ordered = sorted(subjects, key=lambda s: s.name)
     for before, after in itertools.pairwise(ordered):
         if before.name == after.name:
             raise EvidenceFormatError(f"subject {before.name!r} appears more than once")
-    return hashlib.sha256(canonical_json([s.to_json() for s in ordered])).hexdigest()
+    digest = hashlib.sha256(canonical_json([s.to_json() for s in ordered])).hexdigest()
+    if key is not None:
+        _SUBJECTS_DIGESTS.put(key, digest, not_before=start, not_after=end)
+    return digest
+
+
+# An agent attests the same artifacts in every piece of evidence: their digest is remembered
+# by the exact names and digests (str only, so no two keys compare equal by accident), for
+# lists of up to _CACHED_SUBJECTS whose names and digests total at most _CACHED_KEY_CHARS
+# (so the whole cache stays within a few MiB). Only computed digests are kept. Bounded LRU.
+_CACHED_SUBJECTS = 64
+_CACHED_KEY_CHARS = 8192
+_SUBJECTS_DIGESTS: _cache.ValidityCache[tuple[object, ...], str] = _cache.ValidityCache(
+    "evidence.subjects_digests", maxsize=1024
+)
+
+
+def _subjects_key(subjects: Sequence[Subject]) -> tuple[object, ...] | None:
+    if len(subjects) > _CACHED_SUBJECTS:
+        return None
+    key: list[object] = []
+    chars = 0
+    for subject in subjects:
+        if type(subject) is not Subject or type(subject.name) is not str:
+            return None
+        items = tuple(subject.digest.items())
+        if not all(type(a) is str and type(v) is str for a, v in items):
+            return None
+        chars += len(subject.name) + sum(len(a) + len(v) for a, v in items)
+        if chars > _CACHED_KEY_CHARS:
+            return None
+        key.append((subject.name, items))
+    return tuple(key)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,9 @@ _PCK_CHAINS: _cache.ValidityCache[
 _SIGNATURES: _cache.ValidityCache[bytes, bool] = _cache.ValidityCache(
     "tdx.signatures", maxsize=4096
 )
+_ATTESTATION_KEYS: _cache.ValidityCache[bytes, ec.EllipticCurvePublicKey] = (
+    _cache.ValidityCache("tdx.attestation_keys", maxsize=1024)
+)
 
 
 @dataclass(frozen=True)
@@ -248,10 +251,18 @@ def _verify_attestation_key_binding(quote: Quote) -> None:
 
 
 def _attestation_public_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    # A quoting enclave signs many quotes with one key: the point is decoded (and checked
+    # to lie on the curve) once per distinct bytes. Only points that decoded are kept.
+    start, end = _cache.ALWAYS
+    key = _ATTESTATION_KEYS.get(raw, start)
+    if key is not None:
+        return key
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
     except ValueError as e:
         raise QuoteSignatureInvalidError("the attestation key is not a P-256 point") from e
+    _ATTESTATION_KEYS.put(raw, key, not_before=start, not_after=end)
+    return key
 
 
 def _verify_signature(
