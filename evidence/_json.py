@@ -83,9 +83,10 @@ def obj(value: object, path: str, *, fields: tuple[str, ...] | None = None) -> M
         for name in fields:
             if name not in value:
                 fail(f"{path}.{name}", "required member is missing")
-        extra = sorted(str(k) for k in value if k not in fields)
-        if extra:
-            fail(f"{path}.{extra[0]}", "unknown member")
+        if len(value) != len(fields):  # every (distinct) field is present: the rest are extra
+            extra = sorted(str(k) for k in value if k not in fields)
+            if extra:
+                fail(f"{path}.{extra[0]}", "unknown member")
     return value
 
 

@@ -219,6 +219,7 @@ class Runner:
         self._stop_at_failure = stop_at_failure
         self.stage = stage
         self._checks: dict[str, Check] = {}
+        self._passed: set[str] = set()  # the names whose latest check passed
 
     @property
     def checks(self) -> tuple[Check, ...]:
@@ -226,8 +227,7 @@ class Runner:
         return tuple(self._checks.values())
 
     def passed(self, name: str) -> bool:
-        check = self._checks.get(name)
-        return check is not None and check.status is CheckStatus.PASS
+        return name in self._passed
 
     def failed(self) -> bool:
         return any(c.status is CheckStatus.FAIL for c in self._checks.values())
@@ -235,6 +235,10 @@ class Runner:
     def record(self, name: str, outcome: Outcome) -> None:
         """Report ``outcome`` as check ``name``, replacing an earlier one of that name in place."""
         self._checks[name] = Check(name, outcome.status, outcome.reason, outcome.detail, self.stage)
+        if outcome.status is CheckStatus.PASS:
+            self._passed.add(name)
+        else:
+            self._passed.discard(name)
 
     def run(self, suite: Sequence[CheckDef[C]], context: C) -> None:
         """Run each check of ``suite`` on ``context`` whose needs passed; skip the others."""
@@ -243,7 +247,8 @@ class Runner:
                 return
             if check.applies is not None and not check.applies(context):
                 continue
-            blocked = [need for need in check.needs if not self.passed(need)]
+            passed = self._passed
+            blocked = [need for need in check.needs if need not in passed]
             if blocked:
                 self.record(check.name, not_checked(f"skipped: {', '.join(blocked)} did not pass"))
                 continue

@@ -398,8 +398,8 @@ class QuoteSignatureData(_Sized):
 # A platform's quotes all carry the same certification data (QE report, its signature, PCK
 # chain): parsed once per distinct bytes. Only what parsed is kept, and a parse's result
 # does not depend on where in a quote the bytes sit; the values are frozen.
-_CERTIFICATION_DATA: _cache.ValidityCache[bytes, QeReportCertificationData] = (
-    _cache.ValidityCache("tdx.certification_data", maxsize=1024)
+_CERTIFICATION_DATA: _cache.ValidityCache[bytes, QeReportCertificationData] = _cache.ValidityCache(
+    "tdx.certification_data", maxsize=1024
 )
 
 

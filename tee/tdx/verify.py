@@ -86,8 +86,8 @@ _PCK_CHAINS: _cache.ValidityCache[
 _SIGNATURES: _cache.ValidityCache[bytes, bool] = _cache.ValidityCache(
     "tdx.signatures", maxsize=4096
 )
-_ATTESTATION_KEYS: _cache.ValidityCache[bytes, ec.EllipticCurvePublicKey] = (
-    _cache.ValidityCache("tdx.attestation_keys", maxsize=1024)
+_ATTESTATION_KEYS: _cache.ValidityCache[bytes, ec.EllipticCurvePublicKey] = _cache.ValidityCache(
+    "tdx.attestation_keys", maxsize=1024
 )
 
 
