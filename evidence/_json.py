@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import NoReturn
 
+import pybase64
+
 from attestd.evidence.errors import EvidenceFormatError
 
 # JSON integers outside this range are not exact in IEEE 754 doubles, and
@@ -144,12 +146,13 @@ def b64_bytes(value: object, path: str, *, max_size: int) -> bytes:
     text = string(value, path, max_len=4 * ((max_size + 2) // 3))
     # Fast path: text that decodes strictly and re-encodes to itself is canonical
     # standard base64, which is all the checks below accept; anything else takes
-    # them, so each refusal keeps its message.
+    # them, so each refusal keeps its message. pybase64 (SIMD) does both passes in a
+    # fraction of the standard library's time; a quote is kilobytes.
     try:
-        data = base64.b64decode(text, validate=True)
+        data = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         data = None
-    if data is not None and len(data) <= max_size and base64.b64encode(data) == text.encode():
+    if data is not None and len(data) <= max_size and pybase64.b64encode(data) == text.encode():
         return data
     if not _B64_STD.fullmatch(text):
         fail(path, "expected standard base64 with padding (RFC 4648 section 4)")

@@ -127,10 +127,11 @@ def format_rfc3339(moment: datetime) -> str:
     if moment.tzinfo is UTC and moment.year >= 1000:
         # What strftime writes below, without the conversion and the format parser: every
         # binding's leaf formats its issuedAt, which parse_rfc3339 made UTC.
-        return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (
-            moment.year, moment.month, moment.day,
-            moment.hour, moment.minute, moment.second, moment.microsecond,
-        )  # fmt: skip
+        m = moment
+        return (
+            f"{m.year:04d}-{m.month:02d}-{m.day:02d}T"
+            f"{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}Z"
+        )
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise EvidenceFormatError("timestamp has no time zone; use an aware datetime")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
