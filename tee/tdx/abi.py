@@ -16,6 +16,7 @@ the kernel hands quotes back in fixed-size buffers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import struct
 from dataclasses import dataclass
@@ -292,6 +293,11 @@ class QeReportCertificationData(_Sized):
     def pck_certificates(self) -> tuple[x509.Certificate, ...]:
         """The PCK chain, leaf first, parsed (once) from ``pck_chain_pem``."""
         return _load_pem_chain(self.pck_chain_pem, "pck_chain_pem", 0)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 of :meth:`to_bytes`, computed once (a platform's quotes share these bytes)."""
+        return hashlib.sha256(self.to_bytes()).digest()
 
     def to_bytes(self) -> bytes:
         encoded = self.__dict__.get("_encoded")  # the input's bytes, where parsed from them
