@@ -277,8 +277,9 @@ def _jcs_size(members: Mapping[str, object], path: str) -> int:
     """The length of ``canonical_json(members)``; EvidenceFormatError (at ``path``) if none."""
     key = tuple(members.items())
     # Hashable, and JCS depends on them alone; a key too large is not worth keeping.
-    cacheable = all(type(v) is str for _, v in key) and (
-        sum(len(k) + len(v) for k, v in key) <= MAX_COLLATERAL_JSON_BYTES  # type: ignore[arg-type]
+    texts = [v for _, v in key if type(v) is str]
+    cacheable = len(texts) == len(key) and (
+        sum(len(k) for k, _ in key) + sum(map(len, texts)) <= MAX_COLLATERAL_JSON_BYTES
     )
     start, end = _cache.ALWAYS
     size = _JCS_SIZES.get(key, start) if cacheable else None
