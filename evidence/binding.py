@@ -94,6 +94,21 @@ class Subject:
 
     @classmethod
     def from_json(cls, obj: object, path: str = "$") -> Subject:
+        # Evidence names the same artifacts every time: a subject is read once per exact
+        # JSON values (bounded; only subjects that parsed are kept). Each caller gets its
+        # own digest dict, so that no change to one can reach the cache.
+        key = _subject_key(obj)
+        if key is None:
+            return cls._from_json(obj, path)
+        start, end = _cache.ALWAYS
+        subject = _SUBJECTS.get(key, start)
+        if subject is None:
+            subject = cls._from_json(obj, path)
+            _SUBJECTS.put(key, subject, not_before=start, not_after=end)
+        return cls(subject.name, dict(subject.digest))
+
+    @classmethod
+    def _from_json(cls, obj: object, path: str) -> Subject:
         members = _json.obj(obj, path, fields=("name", "digest"))
         name = _json.string(
             members["name"], f"{path}.name", min_len=1, max_len=MAX_SUBJECT_NAME_LENGTH
@@ -114,6 +129,30 @@ class Subject:
                 _json.fail(where, "digest is empty")
             out[algorithm] = raw.hex()
         return cls(name, out)
+
+
+_SUBJECTS: _cache.ValidityCache[tuple[object, ...], Subject] = _cache.ValidityCache(
+    "evidence.subjects", maxsize=4096
+)
+_CACHED_SUBJECT_CHARS = 1024
+
+
+def _subject_key(obj: object) -> tuple[object, ...] | None:
+    """A subject object's exact values (str only), or None where it may not be cached."""
+    if type(obj) is not dict or len(obj) != 2:
+        return None
+    name, digest = obj.get("name"), obj.get("digest")
+    if type(name) is not str or type(digest) is not dict:
+        return None
+    items = tuple(digest.items())
+    chars = len(name)
+    for algorithm, value in items:
+        if type(value) is not str:
+            return None
+        chars += len(algorithm) + len(value)
+    if chars > _CACHED_SUBJECT_CHARS:
+        return None
+    return (name, items)
 
 
 def subjects_digest(subjects: Sequence[Subject]) -> str:

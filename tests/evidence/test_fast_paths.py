@@ -235,3 +235,19 @@ def test_strict_base64_fast_paths_agree_with_the_general_checks(text: str) -> No
         assert fast_std == standard and fast_dsse == standard
     else:
         assert isinstance(fast_std, str)  # refused, with the general message
+
+
+def test_a_subject_is_parsed_once_and_no_change_to_one_reaches_another() -> None:
+    raw = {"name": "/srv/models/demo", "digest": {"sha256": "11" * 32}}
+    first = Subject.from_json(raw)
+    first.digest["sha256"] = "22" * 32  # type: ignore[index]  # a caller's own copy
+    second = Subject.from_json(dict(raw, digest=dict(raw["digest"])))  # type: ignore[arg-type]
+    assert second.digest == {"sha256": "11" * 32}
+    assert binding_module._SUBJECTS.hits >= 1
+    with _cache.caching(False):
+        assert Subject.from_json(raw) == second
+    for bad in ({"name": "/m", "digest": {"sha256": "XY"}}, {"name": 1, "digest": {}}):
+        for _ in range(2):
+            with pytest.raises(EvidenceFormatError):
+                Subject.from_json(bad)
+    assert len(binding_module._SUBJECTS) == 1
