@@ -197,13 +197,16 @@ def _subjects_key(subjects: Sequence[Subject]) -> tuple[object, ...] | None:
     for subject in subjects:
         if type(subject) is not Subject or type(subject.name) is not str:
             return None
+        name = subject.name
         items = tuple(subject.digest.items())
-        if not all(type(a) is str and type(v) is str for a, v in items):
-            return None
-        chars += len(subject.name) + sum(len(a) + len(v) for a, v in items)
+        chars += len(name)
+        for algorithm, value in items:
+            if type(algorithm) is not str or type(value) is not str:
+                return None
+            chars += len(algorithm) + len(value)
         if chars > _CACHED_KEY_CHARS:
             return None
-        key.append((subject.name, items))
+        key.append((name, items))
     return tuple(key)
 
 
