@@ -3,7 +3,7 @@
 Simulated TDX and SEV-SNP evidence is built the way the agent builds it (a
 fresh quote over each binding, the runtime log, the agent key's DSSE
 signature), each piece with its own nonce and so its own quote, as a verifier
-sees them. Then, in this process, in turn, several times:
+sees them. Then, in this process, pinned to one core:
 
 - attestd: ``attestd.verifier.appraise`` on every piece of evidence (all the
   checks: envelope, agent key, quote to the simulated root, TCB status with
@@ -11,16 +11,25 @@ sees them. Then, in this process, in turn, several times:
 - the baseline for TDX: ``dcap_qvl.verify_with_root_ca`` on the same quotes,
   with the same collateral and root;
 - the baseline for SEV-SNP: the report's ECDSA P-384 signature under the VCEK
-  and the VCEK → ASK → ARK RSA-PSS chain, with ``cryptography`` directly;
-- attestd with its caches off (``attestd.tee._cache.caching(False)``), for
-  reference.
+  and the VCEK → ASK → ARK RSA-PSS chain, with ``cryptography`` directly
+  (certificates parsed on every call, as a minimal verifier does).
+
+attestd and its baseline take turns on blocks of 10 items, over ``--repeats``
+chunks of ``--count`` items each, so that a busy neighbour slows both alike;
+each chunk gives one ratio, and the ratio reported is their median (the table
+shows their range). attestd with its caches off
+(``attestd.tee._cache.caching(False)``) is a reference, measured afterwards
+against the baseline in the same way: interleaved with the pair above, its
+cold parsing would evict their working sets and slow whichever ran next.
 
 Each repeat appraises evidence never appraised before (a verifier never sees
 a nonce twice), after one warm-up pass on other evidence that fills the
-caches as a running verifier's are. The medians are printed as a table; the
-last line is one JSON object: ``tdx_appraisal_over_dcap_qvl`` is attestd's
-appraisals/s over dcap-qvl's verifications/s, ``snp_appraisal_over_signature_check``
-the same against the SEV-SNP signature and chain check.
+caches as a running verifier's are. A second table splits a TDX appraisal
+into its costly stages (median microseconds, on fresh evidence, in the
+appraisal's order) beside one ``dcap_qvl.verify_with_root_ca``. The last line
+is one JSON object: ``tdx_appraisal_over_dcap_qvl`` is attestd's appraisals/s
+over dcap-qvl's verifications/s, ``snp_appraisal_over_signature_check`` the
+same against the SEV-SNP signature and chain check.
 
     make bench-appraisal                # or: python benchmarks/appraisal.py --count 200
 """
