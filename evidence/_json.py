@@ -134,6 +134,15 @@ def array(value: object, path: str, *, max_len: int) -> list[object]:
 def hex_bytes(value: object, path: str, *, size: int | None = None, max_size: int = 1024) -> bytes:
     """Lowercase hex, even length; ``size`` fixes the decoded length."""
     text = string(value, path, max_len=2 * (size if size is not None else max_size))
+    # Fast path: text that decodes and re-encodes to itself is lowercase hex of even length
+    # (fromhex also takes upper case and spaces; hex() writes neither), all the checks below
+    # accept; anything else takes them, so each refusal keeps its message.
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        data = None
+    if data is not None and data.hex() == text and (size is None or len(data) == size):
+        return data
     if len(text) % 2 or not _HEX.fullmatch(text):
         fail(path, "expected lowercase hexadecimal with an even number of digits")
     if size is not None and len(text) != 2 * size:

@@ -251,3 +251,21 @@ def test_a_subject_is_parsed_once_and_no_change_to_one_reaches_another() -> None
             with pytest.raises(EvidenceFormatError):
                 Subject.from_json(bad)
     assert len(binding_module._SUBJECTS) == 1
+
+
+@pytest.mark.parametrize(
+    "text", ["", "00", "ab", "AB", "a b", "abc", "0g", " ab", "ab ", "abcd" * 8, "ABcd" * 8, "é0"]
+)
+@pytest.mark.parametrize("size", [None, 1, 16])
+def test_hex_fast_path_agrees_with_the_general_checks(text: str, size: int | None) -> None:
+    from attestd.evidence import _json
+
+    try:
+        got: object = _json.hex_bytes(text, "$.x", size=size)
+    except EvidenceFormatError as exc:
+        got = exc.message
+    lowercase = len(text) % 2 == 0 and all(c in "0123456789abcdef" for c in text)
+    if lowercase and (size is None or len(text) == 2 * size):
+        assert got == bytes.fromhex(text)
+    else:
+        assert isinstance(got, str)
