@@ -43,7 +43,13 @@ class CheckStatus(enum.StrEnum):
     SKIP = "skip"
 
 
-@dataclass(frozen=True)
+# Checks and outcomes are made a few dozen times per appraisal. A frozen dataclass's own
+# __init__ sets each field through object.__setattr__; theirs fill the instance dict
+# directly, which is what that amounts to for a dataclass without slots. Equality, hash,
+# repr, replace() and the refusal of assignment stay the dataclass's.
+
+
+@dataclass(frozen=True, init=False)
 class Check:
     """One named check; ``reason`` is set for ``fail`` and ``warn``, ``None`` otherwise.
 
@@ -56,6 +62,21 @@ class Check:
     reason: str | None = None
     detail: str = ""
     stage: str | None = None
+
+    def __init__(
+        self,
+        name: str,
+        status: CheckStatus,
+        reason: str | None = None,
+        detail: str = "",
+        stage: str | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["name"] = name
+        fields["status"] = status
+        fields["reason"] = reason
+        fields["detail"] = detail
+        fields["stage"] = stage
 
     def to_json(self, *, with_stage: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; ``with_stage`` adds the ``stage`` member chains report."""
@@ -72,13 +93,19 @@ class Check:
 # -- what a step concludes ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Outcome:
     """What one step concluded, before the runner names it."""
 
     status: CheckStatus
     reason: str | None
     detail: str
+
+    def __init__(self, status: CheckStatus, reason: str | None, detail: str) -> None:
+        fields = self.__dict__  # see Check
+        fields["status"] = status
+        fields["reason"] = reason
+        fields["detail"] = detail
 
 
 def passed(detail: str) -> Outcome:
