@@ -47,6 +47,7 @@ from attestd.evidence.runtime_log_format import (
     parse_rfc3339,
     replay_from,
 )
+from attestd.tee import _cache
 
 MIN_NONCE_BYTES = 16
 """Shortest nonce a verifier may send: 128 bits, so guessing one is hopeless."""
@@ -93,6 +94,21 @@ class Subject:
 
     @classmethod
     def from_json(cls, obj: object, path: str = "$") -> Subject:
+        # Evidence names the same artifacts every time: a subject is read once per exact
+        # JSON values (bounded; only subjects that parsed are kept). Each caller gets its
+        # own digest dict, so that no change to one can reach the cache.
+        key = _subject_key(obj)
+        if key is None:
+            return cls._from_json(obj, path)
+        start, end = _cache.ALWAYS
+        subject = _SUBJECTS.get(key, start)
+        if subject is None:
+            subject = cls._from_json(obj, path)
+            _SUBJECTS.put(key, subject, not_before=start, not_after=end)
+        return cls(subject.name, dict(subject.digest))
+
+    @classmethod
+    def _from_json(cls, obj: object, path: str) -> Subject:
         members = _json.obj(obj, path, fields=("name", "digest"))
         name = _json.string(
             members["name"], f"{path}.name", min_len=1, max_len=MAX_SUBJECT_NAME_LENGTH
@@ -115,6 +131,30 @@ class Subject:
         return cls(name, out)
 
 
+_SUBJECTS: _cache.ValidityCache[tuple[object, ...], Subject] = _cache.ValidityCache(
+    "evidence.subjects", maxsize=4096
+)
+_CACHED_SUBJECT_CHARS = 1024
+
+
+def _subject_key(obj: object) -> tuple[object, ...] | None:
+    """A subject object's exact values (str only), or None where it may not be cached."""
+    if type(obj) is not dict or len(obj) != 2:
+        return None
+    name, digest = obj.get("name"), obj.get("digest")
+    if type(name) is not str or type(digest) is not dict:
+        return None
+    items = tuple(digest.items())
+    chars = len(name)
+    for algorithm, value in items:
+        if type(value) is not str:
+            return None
+        chars += len(algorithm) + len(value)
+    if chars > _CACHED_SUBJECT_CHARS:
+        return None
+    return (name, items)
+
+
 def subjects_digest(subjects: Sequence[Subject]) -> str:
     """Lowercase hex SHA-256 of JCS of the subjects' JSON, sorted by name.
 
@@ -122,11 +162,52 @@ def subjects_digest(subjects: Sequence[Subject]) -> str:
     the order the agent was asked in does not matter. A repeated name is an
     EvidenceFormatError: two digests for one name would be ambiguous.
     """
+    key = _subjects_key(subjects)
+    start, end = _cache.ALWAYS
+    if key is not None:
+        cached = _SUBJECTS_DIGESTS.get(key, start)
+        if cached is not None:
+            return cached
     ordered = sorted(subjects, key=lambda s: s.name)
     for before, after in itertools.pairwise(ordered):
         if before.name == after.name:
             raise EvidenceFormatError(f"subject {before.name!r} appears more than once")
-    return hashlib.sha256(canonical_json([s.to_json() for s in ordered])).hexdigest()
+    digest = hashlib.sha256(canonical_json([s.to_json() for s in ordered])).hexdigest()
+    if key is not None:
+        _SUBJECTS_DIGESTS.put(key, digest, not_before=start, not_after=end)
+    return digest
+
+
+# An agent attests the same artifacts in every piece of evidence: their digest is remembered
+# by the exact names and digests (str only, so no two keys compare equal by accident), for
+# lists of up to _CACHED_SUBJECTS whose names and digests total at most _CACHED_KEY_CHARS
+# (so the whole cache stays within a few MiB). Only computed digests are kept. Bounded LRU.
+_CACHED_SUBJECTS = 64
+_CACHED_KEY_CHARS = 8192
+_SUBJECTS_DIGESTS: _cache.ValidityCache[tuple[object, ...], str] = _cache.ValidityCache(
+    "evidence.subjects_digests", maxsize=1024
+)
+
+
+def _subjects_key(subjects: Sequence[Subject]) -> tuple[object, ...] | None:
+    if len(subjects) > _CACHED_SUBJECTS:
+        return None
+    key: list[object] = []
+    chars = 0
+    for subject in subjects:
+        if type(subject) is not Subject or type(subject.name) is not str:
+            return None
+        name = subject.name
+        items = tuple(subject.digest.items())
+        chars += len(name)
+        for algorithm, value in items:
+            if type(algorithm) is not str or type(value) is not str:
+                return None
+            chars += len(algorithm) + len(value)
+        if chars > _CACHED_KEY_CHARS:
+            return None
+        key.append((name, items))
+    return tuple(key)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -33,7 +34,24 @@ def _spki_der(public_key: ec.EllipticCurvePublicKey) -> bytes:
 
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     """``sha256:`` + hex(SHA-256(DER SubjectPublicKeyInfo of ``public_key``))."""
-    return "sha256:" + hashlib.sha256(_spki_der(public_key)).hexdigest()
+    # Keys are immutable and not hashable: the id is remembered per key object (held, so
+    # that its id() is not reused), for the keys load_public_key_pem hands out again and
+    # again, one per agent. Bounded; a miss only costs the encoding.
+    with _KEY_IDS_LOCK:
+        entry = _KEY_IDS.get(id(public_key))
+    if entry is not None and entry[0] is public_key:
+        return entry[1]
+    kid = "sha256:" + hashlib.sha256(_spki_der(public_key)).hexdigest()
+    with _KEY_IDS_LOCK:
+        _KEY_IDS[id(public_key)] = (public_key, kid)
+        while len(_KEY_IDS) > _KEY_IDS_MAX:
+            del _KEY_IDS[next(iter(_KEY_IDS))]  # the oldest
+    return kid
+
+
+_KEY_IDS: dict[int, tuple[ec.EllipticCurvePublicKey, str]] = {}
+_KEY_IDS_MAX = 256
+_KEY_IDS_LOCK = threading.Lock()
 
 
 def public_key_pem(public_key: ec.EllipticCurvePublicKey) -> str:

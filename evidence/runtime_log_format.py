@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,6 +35,7 @@ from attestd.evidence.errors import (
     LogPrefixError,
     LogReplayError,
 )
+from attestd.tee import _cache
 from attestd.tee.tdx import rtmr
 
 LOG_HEAD_SIZE = rtmr.RTMR_SIZE
@@ -123,6 +124,14 @@ def validate_event_fields(domain: str, operation: str, content: bytes) -> None:
 
 def format_rfc3339(moment: datetime) -> str:
     """``moment`` (timezone-aware) as UTC, microseconds and ``Z``: the canonical timestamp."""
+    if moment.tzinfo is UTC and moment.year >= 1000:
+        # What strftime writes below, without the conversion and the format parser: every
+        # binding's leaf formats its issuedAt, which parse_rfc3339 made UTC.
+        m = moment
+        return (
+            f"{m.year:04d}-{m.month:02d}-{m.day:02d}T"
+            f"{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}Z"
+        )
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise EvidenceFormatError("timestamp has no time zone; use an aware datetime")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -203,13 +212,76 @@ def encode_event(event: RuntimeEvent) -> bytes:
 
 
 def event_digest(event: RuntimeEvent) -> bytes:
-    """SHA-384 of the canonical encoding: what extends the log head and RTMR3."""
-    return hashlib.sha384(encode_event(event)).digest()
+    """SHA-384 of the canonical encoding: what extends the log head and RTMR3.
+
+    Computed once per event object: the fields are frozen, so the digest is
+    remembered on the event (content that is not ``bytes``, hence mutable, never).
+    """
+    remembered: bytes | None = event.__dict__.get(_DIGEST_ATTRIBUTE)
+    if remembered is not None:
+        return remembered
+    digest = hashlib.sha384(encode_event(event)).digest()
+    if type(event.content) is bytes:
+        event.__dict__[_DIGEST_ATTRIBUTE] = digest
+    return digest
+
+
+_DIGEST_ATTRIBUTE = "_attestd_digest"
+_EVENT_FIELDS = ("sequence", "domain", "operation", "content", "recordedAt")
+_CALLER_FIELDS = ("pid", "uid", "gid")
+
+# Every piece of evidence from an agent carries the same events (the whole log, or the
+# events since the verifier's checkpoint): a parsed event is remembered by its exact JSON
+# values, so it is read, and its digest computed (event_digest), once. Keys hold only
+# exact str and int values (True == 1, but a JSON true is no sequence), content up to
+# _CACHED_CONTENT_CHARS; only events that parsed are kept. Bounded LRU.
+_CACHED_CONTENT_CHARS = 1024
+_EVENTS: _cache.ValidityCache[tuple[object, ...], RuntimeEvent] = _cache.ValidityCache(
+    "evidence.events", maxsize=8192
+)
+
+
+def _event_key(members: Mapping[str, object]) -> tuple[object, ...] | None:
+    """The cache key of an event object, or None where it may not be cached."""
+    size = len(members)
+    caller = members.get("caller")
+    if size != len(_EVENT_FIELDS) + (caller is not None):
+        return None
+    key: list[object] = []
+    for name in _EVENT_FIELDS:
+        value = members.get(name)
+        if type(value) is not (int if name == "sequence" else str):
+            return None
+        key.append(value)
+    if len(key[3]) > _CACHED_CONTENT_CHARS:  # type: ignore[arg-type]
+        return None
+    if caller is not None:
+        if type(caller) is not dict or len(caller) != len(_CALLER_FIELDS):
+            return None
+        for name in _CALLER_FIELDS:
+            value = caller.get(name)
+            if type(value) is not int:
+                return None
+            key.append(value)
+    return tuple(key)
 
 
 def event_from_json(obj: object, path: str = "$") -> RuntimeEvent:
     """Strictly read an event object; EvidenceFormatError names the failing member."""
-    fields = ("sequence", "domain", "operation", "content", "recordedAt")
+    if type(obj) is dict:
+        key = _event_key(obj)
+        if key is not None:
+            start, end = _cache.ALWAYS
+            event = _EVENTS.get(key, start)
+            if event is None:
+                event = _event_from_json(obj, path)
+                _EVENTS.put(key, event, not_before=start, not_after=end)
+            return event
+    return _event_from_json(obj, path)
+
+
+def _event_from_json(obj: object, path: str) -> RuntimeEvent:
+    fields = _EVENT_FIELDS
     members = _json.obj(obj, path)
     # Exactly these members, plus "caller" where there is one (older logs have none).
     _json.obj({k: v for k, v in members.items() if k != "caller"}, path, fields=fields)

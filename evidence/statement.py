@@ -11,7 +11,6 @@ hardware quote, the runtime log, the agent key and a description of the host::
 from __future__ import annotations
 
 import secrets
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,6 +31,7 @@ from attestd.evidence.runtime_log_format import (
     event_from_json,
     event_to_json,
 )
+from attestd.tee import _cache
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 """The in-toto ``_type`` of every statement."""
@@ -223,10 +223,7 @@ class EvidencePredicate:
         events = tuple(event_from_json(e, f"{path}.runtimeLog[{i}]") for i, e in enumerate(log))
         pem, version = _agent_from_json(members["agent"], f"{path}.agent")
         host = _json.obj(members["host"], f"{path}.host")
-        try:
-            size = len(canonical_json(host))
-        except EvidenceFormatError as exc:
-            raise EvidenceFormatError(exc.message, path=f"{path}.host") from exc
+        size = _jcs_size(host, f"{path}.host")
         if size > MAX_HOST_JSON_BYTES:
             _json.fail(f"{path}.host", f"{size} bytes of JSON, more than {MAX_HOST_JSON_BYTES}")
         collateral = _collateral_from_json(members["collateral"], f"{path}.collateral")
@@ -268,28 +265,39 @@ class CcelBlob:
         )
 
 
-# JCS sizes of collateral objects whose members are all strings, by content: a platform's
-# collateral comes in every piece of its evidence, and its size is all that is asked here.
-_COLLATERAL_SIZES: OrderedDict[tuple[tuple[str, object], ...], int] = OrderedDict()
-_COLLATERAL_SIZES_MAX = 64
+# JCS sizes of objects whose members are all strings, by content: a platform's collateral
+# and a host's description come in every piece of its evidence, and their size is all that
+# is asked here. Keys are at most the largest collateral allowed; bounded LRU.
+_JCS_SIZES: _cache.ValidityCache[tuple[tuple[str, object], ...], int] = _cache.ValidityCache(
+    "evidence.jcs_sizes", maxsize=64
+)
 
 
-def _collateral_from_json(obj: object, path: str) -> Mapping[str, object] | None:
-    if obj is None:
-        return None
-    members = _json.obj(obj, path)
+def _jcs_size(members: Mapping[str, object], path: str) -> int:
+    """The length of ``canonical_json(members)``; EvidenceFormatError (at ``path``) if none."""
     key = tuple(members.items())
-    cacheable = all(type(v) is str for _, v in key)  # hashable, and JCS depends on them alone
-    size = _COLLATERAL_SIZES.get(key) if cacheable else None
+    # Hashable, and JCS depends on them alone; a key too large is not worth keeping.
+    texts = [v for _, v in key if type(v) is str]
+    cacheable = len(texts) == len(key) and (
+        sum(len(k) for k, _ in key) + sum(map(len, texts)) <= MAX_COLLATERAL_JSON_BYTES
+    )
+    start, end = _cache.ALWAYS
+    size = _JCS_SIZES.get(key, start) if cacheable else None
     if size is None:
         try:
             size = len(canonical_json(members))
         except EvidenceFormatError as exc:
             raise EvidenceFormatError(exc.message, path=path) from exc
         if cacheable:
-            _COLLATERAL_SIZES[key] = size
-            if len(_COLLATERAL_SIZES) > _COLLATERAL_SIZES_MAX:
-                _COLLATERAL_SIZES.popitem(last=False)
+            _JCS_SIZES.put(key, size, not_before=start, not_after=end)
+    return size
+
+
+def _collateral_from_json(obj: object, path: str) -> Mapping[str, object] | None:
+    if obj is None:
+        return None
+    members = _json.obj(obj, path)
+    size = _jcs_size(members, path)
     if size > MAX_COLLATERAL_JSON_BYTES:
         _json.fail(path, f"{size} bytes of JSON, more than {MAX_COLLATERAL_JSON_BYTES}")
     return dict(members)

@@ -66,14 +66,15 @@ class ValidityCache(Generic[K, V]):
         """The value for ``key`` if one is held and ``now`` lies in its validity; else None."""
         if not _enabled:
             return None
+        entries = self._entries
         with self._lock:
-            entry = self._entries.get(key)
+            entry = entries.get(key)
             if entry is None or not entry.not_before <= now <= entry.not_after:
                 self.misses += 1
                 return None
-            self._entries.move_to_end(key)
+            entries.move_to_end(key)
             self.hits += 1
-            return entry.value
+        return entry.value
 
     def put(self, key: K, value: V, *, not_before: datetime, not_after: datetime) -> None:
         """Hold ``value`` for ``key``, valid from ``not_before`` to ``not_after`` inclusive."""

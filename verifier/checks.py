@@ -43,7 +43,13 @@ class CheckStatus(enum.StrEnum):
     SKIP = "skip"
 
 
-@dataclass(frozen=True)
+# Checks and outcomes are made a few dozen times per appraisal. A frozen dataclass's own
+# __init__ sets each field through object.__setattr__; theirs fill the instance dict
+# directly, which is what that amounts to for a dataclass without slots. Equality, hash,
+# repr, replace() and the refusal of assignment stay the dataclass's.
+
+
+@dataclass(frozen=True, init=False)
 class Check:
     """One named check; ``reason`` is set for ``fail`` and ``warn``, ``None`` otherwise.
 
@@ -56,6 +62,21 @@ class Check:
     reason: str | None = None
     detail: str = ""
     stage: str | None = None
+
+    def __init__(
+        self,
+        name: str,
+        status: CheckStatus,
+        reason: str | None = None,
+        detail: str = "",
+        stage: str | None = None,
+    ) -> None:
+        fields = self.__dict__
+        fields["name"] = name
+        fields["status"] = status
+        fields["reason"] = reason
+        fields["detail"] = detail
+        fields["stage"] = stage
 
     def to_json(self, *, with_stage: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; ``with_stage`` adds the ``stage`` member chains report."""
@@ -72,13 +93,19 @@ class Check:
 # -- what a step concludes ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Outcome:
     """What one step concluded, before the runner names it."""
 
     status: CheckStatus
     reason: str | None
     detail: str
+
+    def __init__(self, status: CheckStatus, reason: str | None, detail: str) -> None:
+        fields = self.__dict__  # see Check
+        fields["status"] = status
+        fields["reason"] = reason
+        fields["detail"] = detail
 
 
 def passed(detail: str) -> Outcome:
@@ -219,6 +246,7 @@ class Runner:
         self._stop_at_failure = stop_at_failure
         self.stage = stage
         self._checks: dict[str, Check] = {}
+        self._passed: set[str] = set()  # the names whose latest check passed
 
     @property
     def checks(self) -> tuple[Check, ...]:
@@ -226,8 +254,7 @@ class Runner:
         return tuple(self._checks.values())
 
     def passed(self, name: str) -> bool:
-        check = self._checks.get(name)
-        return check is not None and check.status is CheckStatus.PASS
+        return name in self._passed
 
     def failed(self) -> bool:
         return any(c.status is CheckStatus.FAIL for c in self._checks.values())
@@ -235,6 +262,10 @@ class Runner:
     def record(self, name: str, outcome: Outcome) -> None:
         """Report ``outcome`` as check ``name``, replacing an earlier one of that name in place."""
         self._checks[name] = Check(name, outcome.status, outcome.reason, outcome.detail, self.stage)
+        if outcome.status is CheckStatus.PASS:
+            self._passed.add(name)
+        else:
+            self._passed.discard(name)
 
     def run(self, suite: Sequence[CheckDef[C]], context: C) -> None:
         """Run each check of ``suite`` on ``context`` whose needs passed; skip the others."""
@@ -243,7 +274,8 @@ class Runner:
                 return
             if check.applies is not None and not check.applies(context):
                 continue
-            blocked = [need for need in check.needs if not self.passed(need)]
+            passed = self._passed
+            blocked = [need for need in check.needs if need not in passed]
             if blocked:
                 self.record(check.name, not_checked(f"skipped: {', '.join(blocked)} did not pass"))
                 continue

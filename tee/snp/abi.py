@@ -369,6 +369,9 @@ class AttestationReport(_Sized):
         return dataclasses.replace(self, signature=signature)
 
     def to_bytes(self) -> bytes:
+        encoded = self.__dict__.get("_encoded")  # the input's bytes, where parsed from them
+        if encoded is not None:
+            return encoded  # type: ignore[no-any-return]
         values: list[object] = []
         for name, _ in _LAYOUT:
             if name in _RESERVED:
@@ -452,7 +455,11 @@ def parse_report(data: bytes) -> AttestationReport:
     _check_zero(data, SIGNATURE_OFFSET + 2 * ECDSA_COMPONENT_SIZE, REPORT_SIZE, "signature")
     for name in _RESERVED:
         del values[name]
-    return AttestationReport(**values)
+    report = AttestationReport(**values)
+    # Reserved bytes were checked to be zero, so these bytes are what to_bytes() would pack
+    # (and the signed region is sliced from them, not rebuilt, on every verification).
+    report.__dict__["_encoded"] = data
+    return report
 
 
 # -- certificate table ------------------------------------------------------------

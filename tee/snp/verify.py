@@ -151,6 +151,9 @@ _CHAINS: _cache.ValidityCache[_ChainKey, ec.EllipticCurvePublicKey] = _cache.Val
 _EXTENSIONS: _cache.ValidityCache[x509.Certificate, VcekExtensions] = _cache.ValidityCache(
     "snp.vcek_extensions", maxsize=1024
 )
+_CERTIFICATES: _cache.ValidityCache[bytes, x509.Certificate] = _cache.ValidityCache(
+    "snp.certificates", maxsize=1024
+)
 
 
 @dataclass(frozen=True)
@@ -186,13 +189,23 @@ def load_certificate(data: bytes) -> x509.Certificate:
     for AMD certificates, so that one warning, and only it, is silenced here.
     (Reading ``.serial_number`` of such a certificate warns again; attestd never does.)
     """
+    # The evidence of a chip carries its same VCEK, ASK and ARK every time: a certificate
+    # is parsed once per distinct bytes (it is an immutable value). Only what parsed is kept.
+    start, end = _cache.ALWAYS
+    data = bytes(data)
+    cached = _CERTIFICATES.get(data, start)
+    if cached is not None:
+        return cached
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=_SERIAL_WARNING, category=CryptographyDeprecationWarning
         )
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+            certificate = x509.load_pem_x509_certificate(data)
+        else:
+            certificate = x509.load_der_x509_certificate(data)
+    _CERTIFICATES.put(data, certificate, not_before=start, not_after=end)
+    return certificate
 
 
 #: The report's SIGNING_KEY values, by the names attestd uses for the key kinds.

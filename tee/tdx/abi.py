@@ -16,6 +16,7 @@ the kernel hands quotes back in fixed-size buffers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import struct
 from dataclasses import dataclass
@@ -133,6 +134,10 @@ _TD10_LAYOUT: tuple[tuple[str, int], ...] = (
     ("mr_owner", 48),
     ("mr_owner_config", 48),
 )
+_TD10_NAMES = tuple(name for name, _ in _TD10_LAYOUT)
+_TD10_STRUCT = struct.Struct(
+    "".join(f"{size}s" for _, size in _TD10_LAYOUT) + f"{RTMR_SIZE}s" * RTMR_COUNT + "64s"
+)
 _TD15_EXTRA_LAYOUT: tuple[tuple[str, int], ...] = (("tee_tcb_svn2", 16), ("mr_service_td", 48))
 
 
@@ -179,7 +184,16 @@ class TdReport10(_Sized):
 
     @classmethod
     def _read_fields(cls, r: _Reader) -> dict[str, object]:
-        values: dict[str, object] = {n: r.take(s, f"body.{n}") for n, s in _TD10_LAYOUT}
+        if r.end - r.offset >= _TD10_STRUCT.size:
+            # One unpack for the whole 1.0 body; a short one is read field by field below,
+            # so that the error names the field it ends in.
+            parts = _TD10_STRUCT.unpack(r.take(_TD10_STRUCT.size, "body"))
+            fixed = len(_TD10_LAYOUT)
+            values: dict[str, object] = dict(zip(_TD10_NAMES, parts[:fixed], strict=True))
+            values["rtmrs"] = parts[fixed : fixed + RTMR_COUNT]
+            values["report_data"] = parts[-1]
+            return values
+        values = {n: r.take(s, f"body.{n}") for n, s in _TD10_LAYOUT}
         rtmrs = tuple(r.take(RTMR_SIZE, f"body.rtmr{i}") for i in range(RTMR_COUNT))
         values["rtmrs"] = rtmrs
         values["report_data"] = r.take(64, "body.report_data")
@@ -246,11 +260,18 @@ class EnclaveReport(_Sized):
     report_data: bytes
 
     def to_bytes(self) -> bytes:
+        encoded = self.__dict__.get("_encoded")  # the input's bytes, where parsed from them
+        if encoded is not None:
+            return encoded  # type: ignore[no-any-return]
         return self._LAYOUT.pack(*(getattr(self, f.name) for f in dataclasses.fields(self)))
 
     @classmethod
     def _read(cls, r: _Reader, field: str) -> EnclaveReport:
-        return cls(*cls._LAYOUT.unpack(r.take(ENCLAVE_REPORT_SIZE, field)))
+        raw = r.take(ENCLAVE_REPORT_SIZE, field)
+        report = cls(*cls._LAYOUT.unpack(raw))
+        # The layout has no padding or choice, so these bytes are what to_bytes() would pack.
+        report.__dict__["_encoded"] = raw
+        return report
 
 
 @dataclass(frozen=True)
@@ -272,6 +293,11 @@ class QeReportCertificationData(_Sized):
     def pck_certificates(self) -> tuple[x509.Certificate, ...]:
         """The PCK chain, leaf first, parsed (once) from ``pck_chain_pem``."""
         return _load_pem_chain(self.pck_chain_pem, "pck_chain_pem", 0)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 of :meth:`to_bytes`, computed once (a platform's quotes share these bytes)."""
+        return hashlib.sha256(self.to_bytes()).digest()
 
     def to_bytes(self) -> bytes:
         encoded = self.__dict__.get("_encoded")  # the input's bytes, where parsed from them
@@ -370,9 +396,29 @@ class QuoteSignatureData(_Sized):
         type_offset = r.offset
         _expect(r.u16(f"{field}.type"), (CERT_DATA_TYPE_QE_REPORT,), f"{field}.type", type_offset)
         size = r.u32(f"{field}.size")
-        cert_data = QeReportCertificationData._read(r.sub(size, field))
+        cert_data = _read_certification_data(r.sub(size, field))
         r.expect_end("signature_data_length")
         return cls(signature, attestation_key, cert_data)
+
+
+# A platform's quotes all carry the same certification data (QE report, its signature, PCK
+# chain): parsed once per distinct bytes. Only what parsed is kept, and a parse's result
+# does not depend on where in a quote the bytes sit; the values are frozen.
+_CERTIFICATION_DATA: _cache.ValidityCache[bytes, QeReportCertificationData] = _cache.ValidityCache(
+    "tdx.certification_data", maxsize=1024
+)
+
+
+def _read_certification_data(r: _Reader) -> QeReportCertificationData:
+    raw = r.data[r.offset : r.end]
+    start, end = _cache.ALWAYS
+    cached = _CERTIFICATION_DATA.get(raw, start)
+    if cached is not None:
+        r.offset = r.end
+        return cached
+    data = QeReportCertificationData._read(r)
+    _CERTIFICATION_DATA.put(raw, data, not_before=start, not_after=end)
+    return data
 
 
 def signed_region(header: QuoteHeader, body: TdReport10) -> bytes:

@@ -245,9 +245,9 @@ class Collateral:
         """
         return self._validity
 
-    @property
+    @cached_property
     def cache_key(self) -> bytes:
-        """A digest of every field: equal for equal collateral, for cache keys."""
+        """A digest of every field: equal for equal collateral, for cache keys (computed once)."""
         values = [getattr(self, name) for name in (*_TEXT_FIELDS, *_HEX_FIELDS)]
         return _cache.digest(*(v.encode() if isinstance(v, str) else v for v in values))
 

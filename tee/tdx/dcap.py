@@ -238,7 +238,8 @@ class DcapOptions:
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
             raise ValueError("DcapOptions.now must be timezone-aware")
-        if self.root != INTEL and not isinstance(self.root, x509.Certificate):
+        # isinstance first: comparing a certificate with a string is the slow way to say no.
+        if not isinstance(self.root, x509.Certificate) and self.root != INTEL:
             raise ValueError('DcapOptions.root must be "intel" or an x509.Certificate')
 
     @property
@@ -336,11 +337,11 @@ def _verdict_key(quote: Quote, collateral: Collateral, options: DcapOptions) -> 
         region[: body_start + _PER_QUOTE_FIELDS.start]
         + region[body_start + _PER_QUOTE_FIELDS.stop :]
     )
-    root = b"intel" if options.root == INTEL else _der(options.root_certificate)
+    root = _der(options.root) if isinstance(options.root, x509.Certificate) else b"intel"
     return _cache.digest(
         masked,
         quote.signature_data.attestation_key,
-        quote.certification_data.to_bytes(),
+        quote.certification_data.digest,
         collateral.cache_key,
         root,
     )

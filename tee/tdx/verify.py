@@ -16,8 +16,11 @@ A verified PCK chain is cached (bounded, :mod:`attestd.tee._cache`) under its
 PEM bytes and the trusted roots, and served only for a ``now`` inside every
 certificate's validity; outside it, the chain is checked again in full, so an
 expired certificate is still ``certificate_expired``. Signatures that verified
-(QE report, quote) are remembered by the bytes, key and signature, so that
-:mod:`attestd.tee.tdx.dcap` does not check the same quote signature twice.
+are remembered: a quote's by its bytes, key and signature, so that
+:mod:`attestd.tee.tdx.dcap` does not check the same quote signature twice; the
+QE report's by the digest of the certification data that holds the report, its
+signature and the PCK chain (a platform's quotes share it). The attestation
+key's point is decoded once per distinct bytes.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ _PCK_CHAINS: _cache.ValidityCache[
 _SIGNATURES: _cache.ValidityCache[bytes, bool] = _cache.ValidityCache(
     "tdx.signatures", maxsize=4096
 )
+_ATTESTATION_KEYS: _cache.ValidityCache[bytes, ec.EllipticCurvePublicKey] = _cache.ValidityCache(
+    "tdx.attestation_keys", maxsize=1024
+)
 
 
 @dataclass(frozen=True)
@@ -116,16 +122,18 @@ def verify_quote(quote: Quote | bytes, options: VerifyOptions) -> Quote:
         quote = parse_quote(quote)
     cert_data = quote.certification_data
     pck_key = _cached_pck_chain(cert_data.pck_chain_pem, quote.pck_chain(), options)
-    qe_report = cert_data.qe_report.to_bytes()
-    if not _signature_verified(cert_data.pck_chain_pem, cert_data.qe_report_signature, qe_report):
+    # The PCK leaf key, the QE report and its signature all lie in the certification data,
+    # whose digest (computed once per platform's bytes) therefore names this check's answer.
+    qe_report_checked = _QE_REPORT_SIGNED + cert_data.digest
+    if not _signature_verified_under(qe_report_checked):
         _verify_signature(
             pck_key,
             cert_data.qe_report_signature,
-            qe_report,
+            cert_data.qe_report.to_bytes(),
             QeReportSignatureInvalidError,
             "the QE report is not signed by the PCK certificate's key",
         )
-        _remember_signature(cert_data.pck_chain_pem, cert_data.qe_report_signature, qe_report)
+        _remember_verified(qe_report_checked)
     _verify_attestation_key_binding(quote)
     verify_quote_signature(quote)
     return quote
@@ -152,13 +160,25 @@ def verify_quote_signature(quote: Quote) -> None:
 
 
 def _signature_verified(key: bytes, signature: bytes, data: bytes) -> bool:
-    return _SIGNATURES.get(_cache.digest(key, signature, data), _cache.ALWAYS[0]) is not None
+    return _signature_verified_under(_cache.digest(key, signature, data))
 
 
 def _remember_signature(key: bytes, signature: bytes, data: bytes) -> None:
+    _remember_verified(_cache.digest(key, signature, data))
+
+
+# Keys of _SIGNATURES are 32-byte digests; with this prefix, the QE report's are 48 bytes.
+_QE_REPORT_SIGNED = b"qe-report-signed"
+
+
+def _signature_verified_under(key: bytes) -> bool:
+    return _SIGNATURES.get(key, _cache.ALWAYS[0]) is not None
+
+
+def _remember_verified(key: bytes) -> None:
     # A signature that verified over these bytes under this key always will: no clock.
     start, end = _cache.ALWAYS
-    _SIGNATURES.put(_cache.digest(key, signature, data), True, not_before=start, not_after=end)
+    _SIGNATURES.put(key, True, not_before=start, not_after=end)
 
 
 def _cached_pck_chain(
@@ -248,10 +268,18 @@ def _verify_attestation_key_binding(quote: Quote) -> None:
 
 
 def _attestation_public_key(raw: bytes) -> ec.EllipticCurvePublicKey:
+    # A quoting enclave signs many quotes with one key: the point is decoded (and checked
+    # to lie on the curve) once per distinct bytes. Only points that decoded are kept.
+    start, end = _cache.ALWAYS
+    key = _ATTESTATION_KEYS.get(raw, start)
+    if key is not None:
+        return key
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + raw)
     except ValueError as e:
         raise QuoteSignatureInvalidError("the attestation key is not a P-256 point") from e
+    _ATTESTATION_KEYS.put(raw, key, not_before=start, not_after=end)
+    return key
 
 
 def _verify_signature(

@@ -101,3 +101,21 @@ def test_results_match_for_evidence_under_another_root(scenario: Scenario, tmp_p
         cold = appraise(evidence, nonce=NONCE, policy=intel, now=scenario.now)
     assert warm == cold
     assert warm.status.value != "affirming"
+
+
+def test_a_warm_appraisal_at_a_clock_past_the_pck_leafs_not_after_is_refused_as_cold(
+    scenario: Scenario, policy: Policy
+) -> None:
+    """Every cache the appraisal filled is re-checked against the appraisal's own clock."""
+    warm_up = appraise(scenario.evidence(), nonce=NONCE, policy=policy, now=scenario.now)
+    assert warm_up.status.value == "affirming"
+    assert len(verify._PCK_CHAINS) == 1 and len(dcap._VERDICTS) == 1
+    evidence = scenario.evidence()
+    chain = parse_quote(scenario.statement().predicate.quote).pck_chain()
+    late = min(c.not_valid_after_utc for c in chain) + timedelta(seconds=1)
+    warm = appraise(evidence, nonce=NONCE, policy=policy, now=late)
+    with _cache.caching(False):
+        cold = appraise(evidence, nonce=NONCE, policy=policy, now=late)
+    assert warm == cold
+    quote_check = next(c for c in warm.checks if c.name == "quote_signature")
+    assert quote_check.reason == "certificate_expired"

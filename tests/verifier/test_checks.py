@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from attestd.errors import AttestdError
@@ -133,3 +135,26 @@ def test_a_claim_gives_one_value_per_outcome(
 ) -> None:
     claim = Claim("hardware", fail=96, by_reason={"special": 97})
     assert claim.code(Check("c", status, reason)) == code
+
+
+def test_checks_and_outcomes_stay_frozen_values() -> None:
+    check = Check("nonce", CheckStatus.PASS, detail="ok")
+    assert check == Check("nonce", CheckStatus.PASS, None, "ok", None)
+    assert hash(check) == hash(Check("nonce", CheckStatus.PASS, None, "ok"))
+    assert check != Check("nonce", CheckStatus.FAIL, "nonce_mismatch", "ok")
+    assert dataclasses.replace(check, stage="train").stage == "train"
+    assert repr(check).startswith("Check(name='nonce', status=")
+    outcome = Outcome(CheckStatus.WARN, "debug_td", "x")
+    for value, field in ((check, "status"), (outcome, "reason")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, field, None)
+
+
+def test_a_check_recorded_again_as_failed_no_longer_lets_its_dependents_run() -> None:
+    runner = Runner()
+    runner.record("a", passed("first"))
+    runner.record("a", failed("refused", "then refused"))
+    ran: list[str] = []
+    runner.run((CheckDef("b", lambda _: ran.append("b") or passed("ran"), ("a",)),), None)
+    assert not ran and not runner.passed("a")
+    assert runner.checks[1].status is CheckStatus.SKIP

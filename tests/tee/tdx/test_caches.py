@@ -194,3 +194,75 @@ def test_parsed_collateral_is_shared_and_equal_to_a_fresh_parse(
     with _cache.caching(False):
         fresh = Collateral.from_mapping(document)
     assert fresh == first and fresh is not first
+
+
+# -- parsing: certification data and attestation keys -------------------------------------
+
+
+def test_a_platforms_certification_data_is_parsed_once_and_equals_a_fresh_parse(
+    simulated: SimulatedTdxBackend,
+) -> None:
+    from attestd.tee.tdx import abi
+
+    first = parse_quote(simulated.get_quote(bytes(64)))
+    raw = simulated.get_quote(bytes([1]) * 64)
+    second = parse_quote(raw)
+    assert second.certification_data is first.certification_data  # served from the cache
+    with _cache.caching(False):
+        fresh = parse_quote(simulated.get_quote(bytes([2]) * 64))
+    assert fresh.certification_data is not first.certification_data
+    assert fresh.certification_data == first.certification_data
+    assert fresh.certification_data.digest == first.certification_data.digest
+    assert len(abi._CERTIFICATION_DATA) == 1
+    assert raw.startswith(second.to_bytes()) and not raw[len(second.to_bytes()) :].strip(b"\0")
+
+
+def test_malformed_certification_data_is_refused_every_time_and_never_cached(
+    simulated: SimulatedTdxBackend,
+) -> None:
+    from attestd.tee.errors import QuoteFormatError
+    from attestd.tee.tdx import abi
+
+    raw = bytearray(simulated.get_quote(bytes(64)))
+    pem = raw.find(b"-----BEGIN CERTIFICATE-----")
+    raw[pem + 30] = ord("!")  # not base64: the PCK chain is no PEM chain
+    for _ in range(2):
+        with pytest.raises(QuoteFormatError):
+            parse_quote(bytes(raw))
+    assert len(abi._CERTIFICATION_DATA) == 0
+
+
+def test_the_certification_data_cache_stays_within_its_bound(
+    simulated: SimulatedTdxBackend,
+) -> None:
+    from attestd.tee.tdx import abi
+
+    small = _cache.ValidityCache[bytes, abi.QeReportCertificationData]("test.cd", maxsize=2)
+    original = abi._CERTIFICATION_DATA
+    abi._CERTIFICATION_DATA = small
+    try:
+        quote = simulated.get_quote(bytes(64))
+        parsed = parse_quote(quote)
+        auth_at = quote.index(parsed.certification_data.qe_auth_data, 48 + 584 + 4 + 128 + 6 + 448)
+        for i in range(4):  # other certification data: QE auth data of the same size
+            other = bytearray(quote)
+            other[auth_at] ^= i + 1
+            parse_quote(bytes(other))
+        assert len(small) == 2
+    finally:
+        abi._CERTIFICATION_DATA = original
+
+
+def test_an_attestation_key_is_decoded_once_and_a_bad_one_is_refused_each_time(
+    simulated: SimulatedTdxBackend,
+) -> None:
+    options = VerifyOptions([simulated.trust_root()], datetime.now(UTC))
+    verify_quote(simulated.get_quote(bytes(64)), options)
+    verify_quote(simulated.get_quote(bytes([1]) * 64), options)
+    assert len(verify_module._ATTESTATION_KEYS) == 1
+    assert verify_module._ATTESTATION_KEYS.hits >= 1
+    for _ in range(2):
+        with pytest.raises(QuoteVerificationError) as e:
+            verify_module._attestation_public_key(bytes(64))  # not a point on P-256
+        assert e.value.reason == "quote_signature_invalid"
+    assert len(verify_module._ATTESTATION_KEYS) == 1
