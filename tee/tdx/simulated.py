@@ -8,11 +8,18 @@
 
 Simulated TDX differs from hardware only in its root of trust: quotes have the
 exact hardware layout and pass the same verifier, but chain to a root generated
-in the state directory, never to Intel's. The measurement registers live in
-``registers.json``: written atomically when the TD is opened, and rewritten in
-place (no fsync) on every extend, so they survive an agent restart or SIGKILL
-as hardware registers survive one within a TD's life, and cost about what an
-RTMR extension costs. Like hardware registers they need not survive power loss.
+in the state directory, never to Intel's.
+
+The measurement registers live in ``registers.bin``, a fixed-size binary file
+(:mod:`attestd.tee.tdx._simulated_registers`): created whole when the TD is
+first opened, then only written in place, one 64-byte record per register with
+one ``pwrite`` and no fsync, so an extension costs a few microseconds, about
+what an RTMR extension costs. The page cache keeps them across an agent restart
+or SIGKILL, as hardware keeps registers within a TD's life; like hardware
+registers they need not survive power loss. Every opening (any thread, any
+process) reads and writes the same file under the state directory's lock, so a
+quote always sees every extension that has returned. A ``registers.json`` of
+an older attestd is converted on open.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from attestd.tee import _state
 from attestd.tee import backend as tee_backend
 from attestd.tee.errors import DeviceError, InvalidArgumentError
 from attestd.tee.tdx import _simulated_pki as pki
+from attestd.tee.tdx import _simulated_registers as registers_file
 from attestd.tee.tdx import rtmr
 from attestd.tee.tdx.abi import (
     ATTESTATION_KEY_TYPE_ECDSA_P256,
@@ -52,10 +60,9 @@ from attestd.tee.tdx.abi import (
 )
 
 STATE_SUBDIR = Path("tee") / "simulated-tdx"
-REGISTERS_FILE = "registers.json"
+REGISTERS_FILE = registers_file.REGISTERS_FILE
 ROOT_OF_TRUST = "attestd-simulated-tdx-root"
 BACKEND_NAME = "simulated-tdx"
-_STATE_FORMAT = "attestd-simulated-tdx-registers/1"
 _RUNTIME_LOG_REGISTER = f"rtmr{rtmr.RUNTIME_LOG_RTMR}"
 
 
@@ -150,6 +157,7 @@ class SimulatedTdxBackend:
         self._pki = platform
         self._attestation_key = _raw_public_key(platform.attestation_key)
         self._certification_data = self._quoting_enclave_proof()
+        self._device = registers_file.RegisterDevice(directory)
 
     @classmethod
     def open(
@@ -165,9 +173,8 @@ class SimulatedTdxBackend:
             collateral = pki.load_collateral(directory)
             if collateral is None:
                 platform = _issue_collateral(directory, platform)
-            registers = _load_registers(directory) or dict(MEASUREMENT_DEFAULTS)
-            registers.update((measurements or SimulatedTdMeasurements()).given())
-            _save_registers(directory, registers)
+            imposed = (measurements or SimulatedTdMeasurements()).given()
+            registers_file.prepare(directory, MEASUREMENT_DEFAULTS, imposed)
         return cls(directory, platform)
 
     @property
@@ -199,8 +206,7 @@ class SimulatedTdxBackend:
     def _quote_now(self, report_data: bytes) -> bytes:
         """A TDX quote v4 over the current registers with REPORTDATA = ``report_data``."""
         tee_backend.check_report_data(report_data)
-        with _state.locked(self._dir):
-            registers = self._registers()
+        registers = self._device.read_all()
         header = QuoteHeader(
             version=QUOTE_VERSION_4,
             attestation_key_type=ATTESTATION_KEY_TYPE_ECDSA_P256,
@@ -260,18 +266,13 @@ class SimulatedTdxBackend:
             raise InvalidArgumentError(
                 f"an RTMR extension is a {rtmr.RTMR_SIZE}-byte SHA-384 digest"
             )
-        name = f"rtmr{index}"
-        with _state.locked(self._dir):
-            registers = self._registers()
-            registers[name] = rtmr.extend(registers[name], digest)
-            # Rewritten in place without fsync: the page cache outlives a SIGKILL of the
-            # agent as an RTMR outlives a process crash, and like an RTMR it need not
-            # outlive power loss. An fsync per event would cost more than the log's.
-            _state.overwrite(self._dir / REGISTERS_FILE, _registers_document(registers))
+        # One pread and one pwrite of this register's record, no fsync: the page cache
+        # outlives a SIGKILL of the agent as an RTMR outlives a process crash, and like
+        # an RTMR it need not outlive power loss (see _simulated_registers).
+        self._device.extend(f"rtmr{index}", digest)
 
     def rtmrs(self) -> tuple[bytes, bytes, bytes, bytes]:
-        with _state.locked(self._dir):
-            r = self._registers()
+        r = self._device.read_all()
         return r["rtmr0"], r["rtmr1"], r["rtmr2"], r["rtmr3"]
 
     def trust_root(self) -> x509.Certificate:
@@ -300,12 +301,6 @@ class SimulatedTdxBackend:
         UpToDate until 2049; the CRLs are empty. Issued once per state directory.
         """
         return dcap_qvl.QuoteCollateralV3.from_json(self.collateral_json())
-
-    def _registers(self) -> dict[str, bytes]:
-        registers = _load_registers(self._dir)
-        if registers is None:
-            raise DeviceError(f"simulated TDX registers vanished from {self._dir}")
-        return registers
 
     def _quoting_enclave_proof(self) -> QeReportCertificationData:
         """The QE report binding the attestation key, signed by the PCK key; fixed per platform."""
@@ -346,38 +341,3 @@ def _issue_collateral(directory: Path, platform: pki.SimulatedPki) -> pki.Simula
     )
     pki.save_collateral(collateral, directory)
     return upgraded
-
-
-def _load_registers(directory: Path) -> dict[str, bytes] | None:
-    """The saved registers, or None before the first save; damage is a DeviceError."""
-    path = directory / REGISTERS_FILE
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise DeviceError(f"simulated TDX registers in {path} are unreadable: {e}") from e
-    try:
-        if document["format"] != _STATE_FORMAT:
-            raise ValueError(f"unknown format {document['format']!r}")
-        values = {name: bytes.fromhex(document["registers"][name]) for name in MEASUREMENT_DEFAULTS}
-        for name, value in values.items():
-            if len(value) != len(MEASUREMENT_DEFAULTS[name]):
-                raise ValueError(f"{name} has {len(value)} bytes")
-    except (KeyError, TypeError, ValueError) as e:
-        raise DeviceError(f"simulated TDX registers in {path} are damaged: {e}") from e
-    return values
-
-
-def _registers_document(registers: Mapping[str, bytes]) -> bytes:
-    """registers.json's bytes; always the same length, as every register has a fixed width."""
-    document = {
-        "format": _STATE_FORMAT,
-        "registers": {name: registers[name].hex() for name in MEASUREMENT_DEFAULTS},
-    }
-    # Compact: json's C encoder, which indent= would bypass, on every extension.
-    return (json.dumps(document, separators=(",", ":")) + "\n").encode()
-
-
-def _save_registers(directory: Path, registers: Mapping[str, bytes]) -> None:
-    _state.write_atomic(directory / REGISTERS_FILE, _registers_document(registers), 0o600)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -142,6 +143,7 @@ class _Forger(threading.Thread):
         self.server.listen()
         self.target = target
         self.address = address
+        self.bound: list[str] = []  # the addresses the forged connections came from
 
     def run(self) -> None:
         while True:
@@ -151,10 +153,34 @@ class _Forger(threading.Thread):
                 return
             upstream = socket.socket(socket.AF_UNIX)
             if self.address is not None:
-                upstream.bind(self.address)
+                self.bound.append(_bind_look_alike(upstream, self.address))
             upstream.connect(self.target)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _bind_look_alike(sock: socket.socket, address: str) -> str:
+    """Bind ``sock`` to the abstract ``address``, or to the same claim made another way.
+
+    Abstract names are machine-wide (per network namespace), so a fixed one such
+    as ``@attestd-peer/1/0/0`` is held while another test run forges with it. Then,
+    once the name is seen held, ``sock`` binds ``address`` followed by a NUL and a
+    unique tail: its printable part is the same claim (same ids, no nonce), which
+    gRPC either reports cut at the NUL (the very same peer string) or in full
+    (still no nonce); the agent must refuse it either way.
+    """
+    try:
+        sock.bind(address)
+        return address
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+    listed = "@" + address[1:].replace("\0", "@")
+    held = {line.split()[-1] for line in Path("/proc/net/unix").read_text().splitlines()[1:]}
+    assert listed in held, f"{address!r} is in use, yet no socket holds it"
+    alternative = f"{address}\0{secrets.token_hex(8)}"
+    sock.bind(alternative)
+    return alternative
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
@@ -193,6 +219,8 @@ def test_a_call_that_bypasses_the_relay_is_refused_whatever_address_it_claims(
         forger.server.close()
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert refused.value.agent_reason == "peer_unknown"
+    if address is not None:  # the call really came from the claimed (look-alike) address
+        assert forger.bound and all(bound.startswith(address) for bound in forger.bound)
 
 
 def test_a_peer_not_on_the_allow_list_is_refused_and_the_verifier_is_unaffected(

@@ -162,26 +162,14 @@ def test_state_directory_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     keys = ["attestation_key.pem", "pck.key.pem", "platform_ca.key.pem", "root_ca.key.pem"]
     assert sorted(p.name for p in state.iterdir() if p.name.endswith("key.pem")) == keys
-    for name in [*keys, "registers.json"]:
+    for name in [*keys, "registers.bin"]:
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
     assert not list(state.glob(".*.tmp"))
 
 
-def test_registers_file_is_plain_json(tmp_path: Path) -> None:
-    backend = SimulatedTdxBackend.open(tmp_path)
-    backend.extend_runtime_register(bytes(48))
-    document = json.loads((state_of(tmp_path) / "registers.json").read_text())
-    assert document["registers"]["rtmr3"] == backend.read_runtime_register().hex()
-    assert set(document["registers"]) == set(MEASUREMENT_DEFAULTS)
-
-
-@pytest.mark.parametrize(
-    "damage",
-    ["not json", '{"format": "other", "registers": {}}', '{"format": 1}'],
-)
-def test_damaged_registers_are_a_device_error(tmp_path: Path, damage: str) -> None:
+def test_damaged_registers_are_a_device_error(tmp_path: Path) -> None:
     SimulatedTdxBackend.open(tmp_path)
-    (state_of(tmp_path) / "registers.json").write_text(damage)
+    (state_of(tmp_path) / "registers.bin").write_bytes(b"not registers")
     with pytest.raises(DeviceError, match="registers"):
         SimulatedTdxBackend.open(tmp_path)
 
