@@ -45,25 +45,6 @@ def locked(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def overwrite(path: Path, data: bytes) -> None:
-    """Rewrite the existing file ``path`` in place with ``data``, without fsync.
-
-    For state that must outlive a crash of the process (the page cache keeps
-    it) but not of the machine. A write of one page is never torn by a signal;
-    ``data`` of the file's own length leaves nothing of the old contents.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        view = memoryview(data)
-        offset = 0
-        while offset < len(view):
-            offset += os.pwrite(fd, view[offset:], offset)
-        if os.fstat(fd).st_size != len(data):
-            os.ftruncate(fd, len(data))
-    finally:
-        os.close(fd)
-
-
 def private_key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     """``key`` as unencrypted PKCS#8 PEM."""
     return key.private_bytes(
