@@ -209,11 +209,16 @@ class Delivery:
     attempts: int
 
 
-def _engine_for(url: str) -> tuple[Engine, Backend]:
+def _engine_for(url: str, password: str | None = None) -> tuple[Engine, Backend]:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseUrlError(f"database url {url!r} is not a URL") from None
+        # Not echoed: a malformed URL may still hold a password.
+        raise DatabaseUrlError("the database url is not a URL") from None
+    if password is not None:
+        if parsed.password is not None:
+            raise DatabaseUrlError("the database url carries a password and a password file too")
+        parsed = parsed.set(password=password)
     backend_name = parsed.get_backend_name()
     if backend_name == "sqlite":
         if parsed.database in (None, "", ":memory:"):
@@ -281,9 +286,13 @@ class Store:
         self.backend = backend
 
     @classmethod
-    def open(cls, url: str, *, now: float) -> Store:
-        """Connect to ``url`` and apply the migrations it lacks (StoreUnavailableError if down)."""
-        engine, backend = _engine_for(url)
+    def open(cls, url: str, *, now: float, password: str | None = None) -> Store:
+        """Connect to ``url`` and apply the migrations it lacks (StoreUnavailableError if down).
+
+        ``password``, if given, is the database password (from a file, so that the URL
+        in a configuration holds none); a URL with a password of its own is refused then.
+        """
+        engine, backend = _engine_for(url, password)
         store = cls(engine, backend)
         try:
             with store._tx() as connection:

@@ -179,3 +179,16 @@ def test_without_the_fleet_extra_the_daemon_says_what_to_install(tmp_path: Path)
     )
     assert done.returncode == 2
     assert "fleet_extra_missing" in done.stderr and "attestd[fleet]" in done.stderr
+
+
+def test_the_package_runs_as_the_daemon() -> None:
+    # The container image's ENTRYPOINT: python3 -m attestd.verifier.service.
+    done = subprocess.run(
+        [sys.executable, "-m", "attestd.verifier.service", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: attestd-verifier")

@@ -187,6 +187,12 @@ def test_unsupported_database_urls_are_refused_by_name(url: str) -> None:
         Store.open(url, now=0.0)
 
 
+def test_a_password_file_and_a_password_in_the_url_are_refused_together() -> None:
+    with pytest.raises(DatabaseUrlError) as caught:
+        Store.open("postgresql://verifier:s3cret@db.invalid/fleet", now=0.0, password="other")
+    assert "s3cret" not in str(caught.value) and "other" not in str(caught.value)
+
+
 def test_an_outcome_whose_nonce_was_already_used_is_stored_as_a_replay(store: Store) -> None:
     agent = store.add_agent(_spec(), now=100.0)
     assert store.begin_pull(agent.id, b"n" * 32, now=100.0, ttl_s=30) is None
