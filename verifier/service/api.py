@@ -13,8 +13,9 @@ client CA (a call without one never reaches a handler):
   ``[api] admin_pins``.
 * **relying party** (``FleetStatus``): any certificate the client CA issued.
 
-Admins are relying parties too. gRPC health and reflection are served on the
-same mutually authenticated port.
+Admins are relying parties too. gRPC health and reflection (``v1`` and
+``v1alpha``, :mod:`attestd._reflection`) are served on the same mutually
+authenticated port.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import NoReturn, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from attestd._reflection import enable_reflection
 from attestd.errors import AttestdError
 from attestd.v1 import verifier_pb2, verifier_pb2_grpc
 from attestd.verifier.errors import VerifierError
@@ -344,9 +345,7 @@ class ApiServer:
         for name in ("", ADMIN_SERVICE, STATUS_SERVICE):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (ADMIN_SERVICE, STATUS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection(server, (ADMIN_SERVICE, STATUS_SERVICE, health.SERVICE_NAME))
         credentials = grpc.ssl_server_credentials(
             [(settings.tls.key, settings.tls.cert)],
             root_certificates=settings.tls.client_ca,
