@@ -91,6 +91,7 @@ def run(config_path: Path, stop: threading.Event) -> None:
             admin_pins=config.admin_pins,
             default_interval_s=config.default_interval_s,
         ),
+        push=poller,
     )
     _log.info(
         "attestd-verifier %s: API on port %d, %s database",

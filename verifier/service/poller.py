@@ -218,19 +218,8 @@ class Poller:
         try:
             began = time.perf_counter()
             outcome = self.pull(agent)
-            now = self._clock()
-            spread = 1 + random.uniform(-self.settings.jitter, self.settings.jitter)  # noqa: S311 - scheduling, not secrets
-            next_due = now + agent.spec.interval_s * spread
-            change = self.store.finish(
-                agent.id,
-                self.settings.replica_id,
-                outcome,
-                now=now,
-                next_due_at=next_due,
-            )
-            self.metrics.pull_seconds.observe(time.perf_counter() - began)
-        except LeaseLostError as err:
-            _log.warning("%s: result dropped: %s", agent.spec.name, err)
+            self.store_outcome(agent, outcome, began=began)
+        except LeaseLostError:
             return
         except Exception:
             _log.exception("%s: the pull failed", agent.spec.name)
@@ -238,7 +227,28 @@ class Poller:
                 self.store.release(agent.id, self.settings.replica_id)
             except Exception:  # the database is down too: the lease will expire on its own
                 _log.exception("%s: releasing the lease failed", agent.spec.name)
-            return
+
+    def store_outcome(self, agent: AgentRecord, outcome: Outcome, *, began: float) -> None:
+        """Store ``outcome`` under this replica's lease on ``agent`` and report its change.
+
+        The one path from an appraisal to the database, the webhooks and the
+        metrics, for pulled and pushed evidence alike. LeaseLostError (logged) if
+        the lease expired first: nothing was written.
+        """
+        now = self._clock()
+        spread = 1 + random.uniform(-self.settings.jitter, self.settings.jitter)  # noqa: S311 - scheduling, not secrets
+        try:
+            change = self.store.finish(
+                agent.id,
+                self.settings.replica_id,
+                outcome,
+                now=now,
+                next_due_at=now + agent.spec.interval_s * spread,
+            )
+        except LeaseLostError as err:
+            _log.warning("%s: result dropped: %s", agent.spec.name, err)
+            raise
+        self.metrics.pull_seconds.observe(time.perf_counter() - began)
         if change is not None:
             _log.info(
                 "%s: %s -> %s (%s)",
@@ -252,6 +262,23 @@ class Poller:
                     self._on_change(change, outcome.ear)
                 except Exception:  # the change is stored; watchers still see it
                     _log.exception("%s: the status-change listener failed", agent.spec.name)
+
+    def appraise_pushed(
+        self,
+        agent: AgentRecord,
+        envelope: bytes,
+        nonce: bytes,
+        checkpoint: LogCheckpoint | None,
+        *,
+        started: float,
+    ) -> Outcome:
+        """Appraise evidence ``agent`` pushed for ``nonce`` (already consumed), as a pull's."""
+        try:
+            policy, digest = self._policy(agent.spec.policy_path)
+        except AttestdError as err:
+            _log.error("%s: %s", agent.spec.name, err.diagnostics())
+            return Outcome("none", POLICY_INVALID, started)
+        return self._appraise(envelope, nonce, policy, digest, checkpoint, started)
 
     # -- one pull ----------------------------------------------------------------------------
 

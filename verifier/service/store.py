@@ -136,6 +136,8 @@ class AgentSpec:
     server_name: str
     policy_path: str
     interval_s: float
+    #: Push mode: the SPKI pin of the client certificate the agent pushes with ("": pulled).
+    push_pin: str = ""
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,7 @@ def _record(row: Any) -> AgentRecord:
         server_name=row.server_name,
         policy_path=row.policy_path,
         interval_s=row.interval_s,
+        push_pin=row.push_pin,
     )
     return AgentRecord(
         id=row.id,
@@ -326,6 +329,7 @@ class Store:
             "server_name": spec.server_name,
             "policy_path": spec.policy_path,
             "interval_s": spec.interval_s,
+            "push_pin": spec.push_pin,
             "status": PENDING,
             "status_reason": "registered, not yet appraised",
             "registered_at": now,
@@ -381,7 +385,8 @@ class Store:
         query = (
             select(leases.c.agent_id)
             .join(agents, agents.c.id == leases.c.agent_id)
-            .where(and_(free, agents.c.next_due_at <= now))
+            # Agents in push mode call in themselves; they are never pulled.
+            .where(and_(free, agents.c.next_due_at <= now, agents.c.push_pin == ""))
             .order_by(agents.c.next_due_at)
             .limit(limit)
         )
@@ -399,6 +404,20 @@ class Store:
             )
             rows = connection.execute(select(agents).where(agents.c.id.in_(ids))).all()
         return [_record(row) for row in rows]
+
+    def claim(self, agent_id: int, owner: str, *, now: float, lease_s: float) -> bool:
+        """Lease the one agent ``agent_id`` (a push), False if a live lease holds it.
+
+        One conditional UPDATE: of two replicas (or two pushes) at once, one wins.
+        """
+        free = or_(leases.c.owner.is_(None), leases.c.expires_at <= now)
+        with self._tx() as connection:
+            taken = connection.execute(
+                update(leases)
+                .where(and_(leases.c.agent_id == agent_id, free))
+                .values(owner=owner, expires_at=now + lease_s)
+            ).rowcount
+        return bool(taken == 1)
 
     def leases_held(self, owner: str, *, now: float) -> int:
         with self.engine.connect() as connection:
