@@ -74,6 +74,7 @@ __all__ = [
     "LOG_REGRESSION",
     "NONCE_REPLAYED",
     "POLICY_INVALID",
+    "PUSH_OVERDUE",
     "UNREACHABLE",
     "Poller",
     "PollerSettings",
@@ -91,6 +92,8 @@ AGENT_NOT_SERVING = "agent_not_serving"
 """The agent itself says its runtime log does not replay to its register (tampered with,
 or an extension lost): it refuses evidence, and nothing it logged can be trusted."""
 AGENT_REFUSED = "agent_refused"
+PUSH_OVERDUE = "push_overdue"
+"""An agent in push mode has not pushed for a whole interval past its due time."""
 POLICY_INVALID = "policy_invalid"
 _TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _NONCE_BYTES = 32
@@ -285,6 +288,9 @@ class Poller:
     def pull(self, agent: AgentRecord) -> Outcome:
         """Pull and appraise ``agent`` once; the outcome to store (never raises for the agent)."""
         started = self._clock()
+        if agent.spec.push_pin:
+            # Claimed only when overdue (Store.claim_due): it stopped pushing.
+            return Outcome(UNREACHABLE, PUSH_OVERDUE, started)
         try:
             policy, digest = self._policy(agent.spec.policy_path)
         except AttestdError as err:

@@ -382,11 +382,17 @@ class Store:
         if limit <= 0:
             return []
         free = or_(leases.c.owner.is_(None), leases.c.expires_at <= now)
+        pulled_due = and_(agents.c.push_pin == "", agents.c.next_due_at <= now)
+        # Agents in push mode call in themselves and are never pulled; one is claimed
+        # only once a whole interval past due (about two pushes missed), to be marked
+        # unreachable (Poller.pull).
+        push_overdue = and_(
+            agents.c.push_pin != "", agents.c.next_due_at + agents.c.interval_s <= now
+        )
         query = (
             select(leases.c.agent_id)
             .join(agents, agents.c.id == leases.c.agent_id)
-            # Agents in push mode call in themselves; they are never pulled.
-            .where(and_(free, agents.c.next_due_at <= now, agents.c.push_pin == ""))
+            .where(and_(free, or_(pulled_due, push_overdue)))
             .order_by(agents.c.next_due_at)
             .limit(limit)
         )

@@ -199,3 +199,30 @@ def test_the_agents_push_section_is_checked(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ConfigError, match=named):
             parse_config(_agent_config(bad), base_dir=tmp_path)
+
+
+def test_an_agent_that_stops_pushing_turns_unreachable(store: Store) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from attestd.verifier.metrics import VerifierMetrics
+    from attestd.verifier.service.poller import PUSH_OVERDUE, Poller, PollerSettings
+    from attestd.verifier.service.store import AgentSpec
+
+    spec = AgentSpec("gpu-nat", "", "", "", "", "", "/p.toml", 10.0, push_pin="sha256:" + "a" * 64)
+    store.add_agent(spec, now=100.0)
+    clock = [105.0]
+    poller = Poller(
+        store,
+        PollerSettings("r1"),
+        ec.generate_private_key(ec.SECP256R1()),
+        VerifierMetrics(),
+        clock=lambda: clock[0],
+    )
+    try:
+        assert poller.pull_due() == 0  # due, but it pushes: never pulled
+        clock[0] = 110.5  # a whole interval past due
+        assert poller.pull_due() == 1
+        record = store.agent("gpu-nat")
+        assert (record.status, record.status_reason) == ("unreachable", PUSH_OVERDUE)
+    finally:
+        poller.stop()
