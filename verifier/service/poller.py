@@ -62,6 +62,7 @@ from attestd.verifier.service.store import (
     AgentRecord,
     LeaseLostError,
     Outcome,
+    Pull,
     Retention,
     StatusChange,
     Store,
@@ -185,11 +186,9 @@ class Poller:
         with self._lock:
             self._in_flight = {f for f in self._in_flight if not f.done()}
             idle = self.settings.workers - len(self._in_flight)
-        claimed = self.store.claim_due(
-            self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=idle
-        )
-        for agent in claimed:
-            future = self._pool.submit(self._pull_and_store, agent)
+        claimed = self._claim(now, limit=idle)
+        for ticket in claimed:
+            future = self._pool.submit(self._pull_and_store, ticket)
             with self._lock:
                 self._in_flight.add(future)
         if now >= self._next_gauges:  # at most once per tick period, however often woken
@@ -203,24 +202,33 @@ class Poller:
 
     def pull_due(self) -> int:
         """Claim the due agents and pull them here, one after another (tests, tools)."""
-        now = self._clock()
-        claimed = self.store.claim_due(
-            self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=1 << 16
-        )
-        for agent in claimed:
-            self._pull_and_store(agent)
+        claimed = self._claim(self._clock(), limit=1 << 16)
+        for ticket in claimed:
+            self._pull_and_store(ticket)
         return len(claimed)
 
-    def _pull_and_store(self, agent: AgentRecord) -> None:
+    def _claim(self, now: float, *, limit: int) -> list[Pull]:
+        # The claim issues each agent's nonce and reads its checkpoint too: one
+        # transaction before the agent is called, not one per agent more.
+        return self.store.claim_pulls(
+            self.settings.replica_id,
+            now=now,
+            lease_s=self.settings.lease_s,
+            limit=limit,
+            nonce=lambda: os.urandom(_NONCE_BYTES),
+        )
+
+    def _pull_and_store(self, ticket: Pull) -> None:
         try:
-            self._pull_and_store_once(agent)
+            self._pull_and_store_once(ticket)
         finally:
             self._wake.set()
 
-    def _pull_and_store_once(self, agent: AgentRecord) -> None:
+    def _pull_and_store_once(self, ticket: Pull) -> None:
+        agent = ticket.agent
         try:
             began = time.perf_counter()
-            outcome = self.pull(agent)
+            outcome = self.pull(agent, ticket)
             self.store_outcome(agent, outcome, began=began)
         except LeaseLostError:
             return
@@ -285,8 +293,12 @@ class Poller:
 
     # -- one pull ----------------------------------------------------------------------------
 
-    def pull(self, agent: AgentRecord) -> Outcome:
-        """Pull and appraise ``agent`` once; the outcome to store (never raises for the agent)."""
+    def pull(self, agent: AgentRecord, ticket: Pull | None = None) -> Outcome:
+        """Pull and appraise ``agent`` once; the outcome to store (never raises for the agent).
+
+        ``ticket``: the nonce and checkpoint its claim issued and read (None: issue and
+        read them here).
+        """
         started = self._clock()
         if agent.spec.push_pin:
             # Claimed only when overdue (Store.claim_due): it stopped pushing.
@@ -296,10 +308,13 @@ class Poller:
         except AttestdError as err:
             _log.error("%s: %s", agent.spec.name, err.diagnostics())
             return Outcome("none", POLICY_INVALID, started)
-        nonce = os.urandom(_NONCE_BYTES)
-        checkpoint = self.store.begin_pull(
-            agent.id, nonce, now=started, ttl_s=self.settings.lease_s
-        )
+        if ticket is not None:
+            nonce, checkpoint = ticket.nonce, ticket.checkpoint
+        else:
+            nonce = os.urandom(_NONCE_BYTES)
+            checkpoint = self.store.begin_pull(
+                agent.id, nonce, now=started, ttl_s=self.settings.lease_s
+            )
         try:
             client = self._client(agent)
             try:

@@ -24,7 +24,7 @@ Replicas compare lease times with their own clocks: keep them synchronised
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +71,7 @@ __all__ = [
     "Delivery",
     "LeaseLostError",
     "Outcome",
+    "Pull",
     "ResultRecord",
     "Retention",
     "StatusChange",
@@ -155,6 +156,15 @@ class AgentRecord:
 
 
 @dataclass(frozen=True)
+class Pull:
+    """A claimed agent with what its pull needs: the nonce issued for it and its checkpoint."""
+
+    agent: AgentRecord
+    nonce: bytes
+    checkpoint: LogCheckpoint | None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one pull ended with, to be stored by :meth:`Store.finish`.
 
@@ -223,7 +233,11 @@ _CLAIM_UPDATE = (
     .where(leases.c.agent_id.in_(_B("b_ids", expanding=True)))
     .values(owner=_B("b_owner"), expires_at=_B("b_expires"))
 )
-_CLAIMED = select(agents).where(agents.c.id.in_(_B("b_ids", expanding=True)))
+_CLAIMED = (
+    select(agents, checkpoints.c.length.label("cp_length"), checkpoints.c.head.label("cp_head"))
+    .outerjoin(checkpoints, checkpoints.c.agent_id == agents.c.id)
+    .where(agents.c.id.in_(_B("b_ids", expanding=True)))
+)
 _INSERT_NONCE = nonces.insert().values(
     nonce=_B("b_nonce"),
     agent_id=_B("b_agent"),
@@ -486,19 +500,62 @@ class Store:
 
     def claim_due(self, owner: str, *, now: float, lease_s: float, limit: int) -> list[AgentRecord]:
         """Lease up to ``limit`` due agents that no live lease holds, until ``now + lease_s``."""
+        with self._tx() as connection:
+            rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=limit)
+        return [_record(row) for row in rows]
+
+    def claim_pulls(
+        self,
+        owner: str,
+        *,
+        now: float,
+        lease_s: float,
+        limit: int,
+        nonce: Callable[[], bytes],
+    ) -> list[Pull]:
+        """:meth:`claim_due`, and for each agent a nonce from ``nonce()`` issued (valid for
+        the lease) and its checkpoint read: a pull's reads and writes before it calls the
+        agent, in the claim's one transaction."""
+        with self._tx() as connection:
+            rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=limit)
+            pulls = [
+                Pull(
+                    _record(row),
+                    nonce(),
+                    None if row.cp_length is None else LogCheckpoint(row.cp_length, row.cp_head),
+                )
+                for row in rows
+            ]
+            if pulls:
+                expires = now + lease_s
+                connection.execute(
+                    _INSERT_NONCE,
+                    [
+                        {
+                            "b_nonce": p.nonce,
+                            "b_agent": p.agent.id,
+                            "b_now": now,
+                            "b_expires": expires,
+                        }
+                        for p in pulls
+                    ],
+                )
+        return pulls
+
+    def _claim(
+        self, connection: Connection, owner: str, *, now: float, lease_s: float, limit: int
+    ) -> list[Any]:
         if limit <= 0:
             return []
-        with self._tx() as connection:
-            ids = list(
-                connection.execute(self._claim_select, {"b_now": now, "b_limit": limit}).scalars()
-            )
-            if not ids:
-                return []
-            connection.execute(
-                _CLAIM_UPDATE, {"b_ids": ids, "b_owner": owner, "b_expires": now + lease_s}
-            )
-            rows = connection.execute(_CLAIMED, {"b_ids": ids}).all()
-        return [_record(row) for row in rows]
+        ids = list(
+            connection.execute(self._claim_select, {"b_now": now, "b_limit": limit}).scalars()
+        )
+        if not ids:
+            return []
+        connection.execute(
+            _CLAIM_UPDATE, {"b_ids": ids, "b_owner": owner, "b_expires": now + lease_s}
+        )
+        return list(connection.execute(_CLAIMED, {"b_ids": ids}).all())
 
     def claim(self, agent_id: int, owner: str, *, now: float, lease_s: float) -> bool:
         """Lease the one agent ``agent_id`` (a push), False if a live lease holds it.
