@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.client import AgentCallError, AgentClient
 from attestd.errors import AttestdError
-from attestd.evidence import LogCheckpoint, checkpoint_after, open_evidence
-from attestd.verifier.appraisal import appraise
+from attestd.evidence import LogCheckpoint
+from attestd.verifier.appraisal import appraise_to_checkpoint
 from attestd.verifier.ear import (
     DEFAULT_RESULT_LIFETIME,
     STATUSES,
@@ -351,7 +351,10 @@ class Poller:
         started: float,
     ) -> Outcome:
         began = time.perf_counter()
-        result = appraise(envelope, nonce=nonce, policy=policy, checkpoint=checkpoint)
+        # One parse of the evidence: the appraisal's, which also says where its log ends.
+        result, reached = appraise_to_checkpoint(
+            envelope, nonce=nonce, policy=policy, checkpoint=checkpoint
+        )
         token = sign_result(
             result,
             self._key,
@@ -369,8 +372,7 @@ class Poller:
         verified: LogCheckpoint | None = None
         if result.status is not AppraisalStatus.CONTRAINDICATED:
             # The log replayed to the quoted register (or bound head): its end is the new prefix.
-            predicate = open_evidence(envelope)[1].predicate
-            verified = checkpoint_after(predicate.log_start, predicate.runtime_log)
+            verified = reached
         return Outcome(
             status,
             reason,
