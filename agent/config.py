@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from attestd.tee.detect import BACKEND_NAMES, simulated_measurement_widths
 KNOWN_BACKENDS = BACKEND_NAMES
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+#: The verifier service's agent names (verifier/service/api.py).
+_PUSH_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,25 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    """``[push]``: push evidence to a verifier service (agents it cannot reach, behind NAT).
+
+    The agent asks the verifier for a challenge (a nonce and the checkpoint it
+    verified), answers it with its own evidence, and pushes it, every
+    ``interval_s``; over mutual TLS with ``cert``/``key``, the verifier's
+    certificate checked against ``ca`` and ``server_name``.
+    """
+
+    verifier: str
+    name: str
+    cert: Path
+    key: Path
+    ca: Path
+    server_name: str | None = None
+    interval_s: int = 60
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     state_dir: Path
     log_level: str
@@ -112,6 +134,7 @@ class AgentConfig:
     evidence: EvidenceConfig = EvidenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
     metrics: MetricsConfig = MetricsConfig()
+    push: PushConfig | None = None
 
 
 def load_config(path: Path, *, tee_override: str | None = None) -> AgentConfig:
@@ -262,6 +285,26 @@ def parse_config(
             parse_metrics_address(metrics.address)
         except MetricsAddressError as err:
             raise ConfigError(f"config.metrics.address: {err.message}") from err
+    push: PushConfig | None = None
+    if top.has("push"):
+        push_table = top.table("push")
+        verifier = push_table.require_str("verifier")
+        host, sep, port = verifier.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"config.push.verifier {verifier!r} is not HOST:PORT")
+        name = push_table.require_str("name")
+        if not _PUSH_NAME.fullmatch(name):
+            raise ConfigError("config.push.name must be 1 to 200 characters of [A-Za-z0-9._-]")
+        push = PushConfig(
+            verifier=verifier,
+            name=name,
+            cert=path_of(push_table.require_str("cert")),
+            key=path_of(push_table.require_str("key")),
+            ca=path_of(push_table.require_str("ca")),
+            server_name=push_table.text("server_name") or None,
+            interval_s=push_table.integer("interval_s", 60, minimum=1, maximum=86400),
+        )
+        push_table.finish()
     if (pipeline.allowed_uids or pipeline.allowed_gids) and not socket_text:
         # A security setting that can have no effect is a mistake, not a default.
         raise ConfigError(
@@ -290,6 +333,7 @@ def parse_config(
         evidence=evidence,
         pipeline=pipeline,
         metrics=metrics,
+        push=push,
     )
 
 

@@ -25,6 +25,7 @@ from attestd._metrics import MetricsServer, serve_metrics
 from attestd.agent.config import AgentConfig, load_config
 from attestd.agent.errors import ListenError, StateDirError, StateDirLockedError
 from attestd.agent.logs import configure_logging
+from attestd.agent.push import Pusher
 from attestd.agent.server import AgentServer
 from attestd.agent.service import Agent
 from attestd.agent.state_lock import StateLock
@@ -75,12 +76,16 @@ def _serve_metrics(agent: Agent, config: AgentConfig) -> MetricsServer | None:
 async def _serve(agent: Agent, config: AgentConfig, tls: ServerTls | None) -> None:
     server = AgentServer(agent, config, tls)
     metrics: MetricsServer | None = None
+    pusher: Pusher | None = None
     try:
         # The gRPC listeners are bound first and serve last: a metrics address in
         # use stops the start before any call is answered.
         await server.bind()
         metrics = _serve_metrics(agent, config)
         await server.start()
+        if config.push is not None:  # [push]: the agent calls the verifier service too
+            pusher = Pusher.start(agent, config.push)
+            log.info("pushing evidence", extra={"verifier": config.push.verifier})
     except AttestdError as err:
         if metrics is not None:
             metrics.close()
@@ -90,6 +95,8 @@ async def _serve(agent: Agent, config: AgentConfig, tls: ServerTls | None) -> No
     try:
         await _run_until_stopped(agent, server)
     finally:
+        if pusher is not None:
+            pusher.stop()
         if metrics is not None:
             metrics.close()
 

@@ -35,6 +35,7 @@ import grpc
 from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from attestd._reflection import enable_reflection
 from attestd.agent.artifacts import ArtifactError, ArtifactNotFoundError
 from attestd.agent.artifacts.gpu.errors import GpuUnavailableError
 from attestd.agent.config import AgentConfig
@@ -52,7 +53,6 @@ from attestd.agent.errors import (
 )
 from attestd.agent.measurement_events import MeasuredArtifact
 from attestd.agent.peercred import Caller, CallerPolicy, PeerRelay, PeerUnknownError
-from attestd.agent.reflection import enable_reflection
 from attestd.agent.runtime_log_store import Written
 from attestd.agent.service import Agent
 from attestd.agent.stages import ArtifactSpec

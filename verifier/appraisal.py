@@ -44,6 +44,7 @@ from attestd.evidence import (
     Statement,
     agent_key_link,
     batch_link,
+    checkpoint_after,
     load_public_key_pem,
     log_head_link,
     open_evidence,
@@ -81,6 +82,7 @@ __all__ = [
     "SNP_CHECK_NAMES",
     "TDX_CHECK_NAMES",
     "appraise",
+    "appraise_to_checkpoint",
 ]
 
 
@@ -104,6 +106,29 @@ def appraise(
         raise ValueError("appraise: now must be a timezone-aware datetime")
     start = checkpoint if checkpoint is not None else LOG_START
     return _Appraisal(policy, nonce, now or datetime.now(UTC), start).run(evidence)
+
+
+def appraise_to_checkpoint(
+    evidence: bytes,
+    *,
+    nonce: bytes,
+    policy: Policy,
+    checkpoint: LogCheckpoint | None = None,
+) -> tuple[AppraisalResult, LogCheckpoint | None]:
+    """:func:`appraise`, and the checkpoint the evidence's log reaches, from its one parse.
+
+        result, reached = appraise_to_checkpoint(evidence, nonce=n, policy=p, checkpoint=c)
+
+    ``reached`` (None if the statement could not be read) is a claim like the
+    result's evidence summary: the next checkpoint only when the result is not
+    contraindicated (the log then replayed to the quoted register or bound head).
+    """
+    appraisal = _Appraisal(policy, nonce, datetime.now(UTC), checkpoint or LOG_START)
+    result = appraisal.run(evidence)
+    if appraisal.statement is None:
+        return result, None
+    predicate = appraisal.statement.predicate
+    return result, checkpoint_after(predicate.log_start, predicate.runtime_log)
 
 
 class _Appraisal:

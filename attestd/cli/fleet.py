@@ -2,6 +2,7 @@
 
     attestctl fleet add gpu-01 --address 10.0.0.7:7443 --agent-cert ... --policy ... \\
         --verifier v.internal:7543 --cert admin.pem --key admin.key --ca ca.pem
+    attestctl fleet add gpu-02 --push --pin sha256:... --policy ... --verifier ...  # push mode
     attestctl fleet list   --verifier ... (admin)
     attestctl fleet remove gpu-01 --verifier ... (admin)
     attestctl fleet status [NAME] [--watch] --verifier ... (any client of the service's CA)
@@ -49,10 +50,16 @@ def add_commands(commands: Commands) -> None:
     sub = fleet.add_parser("add", help="register an agent for continuous appraisal (admin)")
     sub.set_defaults(handler=cmd_add)
     sub.add_argument("name", help="unique name in the fleet")
-    sub.add_argument("--address", required=True, metavar="HOST:PORT", help="agent's mTLS address")
-    sub.add_argument("--agent-cert", required=True, help="client certificate for the agent")
-    sub.add_argument("--agent-key", required=True, help="its private key")
-    sub.add_argument("--agent-ca", required=True, help="CA of the agent's server certificate")
+    sub.add_argument("--address", metavar="HOST:PORT", help="agent's mTLS address (pull)")
+    sub.add_argument("--agent-cert", help="client certificate for the agent (pull)")
+    sub.add_argument("--agent-key", help="its private key (pull)")
+    sub.add_argument("--agent-ca", help="CA of the agent's server certificate (pull)")
+    sub.add_argument(
+        "--push", action="store_true", help="the agent pushes its evidence ([push] in its config)"
+    )
+    sub.add_argument(
+        "--pin", default="", help="with --push: its client certificate's key pin (fleet pin)"
+    )
     sub.add_argument("--agent-server-name", default="", help="name in the agent's certificate")
     sub.add_argument("--policy", required=True, help="appraisal policy (TOML)")
     sub.add_argument("--interval", type=float, default=0.0, help="seconds (default: service's)")
@@ -120,6 +127,7 @@ def _agent_json(agent: verifier_pb2.Agent) -> dict[str, object]:
     return {
         "name": agent.spec.name,
         "address": agent.spec.address,
+        "pushPin": agent.spec.push_pin or None,
         "status": agent.status,
         "reason": agent.status_reason,
         "intervalSeconds": agent.spec.interval_s,
@@ -129,16 +137,32 @@ def _agent_json(agent: verifier_pb2.Agent) -> dict[str, object]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    spec = verifier_pb2.AgentSpec(
-        name=args.name,
-        address=args.address,
-        cert_path=str(Path(args.agent_cert).resolve()),
-        key_path=str(Path(args.agent_key).resolve()),
-        ca_path=str(Path(args.agent_ca).resolve()),
-        server_name=args.agent_server_name,
-        policy_path=str(Path(args.policy).resolve()),
-        interval_s=args.interval,
-    )
+    pull_args = (args.address, args.agent_cert, args.agent_key, args.agent_ca)
+    if args.push:
+        # The agent calls in with the certificate whose key is pinned; nothing to dial.
+        if not args.pin or any(pull_args) or args.agent_server_name:
+            raise UsageError("--push takes --pin and no --address or --agent-* options")
+        spec = verifier_pb2.AgentSpec(
+            name=args.name,
+            push_pin=args.pin,
+            policy_path=str(Path(args.policy).resolve()),
+            interval_s=args.interval,
+        )
+    else:
+        if not all(pull_args) or args.pin:
+            raise UsageError(
+                "give --address, --agent-cert, --agent-key and --agent-ca (or --push --pin)"
+            )
+        spec = verifier_pb2.AgentSpec(
+            name=args.name,
+            address=args.address,
+            cert_path=str(Path(args.agent_cert).resolve()),
+            key_path=str(Path(args.agent_key).resolve()),
+            ca_path=str(Path(args.agent_ca).resolve()),
+            server_name=args.agent_server_name,
+            policy_path=str(Path(args.policy).resolve()),
+            interval_s=args.interval,
+        )
     with _channel(args) as channel:
         stub = verifier_pb2_grpc.FleetAdminStub(channel)  # type: ignore[no-untyped-call]
         response = _call(stub.AddAgent, verifier_pb2.AddAgentRequest(spec=spec))

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes.client import ApiClient
+from sqlalchemy.engine import make_url
 
 from attestd.agent.config import parse_config
+from attestd.verifier.service.config import parse_config as parse_verifier_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "kubernetes"
@@ -250,18 +252,37 @@ def test_the_agent_config_is_valid_and_matches_its_pod(tmp_path: Path) -> None:
         assert args[:2] == ["--config", "/etc/attestd/attestd.toml"] and "--tee" in args
 
 
-def test_the_verifier_config_is_toml_with_its_files_mounted() -> None:
-    config = tomllib.loads(_config("attestd-verifier-config", "verifier.toml"))
-    assert config["metrics"]["address"] == "0.0.0.0:9465"
+def test_the_verifier_config_is_valid_and_matches_its_pod(tmp_path: Path) -> None:
+    config = parse_verifier_config(
+        tomllib.loads(_config("attestd-verifier-config", "verifier.toml")),
+        source=tmp_path / "verifier.toml",
+    )
+    url = make_url(config.database)
+    assert url.get_backend_name() == "postgresql"
+    assert url.password is None, "the password comes from a file, never the URL"
+    assert config.metrics_address == "0.0.0.0:9465"
+    [(_, doc, pod)] = [p for p in _pods() if p[0] == "attestd-verifier"]
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:2] == ["--config", "/etc/attestd-verifier/verifier.toml"]
+    assert "env" not in container  # replica_id defaults to HOSTNAME-PID: the pod's name
+    api_port = int(config.api_address.rpartition(":")[2])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"api": api_port, "metrics": int(config.metrics_address.rpartition(":")[2])}
     mounts = _mounted("attestd-verifier")
+    assert "/etc/attestd-verifier/verifier.toml" in mounts
+    assert config.database_password_file is not None
     paths = [
-        config["service"]["tls"]["cert"],
-        config["agents"]["tls"]["cert"],
-        config["ear"]["signing_key"],
-        config["database"]["password_file"],
+        config.api_cert,
+        config.api_key,
+        config.api_client_ca,
+        config.ear_signing_key,
+        config.database_password_file,
     ]
     for path in paths:
-        assert any(path.startswith(m + "/") for m in mounts), path
+        assert any(str(path).startswith(m + "/") for m in mounts), path
+    [db] = [v for v in pod.volumes if v.name == mounts["/etc/attestd-verifier/db"]]
+    assert db.secret.secret_name == "attestd-postgres"
+    assert [item.path for item in db.secret.items] == [config.database_password_file.name]
 
 
 def test_every_referenced_secret_is_issued_or_documented() -> None:

@@ -12,14 +12,18 @@ client CA (a call without one never reaches a handler):
   public key's pin (``roles.certificate_pin``, ``attestctl fleet pin``) is in
   ``[api] admin_pins``.
 * **relying party** (``FleetStatus``): any certificate the client CA issued.
+* **pushing agent** (``FleetPush``): the agent registered with ``push_pin`` equal
+  to the caller's key's pin, for that agent's name only.
 
-Admins are relying parties too. gRPC health and reflection are served on the
-same mutually authenticated port.
+Admins are relying parties too. gRPC health and reflection (``v1`` and
+``v1alpha``, :mod:`attestd._reflection`) are served on the same mutually
+authenticated port.
 """
 
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import threading
 import time
@@ -30,11 +34,13 @@ from typing import NoReturn, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from attestd._reflection import enable_reflection
 from attestd.errors import AttestdError
+from attestd.evidence import LogCheckpoint
 from attestd.v1 import verifier_pb2, verifier_pb2_grpc
 from attestd.verifier.errors import VerifierError
+from attestd.verifier.service.poller import Poller
 from attestd.verifier.service.roles import certificate_pin
 from attestd.verifier.service.store import (
     AgentExistsError,
@@ -47,6 +53,7 @@ from attestd.verifier.service.store import (
 
 __all__ = [
     "ADMIN_SERVICE",
+    "PUSH_SERVICE",
     "STATUS_SERVICE",
     "AgentSpecInvalidError",
     "ApiServer",
@@ -57,7 +64,10 @@ __all__ = [
 
 ADMIN_SERVICE = "attestd.verifier.v1.FleetAdmin"
 STATUS_SERVICE = "attestd.verifier.v1.FleetStatus"
+PUSH_SERVICE = "attestd.verifier.v1.FleetPush"
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+_PIN = re.compile(r"sha256:[0-9a-f]{64}")
+_NONCE_BYTES = 32
 _WATCH_POLL_S = 0.25
 _T = TypeVar("_T")
 
@@ -92,6 +102,28 @@ class TooManyWatchersError(VerifierError):
     reason = "too_many_watchers"
 
 
+class PusherNotRegisteredError(VerifierError):
+    """No agent in push mode of that name has the caller's client certificate key.
+
+    One error for an unknown name and a wrong key, so a caller learns nothing
+    about which agents are registered.
+    """
+
+    reason = "pusher_not_registered"
+
+
+class NonceRefusedError(VerifierError):
+    """The pushed nonce was not issued to this agent, was used before, or has expired."""
+
+    reason = "nonce_refused"
+
+
+class PushBusyError(VerifierError):
+    """Another push or pull of this agent holds its lease right now."""
+
+    reason = "push_busy"
+
+
 _STATUS_CODES: dict[type[AttestdError], grpc.StatusCode] = {
     NotAdminError: grpc.StatusCode.PERMISSION_DENIED,
     NoClientCertificateError: grpc.StatusCode.UNAUTHENTICATED,
@@ -100,6 +132,9 @@ _STATUS_CODES: dict[type[AttestdError], grpc.StatusCode] = {
     AgentNotFoundError: grpc.StatusCode.NOT_FOUND,
     StoreUnavailableError: grpc.StatusCode.UNAVAILABLE,
     TooManyWatchersError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    PusherNotRegisteredError: grpc.StatusCode.PERMISSION_DENIED,
+    NonceRefusedError: grpc.StatusCode.FAILED_PRECONDITION,
+    PushBusyError: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -148,6 +183,7 @@ def _agent_pb(record: AgentRecord) -> verifier_pb2.Agent:
             server_name=spec.server_name,
             policy_path=spec.policy_path,
             interval_s=spec.interval_s,
+            push_pin=spec.push_pin,
         ),
         status=record.status,
         status_reason=record.status_reason,
@@ -160,10 +196,19 @@ def _spec(message: verifier_pb2.AgentSpec, settings: ApiSettings) -> AgentSpec:
     """The registration in ``message``, checked (AgentSpecInvalidError)."""
     if not _NAME.fullmatch(message.name):
         raise AgentSpecInvalidError("name must be 1 to 200 characters of [A-Za-z0-9._-]")
-    host, sep, port = message.address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise AgentSpecInvalidError(f"address {message.address!r} is not HOST:PORT")
-    for what in ("cert_path", "key_path", "ca_path", "policy_path"):
+    if message.push_pin:
+        # Push mode: the agent calls in; there is nothing to dial, only a key to expect.
+        if not _PIN.fullmatch(message.push_pin):
+            raise AgentSpecInvalidError("push_pin must be sha256: and 64 lowercase hex digits")
+        if message.address or message.cert_path or message.key_path or message.ca_path:
+            raise AgentSpecInvalidError("an agent in push mode has no address or TLS paths")
+        paths: tuple[str, ...] = ("policy_path",)
+    else:
+        host, sep, port = message.address.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise AgentSpecInvalidError(f"address {message.address!r} is not HOST:PORT")
+        paths = ("cert_path", "key_path", "ca_path", "policy_path")
+    for what in paths:
         path: str = getattr(message, what)
         # Relative paths would resolve against whichever directory each replica runs in.
         if not path.startswith("/") or "\x00" in path:
@@ -182,6 +227,7 @@ def _spec(message: verifier_pb2.AgentSpec, settings: ApiSettings) -> AgentSpec:
         server_name=message.server_name,
         policy_path=message.policy_path,
         interval_s=interval,
+        push_pin=message.push_pin,
     )
 
 
@@ -200,6 +246,21 @@ class _Authorizer:
 
     def relying_party(self, context: grpc.ServicerContext) -> None:
         _peer_pin(context)  # a certificate the client CA issued: the handshake checked it
+
+    def pusher(self, context: grpc.ServicerContext, store: Store, name: str) -> AgentRecord:
+        """The agent in push mode named ``name`` whose pin is the caller's key's."""
+        pin = _peer_pin(context).encode()
+        try:
+            agent = store.agent(name) if _NAME.fullmatch(name) else None
+        except AgentNotFoundError:
+            agent = None
+        expected = agent.spec.push_pin.encode() if agent is not None else b""
+        # compare_digest even for an unknown name, so timing does not tell names apart.
+        if not hmac.compare_digest(pin, expected or b"\x00" * len(pin)) or agent is None:
+            raise PusherNotRegisteredError(
+                "no agent in push mode of that name has this client certificate's key"
+            )
+        return agent
 
 
 def _guarded(
@@ -322,6 +383,64 @@ class FleetStatusServicer(verifier_pb2_grpc.FleetStatusServicer):
         return _guarded(context, self._auth.relying_party, summary)
 
 
+class FleetPushServicer(verifier_pb2_grpc.FleetPushServicer):
+    """Challenges and pushed evidence: the pull's nonce, appraisal and storage, turned around."""
+
+    def __init__(self, store: Store, poller: Poller, auth: _Authorizer) -> None:
+        self._store = store
+        self._poller = poller
+        self._auth = auth
+
+    def GetChallenge(
+        self, request: verifier_pb2.GetChallengeRequest, context: grpc.ServicerContext
+    ) -> verifier_pb2.Challenge:
+        def challenge() -> verifier_pb2.Challenge:
+            agent = self._auth.pusher(context, self._store, request.name)
+            nonce = os.urandom(_NONCE_BYTES)
+            now = time.time()
+            ttl = self._poller.settings.lease_s
+            checkpoint = self._store.begin_pull(agent.id, nonce, now=now, ttl_s=ttl)
+            answer = verifier_pb2.Challenge(nonce=nonce, expires_at=now + ttl)
+            if checkpoint is not None:
+                answer.has_checkpoint = True
+                answer.checkpoint_length = checkpoint.length
+                answer.checkpoint_head = checkpoint.head
+            return answer
+
+        return _guarded(context, lambda _: None, challenge)
+
+    def PushEvidence(
+        self, request: verifier_pb2.PushEvidenceRequest, context: grpc.ServicerContext
+    ) -> verifier_pb2.PushEvidenceResponse:
+        def push() -> verifier_pb2.PushEvidenceResponse:
+            agent = self._auth.pusher(context, self._store, request.name)
+            began = time.perf_counter()
+            now = time.time()
+            owner, lease_s = self._poller.settings.replica_id, self._poller.settings.lease_s
+            # The lease first, as a pull takes it: the result is stored fenced by it.
+            if not self._store.claim(agent.id, owner, now=now, lease_s=lease_s):
+                raise PushBusyError("this agent's evidence is being appraised already")
+            try:
+                # Consumed before appraising: a replay is refused and stores nothing.
+                if not self._store.consume_nonce(agent.id, request.nonce, now=now):
+                    raise NonceRefusedError(
+                        "the nonce was not issued to this agent, was used, or expired"
+                    )
+                checkpoint: LogCheckpoint | None = self._store.checkpoint(agent.id)
+                outcome = self._poller.appraise_pushed(
+                    agent, request.evidence, request.nonce, checkpoint, started=now
+                )
+            except BaseException:
+                self._store.release(agent.id, owner)
+                raise
+            self._poller.store_outcome(agent, outcome, began=began)
+            return verifier_pb2.PushEvidenceResponse(
+                status=outcome.status, reason=outcome.reason, ear=outcome.ear or ""
+            )
+
+        return _guarded(context, lambda _: None, push)
+
+
 @dataclass
 class ApiServer:
     """A running API server; ``port`` is the bound one (useful after port 0)."""
@@ -331,7 +450,8 @@ class ApiServer:
     status: FleetStatusServicer
 
     @classmethod
-    def start(cls, store: Store, settings: ApiSettings) -> ApiServer:
+    def start(cls, store: Store, settings: ApiSettings, push: Poller | None = None) -> ApiServer:
+        """Serve the API; with ``push`` (this replica's poller) FleetPush too."""
         auth = _Authorizer(settings.admin_pins)
         # Each WatchStatus stream holds a thread; leave room for unary calls beside them.
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.max_watchers + 16))
@@ -340,13 +460,17 @@ class ApiServer:
             FleetAdminServicer(store, settings, auth), server
         )
         verifier_pb2_grpc.add_FleetStatusServicer_to_server(status, server)  # type: ignore[no-untyped-call]
+        services = [ADMIN_SERVICE, STATUS_SERVICE]
+        if push is not None:
+            verifier_pb2_grpc.add_FleetPushServicer_to_server(  # type: ignore[no-untyped-call]
+                FleetPushServicer(store, push, auth), server
+            )
+            services.append(PUSH_SERVICE)
         health_servicer = health.HealthServicer()
-        for name in ("", ADMIN_SERVICE, STATUS_SERVICE):
+        for name in ("", *services):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (ADMIN_SERVICE, STATUS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection(server, (*services, health.SERVICE_NAME))
         credentials = grpc.ssl_server_credentials(
             [(settings.tls.key, settings.tls.cert)],
             root_certificates=settings.tls.client_ca,

@@ -7,6 +7,7 @@ Example (relative paths are taken from the file's directory)::
 
     [service]
     database = "postgresql://verifier@db.internal/fleet"   # default: SQLite beside this file
+    database_password_file = "/run/secrets/db-password"   # read at start; never in the URL
     replica_id = "verifier-0"           # default: HOSTNAME-PID; unique per replica
     lease_s = 30                        # a dead replica's agents move on within this
     default_interval_s = 60             # for agents registered without one
@@ -64,6 +65,9 @@ class WebhookConfig:
 @dataclass(frozen=True)
 class ServiceConfig:
     database: str
+    #: A file holding the database password alone (one line), read at start; None: the
+    #: URL's own, or libpq's PGPASSWORD / ~/.pgpass.
+    database_password_file: Path | None
     replica_id: str
     lease_s: float
     default_interval_s: float
@@ -100,6 +104,7 @@ def parse_config(document: dict[str, object], *, source: Path) -> ServiceConfig:
     top.finish()
 
     database = service.text("database") or f"sqlite:///{reader.relative('fleet.db').resolve()}"
+    password_file = service.text("database_password_file")
     replica_id = service.text("replica_id") or f"{socket.gethostname()}-{os.getpid()}"
     lease_s = service.integer("lease_s", 30, minimum=1, maximum=3600)
     interval = service.integer("default_interval_s", 60, minimum=1, maximum=86400)
@@ -135,6 +140,7 @@ def parse_config(document: dict[str, object], *, source: Path) -> ServiceConfig:
 
     return ServiceConfig(
         database=database,
+        database_password_file=reader.relative(password_file) if password_file else None,
         replica_id=replica_id,
         lease_s=float(lease_s),
         default_interval_s=float(interval),

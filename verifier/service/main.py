@@ -24,12 +24,13 @@ from types import FrameType
 from attestd._files import read_regular_file
 from attestd._metrics import serve_metrics
 from attestd.errors import AttestdError
-from attestd.verifier.service.errors import FleetExtraMissingError
+from attestd.verifier.service.errors import FleetExtraMissingError, ServiceConfigError
 
 __all__ = ["main"]
 
 _log = logging.getLogger("attestd.verifier.service")
 _MAX_PEM_BYTES = 1 << 20
+_MAX_PASSWORD_BYTES = 4096
 
 
 def _require_fleet_extra() -> None:
@@ -57,7 +58,18 @@ def run(config_path: Path, stop: threading.Event) -> None:
         key=read_regular_file(config.api_key, _MAX_PEM_BYTES, "API key"),
         client_ca=read_regular_file(config.api_client_ca, _MAX_PEM_BYTES, "API client CA"),
     )
-    store = Store.open(config.database, now=time.time())
+    password = None
+    if config.database_password_file is not None:
+        raw = read_regular_file(config.database_password_file, _MAX_PASSWORD_BYTES, "DB password")
+        try:
+            # The file's one line; `echo` and some Secret tools add a trailing newline.
+            password = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            # The bytes are not echoed: they are the secret.
+            raise ServiceConfigError(
+                f"{config.database_password_file}: the database password is not UTF-8"
+            ) from None
+    store = Store.open(config.database, now=time.time(), password=password)
     metrics = VerifierMetrics()
     metrics_server = (
         serve_metrics(config.metrics_address, metrics.registry) if config.metrics_address else None
@@ -79,6 +91,7 @@ def run(config_path: Path, stop: threading.Event) -> None:
             admin_pins=config.admin_pins,
             default_interval_s=config.default_interval_s,
         ),
+        push=poller,
     )
     _log.info(
         "attestd-verifier %s: API on port %d, %s database",

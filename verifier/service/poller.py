@@ -45,8 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.client import AgentCallError, AgentClient
 from attestd.errors import AttestdError
-from attestd.evidence import LogCheckpoint, checkpoint_after, open_evidence
-from attestd.verifier.appraisal import appraise
+from attestd.evidence import LogCheckpoint
+from attestd.verifier.appraisal import appraise_to_checkpoint
 from attestd.verifier.ear import (
     DEFAULT_RESULT_LIFETIME,
     STATUSES,
@@ -62,6 +62,7 @@ from attestd.verifier.service.store import (
     AgentRecord,
     LeaseLostError,
     Outcome,
+    Pull,
     Retention,
     StatusChange,
     Store,
@@ -74,6 +75,7 @@ __all__ = [
     "LOG_REGRESSION",
     "NONCE_REPLAYED",
     "POLICY_INVALID",
+    "PUSH_OVERDUE",
     "UNREACHABLE",
     "Poller",
     "PollerSettings",
@@ -91,6 +93,8 @@ AGENT_NOT_SERVING = "agent_not_serving"
 """The agent itself says its runtime log does not replay to its register (tampered with,
 or an extension lost): it refuses evidence, and nothing it logged can be trusted."""
 AGENT_REFUSED = "agent_refused"
+PUSH_OVERDUE = "push_overdue"
+"""An agent in push mode has not pushed for a whole interval past its due time."""
 POLICY_INVALID = "policy_invalid"
 _TRANSPORT_FAILURES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 _NONCE_BYTES = 32
@@ -182,11 +186,9 @@ class Poller:
         with self._lock:
             self._in_flight = {f for f in self._in_flight if not f.done()}
             idle = self.settings.workers - len(self._in_flight)
-        claimed = self.store.claim_due(
-            self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=idle
-        )
-        for agent in claimed:
-            future = self._pool.submit(self._pull_and_store, agent)
+        claimed = self._claim(now, limit=idle)
+        for ticket in claimed:
+            future = self._pool.submit(self._pull_and_store, ticket)
             with self._lock:
                 self._in_flight.add(future)
         if now >= self._next_gauges:  # at most once per tick period, however often woken
@@ -200,37 +202,35 @@ class Poller:
 
     def pull_due(self) -> int:
         """Claim the due agents and pull them here, one after another (tests, tools)."""
-        now = self._clock()
-        claimed = self.store.claim_due(
-            self.settings.replica_id, now=now, lease_s=self.settings.lease_s, limit=1 << 16
-        )
-        for agent in claimed:
-            self._pull_and_store(agent)
+        claimed = self._claim(self._clock(), limit=1 << 16)
+        for ticket in claimed:
+            self._pull_and_store(ticket)
         return len(claimed)
 
-    def _pull_and_store(self, agent: AgentRecord) -> None:
+    def _claim(self, now: float, *, limit: int) -> list[Pull]:
+        # The claim issues each agent's nonce and reads its checkpoint too: one
+        # transaction before the agent is called, not one per agent more.
+        return self.store.claim_pulls(
+            self.settings.replica_id,
+            now=now,
+            lease_s=self.settings.lease_s,
+            limit=limit,
+            nonce=lambda: os.urandom(_NONCE_BYTES),
+        )
+
+    def _pull_and_store(self, ticket: Pull) -> None:
         try:
-            self._pull_and_store_once(agent)
+            self._pull_and_store_once(ticket)
         finally:
             self._wake.set()
 
-    def _pull_and_store_once(self, agent: AgentRecord) -> None:
+    def _pull_and_store_once(self, ticket: Pull) -> None:
+        agent = ticket.agent
         try:
             began = time.perf_counter()
-            outcome = self.pull(agent)
-            now = self._clock()
-            spread = 1 + random.uniform(-self.settings.jitter, self.settings.jitter)  # noqa: S311 - scheduling, not secrets
-            next_due = now + agent.spec.interval_s * spread
-            change = self.store.finish(
-                agent.id,
-                self.settings.replica_id,
-                outcome,
-                now=now,
-                next_due_at=next_due,
-            )
-            self.metrics.pull_seconds.observe(time.perf_counter() - began)
-        except LeaseLostError as err:
-            _log.warning("%s: result dropped: %s", agent.spec.name, err)
+            outcome = self.pull(agent, ticket)
+            self.store_outcome(agent, outcome, began=began)
+        except LeaseLostError:
             return
         except Exception:
             _log.exception("%s: the pull failed", agent.spec.name)
@@ -238,7 +238,28 @@ class Poller:
                 self.store.release(agent.id, self.settings.replica_id)
             except Exception:  # the database is down too: the lease will expire on its own
                 _log.exception("%s: releasing the lease failed", agent.spec.name)
-            return
+
+    def store_outcome(self, agent: AgentRecord, outcome: Outcome, *, began: float) -> None:
+        """Store ``outcome`` under this replica's lease on ``agent`` and report its change.
+
+        The one path from an appraisal to the database, the webhooks and the
+        metrics, for pulled and pushed evidence alike. LeaseLostError (logged) if
+        the lease expired first: nothing was written.
+        """
+        now = self._clock()
+        spread = 1 + random.uniform(-self.settings.jitter, self.settings.jitter)  # noqa: S311 - scheduling, not secrets
+        try:
+            change = self.store.finish(
+                agent.id,
+                self.settings.replica_id,
+                outcome,
+                now=now,
+                next_due_at=now + agent.spec.interval_s * spread,
+            )
+        except LeaseLostError as err:
+            _log.warning("%s: result dropped: %s", agent.spec.name, err)
+            raise
+        self.metrics.pull_seconds.observe(time.perf_counter() - began)
         if change is not None:
             _log.info(
                 "%s: %s -> %s (%s)",
@@ -253,20 +274,47 @@ class Poller:
                 except Exception:  # the change is stored; watchers still see it
                     _log.exception("%s: the status-change listener failed", agent.spec.name)
 
-    # -- one pull ----------------------------------------------------------------------------
-
-    def pull(self, agent: AgentRecord) -> Outcome:
-        """Pull and appraise ``agent`` once; the outcome to store (never raises for the agent)."""
-        started = self._clock()
+    def appraise_pushed(
+        self,
+        agent: AgentRecord,
+        envelope: bytes,
+        nonce: bytes,
+        checkpoint: LogCheckpoint | None,
+        *,
+        started: float,
+    ) -> Outcome:
+        """Appraise evidence ``agent`` pushed for ``nonce`` (already consumed), as a pull's."""
         try:
             policy, digest = self._policy(agent.spec.policy_path)
         except AttestdError as err:
             _log.error("%s: %s", agent.spec.name, err.diagnostics())
             return Outcome("none", POLICY_INVALID, started)
-        nonce = os.urandom(_NONCE_BYTES)
-        checkpoint = self.store.begin_pull(
-            agent.id, nonce, now=started, ttl_s=self.settings.lease_s
-        )
+        return self._appraise(envelope, nonce, policy, digest, checkpoint, started)
+
+    # -- one pull ----------------------------------------------------------------------------
+
+    def pull(self, agent: AgentRecord, ticket: Pull | None = None) -> Outcome:
+        """Pull and appraise ``agent`` once; the outcome to store (never raises for the agent).
+
+        ``ticket``: the nonce and checkpoint its claim issued and read (None: issue and
+        read them here).
+        """
+        started = self._clock()
+        if agent.spec.push_pin:
+            # Claimed only when overdue (Store.claim_due): it stopped pushing.
+            return Outcome(UNREACHABLE, PUSH_OVERDUE, started)
+        try:
+            policy, digest = self._policy(agent.spec.policy_path)
+        except AttestdError as err:
+            _log.error("%s: %s", agent.spec.name, err.diagnostics())
+            return Outcome("none", POLICY_INVALID, started)
+        if ticket is not None:
+            nonce, checkpoint = ticket.nonce, ticket.checkpoint
+        else:
+            nonce = os.urandom(_NONCE_BYTES)
+            checkpoint = self.store.begin_pull(
+                agent.id, nonce, now=started, ttl_s=self.settings.lease_s
+            )
         try:
             client = self._client(agent)
             try:
@@ -303,7 +351,10 @@ class Poller:
         started: float,
     ) -> Outcome:
         began = time.perf_counter()
-        result = appraise(envelope, nonce=nonce, policy=policy, checkpoint=checkpoint)
+        # One parse of the evidence: the appraisal's, which also says where its log ends.
+        result, reached = appraise_to_checkpoint(
+            envelope, nonce=nonce, policy=policy, checkpoint=checkpoint
+        )
         token = sign_result(
             result,
             self._key,
@@ -321,8 +372,7 @@ class Poller:
         verified: LogCheckpoint | None = None
         if result.status is not AppraisalStatus.CONTRAINDICATED:
             # The log replayed to the quoted register (or bound head): its end is the new prefix.
-            predicate = open_evidence(envelope)[1].predicate
-            verified = checkpoint_after(predicate.log_start, predicate.runtime_log)
+            verified = reached
         return Outcome(
             status,
             reason,

@@ -30,7 +30,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     select,
+    text,
 )
 
 from attestd.verifier.errors import VerifierError
@@ -81,6 +83,9 @@ agents = Table(
     Column("server_name", String(300), nullable=False),
     Column("policy_path", Text, nullable=False),
     Column("interval_s", Float, nullable=False),
+    # Push mode (migration 2): the SPKI pin of the agent's client certificate; "" for
+    # an agent that is pulled.
+    Column("push_pin", String(80), nullable=False, server_default=""),
     Column("status", String(40), nullable=False),
     Column("status_reason", Text, nullable=False),
     Column("registered_at", Float, nullable=False),
@@ -174,9 +179,18 @@ def _v1_initial(connection: Connection) -> None:
     metadata.create_all(connection, tables=tables)
 
 
+def _v2_push_pin(connection: Connection) -> None:
+    # _v1_initial creates the tables as this release defines them, push_pin included;
+    # only a database created by the first release lacks the column.
+    if "push_pin" not in {c["name"] for c in inspect(connection).get_columns("agents")}:
+        connection.execute(
+            text("ALTER TABLE agents ADD COLUMN push_pin VARCHAR(80) NOT NULL DEFAULT ''")
+        )
+
+
 Migration = Callable[[Connection], None]
 
-MIGRATIONS: Sequence[Migration] = (_v1_initial,)
+MIGRATIONS: Sequence[Migration] = (_v1_initial, _v2_push_pin)
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``; append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -24,7 +24,7 @@ Replicas compare lease times with their own clocks: keep them synchronised
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -70,6 +71,7 @@ __all__ = [
     "Delivery",
     "LeaseLostError",
     "Outcome",
+    "Pull",
     "ResultRecord",
     "Retention",
     "StatusChange",
@@ -136,6 +138,8 @@ class AgentSpec:
     server_name: str
     policy_path: str
     interval_s: float
+    #: Push mode: the SPKI pin of the client certificate the agent pushes with ("": pulled).
+    push_pin: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,15 @@ class AgentRecord:
     registered_at: float
     next_due_at: float
     last_appraised_at: float | None
+
+
+@dataclass(frozen=True)
+class Pull:
+    """A claimed agent with what its pull needs: the nonce issued for it and its checkpoint."""
+
+    agent: AgentRecord
+    nonce: bytes
+    checkpoint: LogCheckpoint | None
 
 
 @dataclass(frozen=True)
@@ -209,11 +222,108 @@ class Delivery:
     attempts: int
 
 
-def _engine_for(url: str) -> tuple[Engine, Backend]:
+# The statements of every pull, built once. SQLAlchemy caches their compiled SQL, but a
+# statement built per call is coerced and hashed into its cache key again each time:
+# about as much CPU as the database's own work on SQLite. Values come as bound parameters
+# (named b_*: a name equal to a column's is reserved in an UPDATE's SET).
+_B = bindparam
+_FREE = or_(leases.c.owner.is_(None), leases.c.expires_at <= _B("b_now"))
+_CLAIM_UPDATE = (
+    update(leases)
+    .where(leases.c.agent_id.in_(_B("b_ids", expanding=True)))
+    .values(owner=_B("b_owner"), expires_at=_B("b_expires"))
+)
+_CLAIMED = (
+    select(agents, checkpoints.c.length.label("cp_length"), checkpoints.c.head.label("cp_head"))
+    .outerjoin(checkpoints, checkpoints.c.agent_id == agents.c.id)
+    .where(agents.c.id.in_(_B("b_ids", expanding=True)))
+)
+_INSERT_NONCE = nonces.insert().values(
+    nonce=_B("b_nonce"),
+    agent_id=_B("b_agent"),
+    issued_at=_B("b_now"),
+    expires_at=_B("b_expires"),
+    consumed=False,
+)
+_CONSUME_NONCE = (
+    update(nonces)
+    .where(
+        and_(
+            nonces.c.nonce == _B("b_nonce"),
+            nonces.c.agent_id == _B("b_agent"),
+            nonces.c.consumed.is_(False),
+            nonces.c.expires_at > _B("b_now"),
+        )
+    )
+    .values(consumed=True)
+)
+_CHECKPOINT = select(checkpoints.c.length, checkpoints.c.head).where(
+    checkpoints.c.agent_id == _B("b_agent")
+)
+_FENCED_RELEASE = (
+    update(leases)
+    .where(
+        and_(
+            leases.c.agent_id == _B("b_agent"),
+            leases.c.owner == _B("b_owner"),
+            leases.c.expires_at > _B("b_now"),
+        )
+    )
+    .values(owner=None, expires_at=0.0)
+)
+_NAME_AND_STATUS = select(agents.c.name, agents.c.status).where(agents.c.id == _B("b_agent"))
+_INSERT_RESULT = results.insert().values(
+    agent_id=_B("b_agent"),
+    replica=_B("b_owner"),
+    started_at=_B("b_started"),
+    appraised_at=_B("b_now"),
+    status=_B("b_status"),
+    reason=_B("b_reason"),
+    ear=_B("b_ear"),
+    log_length=_B("b_log_length"),
+)
+_SET_STATUS = (
+    update(agents)
+    .where(agents.c.id == _B("b_agent"))
+    .values(
+        status=_B("b_status"),
+        status_reason=_B("b_reason"),
+        next_due_at=_B("b_next_due"),
+        last_appraised_at=_B("b_now"),
+    )
+)
+_UPDATE_CHECKPOINT = (
+    update(checkpoints)
+    .where(checkpoints.c.agent_id == _B("b_agent"))
+    .values(length=_B("b_length"), head=_B("b_head"), updated_at=_B("b_now"))
+)
+_INSERT_CHECKPOINT = checkpoints.insert().values(
+    agent_id=_B("b_agent"), length=_B("b_length"), head=_B("b_head"), updated_at=_B("b_now")
+)
+_INSERT_CHANGE = (
+    status_changes.insert()
+    .values(
+        agent_id=_B("b_agent"),
+        agent_name=_B("b_name"),
+        at=_B("b_now"),
+        old_status=_B("b_old"),
+        new_status=_B("b_status"),
+        reason=_B("b_reason"),
+    )
+    .returning(status_changes.c.id)
+)
+
+
+def _engine_for(url: str, password: str | None = None) -> tuple[Engine, Backend]:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseUrlError(f"database url {url!r} is not a URL") from None
+        # Not echoed: a malformed URL may still hold a password.
+        raise DatabaseUrlError("the database url is not a URL") from None
+    if password is not None:
+        if parsed.password is not None:
+            raise DatabaseUrlError("the database url carries a password and a password file too")
+        parsed = parsed.set(password=password)
     backend_name = parsed.get_backend_name()
     if backend_name == "sqlite":
         if parsed.database in (None, "", ":memory:"):
@@ -261,6 +371,7 @@ def _record(row: Any) -> AgentRecord:
         server_name=row.server_name,
         policy_path=row.policy_path,
         interval_s=row.interval_s,
+        push_pin=row.push_pin,
     )
     return AgentRecord(
         id=row.id,
@@ -279,11 +390,33 @@ class Store:
     def __init__(self, engine: Engine, backend: Backend) -> None:
         self.engine = engine
         self.backend = backend
+        pulled_due = and_(agents.c.push_pin == "", agents.c.next_due_at <= _B("b_now"))
+        # Agents in push mode call in themselves and are never pulled; one is claimed
+        # only once a whole interval past due (about two pushes missed), to be marked
+        # unreachable (Poller.pull).
+        push_overdue = and_(
+            agents.c.push_pin != "", agents.c.next_due_at + agents.c.interval_s <= _B("b_now")
+        )
+        claim = (
+            select(leases.c.agent_id)
+            .join(agents, agents.c.id == leases.c.agent_id)
+            .where(and_(_FREE, or_(pulled_due, push_overdue)))
+            .order_by(agents.c.next_due_at)
+            .limit(_B("b_limit"))
+        )
+        if backend is Backend.POSTGRESQL:
+            # Rows another replica is claiming right now are skipped, not waited for.
+            claim = claim.with_for_update(skip_locked=True, of=leases)
+        self._claim_select = claim
 
     @classmethod
-    def open(cls, url: str, *, now: float) -> Store:
-        """Connect to ``url`` and apply the migrations it lacks (StoreUnavailableError if down)."""
-        engine, backend = _engine_for(url)
+    def open(cls, url: str, *, now: float, password: str | None = None) -> Store:
+        """Connect to ``url`` and apply the migrations it lacks (StoreUnavailableError if down).
+
+        ``password``, if given, is the database password (from a file, so that the URL
+        in a configuration holds none); a URL with a password of its own is refused then.
+        """
+        engine, backend = _engine_for(url, password)
         store = cls(engine, backend)
         try:
             with store._tx() as connection:
@@ -317,6 +450,7 @@ class Store:
             "server_name": spec.server_name,
             "policy_path": spec.policy_path,
             "interval_s": spec.interval_s,
+            "push_pin": spec.push_pin,
             "status": PENDING,
             "status_reason": "registered, not yet appraised",
             "registered_at": now,
@@ -366,30 +500,76 @@ class Store:
 
     def claim_due(self, owner: str, *, now: float, lease_s: float, limit: int) -> list[AgentRecord]:
         """Lease up to ``limit`` due agents that no live lease holds, until ``now + lease_s``."""
+        with self._tx() as connection:
+            rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=limit)
+        return [_record(row) for row in rows]
+
+    def claim_pulls(
+        self,
+        owner: str,
+        *,
+        now: float,
+        lease_s: float,
+        limit: int,
+        nonce: Callable[[], bytes],
+    ) -> list[Pull]:
+        """:meth:`claim_due`, and for each agent a nonce from ``nonce()`` issued (valid for
+        the lease) and its checkpoint read: a pull's reads and writes before it calls the
+        agent, in the claim's one transaction."""
+        with self._tx() as connection:
+            rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=limit)
+            pulls = [
+                Pull(
+                    _record(row),
+                    nonce(),
+                    None if row.cp_length is None else LogCheckpoint(row.cp_length, row.cp_head),
+                )
+                for row in rows
+            ]
+            if pulls:
+                expires = now + lease_s
+                connection.execute(
+                    _INSERT_NONCE,
+                    [
+                        {
+                            "b_nonce": p.nonce,
+                            "b_agent": p.agent.id,
+                            "b_now": now,
+                            "b_expires": expires,
+                        }
+                        for p in pulls
+                    ],
+                )
+        return pulls
+
+    def _claim(
+        self, connection: Connection, owner: str, *, now: float, lease_s: float, limit: int
+    ) -> list[Any]:
         if limit <= 0:
             return []
-        free = or_(leases.c.owner.is_(None), leases.c.expires_at <= now)
-        query = (
-            select(leases.c.agent_id)
-            .join(agents, agents.c.id == leases.c.agent_id)
-            .where(and_(free, agents.c.next_due_at <= now))
-            .order_by(agents.c.next_due_at)
-            .limit(limit)
+        ids = list(
+            connection.execute(self._claim_select, {"b_now": now, "b_limit": limit}).scalars()
         )
-        if self.backend is Backend.POSTGRESQL:
-            # Rows another replica is claiming right now are skipped, not waited for.
-            query = query.with_for_update(skip_locked=True, of=leases)
+        if not ids:
+            return []
+        connection.execute(
+            _CLAIM_UPDATE, {"b_ids": ids, "b_owner": owner, "b_expires": now + lease_s}
+        )
+        return list(connection.execute(_CLAIMED, {"b_ids": ids}).all())
+
+    def claim(self, agent_id: int, owner: str, *, now: float, lease_s: float) -> bool:
+        """Lease the one agent ``agent_id`` (a push), False if a live lease holds it.
+
+        One conditional UPDATE: of two replicas (or two pushes) at once, one wins.
+        """
         with self._tx() as connection:
-            ids = list(connection.execute(query).scalars())
-            if not ids:
-                return []
-            connection.execute(
+            taken = connection.execute(
                 update(leases)
-                .where(leases.c.agent_id.in_(ids))
-                .values(owner=owner, expires_at=now + lease_s)
-            )
-            rows = connection.execute(select(agents).where(agents.c.id.in_(ids))).all()
-        return [_record(row) for row in rows]
+                .where(and_(leases.c.agent_id == agent_id, _FREE))
+                .values(owner=owner, expires_at=now + lease_s),
+                {"b_now": now},
+            ).rowcount
+        return bool(taken == 1)
 
     def leases_held(self, owner: str, *, now: float) -> int:
         with self.engine.connect() as connection:
@@ -421,11 +601,7 @@ class Store:
         """Issue ``nonce`` and read the verified checkpoint, in one transaction."""
         with self._tx() as connection:
             self._insert_nonce(connection, agent_id, nonce, now=now, ttl_s=ttl_s)
-            row = connection.execute(
-                select(checkpoints.c.length, checkpoints.c.head).where(
-                    checkpoints.c.agent_id == agent_id
-                )
-            ).first()
+            row = connection.execute(_CHECKPOINT, {"b_agent": agent_id}).first()
         return None if row is None else LogCheckpoint(int(row.length), bytes(row.head))
 
     def consume_nonce(self, agent_id: int, nonce: bytes, *, now: float) -> bool:
@@ -441,42 +617,20 @@ class Store:
     def _insert_nonce(
         connection: Connection, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
     ) -> None:
-        connection.execute(
-            nonces.insert().values(
-                nonce=nonce,
-                agent_id=agent_id,
-                issued_at=now,
-                expires_at=now + ttl_s,
-                consumed=False,
-            )
-        )
+        values = {"b_nonce": nonce, "b_agent": agent_id, "b_now": now, "b_expires": now + ttl_s}
+        connection.execute(_INSERT_NONCE, values)
 
     @staticmethod
     def _consume(connection: Connection, agent_id: int, nonce: bytes, *, now: float) -> bool:
-        consumed = connection.execute(
-            update(nonces)
-            .where(
-                and_(
-                    nonces.c.nonce == nonce,
-                    nonces.c.agent_id == agent_id,
-                    nonces.c.consumed.is_(False),
-                    nonces.c.expires_at > now,
-                )
-            )
-            .values(consumed=True)
-        ).rowcount
-        return bool(consumed == 1)
+        values = {"b_nonce": nonce, "b_agent": agent_id, "b_now": now}
+        return bool(connection.execute(_CONSUME_NONCE, values).rowcount == 1)
 
     # -- appraisals --------------------------------------------------------------------------
 
     def checkpoint(self, agent_id: int) -> LogCheckpoint | None:
         """The verified prefix of the agent's log, None before its first verified log."""
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(checkpoints.c.length, checkpoints.c.head).where(
-                    checkpoints.c.agent_id == agent_id
-                )
-            ).first()
+            row = connection.execute(_CHECKPOINT, {"b_agent": agent_id}).first()
         return None if row is None else LogCheckpoint(int(row.length), bytes(row.head))
 
     def finish(
@@ -491,75 +645,44 @@ class Store:
         with nothing written, when the lease has expired or the agent was removed.
         """
         with self._tx() as connection:
-            held = connection.execute(
-                update(leases)
-                .where(
-                    and_(
-                        leases.c.agent_id == agent_id,
-                        leases.c.owner == owner,
-                        leases.c.expires_at > now,
-                    )
-                )
-                .values(owner=None, expires_at=0.0)
-            ).rowcount
-            if held != 1:
+            fence = {"b_agent": agent_id, "b_owner": owner, "b_now": now}
+            if connection.execute(_FENCED_RELEASE, fence).rowcount != 1:
                 raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
             nonce = outcome.nonce
             if nonce is not None and not self._consume(connection, agent_id, nonce, now=now):
                 outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
-            row = connection.execute(
-                select(agents.c.name, agents.c.status).where(agents.c.id == agent_id)
-            ).one()
-            connection.execute(
-                results.insert().values(
-                    agent_id=agent_id,
-                    replica=owner,
-                    started_at=outcome.started_at,
-                    appraised_at=now,
-                    status=outcome.status,
-                    reason=outcome.reason,
-                    ear=outcome.ear,
-                    log_length=outcome.log_length,
-                )
-            )
-            connection.execute(
-                update(agents)
-                .where(agents.c.id == agent_id)
-                .values(
-                    status=outcome.status,
-                    status_reason=outcome.reason,
-                    next_due_at=next_due_at,
-                    last_appraised_at=now,
-                )
-            )
+            row = connection.execute(_NAME_AND_STATUS, {"b_agent": agent_id}).one()
+            values = {
+                **fence,
+                "b_started": outcome.started_at,
+                "b_status": outcome.status,
+                "b_reason": outcome.reason,
+                "b_ear": outcome.ear,
+                "b_log_length": outcome.log_length,
+                "b_next_due": next_due_at,
+            }
+            connection.execute(_INSERT_RESULT, values)
+            connection.execute(_SET_STATUS, values)
             if outcome.checkpoint is not None:
                 self._set_checkpoint(connection, agent_id, outcome.checkpoint, now)
             if row.status == outcome.status:
                 return None
-            change_id = connection.execute(
-                status_changes.insert()
-                .values(
-                    agent_id=agent_id,
-                    agent_name=row.name,
-                    at=now,
-                    old_status=row.status,
-                    new_status=outcome.status,
-                    reason=outcome.reason,
-                )
-                .returning(status_changes.c.id)
-            ).scalar_one()
+            change = {**values, "b_name": row.name, "b_old": row.status}
+            change_id = connection.execute(_INSERT_CHANGE, change).scalar_one()
         return StatusChange(change_id, row.name, now, row.status, outcome.status, outcome.reason)
 
     @staticmethod
     def _set_checkpoint(
         connection: Connection, agent_id: int, checkpoint: LogCheckpoint, now: float
     ) -> None:
-        values = {"length": checkpoint.length, "head": checkpoint.head, "updated_at": now}
-        changed = connection.execute(
-            update(checkpoints).where(checkpoints.c.agent_id == agent_id).values(**values)
-        ).rowcount
-        if changed == 0:
-            connection.execute(checkpoints.insert().values(agent_id=agent_id, **values))
+        values = {
+            "b_agent": agent_id,
+            "b_length": checkpoint.length,
+            "b_head": checkpoint.head,
+            "b_now": now,
+        }
+        if connection.execute(_UPDATE_CHECKPOINT, values).rowcount == 0:
+            connection.execute(_INSERT_CHECKPOINT, values)
 
     def latest_result(self, name: str) -> ResultRecord | None:
         with self.engine.connect() as connection:

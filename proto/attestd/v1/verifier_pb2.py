@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ttestd/v1/verifier.proto\x12\x13\x61ttestd.verifier.v1\"\x9e\x01\n\tAgentSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x11\n\tcert_path\x18\x03 \x01(\t\x12\x10\n\x08key_path\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61_path\x18\x05 \x01(\t\x12\x13\n\x0bserver_name\x18\x06 \x01(\t\x12\x13\n\x0bpolicy_path\x18\x07 \x01(\t\x12\x12\n\ninterval_s\x18\x08 \x01(\x01\"\x8e\x01\n\x05\x41gent\x12,\n\x04spec\x18\x01 \x01(\x0b\x32\x1e.attestd.verifier.v1.AgentSpec\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\rstatus_reason\x18\x03 \x01(\t\x12\x15\n\rregistered_at\x18\x04 \x01(\x01\x12\x19\n\x11last_appraised_at\x18\x05 \x01(\x01\"?\n\x0f\x41\x64\x64\x41gentRequest\x12,\n\x04spec\x18\x01 \x01(\x0b\x32\x1e.attestd.verifier.v1.AgentSpec\"=\n\x10\x41\x64\x64\x41gentResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.attestd.verifier.v1.Agent\"\"\n\x12RemoveAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13RemoveAgentResponse\"\x13\n\x11ListAgentsRequest\"@\n\x12ListAgentsResponse\x12*\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1a.attestd.verifier.v1.Agent\"&\n\x16GetLatestResultRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x8f\x01\n\x17GetLatestResultResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0b\n\x03\x65\x61r\x18\x04 \x01(\t\x12\x14\n\x0c\x61ppraised_at\x18\x05 \x01(\x01\x12\x0f\n\x07replica\x18\x06 \x01(\t\x12\x12\n\nlog_length\x18\x07 \x01(\x04\"&\n\x12WatchStatusRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\"l\n\x0cStatusChange\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\x01\x12\x12\n\nold_status\x18\x04 \x01(\t\x12\x12\n\nnew_status\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x18\n\x16GetFleetSummaryRequest\"\xd4\x01\n\x17GetFleetSummaryResponse\x12Z\n\x10\x61gents_by_status\x18\x01 \x03(\x0b\x32@.attestd.verifier.v1.GetFleetSummaryResponse.AgentsByStatusEntry\x12\x0e\n\x06\x61gents\x18\x02 \x01(\x04\x12\x16\n\x0elast_change_id\x18\x03 \x01(\x03\x1a\x35\n\x13\x41gentsByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xa6\x02\n\nFleetAdmin\x12W\n\x08\x41\x64\x64\x41gent\x12$.attestd.verifier.v1.AddAgentRequest\x1a%.attestd.verifier.v1.AddAgentResponse\x12`\n\x0bRemoveAgent\x12\'.attestd.verifier.v1.RemoveAgentRequest\x1a(.attestd.verifier.v1.RemoveAgentResponse\x12]\n\nListAgents\x12&.attestd.verifier.v1.ListAgentsRequest\x1a\'.attestd.verifier.v1.ListAgentsResponse2\xc6\x02\n\x0b\x46leetStatus\x12l\n\x0fGetLatestResult\x12+.attestd.verifier.v1.GetLatestResultRequest\x1a,.attestd.verifier.v1.GetLatestResultResponse\x12[\n\x0bWatchStatus\x12\'.attestd.verifier.v1.WatchStatusRequest\x1a!.attestd.verifier.v1.StatusChange0\x01\x12l\n\x0fGetFleetSummary\x12+.attestd.verifier.v1.GetFleetSummaryRequest\x1a,.attestd.verifier.v1.GetFleetSummaryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61ttestd/v1/verifier.proto\x12\x13\x61ttestd.verifier.v1\"#\n\x13GetChallengeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"z\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x12\n\nexpires_at\x18\x02 \x01(\x01\x12\x16\n\x0ehas_checkpoint\x18\x03 \x01(\x08\x12\x19\n\x11\x63heckpoint_length\x18\x04 \x01(\x04\x12\x17\n\x0f\x63heckpoint_head\x18\x05 \x01(\x0c\"D\n\x13PushEvidenceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x10\n\x08\x65vidence\x18\x03 \x01(\x0c\"C\n\x14PushEvidenceResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0b\n\x03\x65\x61r\x18\x03 \x01(\t\"\xb0\x01\n\tAgentSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x11\n\tcert_path\x18\x03 \x01(\t\x12\x10\n\x08key_path\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61_path\x18\x05 \x01(\t\x12\x13\n\x0bserver_name\x18\x06 \x01(\t\x12\x13\n\x0bpolicy_path\x18\x07 \x01(\t\x12\x12\n\ninterval_s\x18\x08 \x01(\x01\x12\x10\n\x08push_pin\x18\t \x01(\t\"\x8e\x01\n\x05\x41gent\x12,\n\x04spec\x18\x01 \x01(\x0b\x32\x1e.attestd.verifier.v1.AgentSpec\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\rstatus_reason\x18\x03 \x01(\t\x12\x15\n\rregistered_at\x18\x04 \x01(\x01\x12\x19\n\x11last_appraised_at\x18\x05 \x01(\x01\"?\n\x0f\x41\x64\x64\x41gentRequest\x12,\n\x04spec\x18\x01 \x01(\x0b\x32\x1e.attestd.verifier.v1.AgentSpec\"=\n\x10\x41\x64\x64\x41gentResponse\x12)\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1a.attestd.verifier.v1.Agent\"\"\n\x12RemoveAgentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13RemoveAgentResponse\"\x13\n\x11ListAgentsRequest\"@\n\x12ListAgentsResponse\x12*\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1a.attestd.verifier.v1.Agent\"&\n\x16GetLatestResultRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x8f\x01\n\x17GetLatestResultResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0b\n\x03\x65\x61r\x18\x04 \x01(\t\x12\x14\n\x0c\x61ppraised_at\x18\x05 \x01(\x01\x12\x0f\n\x07replica\x18\x06 \x01(\t\x12\x12\n\nlog_length\x18\x07 \x01(\x04\"&\n\x12WatchStatusRequest\x12\x10\n\x08\x61\x66ter_id\x18\x01 \x01(\x03\"l\n\x0cStatusChange\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\n\n\x02\x61t\x18\x03 \x01(\x01\x12\x12\n\nold_status\x18\x04 \x01(\t\x12\x12\n\nnew_status\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x18\n\x16GetFleetSummaryRequest\"\xd4\x01\n\x17GetFleetSummaryResponse\x12Z\n\x10\x61gents_by_status\x18\x01 \x03(\x0b\x32@.attestd.verifier.v1.GetFleetSummaryResponse.AgentsByStatusEntry\x12\x0e\n\x06\x61gents\x18\x02 \x01(\x04\x12\x16\n\x0elast_change_id\x18\x03 \x01(\x03\x1a\x35\n\x13\x41gentsByStatusEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xa6\x02\n\nFleetAdmin\x12W\n\x08\x41\x64\x64\x41gent\x12$.attestd.verifier.v1.AddAgentRequest\x1a%.attestd.verifier.v1.AddAgentResponse\x12`\n\x0bRemoveAgent\x12\'.attestd.verifier.v1.RemoveAgentRequest\x1a(.attestd.verifier.v1.RemoveAgentResponse\x12]\n\nListAgents\x12&.attestd.verifier.v1.ListAgentsRequest\x1a\'.attestd.verifier.v1.ListAgentsResponse2\xc6\x02\n\x0b\x46leetStatus\x12l\n\x0fGetLatestResult\x12+.attestd.verifier.v1.GetLatestResultRequest\x1a,.attestd.verifier.v1.GetLatestResultResponse\x12[\n\x0bWatchStatus\x12\'.attestd.verifier.v1.WatchStatusRequest\x1a!.attestd.verifier.v1.StatusChange0\x01\x12l\n\x0fGetFleetSummary\x12+.attestd.verifier.v1.GetFleetSummaryRequest\x1a,.attestd.verifier.v1.GetFleetSummaryResponse2\xca\x01\n\tFleetPush\x12X\n\x0cGetChallenge\x12(.attestd.verifier.v1.GetChallengeRequest\x1a\x1e.attestd.verifier.v1.Challenge\x12\x63\n\x0cPushEvidence\x12(.attestd.verifier.v1.PushEvidenceRequest\x1a).attestd.verifier.v1.PushEvidenceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,38 +33,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETFLEETSUMMARYRESPONSE_AGENTSBYSTATUSENTRY']._loaded_options = None
   _globals['_GETFLEETSUMMARYRESPONSE_AGENTSBYSTATUSENTRY']._serialized_options = b'8\001'
-  _globals['_AGENTSPEC']._serialized_start=51
-  _globals['_AGENTSPEC']._serialized_end=209
-  _globals['_AGENT']._serialized_start=212
-  _globals['_AGENT']._serialized_end=354
-  _globals['_ADDAGENTREQUEST']._serialized_start=356
-  _globals['_ADDAGENTREQUEST']._serialized_end=419
-  _globals['_ADDAGENTRESPONSE']._serialized_start=421
-  _globals['_ADDAGENTRESPONSE']._serialized_end=482
-  _globals['_REMOVEAGENTREQUEST']._serialized_start=484
-  _globals['_REMOVEAGENTREQUEST']._serialized_end=518
-  _globals['_REMOVEAGENTRESPONSE']._serialized_start=520
-  _globals['_REMOVEAGENTRESPONSE']._serialized_end=541
-  _globals['_LISTAGENTSREQUEST']._serialized_start=543
-  _globals['_LISTAGENTSREQUEST']._serialized_end=562
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=564
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=628
-  _globals['_GETLATESTRESULTREQUEST']._serialized_start=630
-  _globals['_GETLATESTRESULTREQUEST']._serialized_end=668
-  _globals['_GETLATESTRESULTRESPONSE']._serialized_start=671
-  _globals['_GETLATESTRESULTRESPONSE']._serialized_end=814
-  _globals['_WATCHSTATUSREQUEST']._serialized_start=816
-  _globals['_WATCHSTATUSREQUEST']._serialized_end=854
-  _globals['_STATUSCHANGE']._serialized_start=856
-  _globals['_STATUSCHANGE']._serialized_end=964
-  _globals['_GETFLEETSUMMARYREQUEST']._serialized_start=966
-  _globals['_GETFLEETSUMMARYREQUEST']._serialized_end=990
-  _globals['_GETFLEETSUMMARYRESPONSE']._serialized_start=993
-  _globals['_GETFLEETSUMMARYRESPONSE']._serialized_end=1205
-  _globals['_GETFLEETSUMMARYRESPONSE_AGENTSBYSTATUSENTRY']._serialized_start=1152
-  _globals['_GETFLEETSUMMARYRESPONSE_AGENTSBYSTATUSENTRY']._serialized_end=1205
-  _globals['_FLEETADMIN']._serialized_start=1208
-  _globals['_FLEETADMIN']._serialized_end=1502
-  _globals['_FLEETSTATUS']._serialized_start=1505
-  _globals['_FLEETSTATUS']._serialized_end=1831
+  _globals['_GETCHALLENGEREQUEST']._serialized_start=50
+  _globals['_GETCHALLENGEREQUEST']._serialized_end=85
+  _globals['_CHALLENGE']._serialized_start=87
+  _globals['_CHALLENGE']._serialized_end=209
+  _globals['_PUSHEVIDENCEREQUEST']._serialized_start=211
+  _globals['_PUSHEVIDENCEREQUEST']._serialized_end=279
+  _globals['_PUSHEVIDENCERESPONSE']._serialized_start=281
+  _globals['_PUSHEVIDENCERESPONSE']._serialized_end=348
+  _globals['_AGENTSPEC']._serialized_start=351
+  _globals['_AGENTSPEC']._serialized_end=527
+  _globals['_AGENT']._serialized_start=530
+  _globals['_AGENT']._serialized_end=672
+  _globals['_ADDAGENTREQUEST']._serialized_start=674
+  _globals['_ADDAGENTREQUEST']._serialized_end=737
+  _globals['_ADDAGENTRESPONSE']._serialized_start=739
+  _globals['_ADDAGENTRESPONSE']._serialized_end=800
+  _globals['_REMOVEAGENTREQUEST']._serialized_start=802
+  _globals['_REMOVEAGENTREQUEST']._serialized_end=836
+  _globals['_REMOVEAGENTRESPONSE']._serialized_start=838
+  _globals['_REMOVEAGENTRESPONSE']._serialized_end=859
+  _globals['_LISTAGENTSREQUEST']._serialized_start=861
+  _globals['_LISTAGENTSREQUEST']._serialized_end=880
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=882
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=946
+  _globals['_GETLATESTRESULTREQUEST']._serialized_start=948
+  _globals['_GETLATESTRESULTREQUEST']._serialized_end=986
+  _globals['_GETLATESTRESULTRESPONSE']._serialized_start=989
+  _globals['_GETLATESTRESULTRESPONSE']._serialized_end=1132
+  _globals['_WATCHSTATUSREQUEST']._serialized_start=1134
+  _globals['_WATCHSTATUSREQUEST']._serialized_end=1172
+  _globals['_STATUSCHANGE']._serialized_start=1174
+  _globals['_STATUSCHANGE']._serialized_end=1282
+  _globals['_GETFLEETSUMMARYREQUEST']._serialized_start=1284
+  _globals['_GETFLEETSUMMARYREQUEST']._serialized_end=1308
+  _globals['_GETFLEETSUMMARYRESPONSE']._serialized_start=1311
+  _globals['_GETFLEETSUMMARYRESPONSE']._serialized_end=1523
+  _globals['_GETFLEETSUMMARYRESPONSE_AGENTSBYSTATUSENTRY']._serialized_start=1470
+  _globals['_GETFLEETSUMMARYRESPONSE_AGENTSBYSTATUSENTRY']._serialized_end=1523
+  _globals['_FLEETADMIN']._serialized_start=1526
+  _globals['_FLEETADMIN']._serialized_end=1820
+  _globals['_FLEETSTATUS']._serialized_start=1823
+  _globals['_FLEETSTATUS']._serialized_end=2149
+  _globals['_FLEETPUSH']._serialized_start=2152
+  _globals['_FLEETPUSH']._serialized_end=2354
 # @@protoc_insertion_point(module_scope)

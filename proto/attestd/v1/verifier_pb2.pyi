@@ -6,8 +6,48 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetChallengeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class Challenge(_message.Message):
+    __slots__ = ("nonce", "expires_at", "has_checkpoint", "checkpoint_length", "checkpoint_head")
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    HAS_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_HEAD_FIELD_NUMBER: _ClassVar[int]
+    nonce: bytes
+    expires_at: float
+    has_checkpoint: bool
+    checkpoint_length: int
+    checkpoint_head: bytes
+    def __init__(self, nonce: _Optional[bytes] = ..., expires_at: _Optional[float] = ..., has_checkpoint: _Optional[bool] = ..., checkpoint_length: _Optional[int] = ..., checkpoint_head: _Optional[bytes] = ...) -> None: ...
+
+class PushEvidenceRequest(_message.Message):
+    __slots__ = ("name", "nonce", "evidence")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    nonce: bytes
+    evidence: bytes
+    def __init__(self, name: _Optional[str] = ..., nonce: _Optional[bytes] = ..., evidence: _Optional[bytes] = ...) -> None: ...
+
+class PushEvidenceResponse(_message.Message):
+    __slots__ = ("status", "reason", "ear")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EAR_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    reason: str
+    ear: str
+    def __init__(self, status: _Optional[str] = ..., reason: _Optional[str] = ..., ear: _Optional[str] = ...) -> None: ...
+
 class AgentSpec(_message.Message):
-    __slots__ = ("name", "address", "cert_path", "key_path", "ca_path", "server_name", "policy_path", "interval_s")
+    __slots__ = ("name", "address", "cert_path", "key_path", "ca_path", "server_name", "policy_path", "interval_s", "push_pin")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CERT_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +56,7 @@ class AgentSpec(_message.Message):
     SERVER_NAME_FIELD_NUMBER: _ClassVar[int]
     POLICY_PATH_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    PUSH_PIN_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     cert_path: str
@@ -24,7 +65,8 @@ class AgentSpec(_message.Message):
     server_name: str
     policy_path: str
     interval_s: float
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., cert_path: _Optional[str] = ..., key_path: _Optional[str] = ..., ca_path: _Optional[str] = ..., server_name: _Optional[str] = ..., policy_path: _Optional[str] = ..., interval_s: _Optional[float] = ...) -> None: ...
+    push_pin: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., cert_path: _Optional[str] = ..., key_path: _Optional[str] = ..., ca_path: _Optional[str] = ..., server_name: _Optional[str] = ..., policy_path: _Optional[str] = ..., interval_s: _Optional[float] = ..., push_pin: _Optional[str] = ...) -> None: ...
 
 class Agent(_message.Message):
     __slots__ = ("spec", "status", "status_reason", "registered_at", "last_appraised_at")

@@ -347,3 +347,135 @@ class FleetStatus:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class FleetPushStub:
+    """For agents that cannot be reached (behind NAT): they call the verifier. The
+    caller is the agent registered with `push_pin` equal to the SPKI pin of the
+    client certificate of this TLS session; any other caller, or an unknown
+    name, is refused with PERMISSION_DENIED (attestd-reason pusher_not_registered).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetChallenge = channel.unary_unary(
+                '/attestd.verifier.v1.FleetPush/GetChallenge',
+                request_serializer=attestd_dot_v1_dot_verifier__pb2.GetChallengeRequest.SerializeToString,
+                response_deserializer=attestd_dot_v1_dot_verifier__pb2.Challenge.FromString,
+                _registered_method=True)
+        self.PushEvidence = channel.unary_unary(
+                '/attestd.verifier.v1.FleetPush/PushEvidence',
+                request_serializer=attestd_dot_v1_dot_verifier__pb2.PushEvidenceRequest.SerializeToString,
+                response_deserializer=attestd_dot_v1_dot_verifier__pb2.PushEvidenceResponse.FromString,
+                _registered_method=True)
+
+
+class FleetPushServicer:
+    """For agents that cannot be reached (behind NAT): they call the verifier. The
+    caller is the agent registered with `push_pin` equal to the SPKI pin of the
+    client certificate of this TLS session; any other caller, or an unknown
+    name, is refused with PERMISSION_DENIED (attestd-reason pusher_not_registered).
+    """
+
+    def GetChallenge(self, request, context):
+        """A fresh nonce for this agent, stored as issued, and the checkpoint its
+        evidence must start from (the log prefix this fleet verified).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushEvidence(self, request, context):
+        """Evidence answering a challenge's nonce. The nonce is consumed exactly once
+        (a replayed, expired or another agent's nonce: FAILED_PRECONDITION,
+        nonce_refused); the evidence is appraised and stored as a pull's is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_FleetPushServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetChallenge': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChallenge,
+                    request_deserializer=attestd_dot_v1_dot_verifier__pb2.GetChallengeRequest.FromString,
+                    response_serializer=attestd_dot_v1_dot_verifier__pb2.Challenge.SerializeToString,
+            ),
+            'PushEvidence': grpc.unary_unary_rpc_method_handler(
+                    servicer.PushEvidence,
+                    request_deserializer=attestd_dot_v1_dot_verifier__pb2.PushEvidenceRequest.FromString,
+                    response_serializer=attestd_dot_v1_dot_verifier__pb2.PushEvidenceResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'attestd.verifier.v1.FleetPush', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('attestd.verifier.v1.FleetPush', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class FleetPush:
+    """For agents that cannot be reached (behind NAT): they call the verifier. The
+    caller is the agent registered with `push_pin` equal to the SPKI pin of the
+    client certificate of this TLS session; any other caller, or an unknown
+    name, is refused with PERMISSION_DENIED (attestd-reason pusher_not_registered).
+    """
+
+    @staticmethod
+    def GetChallenge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attestd.verifier.v1.FleetPush/GetChallenge',
+            attestd_dot_v1_dot_verifier__pb2.GetChallengeRequest.SerializeToString,
+            attestd_dot_v1_dot_verifier__pb2.Challenge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushEvidence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/attestd.verifier.v1.FleetPush/PushEvidence',
+            attestd_dot_v1_dot_verifier__pb2.PushEvidenceRequest.SerializeToString,
+            attestd_dot_v1_dot_verifier__pb2.PushEvidenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -17,6 +17,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from attestd.cli import main
 from attestd.v1 import verifier_pb2, verifier_pb2_grpc
@@ -121,6 +122,14 @@ def test_admins_register_agents_and_relying_parties_read_their_results(
             health_pb2.HealthCheckRequest(service="attestd.verifier.v1.FleetStatus"), timeout=10
         )
         assert health.status == health_pb2.HealthCheckResponse.SERVING
+        # Reflection under grpc.reflection.v1 too (what grpcurl asks first), as the agent.
+        listed = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10)
+        names = {s.name for answer in listed for s in answer.list_services_response.service}
+        assert {"attestd.verifier.v1.FleetAdmin", "attestd.verifier.v1.FleetStatus"} <= names
 
     # The agent goes away: unreachable, and the stream's history says why.
     agent.stop()
@@ -179,3 +188,16 @@ def test_without_the_fleet_extra_the_daemon_says_what_to_install(tmp_path: Path)
     )
     assert done.returncode == 2
     assert "fleet_extra_missing" in done.stderr and "attestd[fleet]" in done.stderr
+
+
+def test_the_package_runs_as_the_daemon() -> None:
+    # The container image's ENTRYPOINT: python3 -m attestd.verifier.service.
+    done = subprocess.run(
+        [sys.executable, "-m", "attestd.verifier.service", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: attestd-verifier")

@@ -187,6 +187,12 @@ def test_unsupported_database_urls_are_refused_by_name(url: str) -> None:
         Store.open(url, now=0.0)
 
 
+def test_a_password_file_and_a_password_in_the_url_are_refused_together() -> None:
+    with pytest.raises(DatabaseUrlError) as caught:
+        Store.open("postgresql://verifier:s3cret@db.invalid/fleet", now=0.0, password="other")
+    assert "s3cret" not in str(caught.value) and "other" not in str(caught.value)
+
+
 def test_an_outcome_whose_nonce_was_already_used_is_stored_as_a_replay(store: Store) -> None:
     agent = store.add_agent(_spec(), now=100.0)
     assert store.begin_pull(agent.id, b"n" * 32, now=100.0, ttl_s=30) is None
@@ -198,3 +204,20 @@ def test_an_outcome_whose_nonce_was_already_used_is_stored_as_a_replay(store: St
     assert latest is not None
     assert (latest.status, latest.reason, latest.ear) == ("contraindicated", "nonce_replayed", None)
     assert store.checkpoint(agent.id) is None  # a replayed answer verifies nothing
+
+
+def test_a_claim_for_pulls_issues_the_nonces_and_reads_the_checkpoints(store: Store) -> None:
+    first = store.add_agent(_spec("gpu-01"), now=100.0)
+    store.claim_due("r1", now=100.0, lease_s=5, limit=1)
+    verified = _affirming(100.0, LogCheckpoint(3, b"\x07" * 48))
+    store.finish(first.id, "r1", verified, now=100.5, next_due_at=101)
+    store.add_agent(_spec("gpu-02"), now=100.0)
+    nonces = iter([b"a" * 32, b"b" * 32])
+    pulls = store.claim_pulls("r1", now=102.0, lease_s=5, limit=4, nonce=lambda: next(nonces))
+    by_name = {p.agent.spec.name: p for p in pulls}
+    assert by_name["gpu-01"].checkpoint == LogCheckpoint(3, b"\x07" * 48)
+    assert by_name["gpu-02"].checkpoint is None
+    for pull in pulls:  # issued for that agent, once, within the lease
+        assert not store.consume_nonce(10_000, pull.nonce, now=102.0)
+        assert store.consume_nonce(pull.agent.id, pull.nonce, now=106.9)
+        assert not store.consume_nonce(pull.agent.id, pull.nonce, now=106.9)

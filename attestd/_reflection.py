@@ -2,6 +2,9 @@
 
     enable_reflection(server, ("attestd.v1.Agent", "grpc.health.v1.Health"))
 
+Used by both daemons: the agent (a ``grpc.aio`` server) and the verifier service
+(a threaded ``grpc`` server); each gets the servicer of its own kind.
+
 grpcio-reflection (up to 1.85 at least) ships only ``grpc.reflection.v1alpha``,
 while newer clients (grpcurl, Postman, grpc-java) ask ``grpc.reflection.v1``
 first or only. The two protocols are the same messages with the same field
@@ -24,11 +27,15 @@ V1_SERVICE_NAME = "grpc.reflection.v1.ServerReflection"
 _V1_FILE = "grpc/reflection/v1/reflection.proto"
 
 
-def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+def enable_reflection(server: grpc.Server | grpc.aio.Server, service_names: Iterable[str]) -> None:
     """Serve reflection of ``service_names`` (and of both reflection services) on ``server``."""
     _add_v1_descriptor()
     names = (*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME)
-    servicer = reflection.aio.ReflectionServicer(names)
+    servicer: reflection.ReflectionServicer | reflection.aio.ReflectionServicer
+    if isinstance(server, grpc.aio.Server):
+        servicer = reflection.aio.ReflectionServicer(names)
+    else:
+        servicer = reflection.ReflectionServicer(names)
     v1alpha = grpc.method_handlers_generic_handler(
         V1ALPHA_SERVICE_NAME, {"ServerReflectionInfo": _handler(servicer)}
     )
@@ -38,7 +45,9 @@ def enable_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> 
     server.add_generic_rpc_handlers((v1alpha, v1))
 
 
-def _handler(servicer: reflection.aio.ReflectionServicer) -> grpc.RpcMethodHandler:
+def _handler(
+    servicer: reflection.ReflectionServicer | reflection.aio.ReflectionServicer,
+) -> grpc.RpcMethodHandler:
     return grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
