@@ -22,7 +22,7 @@ from attestd.cli._common import EXIT_NOT_AFFIRMING, EXIT_OK, EXIT_USAGE, Command
 def cmd_run(args: argparse.Namespace) -> int:
     from attestd.conformance import load_suite, run_suite
 
-    suite = load_suite(Path(args.suite))
+    suite = load_suite(Path(args.suite), Path(args.vectors) if args.vectors else None)
     report = run_suite(suite, shlex.split(args.adapter), strict=args.strict, timeout=args.timeout)
     print(report.table())
     document = json.dumps(report.to_json(), indent=2) + "\n"
@@ -57,6 +57,9 @@ def add_commands(commands: Commands) -> None:
     sub.add_argument("--suite", default="conformance", help="the suite's directory")
     sub.add_argument("--adapter", required=True, help="the adapter command line (shell words)")
     sub.add_argument("--strict", action="store_true", help="a different reason is a failure")
+    sub.add_argument(
+        "--vectors", help="the real vendor vectors (default: shared/vectors beside the repository)"
+    )
     sub.add_argument("--timeout", type=float, default=30.0, help="seconds per case")
     sub.add_argument("--report", default="conformance-report.json", help="JSON report (or -)")
 

@@ -9,7 +9,8 @@ tests and in the generator's self-check. Per case kind:
 
 - ``evidence``: ``appraise`` with the case's policy, nonce, ``now`` and
   checkpoint; refused when any check fails, with the first failed check's reason;
-- ``quote``: ``verifier.quote.verify_tdx`` under the case's root;
+- ``quote``: ``verifier.quote.verify_tdx`` under the case's root (Intel's when the
+  case has none), with the case's DCAP ``collateral`` when it has one;
 - ``ear``: ``verify_result`` with the case's key and nonce;
 - ``chain``: ``verify_chain`` of the ``attestation_N`` files under the case's
   ``layout``; refused with the first failed check's reason (stages, then chain);
@@ -107,7 +108,9 @@ def _evidence(inputs: dict[str, Path], now: datetime) -> Verdict:
 
 
 def _quote(inputs: dict[str, Path], now: datetime) -> Verdict:
-    result = verify_tdx(inputs["quote"].read_bytes(), VerifyRequest(now, root=str(inputs["root"])))
+    root = str(inputs["root"]) if "root" in inputs else None
+    request = VerifyRequest(now, root=root, collateral=inputs.get("collateral"))
+    result = verify_tdx(inputs["quote"].read_bytes(), request)
     if result.valid:
         return Verdict(ACCEPT, detail=result.message)
     return _refuse(result.reason or "", result.message)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from attestd.conformance import _chains as chains
 from attestd.conformance import adapter
 from attestd.conformance._seeded import SeededStream, seeded
 from attestd.conformance.manifest import ACCEPT, MANIFEST, REFUSE, SUITE_VERSION, load_suite
+from attestd.conformance.runner import check_vectors
 from attestd.evidence import (
     BatchMembership,
     Binding,
@@ -86,7 +87,6 @@ DATASET = Subject("/srv/data/train.parquet", {"sha256": "22" * 32})
 GAPS: dict[str, str] = {
     "snp": "SEV-SNP cases: the simulated ARK/ASK are RSA-4096 with randomized PSS, which "
     "cryptography cannot seed; needs a committed SNP platform state (next step)",
-    "quote-vendor": "real vendor vectors (../shared/vectors/) by provenance and SHA-256 digest",
 }
 """Parts of the suite not generated yet, by name: the manifest lists them as ``gaps``."""
 
@@ -103,6 +103,8 @@ class _Case:
     reason: str | None = None
     names: dict[str, str] = field(default_factory=dict)
     """File names by role where the default (the role) will not do: a layout names its roots."""
+    vectors: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Real vendor vectors by role (path, sha256, provenance): referenced, never copied."""
 
 
 @dataclass
@@ -414,6 +416,8 @@ _LAYOUT_DOCS = "docs/layout.md#checks-and-reasons"
 _SOFTWARE_DOCS = "docs/layout.md#software-rules"
 _KFP_DOCS = "docs/kfp.md#the-layout-from-the-compiled-pipeline"
 KFP_SPEC = Path(__file__).resolve().parents[2] / "conformance" / "fixtures" / "kfp-parallel.yaml"
+VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+"""The vendor vectors the generator checks the vendor cases against, when present."""
 """A compiled KFP IR (prepare -> {train, evaluate}), committed: KFP's compiler is not run here."""
 _EXE = "ab" * 32
 _IMAGE = "ef" * 32
@@ -789,6 +793,91 @@ def _quote_cases(td: _Td, builder: _Builder) -> None:
     case("tdx-truncated", "The quote cut short", quote[:600], "quote_malformed")
 
 
+# Real vendor vectors (../shared/vectors/README.md): path, SHA-256, provenance. Their
+# expected outcomes are attestd's verdicts with the vector's own collateral at the
+# README's documented time, checked by the generator whenever the vectors are present.
+_DCAPQVL = "Phala-Network/dcap-qvl @ 9bffe30b"
+_GO_TDX = "google/go-tdx-guest @ 91f9a52f"
+_VENDOR = {
+    "dcapqvl-quote": (
+        "tdx/dcapqvl_quote_v4.bin",
+        "c42f9164325024bca2757bc8819b11879a0a369132ea4e2b7c85df4805ea72db",
+        f"{_DCAPQVL}, sample/tdx_quote (MIT)",
+    ),
+    "dcapqvl-collateral": (
+        "tdx/dcapqvl_quote_v4.collateral.json",
+        "b0a5f5fd620a8881b1eda45261fdf30dd930b49aff93231556645c81fcb4c0bc",
+        f"{_DCAPQVL}, sample/tdx_quote_collateral.json (MIT)",
+    ),
+    "spr-e4": (
+        "tdx/spr_e4_quote_v4.bin",
+        "6dde5548bec99147fef832643301f113df99931547be26df8ac376c4eaa5b5a7",
+        f"{_GO_TDX}, testing/testdata/tdx_prod_quote_SPR_E4.dat (Apache-2.0)",
+    ),
+    "cos113": (
+        "tdx/cos113_quote_v4_padded.bin",
+        "54334c81b4e03634ab3a269ad397c9cea3b5c9ee96c57505b684470b964fd15e",
+        f"{_GO_TDX}, testing/testdata/ccel/cos-113-tdx-quote.dat (Apache-2.0)",
+    ),
+}
+_DCAPQVL_NOW = datetime(2025, 6, 23, tzinfo=UTC)  # the README's documented time
+_EXPIRED_NOW = datetime(2026, 6, 1, tzinfo=UTC)  # after the collateral's CRLs' nextUpdate
+
+
+def _vendor_cases(builder: _Builder) -> None:
+    def case(
+        name: str, tests: str, refs: dict[str, str], now: datetime, reason: str | None
+    ) -> None:
+        vectors = {}
+        for role, key in refs.items():
+            path, digest, provenance = _VENDOR[key]
+            vectors[role] = {"path": path, "sha256": digest, "provenance": provenance}
+        outcome = ACCEPT if reason is None else REFUSE
+        builder.add(
+            _Case(
+                f"quote/{name}",
+                "quote",
+                tests,
+                _QUOTE_DOCS,
+                {},
+                now,
+                outcome,
+                reason,
+                vectors=vectors,
+            )
+        )
+
+    dcap = {"quote": "dcapqvl-quote", "collateral": "dcapqvl-collateral"}
+    case(
+        "tdx-vendor-dcapqvl-valid",
+        "A real TDX quote with its own DCAP collateral, under Intel's root, at its documented time",
+        dcap,
+        _DCAPQVL_NOW,
+        None,
+    )
+    case(
+        "tdx-vendor-dcapqvl-collateral-expired",
+        "The same quote and collateral judged after the collateral's CRLs expired",
+        dcap,
+        _EXPIRED_NOW,
+        "collateral_expired",
+    )
+    case(
+        "tdx-vendor-cos113-signature-chain",
+        "A real TDX quote read from a fixed buffer (zero padding), no collateral: signature chain",
+        {"quote": "cos113"},
+        _DCAPQVL_NOW,
+        None,
+    )
+    case(
+        "tdx-vendor-spr-e4-trailing-data",
+        "A real TDX quote with non-zero bytes after its end: refused as malformed",
+        {"quote": "spr-e4"},
+        _DCAPQVL_NOW,
+        "quote_malformed",
+    )
+
+
 # -- part (d): EAR results ----------------------------------------------------------------
 
 _EAR_DOCS = "docs/attestation-results.md#verifying-a-result-relying-party"
@@ -910,18 +999,17 @@ def _write(builder: _Builder, seed: str, out: Path) -> None:
         expect: dict[str, str] = {"outcome": case.outcome}
         if case.reason is not None:
             expect["reason"] = case.reason
-        entries.append(
-            {
-                "id": case.id,
-                "part": case.id.split("/")[0],
-                "kind": case.kind,
-                "tests": case.tests,
-                "docs": case.docs,
-                "inputs": inputs,
-                "now": format_rfc3339(case.now),
-                "expect": expect,
-            }
-        )
+        entry: dict[str, Any] = {
+            "id": case.id,
+            "part": case.id.split("/")[0],
+            "kind": case.kind,
+            "tests": case.tests,
+            "docs": case.docs,
+            "inputs": inputs,
+        }
+        if case.vectors:
+            entry["vectors"] = case.vectors
+        entries.append(entry | {"now": format_rfc3339(case.now), "expect": expect})
     document = {
         "suite": "attestd-conformance",
         "version": SUITE_VERSION,
@@ -945,15 +1033,23 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
     ):
         td = _td(Path(tmp) / "tdx", stream)
         _quote_cases(td, builder)
+        _vendor_cases(builder)
         _evidence_cases(td, builder)
         _result_cases(td, builder, Path(tmp), stream)
         _chain_cases(Path(tmp), builder, stream)
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)
-    suite = load_suite(out)
+    suite = load_suite(out, VECTORS)
     wrong = []
     for case in suite.cases:
+        if case.vectors:
+            problem = check_vectors(case)
+            if problem is not None and problem.skipped:
+                continue  # no vectors here: the cases stand as written, unchecked
+            if problem is not None:
+                wrong.append(f"{case.id}: {problem.detail}")
+                continue
         verdict = adapter.judge(case, suite.root)
         if (verdict.outcome, verdict.reason) != (case.expect.outcome, case.expect.reason):
             wrong.append(f"{case.id}: {verdict.line()} ({verdict.detail})")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ __all__ = [
     "Expect",
     "ManifestError",
     "Suite",
+    "VectorRef",
+    "default_vectors_dir",
     "load_suite",
 ]
 
@@ -48,6 +50,7 @@ KINDS = ("quote", "evidence", "chain", "ear")
 _ID = re.compile(r"[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*")
 _REASON = re.compile(r"[a-z][a-z0-9_]*")
 _ROLE = re.compile(r"[a-z][a-z0-9_]*")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ManifestError(AttestdError):
@@ -65,8 +68,25 @@ class Expect:
 
 
 @dataclass(frozen=True)
+class VectorRef:
+    """A real vendor vector a case names but the suite does not copy (docs/conformance.md).
+
+    ``path`` is relative to the vectors directory (``--vectors``), ``sha256`` its
+    digest (hex), ``provenance`` where it was published (repository @ commit, path).
+    """
+
+    path: str
+    sha256: str
+    provenance: str
+
+
+@dataclass(frozen=True)
 class Case:
-    """One case: its inputs are paths relative to the suite's root."""
+    """One case: its inputs are paths relative to the suite's root.
+
+    ``vectors`` are further inputs by role, resolved under ``vectors_dir`` (None:
+    not available) and checked against their digest by the runner.
+    """
 
     id: str
     part: str
@@ -76,10 +96,18 @@ class Case:
     inputs: Mapping[str, str]
     now: datetime
     expect: Expect
+    vectors: Mapping[str, VectorRef] = field(default_factory=dict)
+    vectors_dir: Path | None = None
 
     def input_paths(self, root: Path) -> dict[str, Path]:
-        """Each input role to its absolute path under ``root``."""
-        return {role: (root / path).resolve() for role, path in self.inputs.items()}
+        """Each input role to its absolute path: under ``root``, vectors under ``vectors_dir``."""
+        paths = {role: (root / path).resolve() for role, path in self.inputs.items()}
+        if self.vectors and self.vectors_dir is None:
+            raise ManifestError(f"{self.id}: needs the vendor vectors, and none were given")
+        for role, ref in self.vectors.items():
+            assert self.vectors_dir is not None
+            paths[role] = (self.vectors_dir / ref.path).resolve()
+        return paths
 
 
 @dataclass(frozen=True)
@@ -105,12 +133,29 @@ def _string(obj: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _case(obj: object, root: Path, index: int) -> Case:
+def _vectors(obj: object, where: str) -> dict[str, VectorRef]:
+    _require(isinstance(obj, dict) and bool(obj), f"{where}: vectors must be an object")
+    assert isinstance(obj, dict)
+    refs = {}
+    for role, ref in obj.items():
+        at = f"{where}: vector {role}"
+        _require(_ROLE.fullmatch(role) is not None and isinstance(ref, dict), at)
+        _require(set(ref) == {"path", "sha256", "provenance"}, f"{at}: path, sha256, provenance")
+        path = _string(ref, "path", at)
+        _require(not path.startswith("/") and ".." not in Path(path).parts, f"{at}: path")
+        digest = _string(ref, "sha256", at)
+        _require(_SHA256.fullmatch(digest) is not None, f"{at}: sha256 must be 64 hex digits")
+        refs[role] = VectorRef(path, digest, _string(ref, "provenance", at))
+    return refs
+
+
+def _case(obj: object, root: Path, index: int, vectors_dir: Path | None) -> Case:
     where = f"cases[{index}]"
     _require(isinstance(obj, dict), f"{where} must be an object")
     assert isinstance(obj, dict)
     allowed = {"id", "part", "kind", "tests", "docs", "inputs", "now", "expect"}
-    _require(set(obj) == allowed, f"{where} must have exactly {sorted(allowed)}")
+    _require(set(obj) - {"vectors"} == allowed, f"{where} must have exactly {sorted(allowed)}")
+    vectors = _vectors(obj["vectors"], where) if "vectors" in obj else {}
     case_id = _string(obj, "id", where)
     _require(_ID.fullmatch(case_id) is not None, f"{where}: id {case_id!r} is not part/name")
     part, kind = _string(obj, "part", where), _string(obj, "kind", where)
@@ -119,7 +164,9 @@ def _case(obj: object, root: Path, index: int) -> Case:
     docs = _string(obj, "docs", where)
     _require(docs.startswith("docs/") and "#" in docs, f"{where}: docs must be docs/FILE#section")
     inputs = obj["inputs"]
-    _require(isinstance(inputs, dict) and bool(inputs), f"{where}: inputs must be an object")
+    _require(isinstance(inputs, dict), f"{where}: inputs must be an object")
+    _require(bool(inputs) or bool(vectors), f"{where}: a case needs inputs")
+    _require(not set(inputs) & set(vectors), f"{where}: a role is both an input and a vector")
     for role, path in inputs.items():
         _require(_ROLE.fullmatch(role) is not None, f"{where}: input role {role!r}")
         _require(isinstance(path, str) and not path.startswith("/"), f"{where}: input {role}")
@@ -145,11 +192,26 @@ def _case(obj: object, root: Path, index: int) -> Case:
             f"{where}: refuse needs one reason name",
         )
         expected = Expect(REFUSE, reason)
-    return Case(case_id, part, kind, _string(obj, "tests", where), docs, inputs, now, expected)
+    tests = _string(obj, "tests", where)
+    return Case(case_id, part, kind, tests, docs, inputs, now, expected, vectors, vectors_dir)
 
 
-def load_suite(root: Path) -> Suite:
-    """Read and check ``root/manifest.json``; ManifestError if anything is off-schema."""
+def default_vectors_dir(root: Path) -> Path:
+    """Where the vendor vectors lie by default: ``shared/vectors`` beside the repository.
+
+    The suite is ``REPO/conformance``, so this is ``REPO/../shared/vectors``, the
+    place attestd's own tests read them from (tests/conftest.py).
+    """
+    return root.resolve().parent.parent / "shared" / "vectors"
+
+
+def load_suite(root: Path, vectors: Path | None = None) -> Suite:
+    """Read and check ``root/manifest.json``; ManifestError if anything is off-schema.
+
+    ``vectors`` is the vendor vectors' directory (default :func:`default_vectors_dir`);
+    whether it holds them is the runner's question, not the loader's.
+    """
+    vectors_dir = (vectors or default_vectors_dir(root)).resolve()
     try:
         document = json.loads((root / MANIFEST).read_bytes())
     except (OSError, ValueError) as err:
@@ -162,7 +224,7 @@ def load_suite(root: Path) -> Suite:
     _require(isinstance(cases, list) and bool(cases), "cases must be a non-empty list")
     gaps = document.get("gaps", {})
     _require(isinstance(gaps, dict), "gaps must be an object")
-    loaded = tuple(_case(c, root, i) for i, c in enumerate(cases))
+    loaded = tuple(_case(c, root, i, vectors_dir) for i, c in enumerate(cases))
     ids = [c.id for c in loaded]
     _require(len(set(ids)) == len(ids), "case ids must be unique")
     return Suite(root, version, _string(document, "seed", "manifest"), loaded, dict(gaps))

@@ -7,15 +7,23 @@ The adapter protocol (docs/conformance.md): the runner runs
 ``ADAPTER... KIND NOW ROLE=PATH...`` with the same values in the environment
 (``CONFORMANCE_CASE_ID``, ``CONFORMANCE_KIND``, ``CONFORMANCE_NOW``,
 ``CONFORMANCE_INPUT_<ROLE>``); the adapter prints one line, ``accept`` or
-``refuse REASON``, and exits 0. A case fails when the adapter times out
+``refuse REASON`` or ``unsupported`` (it does not judge this kind of case:
+counted apart, neither passed nor failed), and exits 0. A case fails when the adapter times out
 (``adapter_timeout``), exits non-zero (``adapter_crashed``), prints anything
 else (``adapter_output_invalid``), or disagrees on accept/refuse
 (``outcome_mismatch``). A different reason is ``reason_mismatch``: a failure
 in strict mode, reported but passed otherwise.
+
+Cases that name real vendor vectors (``vectors`` in the manifest) are resolved
+under the vectors directory and their SHA-256 checked first: a wrong digest is
+``vector_digest_mismatch``; a missing vector is ``vector_missing``, a failure
+under ``CI=true`` and a skipped case otherwise, never a pass.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import subprocess
@@ -34,8 +42,12 @@ __all__ = [
     "ADAPTER_TIMEOUT",
     "OUTCOME_MISMATCH",
     "REASON_MISMATCH",
+    "UNSUPPORTED",
+    "VECTOR_DIGEST_MISMATCH",
+    "VECTOR_MISSING",
     "CaseReport",
     "RunReport",
+    "check_vectors",
     "command_adapter",
     "run_suite",
 ]
@@ -45,7 +57,11 @@ ADAPTER_CRASHED = "adapter_crashed"
 ADAPTER_OUTPUT_INVALID = "adapter_output_invalid"
 OUTCOME_MISMATCH = "outcome_mismatch"
 REASON_MISMATCH = "reason_mismatch"
-_LINE = re.compile(r"(accept)|(refuse) ([a-z][a-z0-9_]*)")
+VECTOR_DIGEST_MISMATCH = "vector_digest_mismatch"
+VECTOR_MISSING = "vector_missing"
+UNSUPPORTED = "unsupported"
+"""The adapter's third answer: it does not judge this case; neither pass nor fail."""
+_LINE = re.compile(r"(accept)|(refuse) ([a-z][a-z0-9_]*)|(unsupported)")
 _OUTPUT_LIMIT = 4096
 
 Adapter = Callable[[Case, Path], Verdict]
@@ -60,7 +76,11 @@ class _AdapterFailure(Exception):
 
 @dataclass(frozen=True)
 class CaseReport:
-    """One case's result: ``failure`` names why it failed (None: passed)."""
+    """One case's result: ``failure`` names why it failed (None: passed).
+
+    ``unsupported``: the adapter said it does not judge the case; ``skipped``: a
+    vendor vector is missing outside CI. Neither counts as passed or failed.
+    """
 
     id: str
     expected: str
@@ -68,10 +88,22 @@ class CaseReport:
     passed: bool
     failure: str | None = None
     detail: str = ""
+    unsupported: bool = False
+    skipped: bool = False
+
+    @property
+    def result(self) -> str:
+        """``pass``, ``fail``, ``unsupported`` or ``skipped``."""
+        if self.unsupported:
+            return "unsupported"
+        if self.skipped:
+            return "skipped"
+        return "pass" if self.passed else "fail"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "result": self.result,
             "expected": self.expected,
             "got": self.got,
             "passed": self.passed,
@@ -94,17 +126,30 @@ class RunReport:
 
     @property
     def failed(self) -> int:
-        return len(self.cases) - self.passed
+        return sum(1 for c in self.cases if c.result == "fail")
+
+    @property
+    def unsupported(self) -> int:
+        return sum(1 for c in self.cases if c.unsupported)
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for c in self.cases if c.skipped)
 
     def table(self) -> str:
         """A plain-text pass/fail table, one case a line, with the totals last."""
         width = max(len(c.id) for c in self.cases)
         lines = [f"{'case'.ljust(width)}  result  expected / got"]
         for c in self.cases:
-            mark = "pass" if c.passed else "FAIL"
+            mark = {"pass": "pass", "fail": "FAIL", "unsupported": "unsup", "skipped": "skip"}[
+                c.result
+            ]
             note = f"  [{c.failure}]" if c.failure else ""
             lines.append(f"{c.id.ljust(width)}  {mark:6}  {c.expected} / {c.got}{note}")
-        lines.append(f"{self.passed} passed, {self.failed} failed of {len(self.cases)}")
+        lines.append(
+            f"{self.passed} passed, {self.failed} failed, {self.unsupported} unsupported,"
+            f" {self.skipped} skipped of {len(self.cases)}"
+        )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -113,6 +158,8 @@ class RunReport:
             "strict": self.strict,
             "passed": self.passed,
             "failed": self.failed,
+            "unsupported": self.unsupported,
+            "skipped": self.skipped,
             "cases": [c.to_json() for c in self.cases],
         }
 
@@ -124,6 +171,8 @@ def _parse_line(stdout: str) -> Verdict:
         raise _AdapterFailure(ADAPTER_OUTPUT_INVALID, f"printed {stdout[-200:]!r}")
     if match.group(1):
         return Verdict(ACCEPT)
+    if match.group(4):
+        return Verdict(UNSUPPORTED)
     return Verdict(REFUSE, match.group(3))
 
 
@@ -160,13 +209,41 @@ def _expected(case: Case) -> str:
     return case.expect.outcome + (f" {case.expect.reason}" if case.expect.reason else "")
 
 
+def _in_ci() -> bool:
+    # The same rule as the tests' (tests/conftest.py): CI systems set CI=true.
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def check_vectors(case: Case, expected: str = "") -> CaseReport | None:
+    """A report for a case whose vendor vectors are missing or not the published bytes."""
+    for role, ref in case.vectors.items():
+        path = (case.vectors_dir or Path("/nonexistent")) / ref.path
+        try:
+            data = path.read_bytes()
+        except OSError:
+            detail = f"vector {role} not found at {path} (see docs/conformance.md, --vectors)"
+            if _in_ci():
+                return CaseReport(case.id, expected, "-", False, VECTOR_MISSING, detail)
+            return CaseReport(case.id, expected, "-", False, None, detail, skipped=True)
+        digest = hashlib.sha256(data).hexdigest()
+        if not hmac.compare_digest(digest, ref.sha256):
+            detail = f"vector {role} at {path} has SHA-256 {digest}, not {ref.sha256}"
+            return CaseReport(case.id, expected, "-", False, VECTOR_DIGEST_MISMATCH, detail)
+    return None
+
+
 def _one(case: Case, root: Path, adapter: Adapter, strict: bool) -> CaseReport:
     expected = _expected(case)
+    problem = check_vectors(case, expected)
+    if problem is not None:
+        return problem
     try:
         verdict = adapter(case, root)
     except _AdapterFailure as err:
         return CaseReport(case.id, expected, "-", False, err.reason, err.detail)
     got = verdict.line()
+    if verdict.outcome == UNSUPPORTED:
+        return CaseReport(case.id, expected, got, False, None, verdict.detail, unsupported=True)
     if verdict.outcome != case.expect.outcome:
         return CaseReport(case.id, expected, got, False, OUTCOME_MISMATCH, verdict.detail)
     if verdict.reason != case.expect.reason:
