@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-pipeline demo-fleet test lint format typecheck proto check bench-runtime-log bench-evidence bench-fleet bench-hashing bench-appraisal bench-gpu sigstore-js fuzz conformance clean
+.PHONY: install demo demo-pipeline demo-fleet demo-kedro test lint format typecheck proto check bench-runtime-log bench-evidence bench-fleet bench-hashing bench-appraisal bench-gpu sigstore-js fuzz conformance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo-pipeline: $(STAMP)
 # agents, a tampered log, a webhook and a killed replica (docs/verifier-service.md).
 demo-fleet: $(STAMP)
 	$(PY) demo/fleet_demo.py $(DEMO_ARGS)
+
+# A Kedro pipeline attested node by node (AttestdHooks), checked against the layout
+# derived from the pipeline object: verified, a swapped model refused, a failed node aborted.
+demo-kedro: $(STAMP)
+	$(PY) demo/kedro_demo.py
 
 # The suite includes the linters and the type checker: CI runs `make test`.
 test: $(STAMP) lint typecheck

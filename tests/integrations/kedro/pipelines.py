@@ -1,6 +1,7 @@
 """The Kedro pipeline the tests and ``make demo-kedro`` run: prepare, then train and
 evaluate in parallel, then package. Every dataset is a file but ``rows``, which stays
-in memory (Kedro makes a ``MemoryDataset`` for a name the catalog lacks).
+in memory (Kedro makes a ``MemoryDataset`` for a name the catalog lacks). And the
+helpers both use: the stage template for an agent, hooks registered on a hook manager.
 """
 
 from __future__ import annotations
@@ -8,10 +9,18 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from kedro.framework.hooks.manager import _create_hook_manager
 from kedro.io import AbstractDataset, DataCatalog
 from kedro.pipeline import Pipeline, node
+from pluggy import PluginManager
+
+from attestd.integrations.kedro import AttestdHooks
+from tests.harness import MRTD, RTMRS, AgentProcess
 
 LICENCE = "Apache-2.0"
+PIPELINE = "kedro-attested"
+STAGES = ("prepare", "train", "evaluate", "package")
+REFERENCE = "tests.integrations.kedro.pipelines:parallel_pipeline"
 FILES = ("raw", "dataset", "model", "metrics", "bundle")
 """The file-backed datasets, each ``<name>.txt`` in the data directory."""
 
@@ -87,3 +96,30 @@ def catalog(data: Path) -> DataCatalog:
     data.mkdir(parents=True, exist_ok=True)
     (data / "raw.txt").write_text("One\nTwo\n\nThree\n")
     return DataCatalog({name: TextDataset(str(data / f"{name}.txt")) for name in FILES})
+
+
+def stage_template(agent: AgentProcess, directory: Path) -> Path:
+    """What a Kedro pipeline does not say: this agent's TEE, its root and reference values."""
+    template = directory / "stage.toml"
+    reference = [f'mrtd = ["{MRTD}"]'] + [f'rtmr{i} = ["{v}"]' for i, v in enumerate(RTMRS)]
+    lines = [
+        f'allowed_licenses = ["{LICENCE}"]',
+        "[stage]",
+        'tee = ["tdx"]',
+        "[stage.trust.tdx]",
+        'root = "simulated"',
+        f'simulated_root = "{agent.simulated_root()}"',
+        "[stage.tdx]",
+        *reference,
+    ]
+    template.write_text("\n".join(lines) + "\n")
+    return template
+
+
+def hooks_for(agent: AgentProcess, attestations: Path) -> tuple[AttestdHooks, PluginManager]:
+    """AttestdHooks for `agent` writing to `attestations`, on a fresh Kedro hook manager."""
+    attestations.mkdir(parents=True)
+    hooks = AttestdHooks(attestations, pipeline=PIPELINE, licence=LICENCE, socket=agent.socket_path)
+    manager = _create_hook_manager()
+    manager.register(hooks)
+    return hooks, manager

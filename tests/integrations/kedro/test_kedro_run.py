@@ -11,29 +11,28 @@ from pathlib import Path
 import pytest
 
 from attestd.cli import main
-from attestd.integrations.kedro import AttestdHooks, KedroRunnerError, attestation_file
+from attestd.integrations.kedro import KedroRunnerError, attestation_file
 from attestd.verifier.chain import verify_chain
 from attestd.verifier.layout import load_layout
-from tests.harness import MRTD, RTMRS, AgentProcess
+from tests.harness import AgentProcess
 from tests.pipeline.test_pipeline_api import last_stage_event
 
 pytest.importorskip("kedro")
 from kedro.framework.hooks import hook_impl
-from kedro.framework.hooks.manager import _create_hook_manager
 from kedro.runner import SequentialRunner
-from pluggy import PluginManager
 
 from tests.integrations.kedro.pipelines import (
-    LICENCE,
+    PIPELINE,
+    REFERENCE,
+    STAGES,
     broken_pipeline,
     catalog,
+    hooks_for,
     parallel_pipeline,
+    stage_template,
 )
 
 pytestmark = pytest.mark.slow
-PIPELINE = "kedro-attested"
-STAGES = ("prepare", "train", "evaluate", "package")
-REFERENCE = "tests.integrations.kedro.pipelines:parallel_pipeline"
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +43,6 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     assert process.stop() == 0
 
 
-def stage_template(agent: AgentProcess, directory: Path) -> Path:
-    """What a Kedro pipeline does not say: this agent's TEE, its root and reference values."""
-    template = directory / "stage.toml"
-    reference = [f'mrtd = ["{MRTD}"]'] + [f'rtmr{i} = ["{v}"]' for i, v in enumerate(RTMRS)]
-    lines = [
-        f'allowed_licenses = ["{LICENCE}"]',
-        "[stage]",
-        'tee = ["tdx"]',
-        "[stage.trust.tdx]",
-        'root = "simulated"',
-        f'simulated_root = "{agent.simulated_root()}"',
-        "[stage.tdx]",
-        *reference,
-    ]
-    template.write_text("\n".join(lines) + "\n")
-    return template
-
-
 @pytest.fixture(scope="module")
 def layout(agent: AgentProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("layout")
@@ -70,14 +51,6 @@ def layout(agent: AgentProcess, tmp_path_factory: pytest.TempPathFactory) -> Pat
     argv = ["layout", "from-kedro", REFERENCE, "--stage-template", str(template)]
     assert main([*argv, "--pipeline", PIPELINE, "-o", str(out)]) == 0
     return out
-
-
-def hooks_for(agent: AgentProcess, attestations: Path) -> tuple[AttestdHooks, PluginManager]:
-    attestations.mkdir(parents=True)
-    hooks = AttestdHooks(attestations, pipeline=PIPELINE, licence=LICENCE, socket=agent.socket_path)
-    manager = _create_hook_manager()
-    manager.register(hooks)
-    return hooks, manager
 
 
 def test_a_parallel_kedro_run_verifies_against_the_layout_from_its_pipeline(
