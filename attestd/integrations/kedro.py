@@ -198,6 +198,17 @@ class AttestdHooks:
         self._lock = threading.Lock()
 
     @hook_impl
+    def before_pipeline_run(self) -> None:
+        """Forget the last run: settings.py's one instance serves every run of a session, and
+        a node must never link to another run's producer."""
+        with self._lock:
+            if self._open is not None:
+                raise KedroRunnerError(f"a run starts while node {self._open.node!r} is open")
+            self.attestations = {}
+            self._producer = {}
+            self._ended = []
+
+    @hook_impl
     def before_node_run(self, node: Node, catalog: Any, is_async: bool) -> None:
         """Begin the node's stage; its file inputs are measured now."""
         if is_async:

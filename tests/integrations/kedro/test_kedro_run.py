@@ -73,6 +73,9 @@ def test_a_parallel_kedro_run_verifies_against_the_layout_from_its_pipeline(
     result = verify_chain([f.read_bytes() for f in files], derived, labels=list(STAGES))
     assert result.affirming, result.render_table()
     assert main(["chain", "verify", "--layout", str(layout), *map(str, files)]) == 0
+    # A session's next run starts afresh: nothing links to this run's producers.
+    manager.hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+    assert hooks.attestations == {}
 
 
 def test_a_dataset_changed_between_nodes_is_refused(agent: AgentProcess, layout: Path) -> None:
