@@ -99,6 +99,8 @@ def evaluate_outside(
     attestation: Output[Artifact],
 ) -> None:
     """evaluate's body on a machine with no agent: it runs, unattested, and attests nothing."""
+    import os
+    import tempfile
     from pathlib import Path
 
     from attestd.integrations.kfp import kfp_stage
@@ -110,7 +112,8 @@ def evaluate_outside(
         previous=previous,
         attestation=attestation,
         licence="Apache-2.0",
-        socket=Path(metrics.path).parent / "no-agent.sock",
+        # A short path (a Unix socket path has ~107 bytes) where nothing listens.
+        socket=Path(tempfile.gettempdir()) / f"attestd-absent-{os.getpid()}.sock",
         allow_unattested=True,
     ) as handle:
         assert not handle.attested
