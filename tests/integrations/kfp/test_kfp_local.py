@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.cli import main
 from attestd.verifier.chain import verify_chain
@@ -109,6 +111,19 @@ def test_a_parallel_kfp_run_verifies_against_the_layout_from_its_spec(
         (tmp_path / f"{stage}.json").write_bytes(data)
         files.append(str(tmp_path / f"{stage}.json"))
     assert main(["chain", "verify", "--layout", str(layout), *files]) == 0
+    # The same layout, signed by the producer, travels as an in-toto attestation.
+    key = tmp_path / "producer.key"
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    signed = layout.parent / "layout.intoto.json"
+    assert main(["layout", "sign", str(layout), "--key", str(key), "-o", str(signed)]) == 0
+    argv = ["chain", "verify", "--layout-attestation", str(signed), "--layout-key", str(key)]
+    assert main([*argv, *files]) == 0
 
 
 def test_a_run_in_another_order_or_with_a_stage_missing_is_refused(
