@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-pipeline demo-fleet demo-kedro test lint format typecheck proto check bench-runtime-log bench-evidence bench-fleet bench-hashing bench-appraisal bench-gpu sigstore-js fuzz conformance clean
+.PHONY: install demo demo-pipeline demo-kfp demo-kedro demo-fleet test lint format typecheck proto check bench-runtime-log bench-evidence bench-fleet bench-hashing bench-appraisal bench-gpu sigstore-js fuzz conformance clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 # Four stages on four agents (simulated TDX and SEV-SNP), a verified chain, two refused ones.
 demo-pipeline: $(STAMP)
 	$(PY) demo/pipeline_demo.py
+
+# A real Kubeflow pipeline (kfp.local, no cluster) attesting itself on a simulated TDX agent,
+# verified against the layout `attestctl layout from-kfp` derives from it; one tampered run refused.
+demo-kfp: $(STAMP)
+	$(PY) demo/kfp_demo.py
 
 # Two attestd-verifier replicas on PostgreSQL (DEMO_ARGS=--sqlite for SQLite), four simulated
 # agents, a tampered log, a webhook and a killed replica (docs/verifier-service.md).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attestd.cli._common import (
     EXIT_NOT_AFFIRMING,
@@ -27,13 +28,22 @@ from attestd.cli.result import (
     write_result_token,
 )
 
+if TYPE_CHECKING:
+    from attestd.verifier.layout import Layout
+
 
 def cmd_chain_verify(args: argparse.Namespace) -> int:
     """Verify the attestations as one chain, optionally closed by an OMS model signature."""
     from attestd.verifier import OmsClosing, load_layout, verify_chain
 
     signer = result_signer(args)
-    layout = load_layout(args.layout)
+    layout_bytes: bytes | None = None  # a --layout file is read again only to sign a result
+    if args.layout is not None:
+        if args.layout_key is not None:
+            raise UsageError("--layout-key goes with --layout-attestation, not --layout")
+        layout = load_layout(args.layout)
+    else:
+        layout_bytes, layout = _signed_layout(args)
     attestations = [read_file(name, "attestation") for name in args.attestations]
     closing = None
     if args.oms_bundle is not None:
@@ -48,7 +58,10 @@ def cmd_chain_verify(args: argparse.Namespace) -> int:
     if signer is not None:
         from attestd.verifier import policy_digest, sign_chain_result
 
-        digest = policy_digest(read_file(str(args.layout)))
+        # The result names the layout it was checked against: the file, or the signed text.
+        if layout_bytes is None:
+            layout_bytes = read_file(str(args.layout))
+        digest = policy_digest(layout_bytes)
         token = sign_chain_result(
             result, signer, policy_digest=digest, now=args.now, lifetime=result_lifetime(args)
         )
@@ -61,6 +74,19 @@ def cmd_chain_verify(args: argparse.Namespace) -> int:
         return EXIT_OK
     # Files that are not stage attestations at all are unreadable input, not a verdict.
     return EXIT_USAGE if "attestation_malformed" in result.reasons else EXIT_NOT_AFFIRMING
+
+
+def _signed_layout(args: argparse.Namespace) -> tuple[bytes, Layout]:
+    """The layout inside ``--layout-attestation``, once it verifies under ``--layout-key``."""
+    from attestd.verifier.ear import load_verification_key
+    from attestd.verifier.layout_attestation import open_layout_attestation
+
+    if args.layout_key is None:
+        raise UsageError("--layout-attestation needs --layout-key PEM (the layout's signer)")
+    key = load_verification_key(read_file(str(args.layout_key), "layout key"))
+    data = read_file(str(args.layout_attestation), "layout attestation")
+    signed = open_layout_attestation(data, key, source=args.layout_attestation)
+    return signed.text.encode("utf-8"), signed.layout
 
 
 def add_commands(commands: Commands) -> None:
@@ -78,7 +104,16 @@ def add_commands(commands: Commands) -> None:
     )
     sub.set_defaults(handler=cmd_chain_verify)
     sub.add_argument("attestations", nargs="+", metavar="ATTESTATION", help="stage attestation")
-    sub.add_argument("--layout", required=True, type=Path, help="pipeline layout (TOML)")
+    which = sub.add_mutually_exclusive_group(required=True)
+    which.add_argument("--layout", type=Path, help="pipeline layout (TOML)")
+    which.add_argument(
+        "--layout-attestation",
+        type=Path,
+        help="the layout as a signed in-toto attestation (`attestctl layout sign`)",
+    )
+    sub.add_argument(
+        "--layout-key", type=Path, help="the layout signer's public key (PEM), to verify it with"
+    )
     sub.add_argument("--json", action="store_true", help="print the chain result as JSON")
     sub.add_argument("--now", type=rfc3339, help="verify as of this time (RFC 3339, with zone)")
     oms = sub.add_argument_group("closing with an OpenSSF model signature (the oms extra)")

@@ -65,6 +65,6 @@ def add_commands(commands: Commands) -> None:
 
     sub = sub_commands.add_parser("adapter", help="attestd's adapter: judge one case")
     sub.set_defaults(handler=cmd_adapter)
-    sub.add_argument("kind", help="quote, evidence, chain or ear")
+    sub.add_argument("kind", help="quote, quote-snp, evidence, chain or ear")
     sub.add_argument("now", help="the injected time, RFC 3339")
     sub.add_argument("inputs", nargs="*", help="ROLE=PATH, one per input file")

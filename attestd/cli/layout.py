@@ -4,8 +4,13 @@
 reads a compiled Kubeflow Pipelines spec (docs/kfp.md) and writes a layout that
 ``attestctl chain verify`` checks runs against. The derived layout is parsed as
 a layout before it is written, so what is written always loads.
-``attestctl layout from-kedro proj.pipelines:training -o layout.toml`` does the same
-from a Kedro pipeline object (docs/kedro.md).
+
+``attestctl layout sign layout.toml --key producer.key -o layout.intoto.json``
+signs a layout as an in-toto attestation (docs/layout-attestation.md), which
+``attestctl chain verify --layout-attestation`` checks runs against.
+
+``attestctl layout from-kedro proj.pipelines:training -o layout.toml`` derives a layout
+as from-kfp does, from a Kedro pipeline object (docs/kedro.md).
 """
 
 from __future__ import annotations
@@ -61,6 +66,27 @@ def _check_and_write(args: argparse.Namespace, text: str) -> int:
     return EXIT_OK
 
 
+def cmd_layout_sign(args: argparse.Namespace) -> int:
+    """Sign the layout as an in-toto attestation (DSSE) and write it (stdout without ``-o``)."""
+    from attestd.verifier.ear import load_signing_key
+    from attestd.verifier.layout import LayoutError
+    from attestd.verifier.layout_attestation import sign_layout
+
+    data = read_file(args.layout, "layout")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise LayoutError(f"not UTF-8 text ({err.reason})", path=args.layout) from err
+    key = load_signing_key(read_file(args.key, "signing key"))
+    # Parsed against the layout's own path: the signed text must load where it was written.
+    envelope = sign_layout(text, key, source=Path(args.layout))
+    if args.output:
+        write_output(args.output, envelope)
+    else:
+        sys.stdout.write(envelope.decode("ascii") + "\n")
+    return EXIT_OK
+
+
 def cmd_layout_from_kedro(args: argparse.Namespace) -> int:
     """Derive the layout of a Kedro pipeline object and write it (stdout without ``-o``)."""
     from attestd.integrations.kedro import layout_from_kedro
@@ -76,7 +102,8 @@ def _add_from_kedro(layout_commands: Any) -> None:
         "to follow the nodes that produce its inputs. MODULE is imported (its code runs) with "
         "the working directory on sys.path; OBJECT is a Pipeline or a callable returning one. "
         "The stage template is from-kfp's. Exit 0 written, 2 a malformed reference or "
-        "pipeline (layout_source_invalid), an unnamed node (layout_source_unsupported), no "
+        "pipeline (layout_source_invalid), a node name over 128 characters "
+        "(layout_source_unsupported), no "
         "Kedro (kedro_unavailable) or a wrong template (layout_invalid). docs/kedro.md.",
     )
     sub.set_defaults(handler=cmd_layout_from_kedro)
@@ -92,7 +119,8 @@ def _add_from_kedro(layout_commands: Any) -> None:
 
 def add_commands(commands: Commands) -> None:
     layout = commands.add_parser(
-        "layout", help="derive a pipeline layout from a pipeline definition (docs/kfp.md)"
+        "layout",
+        help="derive a pipeline layout from a pipeline definition (docs/kfp.md), or sign one",
     )
     layout_commands = layout.add_subparsers(dest="layout_command", required=True, metavar="COMMAND")
     sub = layout_commands.add_parser(
@@ -113,4 +141,16 @@ def add_commands(commands: Commands) -> None:
     )
     sub.add_argument("--pipeline", help="the pipeline name (default: pipelineInfo.name)")
     sub.add_argument("-o", "--output", help="write the layout here (default: stdout)")
+    sign = layout_commands.add_parser(
+        "sign",
+        help="sign a layout as an in-toto attestation (docs/layout-attestation.md)",
+        description="Sign a layout (TOML) as an in-toto Statement v1 with predicate type "
+        "https://attestd.dev/layout/v1 in a DSSE envelope, for `attestctl chain verify "
+        "--layout-attestation`. The layout is parsed first. Exit 0 written, 2 a layout that "
+        "does not load (layout_invalid) or a key that is not P-256 (result_key_invalid).",
+    )
+    sign.set_defaults(handler=cmd_layout_sign)
+    sign.add_argument("layout", metavar="LAYOUT.toml", help="the layout to sign")
+    sign.add_argument("--key", required=True, help="the signer's P-256 private key (PEM)")
+    sign.add_argument("-o", "--output", help="write the attestation here (default: stdout)")
     _add_from_kedro(layout_commands)

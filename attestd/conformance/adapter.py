@@ -11,6 +11,9 @@ tests and in the generator's self-check. Per case kind:
   checkpoint; refused when any check fails, with the first failed check's reason;
 - ``quote``: ``verifier.quote.verify_tdx`` under the case's root (Intel's when the
   case has none), with the case's DCAP ``collateral`` when it has one;
+- ``quote-snp``: ``verifier.quote.verify_snp`` of an SEV-SNP report, under the case's
+  ``root`` (AMD's pinned ARKs when it has none), with its GHCB ``certs`` table or its
+  ``vcek`` when it has them;
 - ``ear``: ``verify_result`` with the case's key and nonce;
 - ``chain``: ``verify_chain`` of the ``attestation_N`` files under the case's
   ``layout``; refused with the first failed check's reason (stages, then chain);
@@ -37,7 +40,7 @@ from attestd.verifier import (
 )
 from attestd.verifier.chain import verify_chain
 from attestd.verifier.layout import load_layout
-from attestd.verifier.quote import VerifyRequest, verify_tdx
+from attestd.verifier.quote import VerifyRequest, verify_snp, verify_tdx
 
 __all__ = ["KIND_UNSUPPORTED", "Verdict", "judge", "judge_files"]
 
@@ -74,6 +77,8 @@ def judge_files(kind: str, inputs: dict[str, Path], now: datetime) -> Verdict:
             return _evidence(inputs, now)
         if kind == "quote":
             return _quote(inputs, now)
+        if kind == "quote-snp":
+            return _quote_snp(inputs, now)
         if kind == "ear":
             return _ear(inputs, now)
         if kind == "chain":
@@ -111,6 +116,15 @@ def _quote(inputs: dict[str, Path], now: datetime) -> Verdict:
     root = str(inputs["root"]) if "root" in inputs else None
     request = VerifyRequest(now, root=root, collateral=inputs.get("collateral"))
     result = verify_tdx(inputs["quote"].read_bytes(), request)
+    if result.valid:
+        return Verdict(ACCEPT, detail=result.message)
+    return _refuse(result.reason or "", result.message)
+
+
+def _quote_snp(inputs: dict[str, Path], now: datetime) -> Verdict:
+    root = str(inputs["root"]) if "root" in inputs else None
+    request = VerifyRequest(now, root=root, vcek=inputs.get("vcek"), certs=inputs.get("certs"))
+    result = verify_snp(inputs["quote"].read_bytes(), request)
     if result.valid:
         return Verdict(ACCEPT, detail=result.message)
     return _refuse(result.reason or "", result.message)

@@ -39,14 +39,14 @@ __all__ = [
     "load_suite",
 ]
 
-SUITE_VERSION = "1.0.0"
+SUITE_VERSION = "1.1.0"
 """Semantic version of the suite and of its reason names (docs/conformance.md, "Versioning")."""
 
 MANIFEST = "manifest.json"
 ACCEPT = "accept"
 REFUSE = "refuse"
 PARTS = ("quote", "evidence", "chain", "results")
-KINDS = ("quote", "evidence", "chain", "ear")
+KINDS = ("quote", "quote-snp", "evidence", "chain", "ear")
 _ID = re.compile(r"[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*")
 _REASON = re.compile(r"[a-z][a-z0-9_]*")
 _ROLE = re.compile(r"[a-z][a-z0-9_]*")
