@@ -1262,6 +1262,253 @@ def _snp_quote_cases(guest: _SnpGuest, builder: _Builder) -> None:
     )
 
 
+# -- suite 1.2: every registry reason (appended: the cases above keep their bytes) ------
+
+
+def _tdx_policy(td: _Td, *lines: str) -> bytes:
+    """``td``'s policy with ``lines`` added to its ``[tdx]`` table."""
+    return td.policy().replace(b"[[artifacts]]", "\n".join((*lines, "[[artifacts]]")).encode())
+
+
+def _tdx_reference_cases(td: _Td, builder: _Builder) -> None:
+    """TDX launch and collateral checks (docs/policy.md "TDX checks"), one reason each."""
+    root = td.backend.trust_root_pem()
+    good = td.statement()
+    tdx_docs = "docs/policy.md#tdx-checks-each-needs-evidence_format-and-quote_signature"
+
+    def case(name: str, tests: str, statement: Statement, policy: bytes, reason: str) -> None:
+        evidence = sign_statement(statement, td.key)
+        _add_evidence(
+            builder, name, tests, evidence, root=root, policy=policy, reason=reason, docs=tdx_docs
+        )
+
+    case(
+        "tdx-tee-tcb-svn-too-low",
+        "TEE_TCB_SVN below the policy's tdx.min_tee_tcb_svn",
+        good,
+        _tdx_policy(td, f'min_tee_tcb_svn = "{"ff" * 16}"'),
+        "tee_tcb_svn_too_low",
+    )
+    case(
+        "tdx-ccel-missing",
+        "tdx.require_ccel set; the evidence carries no CCEL",
+        good,
+        _tdx_policy(td, "require_ccel = true"),
+        "ccel_missing",
+    )
+    platform = tdx_pki.load(td.backend.state_directory)
+
+    def collateral(**options: Any) -> dict[str, str]:
+        options.setdefault("issue_date", ISSUED_AT - timedelta(days=1))
+        options.setdefault("next_update", ISSUED_AT + timedelta(days=29))
+        return tdx_pki.issue_collateral(platform, **options)
+
+    def shipped(document: Mapping[str, Any] | None) -> Statement:
+        return _with(good, collateral=None if document is None else dict(document))
+
+    policy = td.policy()
+    case(
+        "tdx-tcb-status-not-allowed",
+        "Collateral rating the platform's TCB OutOfDate; the policy allows UpToDate only",
+        shipped(collateral(tcb_status="OutOfDate")),
+        policy,
+        "tcb_status_not_allowed",
+    )
+    case(
+        "tdx-tcb-revoked",
+        "Collateral rating the platform's TCB Revoked",
+        shipped(collateral(tcb_status="Revoked")),
+        policy,
+        "tcb_revoked",
+    )
+    case(
+        "tdx-collateral-not-yet-valid",
+        "Collateral issued after the time of judgement",
+        shipped(
+            collateral(issue_date=NOW + timedelta(days=1), next_update=NOW + timedelta(days=30))
+        ),
+        policy,
+        "collateral_not_yet_valid",
+    )
+    case(
+        "tdx-collateral-expired",
+        "Simulated collateral whose nextUpdate has passed",
+        shipped(
+            collateral(issue_date=NOW - timedelta(days=60), next_update=NOW - timedelta(days=1))
+        ),
+        policy,
+        "collateral_expired",
+    )
+    forged = collateral()
+    signature = bytearray(bytes.fromhex(forged["tcb_info_signature"]))
+    signature[0] ^= 1
+    case(
+        "tdx-collateral-signature-invalid",
+        "One flipped bit in the TCB info's signature",
+        shipped(forged | {"tcb_info_signature": signature.hex()}),
+        policy,
+        "collateral_signature_invalid",
+    )
+    other_qe = dataclasses.replace(tdx_pki.SIMULATED_QE, mr_signer=bytes(range(32)))
+    case(
+        "tdx-collateral-mismatch",
+        "A QE identity naming another quoting enclave's signer than the quote's QE",
+        shipped(collateral(qe=other_qe)),
+        policy,
+        "collateral_mismatch",
+    )
+    revoked = collateral()
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(platform.platform_ca.subject)
+        .last_update(ISSUED_AT - timedelta(days=1))
+        .next_update(ISSUED_AT + timedelta(days=29))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(platform.pck.serial_number)
+            .revocation_date(ISSUED_AT - timedelta(days=1))
+            .build()
+        )
+        .add_extension(x509.CRLNumber(2), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                platform.platform_ca_key.public_key()
+            ),
+            critical=False,
+        )
+        .sign(platform.platform_ca_key, hashes.SHA256())
+    )
+    pck_crl = crl.public_bytes(serialization.Encoding.DER).hex()
+    case(
+        "tdx-certificate-revoked",
+        "The platform CA's CRL lists the quote's PCK certificate",
+        shipped(revoked | {"pck_crl": pck_crl}),
+        policy,
+        "certificate_revoked",
+    )
+    case(
+        "tdx-collateral-malformed",
+        "Collateral whose TCB info is not JSON",
+        shipped(collateral() | {"tcb_info": "{not json"}),
+        policy,
+        "collateral_malformed",
+    )
+    case(
+        "tdx-collateral-unavailable",
+        "Evidence without collateral under a policy that takes it from the evidence",
+        shipped(None),
+        policy,
+        "collateral_unavailable",
+    )
+    # A TCB above the platform's: the platform matches the lower level, OutOfDate with
+    # the simulated advisory, which the policy then allows so that only the advisory rule acts.
+    higher = dataclasses.replace(tdx_pki.PLATFORM_TCB, cpu_svn=bytes([255] * 16))
+    advised = shipped(collateral(tcb=higher))
+    allows = 'allowed_tcb_statuses = ["UpToDate", "OutOfDate"]'
+    case(
+        "tdx-advisory-rejected",
+        "The platform's TCB level carries an advisory the policy rejects",
+        advised,
+        _tdx_policy(td, allows, 'rejected_advisories = ["ATTESTD-SIMULATED-SA-0001"]'),
+        "advisory_rejected",
+    )
+    case(
+        "tdx-advisory-not-accepted",
+        "The platform's TCB level carries an advisory the policy does not accept",
+        advised,
+        _tdx_policy(td, allows, 'accepted_advisories = ["ATTESTD-SIMULATED-SA-9999"]'),
+        "advisory_not_accepted",
+    )
+
+
+def _snp_reference_cases(guest: _SnpGuest, builder: _Builder) -> None:
+    """SEV-SNP launch checks (docs/policy.md "SEV-SNP checks"), one reason each."""
+    root = guest.backend.trust_root_pem()
+    good = guest.statement()
+    quote = good.predicate.quote
+    report = parse_report(quote)
+    measurement = report.measurement.hex()
+
+    def case(
+        name: str, tests: str, reason: str, *, snp: str = "", statement: Statement = good
+    ) -> None:
+        policy = guest.policy(snp=snp)
+        if "measurement" in snp:  # the one allowed value replaced, not a second key
+            policy = guest.policy().replace(measurement.encode(), snp.split('"')[1].encode())
+        evidence = sign_statement(statement, guest.key)
+        _add_evidence(
+            builder, name, tests, evidence, root=root, policy=policy, reason=reason, docs=_SNP_DOCS
+        )
+
+    other48, other32 = "ab" * 48, "ab" * 32
+    case(
+        "snp-measurement-not-allowed",
+        "MEASUREMENT outside the policy",
+        "measurement_not_allowed",
+        snp=f'measurement = ["{other48}"]',
+    )
+    case(
+        "snp-host-data-not-allowed",
+        "HOST_DATA outside the policy",
+        "host_data_not_allowed",
+        snp=f'host_data = ["{other32}"]',
+    )
+    case(
+        "snp-id-key-digest-not-allowed",
+        "ID_KEY_DIGEST outside the policy",
+        "id_key_digest_not_allowed",
+        snp=f'id_key_digest = ["{other48}"]',
+    )
+    case(
+        "snp-author-key-digest-not-allowed",
+        "AUTHOR_KEY_DIGEST outside the policy",
+        "author_key_digest_not_allowed",
+        snp=f'author_key_digest = ["{other48}"]',
+    )
+    case(
+        "snp-vmpl-not-allowed",
+        f"VMPL {report.vmpl} outside snp.vmpl",
+        "vmpl_not_allowed",
+        snp=f"vmpl = [{(report.vmpl + 1) % 4}]",
+    )
+    case(
+        "snp-guest-svn-too-low",
+        "GUEST_SVN below snp.min_guest_svn",
+        "guest_svn_too_low",
+        snp=f"min_guest_svn = {report.guest_svn + 1}",
+    )
+    case(
+        "snp-tcb-too-low",
+        "The reported TCB's SNP SVN below snp.min_tcb.snp",
+        "tcb_too_low",
+        snp="min_tcb = { snp = 255 }",
+    )
+    case("snp-signing-key-not-allowed", "A VCEK-signed report under snp.signing_keys = vlek",
+         "signing_key_not_allowed", snp='signing_keys = ["vlek"]')  # fmt: skip
+
+    smt = report.policy | (1 << 16)
+    case(
+        "snp-smt-allowed",
+        "A guest policy allowing SMT under snp.allow_smt = false",
+        "smt_allowed",
+        snp="allow_smt = false",
+        statement=_with(good, quote=guest.resigned(quote, policy=smt)),
+    )
+    quiet = report.policy & ~(1 << 16)  # SMT off: only the bit under test is set
+    case(
+        "snp-migration-agent-allowed",
+        "A guest policy allowing a migration agent",
+        "migration_agent_allowed",
+        statement=_with(good, quote=guest.resigned(quote, policy=quiet | (1 << 18))),
+    )
+    case(
+        "snp-debug-guest",
+        "A guest policy allowing debugging",
+        "debug_guest",
+        statement=_with(good, quote=guest.resigned(quote, policy=quiet | (1 << 19))),
+    )
+
+
 # -- writing ------------------------------------------------------------------------------
 
 
@@ -1335,6 +1582,8 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
         guest = _snp_guest(Path(tmp) / "snp", td, stream)
         _snp_quote_cases(guest, builder)
         _snp_evidence_cases(guest, td, builder)
+        _tdx_reference_cases(td, builder)
+        _snp_reference_cases(guest, builder)
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)
