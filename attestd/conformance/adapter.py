@@ -108,7 +108,8 @@ def _evidence(inputs: dict[str, Path], now: datetime) -> Verdict:
     if not failures:
         return Verdict(ACCEPT, detail=result.status.value)
     first = failures[0]
-    others = tuple(c.reason or "" for c in failures[1:])
+    # Other reasons only: a debug TD fails tcb_status and debug, both for debug_td.
+    others = tuple(dict.fromkeys(c.reason or "" for c in failures if c.reason != first.reason))
     return _refuse(first.reason or "", f"{first.name}: {first.detail}", others)
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import struct
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ from attestd.conformance.runner import check_vectors
 from attestd.evidence import (
     BatchMembership,
     Binding,
+    CcelBlob,
     EvidencePredicate,
     LogCheckpoint,
     RuntimeEvent,
@@ -81,7 +83,11 @@ from attestd.tee.snp.abi import (
 from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend
 from attestd.tee.tdx import _simulated_pki as tdx_pki
 from attestd.tee.tdx.abi import parse_quote as parse_tdx_quote
-from attestd.tee.tdx.simulated import SimulatedTdxBackend
+from attestd.tee.tdx.simulated import (
+    MEASUREMENT_DEFAULTS,
+    SimulatedTdMeasurements,
+    SimulatedTdxBackend,
+)
 from attestd.verifier import EAR_PROFILE, appraise, load_policy, policy_digest, sign_result
 
 __all__ = ["DEFAULT_SEED", "GAPS", "build"]
@@ -1509,6 +1515,107 @@ def _snp_reference_cases(guest: _SnpGuest, builder: _Builder) -> None:
     )
 
 
+def _ccel_table(cc_type: int) -> bytes:
+    """An ACPI CCEL table (revision 1, 56 bytes) for ``cc_type``, its checksum fixed."""
+    fields = (b"CCEL", 56, 1, 0, b"ATTSTD", b"CONFORM ", 1, b"ATTD", 1, cc_type, 0, 0, 4096, 0)
+    table = bytearray(struct.pack("<4sIBB6s8sI4sIBBHQQ", *fields))
+    table[9] = -sum(table) % 256
+    return bytes(table)
+
+
+def _ccel_log() -> bytes:
+    """A CC event log holding only its Spec ID event (SHA-384): it replays RTMR0-2 to zero."""
+    body = b"Spec ID Event03\0" + struct.pack("<IBBBBI", 0, 0, 2, 0, 2, 1)
+    body += struct.pack("<HH", 0x000C, 48) + b"\0"
+    return struct.pack("<II20sI", 0, 3, bytes(20), len(body)) + body
+
+
+def _more_evidence_cases(td: _Td, builder: _Builder, workdir: Path) -> None:
+    """Common and TDX reasons that need other evidence than a policy change."""
+    root = td.backend.trust_root_pem()
+    good = td.statement()
+    tdx_docs = "docs/policy.md#tdx-checks-each-needs-evidence_format-and-quote_signature"
+
+    def case(name: str, tests: str, statement: Statement, reason: str, **options: Any) -> None:
+        options.setdefault("root", root)
+        options.setdefault("policy", td.policy())
+        evidence = sign_statement(statement, options.pop("key", td.key))
+        _add_evidence(builder, name, tests, evidence, reason=reason, **options)
+
+    # The PCK chain as quoted (leaf, platform CA, root) with its CAs swapped: the same
+    # length, so the quote still parses; the leaf is not signed by the next certificate.
+    platform = tdx_pki.load(td.backend.state_directory)
+    ca_pem, root_pem = (
+        c.public_bytes(serialization.Encoding.PEM) for c in (platform.platform_ca, platform.root_ca)
+    )
+    quote = good.predicate.quote
+    assert quote.count(ca_pem + root_pem) == 1
+    swapped = quote.replace(ca_pem + root_pem, root_pem + ca_pem)
+    case(
+        "pck-chain-invalid",
+        "The quote's PCK chain with its two CAs swapped: the leaf's issuer does not sign it",
+        _with(good, quote=swapped),
+        "pck_chain_invalid",
+    )
+    builder.add(
+        _Case(
+            "quote/tdx-pck-chain-invalid",
+            "quote",
+            "A bare quote whose PCK chain has its two CAs swapped",
+            _QUOTE_DOCS,
+            {"quote": swapped, "root": root},
+            NOW,
+            REFUSE,
+            "pck_chain_invalid",
+        )
+    )
+    # No artifacts, so the statement's one subject is the agent subject: of another key.
+    subjects = tuple(statement_subjects((), key_id(td.other_key.public_key())))
+    binding = td.binding(NONCE, subjects)
+    quoted = td.backend.get_quote(report_data_for(binding))
+    foreign = _with(good, binding=binding, quote=quoted, batch=None)  # a batch of one, again
+    case(
+        "agent-subject-mismatch",
+        "The agent subject names another key than the binding's (the subjects digest agrees)",
+        dataclasses.replace(foreign, subjects=subjects),
+        "agent_subject_mismatch",
+        policy=td.policy().split(b"[[artifacts]]")[0],  # no artifact to look for
+    )
+    case(
+        "tdx-ccel-malformed",
+        "A CCEL table for SEV (CC type 1) in TDX evidence",
+        _with(good, ccel=CcelBlob(_ccel_table(1), _ccel_log())),
+        "ccel_malformed",
+        docs=tdx_docs,
+    )
+    case(
+        "tdx-ccel-mismatch",
+        "A CC event log that replays RTMR0-2 to other values than the quote's",
+        _with(good, ccel=CcelBlob(_ccel_table(2), _ccel_log())),
+        "ccel_mismatch",
+        docs=tdx_docs,
+    )
+    # A debuggable TD (TDATTRIBUTES.DEBUG, bit 0) on its own simulated platform: both
+    # tcb_status (dcap-qvl does not rate a debug TD) and debug refuse it, for debug_td.
+    attributes = bytearray(MEASUREMENT_DEFAULTS["td_attributes"])
+    attributes[0] |= 0x01
+    backend = SimulatedTdxBackend.open(
+        workdir / "debug-td", SimulatedTdMeasurements(td_attributes=bytes(attributes))
+    )
+    for event in td.events:
+        backend.extend_runtime_register(event_digest(event))
+    debug_td = dataclasses.replace(td, backend=backend)
+    case(
+        "tdx-debug-td",
+        "A TD whose attributes allow debugging, under a policy without tdx.allow_debug",
+        debug_td.statement(),
+        "debug_td",
+        root=backend.trust_root_pem(),
+        policy=debug_td.policy(),
+        docs=tdx_docs,
+    )
+
+
 # -- writing ------------------------------------------------------------------------------
 
 
@@ -1584,6 +1691,7 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
         _snp_evidence_cases(guest, td, builder)
         _tdx_reference_cases(td, builder)
         _snp_reference_cases(guest, builder)
+        _more_evidence_cases(td, builder, Path(tmp))
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)
