@@ -469,7 +469,7 @@ def _stack(dists: Sequence[Distribution], *, exe: bool = True) -> dict[str, obje
     return {"software_stack": stack, "stack_lists": [(PYTHON_DISTRIBUTIONS, content)]}
 
 
-def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None:
+def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> Callable[[bytes], None]:
     clock = lambda: ISSUED_AT  # noqa: E731 - every stage "ran" at the suite's one instant
     platform = workdir / "chain-platform"
     SimulatedTdxBackend.open(platform)
@@ -488,6 +488,7 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None
         reason: str | None = None,
         docs: str = _LAYOUT_DOCS,
         layout: Callable[[Path], Path] | None = None,
+        beside: Mapping[str, bytes] | None = None,
         **layout_args: Any,
     ) -> None:
         directory = workdir / f"layout-{next(counter)}"
@@ -495,6 +496,9 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None
         path = layout(directory) if layout else pipeline.layout(directory, **layout_args)
         files: dict[str, bytes] = {"layout": path.read_bytes()}
         names = {"layout": "layout.toml"}
+        # Files the layout names by a relative path (an OSV file), kept beside it.
+        for index, (name, data) in enumerate(sorted((beside or {}).items())):
+            files[f"file_{index}"], names[f"file_{index}"] = data, name
         for index, root in enumerate(sorted(directory.glob("*.pem"))):
             files[f"root_{index}"], names[f"root_{index}"] = root.read_bytes(), root.name
         for index, data in enumerate(attestations):
@@ -706,6 +710,68 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None
         case(name, f"package's software rules: {reason}", attestations, reason=reason,
              stage_extra=rules(text), docs=_SOFTWARE_DOCS)  # fmt: skip
     _kfp_cases(workdir, platform, clock, case, stream)
+
+    def later(snp_root: bytes) -> None:
+        """Suite 1.2's chain cases, written after every earlier case (their bytes stay)."""
+        advisory = {
+            "id": "ATTESTD-CONFORMANCE-0001",
+            "affected": [
+                {
+                    "package": {"ecosystem": "PyPI", "name": "torch"},
+                    "versions": ["2.6.0"],
+                    "database_specific": {"severity": "HIGH"},
+                }
+            ],
+        }
+        osv = json.dumps(advisory, indent=2).encode() + b"\n"
+        case(
+            "package-vulnerable",
+            "package's torch 2.6.0 is affected by an OSV advisory (HIGH) in osv.json",
+            good,
+            reason="package_vulnerable",
+            stage_extra=rules('osv = ["osv.json"]'),
+            beside={"osv.json": osv},
+            docs=_SOFTWARE_DOCS,
+        )
+        package = chains.attest(
+            agents["package"], "package", [chains.INT8], [chains.RELEASE],
+            happy["quantize"].digest, builder="https://attestd.dev/agent/tdx/simulated#sha256:"
+            + "00" * 32,
+        )  # fmt: skip
+        case(
+            "builder-mismatch",
+            "package's provenance names a builder.id of another agent key",
+            [*files[:3], package.attestation],
+            reason="builder_mismatch",
+        )
+
+        def snp_only(directory: Path) -> Path:
+            # package's stage accepts SEV-SNP only (the tee check runs before its appraisal,
+            # so its SNP trust and launch values are never reached).
+            path = pipeline.layout(directory)
+            head, _, tail = path.read_text().rpartition('tee = ["tdx"]')
+            root = "root-sev-snp.pem"
+            (directory / root).write_bytes(snp_root)
+            snp = [
+                'tee = ["sev-snp"]',
+                "[stages.trust.sev-snp]",
+                'root = "simulated"',
+                f'simulated_root = "{root}"',
+                "[stages.snp]",
+                f'measurement = ["{"00" * 48}"]',
+            ]
+            path.write_text(head + "\n".join(snp) + "\n")
+            return path
+
+        case(
+            "tee-not-accepted",
+            "package attested on TDX under a stage that accepts SEV-SNP only",
+            files,
+            reason="tee_not_accepted",
+            layout=snp_only,
+        )
+
+    return later
 
 
 def _kfp_cases(
@@ -1685,13 +1751,14 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
         _vendor_cases(builder)
         _evidence_cases(td, builder)
         _result_cases(td, builder, Path(tmp), stream)
-        _chain_cases(Path(tmp), builder, stream)
+        later_chain_cases = _chain_cases(Path(tmp), builder, stream)
         guest = _snp_guest(Path(tmp) / "snp", td, stream)
         _snp_quote_cases(guest, builder)
         _snp_evidence_cases(guest, td, builder)
         _tdx_reference_cases(td, builder)
         _snp_reference_cases(guest, builder)
         _more_evidence_cases(td, builder, Path(tmp))
+        later_chain_cases(guest.backend.trust_root_pem())
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)
