@@ -749,7 +749,7 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> Call
             # package's stage accepts SEV-SNP only (the tee check runs before its appraisal,
             # so its SNP trust and launch values are never reached).
             path = pipeline.layout(directory)
-            head, _, tail = path.read_text().rpartition('tee = ["tdx"]')
+            head = path.read_text().rpartition('tee = ["tdx"]')[0]  # package's tables dropped
             root = "root-sev-snp.pem"
             (directory / root).write_bytes(snp_root)
             snp = [
