@@ -489,6 +489,7 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> Call
         docs: str = _LAYOUT_DOCS,
         layout: Callable[[Path], Path] | None = None,
         beside: Mapping[str, bytes] | None = None,
+        oms: Mapping[str, tuple[str, bytes]] | None = None,
         **layout_args: Any,
     ) -> None:
         directory = workdir / f"layout-{next(counter)}"
@@ -497,8 +498,10 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> Call
         files: dict[str, bytes] = {"layout": path.read_bytes()}
         names = {"layout": "layout.toml"}
         # Files the layout names by a relative path (an OSV file), kept beside it.
-        for index, (name, data) in enumerate(sorted((beside or {}).items())):
-            files[f"file_{index}"], names[f"file_{index}"] = data, name
+        for index, (file_name, data) in enumerate(sorted((beside or {}).items())):
+            files[f"file_{index}"], names[f"file_{index}"] = data, file_name
+        for role, (file_name, data) in (oms or {}).items():  # the OMS closing: bundle and key
+            files[role], names[role] = data, file_name
         for index, root in enumerate(sorted(directory.glob("*.pem"))):
             files[f"root_{index}"], names[f"root_{index}"] = root.read_bytes(), root.name
         for index, data in enumerate(attestations):
@@ -770,8 +773,120 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> Call
             reason="tee_not_accepted",
             layout=snp_only,
         )
+        _oms_cases(workdir / "oms", pipeline, case, stream)
 
     return later
+
+
+_OMS_DOCS = "docs/layout.md#the-chain"
+
+
+def _canonical_bundle(bundle: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """``bundle`` with its DSSE payload's keys sorted and signed again by ``key``.
+
+    model_signing writes the statement's keys and its ignored paths in an order
+    that follows the process's hash seed; sorted, the bytes are the seed's alone. The signature
+    is over DSSE's pre-authentication encoding of the new payload, as before.
+    """
+    document = json.loads(bundle)
+    envelope = document["dsseEnvelope"]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    serialization_ = statement["predicate"]["serialization"]  # ignore_paths: a set, listed
+    serialization_["ignore_paths"] = sorted(serialization_["ignore_paths"])
+    body = json.dumps(statement, sort_keys=True).encode()
+    kind = envelope["payloadType"].encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
+    envelope["payload"] = base64.b64encode(body).decode()
+    signature = key.sign(pae, ec.ECDSA(hashes.SHA256()))
+    envelope["signatures"][0]["sig"] = base64.b64encode(signature).decode()
+    return json.dumps(document, sort_keys=True).encode()
+
+
+def _oms_cases(
+    workdir: Path, pipeline: chains.Pipeline, case: Callable[..., None], stream: SeededStream
+) -> None:
+    """A chain closed by an OpenSSF model signing bundle (key-signed: offline, no Sigstore).
+
+    ``model_signing`` (a dev dependency, the ``oms`` extra) signs a small model
+    directory with an EC key of the seed; ECDSA signs deterministically under
+    :func:`seeded`, so the bundle's bytes are reproducible.
+    """
+    import model_signing.signing
+
+    from attestd.verifier.oms import OmsClosing, verify_oms_bundle
+
+    def model(directory: Path, layers: int) -> Path:
+        (directory / "model" / "shards").mkdir(parents=True)
+        (directory / "model" / "config.json").write_text(f'{{"layers": {layers}}}\n')
+        (directory / "model" / "shards" / "00.bin").write_bytes(bytes(range(256)) * 16)
+        return directory / "model"
+
+    def pem(key: ec.EllipticCurvePrivateKey, directory: Path) -> tuple[Path, bytes]:
+        private = directory / "publisher.pem"
+        inner = key.inner if isinstance(key, DeterministicKey) else key
+        private.write_bytes(
+            inner.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        (directory / "publisher.pub").write_bytes(public)
+        return private, public
+
+    publisher, other = stream.signing_key(), stream.signing_key()
+    bundles: dict[str, bytes] = {}
+    digests: dict[str, str] = {}
+    keys: dict[str, bytes] = {}
+    for name, key, layers in (("signed", publisher, 2), ("changed", publisher, 3)):
+        directory = workdir / name
+        directory.mkdir(parents=True)
+        private, keys[name] = pem(key, directory)
+        bundle = directory / "model.sig"
+        signer = model_signing.signing.Config().use_elliptic_key_signer(private_key=private)
+        signer.sign(model(directory, layers), bundle)
+        bundle.write_bytes(_canonical_bundle(bundle.read_bytes(), key))
+        bundles[name] = bundle.read_bytes()
+        closing = OmsClosing(bundle, public_key=directory / "publisher.pub")
+        digests[name] = verify_oms_bundle(closing).sha256
+    (workdir / "other").mkdir()
+    keys["other"] = pem(other, workdir / "other")[1]
+    released = chains.retag(chains.RELEASE, digest={"sha256": digests["signed"]})
+    built = pipeline.run(flow=chains.with_outputs(chains.FLOW, "package", outputs=[released]))
+    attestations = chains.attestation_bytes(built)
+
+    def closing(bundle: str, key: str) -> dict[str, tuple[str, bytes]]:
+        return {
+            "oms_bundle": ("model.sig", bundles[bundle]),
+            "oms_key": ("publisher.pub", keys[key]),
+        }
+
+    case(
+        "oms-closed-valid",
+        "The chain closed by the OMS signature of package's one output (a public key)",
+        attestations,
+        oms=closing("signed", "signed"),
+        docs=_OMS_DOCS,
+    )
+    case(
+        "oms-signature-invalid",
+        "The OMS bundle verified under another publisher's key",
+        attestations,
+        reason="oms_signature_invalid",
+        oms=closing("signed", "other"),
+        docs=_OMS_DOCS,
+    )
+    case(
+        "oms-digest-mismatch",
+        "The OMS bundle signs the model as changed after package attested it",
+        attestations,
+        reason="oms_digest_mismatch",
+        oms=closing("changed", "signed"),
+        docs=_OMS_DOCS,
+    )
 
 
 def _kfp_cases(
