@@ -813,6 +813,7 @@ def _oms_cases(
     """
     import model_signing.signing
 
+    signing: Any = model_signing.signing  # untyped: its Config is called through Any
     from attestd.verifier.oms import OmsClosing, verify_oms_bundle
 
     def model(directory: Path, layers: int) -> Path:
@@ -846,19 +847,19 @@ def _oms_cases(
         directory.mkdir(parents=True)
         private, keys[name] = pem(key, directory)
         bundle = directory / "model.sig"
-        signer = model_signing.signing.Config().use_elliptic_key_signer(private_key=private)
+        signer = signing.Config().use_elliptic_key_signer(private_key=private)
         signer.sign(model(directory, layers), bundle)
         bundle.write_bytes(_canonical_bundle(bundle.read_bytes(), key))
         bundles[name] = bundle.read_bytes()
-        closing = OmsClosing(bundle, public_key=directory / "publisher.pub")
-        digests[name] = verify_oms_bundle(closing).sha256
+        signed = OmsClosing(bundle, public_key=directory / "publisher.pub")
+        digests[name] = verify_oms_bundle(signed).sha256
     (workdir / "other").mkdir()
     keys["other"] = pem(other, workdir / "other")[1]
     released = chains.retag(chains.RELEASE, digest={"sha256": digests["signed"]})
     built = pipeline.run(flow=chains.with_outputs(chains.FLOW, "package", outputs=[released]))
     attestations = chains.attestation_bytes(built)
 
-    def closing(bundle: str, key: str) -> dict[str, tuple[str, bytes]]:
+    def oms_inputs(bundle: str, key: str) -> dict[str, tuple[str, bytes]]:
         return {
             "oms_bundle": ("model.sig", bundles[bundle]),
             "oms_key": ("publisher.pub", keys[key]),
@@ -868,7 +869,7 @@ def _oms_cases(
         "oms-closed-valid",
         "The chain closed by the OMS signature of package's one output (a public key)",
         attestations,
-        oms=closing("signed", "signed"),
+        oms=oms_inputs("signed", "signed"),
         docs=_OMS_DOCS,
     )
     case(
@@ -876,7 +877,7 @@ def _oms_cases(
         "The OMS bundle verified under another publisher's key",
         attestations,
         reason="oms_signature_invalid",
-        oms=closing("signed", "other"),
+        oms=oms_inputs("signed", "other"),
         docs=_OMS_DOCS,
     )
     case(
@@ -884,7 +885,7 @@ def _oms_cases(
         "The OMS bundle signs the model as changed after package attested it",
         attestations,
         reason="oms_digest_mismatch",
-        oms=closing("changed", "signed"),
+        oms=oms_inputs("changed", "signed"),
         docs=_OMS_DOCS,
     )
 
