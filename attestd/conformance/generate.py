@@ -1798,6 +1798,51 @@ def _more_evidence_cases(td: _Td, builder: _Builder, workdir: Path) -> None:
     )
 
 
+def _dcap_catch_all_cases(td: _Td, builder: _Builder) -> None:
+    """dcap_verification_failed: a dcap-qvl refusal no named reason maps (tee/tdx/dcap.py).
+
+    A QE identity whose TCB level asks a higher QE ISVSVN than the quoting enclave's
+    ("QE ISVSVN ... is below minimum required"), as evidence and as a bare quote.
+    """
+    platform = tdx_pki.load(td.backend.state_directory)
+    qe = dataclasses.replace(tdx_pki.SIMULATED_QE, isv_svn=tdx_pki.SIMULATED_QE.isv_svn + 5)
+    collateral = tdx_pki.issue_collateral(
+        platform,
+        issue_date=ISSUED_AT - timedelta(days=1),
+        next_update=ISSUED_AT + timedelta(days=29),
+        qe=qe,
+    )
+    root = td.backend.trust_root_pem()
+    good = td.statement()
+    _add_evidence(
+        builder,
+        "tdx-dcap-verification-failed",
+        "A QE identity requiring a higher QE ISVSVN than the quoting enclave's",
+        sign_statement(_with(good, collateral=collateral), td.key),
+        root=root,
+        policy=td.policy(),
+        reason="dcap_verification_failed",
+        docs="docs/policy.md#tdx-checks-each-needs-evidence_format-and-quote_signature",
+    )
+    files = {
+        "quote": good.predicate.quote,
+        "root": root,
+        "collateral": json.dumps(collateral, indent=2).encode() + b"\n",
+    }
+    builder.add(
+        _Case(
+            "quote/tdx-dcap-verification-failed",
+            "quote",
+            "A simulated quote with collateral whose QE identity requires a higher ISVSVN",
+            _QUOTE_DOCS,
+            files,
+            NOW,
+            REFUSE,
+            "dcap_verification_failed",
+        )
+    )
+
+
 # -- writing ------------------------------------------------------------------------------
 
 
@@ -1875,6 +1920,7 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
         _snp_reference_cases(guest, builder)
         _more_evidence_cases(td, builder, Path(tmp))
         later_chain_cases(guest.backend.trust_root_pem())
+        _dcap_catch_all_cases(td, builder)
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)

@@ -41,9 +41,6 @@ KNOWN_GAPS: dict[str, set[str]] = {
         # Needs a collateral file over MAX_COLLATERAL_BYTES (4 MiB, tee/tdx/collateral.py)
         # under [tdx.collateral] source = "file": more than the suite's 5 MB budget.
         "collateral_too_large",
-        # dcap-qvl's catch-all for a message tee/tdx/dcap.py does not map: every failure the
-        # simulated collateral can provoke maps to a named reason (the cases above).
-        "dcap_verification_failed",
     },
     "snp": {
         # Needs a VCEK whose productName attestd does not know (a known one gives the product),
@@ -52,7 +49,7 @@ KNOWN_GAPS: dict[str, set[str]] = {
     },
     "stage": set(),
     "chain": set(),
-    "quote_tdx": {"dcap_verification_failed"},  # as in "tdx"
+    "quote_tdx": set(),
     "quote_snp": set(),
 }
 # Not refusals: a bug in the verifier, and a warning (a policy without reference values).
