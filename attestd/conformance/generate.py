@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from attestd.conformance import _chains as chains
+from attestd.conformance import _fixtures as fixtures
 from attestd.conformance import adapter
 from attestd.conformance._seeded import DeterministicKey, SeededStream, seeded
 from attestd.conformance.manifest import ACCEPT, MANIFEST, REFUSE, SUITE_VERSION, load_suite
@@ -1843,6 +1844,32 @@ def _dcap_catch_all_cases(td: _Td, builder: _Builder) -> None:
     )
 
 
+def _snp_product_unknown_case(guest: _SnpGuest, builder: _Builder) -> None:
+    """product_unknown: no product from the policy, the report or the VCEK.
+
+    A version 2 report (no CPUID) shipped with the committed VCEK whose
+    productName attestd does not know (``conformance/fixtures/``, made by
+    ``attestd.conformance._fixtures``: the ASK's RSA-PSS cannot be seeded).
+    """
+    pem = (SNP_FIXTURE.parent / fixtures.UNKNOWN_PRODUCT_VCEK).read_bytes()
+    vcek = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    good = guest.statement()
+    _, ask, ark = good.predicate.certificates
+    quote = guest.resigned(
+        good.predicate.quote, version=2, cpuid_fam_id=0, cpuid_mod_id=0, cpuid_step=0
+    )
+    _add_evidence(
+        builder,
+        "snp-product-unknown",
+        "A version 2 report (no CPUID) with a VCEK naming an unknown product, no snp.product",
+        sign_statement(_with(good, quote=quote, certificates=(vcek, ask, ark)), guest.key),
+        root=guest.backend.trust_root_pem(),
+        policy=guest.policy(),
+        reason="product_unknown",
+        docs=_SNP_DOCS,
+    )
+
+
 # -- writing ------------------------------------------------------------------------------
 
 
@@ -1921,6 +1948,7 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
         _more_evidence_cases(td, builder, Path(tmp))
         later_chain_cases(guest.backend.trust_root_pem())
         _dcap_catch_all_cases(td, builder)
+        _snp_product_unknown_case(guest, builder)
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)

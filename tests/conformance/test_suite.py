@@ -42,11 +42,7 @@ KNOWN_GAPS: dict[str, set[str]] = {
         # under [tdx.collateral] source = "file": more than the suite's 5 MB budget.
         "collateral_too_large",
     },
-    "snp": {
-        # Needs a VCEK whose productName attestd does not know (a known one gives the product),
-        # signed by the simulated ASK: RSA-PSS, which the generator cannot sign reproducibly.
-        "product_unknown",
-    },
+    "snp": set(),
     "stage": set(),
     "chain": set(),
     "quote_tdx": set(),
