@@ -38,8 +38,9 @@ KNOWN_GAPS: dict[str, set[str]] = {
         "event_invalid",
     },
     "tdx": {
-        # Needs a collateral file over MAX_COLLATERAL_BYTES (4 MiB, tee/tdx/collateral.py)
-        # under [tdx.collateral] source = "file": more than the suite's 5 MB budget.
+        # Collateral shipped in evidence arrives parsed (a mapping) and is never size-checked
+        # (tee/tdx/collateral.py EvidenceCollateralSource); only a file or PCCS response over
+        # MAX_COLLATERAL_BYTES (4 MiB) is: more than the suite's 5 MB budget allows.
         "collateral_too_large",
     },
     "snp": set(),
