@@ -116,6 +116,11 @@ def test_every_reason_in_the_docs_tables_has_a_case_or_a_named_gap() -> None:
     assert {"nonce_mismatch", "oms_digest_mismatch", "smt_allowed"} <= documented  # parsed
 
 
+def test_the_suite_stays_under_five_megabytes() -> None:
+    size = sum(p.stat().st_size for p in SUITE.rglob("*") if p.is_file())
+    assert size < 5_000_000, size
+
+
 def test_the_suite_declares_its_gaps() -> None:
     manifest = json.loads((SUITE / "manifest.json").read_text())
     assert manifest["gaps"] == {}
