@@ -244,8 +244,12 @@ def attest(
     issued_at: datetime | None = None,
     software_stack: SoftwareStack | None = None,
     stack_lists: Sequence[tuple[str, bytes]] = (),
+    builder: str | None = None,
 ) -> BuiltStage:
-    """Run one stage on ``agent``: record ``events`` events, then attest it as the agent does."""
+    """Run one stage on ``agent``: record ``events`` events, then attest it as the agent does.
+
+    ``builder`` replaces the provenance's builder.id (a forged or misattributed one).
+    """
     started = agent.clock()
     recorded = [
         agent.record(f"pipeline.{stage}", "step", f"{run_id}:{i}".encode()) for i in range(events)
@@ -257,7 +261,7 @@ def attest(
         inputs=tuple(inputs),
         outputs=tuple(outputs),
         previous=previous,
-        builder_id=builder_id(agent.tee, agent.backend.describe().backend, agent.key_id),
+        builder_id=builder or builder_id(agent.tee, agent.backend.describe().backend, agent.key_id),
         agent_version="0.1.0",
         started_on=started,
         finished_on=agent.clock(),

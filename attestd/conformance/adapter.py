@@ -40,6 +40,7 @@ from attestd.verifier import (
 )
 from attestd.verifier.chain import verify_chain
 from attestd.verifier.layout import load_layout
+from attestd.verifier.oms import OmsClosing
 from attestd.verifier.quote import VerifyRequest, verify_snp, verify_tdx
 
 __all__ = ["KIND_UNSUPPORTED", "Verdict", "judge", "judge_files"]
@@ -108,7 +109,8 @@ def _evidence(inputs: dict[str, Path], now: datetime) -> Verdict:
     if not failures:
         return Verdict(ACCEPT, detail=result.status.value)
     first = failures[0]
-    others = tuple(c.reason or "" for c in failures[1:])
+    # Other reasons only: a debug TD fails tcb_status and debug, both for debug_td.
+    others = tuple(dict.fromkeys(c.reason or "" for c in failures if c.reason != first.reason))
     return _refuse(first.reason or "", f"{first.name}: {first.detail}", others)
 
 
@@ -143,11 +145,15 @@ def _chain(inputs: dict[str, Path], now: datetime) -> Verdict:
     roles = sorted(
         (r for r in inputs if r.startswith("attestation_")), key=lambda r: int(r.split("_")[1])
     )
+    oms = None
+    if "oms_bundle" in inputs:  # a chain closed by an OpenSSF model signing bundle
+        oms = OmsClosing(inputs["oms_bundle"], public_key=inputs.get("oms_key"))
     result = verify_chain(
         [inputs[r].read_bytes() for r in roles],
         load_layout(inputs["layout"]),
         labels=roles,
         now=now,
+        oms=oms,
     )
     failures = result.failures
     if not failures:

@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import struct
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from attestd.conformance import _chains as chains
+from attestd.conformance import _fixtures as fixtures
 from attestd.conformance import adapter
 from attestd.conformance._seeded import DeterministicKey, SeededStream, seeded
 from attestd.conformance.manifest import ACCEPT, MANIFEST, REFUSE, SUITE_VERSION, load_suite
@@ -39,6 +41,7 @@ from attestd.conformance.runner import check_vectors
 from attestd.evidence import (
     BatchMembership,
     Binding,
+    CcelBlob,
     EvidencePredicate,
     LogCheckpoint,
     RuntimeEvent,
@@ -81,7 +84,11 @@ from attestd.tee.snp.abi import (
 from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend
 from attestd.tee.tdx import _simulated_pki as tdx_pki
 from attestd.tee.tdx.abi import parse_quote as parse_tdx_quote
-from attestd.tee.tdx.simulated import SimulatedTdxBackend
+from attestd.tee.tdx.simulated import (
+    MEASUREMENT_DEFAULTS,
+    SimulatedTdMeasurements,
+    SimulatedTdxBackend,
+)
 from attestd.verifier import EAR_PROFILE, appraise, load_policy, policy_digest, sign_result
 
 __all__ = ["DEFAULT_SEED", "GAPS", "build"]
@@ -463,7 +470,7 @@ def _stack(dists: Sequence[Distribution], *, exe: bool = True) -> dict[str, obje
     return {"software_stack": stack, "stack_lists": [(PYTHON_DISTRIBUTIONS, content)]}
 
 
-def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None:
+def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> Callable[[bytes], None]:
     clock = lambda: ISSUED_AT  # noqa: E731 - every stage "ran" at the suite's one instant
     platform = workdir / "chain-platform"
     SimulatedTdxBackend.open(platform)
@@ -482,6 +489,8 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None
         reason: str | None = None,
         docs: str = _LAYOUT_DOCS,
         layout: Callable[[Path], Path] | None = None,
+        beside: Mapping[str, bytes] | None = None,
+        oms: Mapping[str, tuple[str, bytes]] | None = None,
         **layout_args: Any,
     ) -> None:
         directory = workdir / f"layout-{next(counter)}"
@@ -489,6 +498,11 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None
         path = layout(directory) if layout else pipeline.layout(directory, **layout_args)
         files: dict[str, bytes] = {"layout": path.read_bytes()}
         names = {"layout": "layout.toml"}
+        # Files the layout names by a relative path (an OSV file), kept beside it.
+        for index, (file_name, data) in enumerate(sorted((beside or {}).items())):
+            files[f"file_{index}"], names[f"file_{index}"] = data, file_name
+        for role, (file_name, data) in (oms or {}).items():  # the OMS closing: bundle and key
+            files[role], names[role] = data, file_name
         for index, root in enumerate(sorted(directory.glob("*.pem"))):
             files[f"root_{index}"], names[f"root_{index}"] = root.read_bytes(), root.name
         for index, data in enumerate(attestations):
@@ -700,6 +714,181 @@ def _chain_cases(workdir: Path, builder: _Builder, stream: SeededStream) -> None
         case(name, f"package's software rules: {reason}", attestations, reason=reason,
              stage_extra=rules(text), docs=_SOFTWARE_DOCS)  # fmt: skip
     _kfp_cases(workdir, platform, clock, case, stream)
+
+    def later(snp_root: bytes) -> None:
+        """Suite 1.2's chain cases, written after every earlier case (their bytes stay)."""
+        advisory = {
+            "id": "ATTESTD-CONFORMANCE-0001",
+            "affected": [
+                {
+                    "package": {"ecosystem": "PyPI", "name": "torch"},
+                    "versions": ["2.6.0"],
+                    "database_specific": {"severity": "HIGH"},
+                }
+            ],
+        }
+        osv = json.dumps(advisory, indent=2).encode() + b"\n"
+        case(
+            "package-vulnerable",
+            "package's torch 2.6.0 is affected by an OSV advisory (HIGH) in osv.json",
+            good,
+            reason="package_vulnerable",
+            stage_extra=rules('osv = ["osv.json"]'),
+            beside={"osv.json": osv},
+            docs=_SOFTWARE_DOCS,
+        )
+        package = chains.attest(
+            agents["package"], "package", [chains.INT8], [chains.RELEASE],
+            happy["quantize"].digest, builder="https://attestd.dev/agent/tdx/simulated#sha256:"
+            + "00" * 32,
+        )  # fmt: skip
+        case(
+            "builder-mismatch",
+            "package's provenance names a builder.id of another agent key",
+            [*files[:3], package.attestation],
+            reason="builder_mismatch",
+        )
+
+        def snp_only(directory: Path) -> Path:
+            # package's stage accepts SEV-SNP only (the tee check runs before its appraisal,
+            # so its SNP trust and launch values are never reached).
+            path = pipeline.layout(directory)
+            head = path.read_text().rpartition('tee = ["tdx"]')[0]  # package's tables dropped
+            root = "root-sev-snp.pem"
+            (directory / root).write_bytes(snp_root)
+            snp = [
+                'tee = ["sev-snp"]',
+                "[stages.trust.sev-snp]",
+                'root = "simulated"',
+                f'simulated_root = "{root}"',
+                "[stages.snp]",
+                f'measurement = ["{"00" * 48}"]',
+            ]
+            path.write_text(head + "\n".join(snp) + "\n")
+            return path
+
+        case(
+            "tee-not-accepted",
+            "package attested on TDX under a stage that accepts SEV-SNP only",
+            files,
+            reason="tee_not_accepted",
+            layout=snp_only,
+        )
+        _oms_cases(workdir / "oms", pipeline, case, stream)
+
+    return later
+
+
+_OMS_DOCS = "docs/layout.md#the-chain"
+
+
+def _canonical_bundle(bundle: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """``bundle`` with its DSSE payload's keys sorted and signed again by ``key``.
+
+    model_signing writes the statement's keys and its ignored paths in an order
+    that follows the process's hash seed; sorted, the bytes are the seed's alone. The signature
+    is over DSSE's pre-authentication encoding of the new payload, as before.
+    """
+    document = json.loads(bundle)
+    envelope = document["dsseEnvelope"]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    serialization_ = statement["predicate"]["serialization"]  # ignore_paths: a set, listed
+    serialization_["ignore_paths"] = sorted(serialization_["ignore_paths"])
+    body = json.dumps(statement, sort_keys=True).encode()
+    kind = envelope["payloadType"].encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
+    envelope["payload"] = base64.b64encode(body).decode()
+    signature = key.sign(pae, ec.ECDSA(hashes.SHA256()))
+    envelope["signatures"][0]["sig"] = base64.b64encode(signature).decode()
+    return json.dumps(document, sort_keys=True).encode()
+
+
+def _oms_cases(
+    workdir: Path, pipeline: chains.Pipeline, case: Callable[..., None], stream: SeededStream
+) -> None:
+    """A chain closed by an OpenSSF model signing bundle (key-signed: offline, no Sigstore).
+
+    ``model_signing`` (a dev dependency, the ``oms`` extra) signs a small model
+    directory with an EC key of the seed; ECDSA signs deterministically under
+    :func:`seeded`, so the bundle's bytes are reproducible.
+    """
+    import model_signing.signing
+
+    signing: Any = model_signing.signing  # untyped: its Config is called through Any
+    from attestd.verifier.oms import OmsClosing, verify_oms_bundle
+
+    def model(directory: Path, layers: int) -> Path:
+        (directory / "model" / "shards").mkdir(parents=True)
+        (directory / "model" / "config.json").write_text(f'{{"layers": {layers}}}\n')
+        (directory / "model" / "shards" / "00.bin").write_bytes(bytes(range(256)) * 16)
+        return directory / "model"
+
+    def pem(key: ec.EllipticCurvePrivateKey, directory: Path) -> tuple[Path, bytes]:
+        private = directory / "publisher.pem"
+        inner = key.inner if isinstance(key, DeterministicKey) else key
+        private.write_bytes(
+            inner.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        (directory / "publisher.pub").write_bytes(public)
+        return private, public
+
+    publisher, other = stream.signing_key(), stream.signing_key()
+    bundles: dict[str, bytes] = {}
+    digests: dict[str, str] = {}
+    keys: dict[str, bytes] = {}
+    for name, key, layers in (("signed", publisher, 2), ("changed", publisher, 3)):
+        directory = workdir / name
+        directory.mkdir(parents=True)
+        private, keys[name] = pem(key, directory)
+        bundle = directory / "model.sig"
+        signer = signing.Config().use_elliptic_key_signer(private_key=private)
+        signer.sign(model(directory, layers), bundle)
+        bundle.write_bytes(_canonical_bundle(bundle.read_bytes(), key))
+        bundles[name] = bundle.read_bytes()
+        signed = OmsClosing(bundle, public_key=directory / "publisher.pub")
+        digests[name] = verify_oms_bundle(signed).sha256
+    (workdir / "other").mkdir()
+    keys["other"] = pem(other, workdir / "other")[1]
+    released = chains.retag(chains.RELEASE, digest={"sha256": digests["signed"]})
+    built = pipeline.run(flow=chains.with_outputs(chains.FLOW, "package", outputs=[released]))
+    attestations = chains.attestation_bytes(built)
+
+    def oms_inputs(bundle: str, key: str) -> dict[str, tuple[str, bytes]]:
+        return {
+            "oms_bundle": ("model.sig", bundles[bundle]),
+            "oms_key": ("publisher.pub", keys[key]),
+        }
+
+    case(
+        "oms-closed-valid",
+        "The chain closed by the OMS signature of package's one output (a public key)",
+        attestations,
+        oms=oms_inputs("signed", "signed"),
+        docs=_OMS_DOCS,
+    )
+    case(
+        "oms-signature-invalid",
+        "The OMS bundle verified under another publisher's key",
+        attestations,
+        reason="oms_signature_invalid",
+        oms=oms_inputs("signed", "other"),
+        docs=_OMS_DOCS,
+    )
+    case(
+        "oms-digest-mismatch",
+        "The OMS bundle signs the model as changed after package attested it",
+        attestations,
+        reason="oms_digest_mismatch",
+        oms=oms_inputs("changed", "signed"),
+        docs=_OMS_DOCS,
+    )
 
 
 def _kfp_cases(
@@ -1262,6 +1451,425 @@ def _snp_quote_cases(guest: _SnpGuest, builder: _Builder) -> None:
     )
 
 
+# -- suite 1.2: every registry reason (appended: the cases above keep their bytes) ------
+
+
+def _tdx_policy(td: _Td, *lines: str) -> bytes:
+    """``td``'s policy with ``lines`` added to its ``[tdx]`` table."""
+    return td.policy().replace(b"[[artifacts]]", "\n".join((*lines, "[[artifacts]]")).encode())
+
+
+def _tdx_reference_cases(td: _Td, builder: _Builder) -> None:
+    """TDX launch and collateral checks (docs/policy.md "TDX checks"), one reason each."""
+    root = td.backend.trust_root_pem()
+    good = td.statement()
+    tdx_docs = "docs/policy.md#tdx-checks-each-needs-evidence_format-and-quote_signature"
+
+    def case(name: str, tests: str, statement: Statement, policy: bytes, reason: str) -> None:
+        evidence = sign_statement(statement, td.key)
+        _add_evidence(
+            builder, name, tests, evidence, root=root, policy=policy, reason=reason, docs=tdx_docs
+        )
+
+    case(
+        "tdx-tee-tcb-svn-too-low",
+        "TEE_TCB_SVN below the policy's tdx.min_tee_tcb_svn",
+        good,
+        _tdx_policy(td, f'min_tee_tcb_svn = "{"ff" * 16}"'),
+        "tee_tcb_svn_too_low",
+    )
+    case(
+        "tdx-ccel-missing",
+        "tdx.require_ccel set; the evidence carries no CCEL",
+        good,
+        _tdx_policy(td, "require_ccel = true"),
+        "ccel_missing",
+    )
+    platform = tdx_pki.load(td.backend.state_directory)
+
+    def collateral(**options: Any) -> dict[str, str]:
+        options.setdefault("issue_date", ISSUED_AT - timedelta(days=1))
+        options.setdefault("next_update", ISSUED_AT + timedelta(days=29))
+        return tdx_pki.issue_collateral(platform, **options)
+
+    def shipped(document: Mapping[str, Any] | None) -> Statement:
+        return _with(good, collateral=None if document is None else dict(document))
+
+    policy = td.policy()
+    case(
+        "tdx-tcb-status-not-allowed",
+        "Collateral rating the platform's TCB OutOfDate; the policy allows UpToDate only",
+        shipped(collateral(tcb_status="OutOfDate")),
+        policy,
+        "tcb_status_not_allowed",
+    )
+    case(
+        "tdx-tcb-revoked",
+        "Collateral rating the platform's TCB Revoked",
+        shipped(collateral(tcb_status="Revoked")),
+        policy,
+        "tcb_revoked",
+    )
+    case(
+        "tdx-collateral-not-yet-valid",
+        "Collateral issued after the time of judgement",
+        shipped(
+            collateral(issue_date=NOW + timedelta(days=1), next_update=NOW + timedelta(days=30))
+        ),
+        policy,
+        "collateral_not_yet_valid",
+    )
+    case(
+        "tdx-collateral-expired",
+        "Simulated collateral whose nextUpdate has passed",
+        shipped(
+            collateral(issue_date=NOW - timedelta(days=60), next_update=NOW - timedelta(days=1))
+        ),
+        policy,
+        "collateral_expired",
+    )
+    forged = collateral()
+    signature = bytearray(bytes.fromhex(forged["tcb_info_signature"]))
+    signature[0] ^= 1
+    case(
+        "tdx-collateral-signature-invalid",
+        "One flipped bit in the TCB info's signature",
+        shipped(forged | {"tcb_info_signature": signature.hex()}),
+        policy,
+        "collateral_signature_invalid",
+    )
+    other_qe = dataclasses.replace(tdx_pki.SIMULATED_QE, mr_signer=bytes(range(32)))
+    case(
+        "tdx-collateral-mismatch",
+        "A QE identity naming another quoting enclave's signer than the quote's QE",
+        shipped(collateral(qe=other_qe)),
+        policy,
+        "collateral_mismatch",
+    )
+    revoked = collateral()
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(platform.platform_ca.subject)
+        .last_update(ISSUED_AT - timedelta(days=1))
+        .next_update(ISSUED_AT + timedelta(days=29))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(platform.pck.serial_number)
+            .revocation_date(ISSUED_AT - timedelta(days=1))
+            .build()
+        )
+        .add_extension(x509.CRLNumber(2), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                platform.platform_ca_key.public_key()
+            ),
+            critical=False,
+        )
+        .sign(platform.platform_ca_key, hashes.SHA256())
+    )
+    pck_crl = crl.public_bytes(serialization.Encoding.DER).hex()
+    case(
+        "tdx-certificate-revoked",
+        "The platform CA's CRL lists the quote's PCK certificate",
+        shipped(revoked | {"pck_crl": pck_crl}),
+        policy,
+        "certificate_revoked",
+    )
+    case(
+        "tdx-collateral-malformed",
+        "Collateral whose TCB info is not JSON",
+        shipped(collateral() | {"tcb_info": "{not json"}),
+        policy,
+        "collateral_malformed",
+    )
+    case(
+        "tdx-collateral-unavailable",
+        "Evidence without collateral under a policy that takes it from the evidence",
+        shipped(None),
+        policy,
+        "collateral_unavailable",
+    )
+    # A TCB above the platform's: the platform matches the lower level, OutOfDate with
+    # the simulated advisory, which the policy then allows so that only the advisory rule acts.
+    higher = dataclasses.replace(tdx_pki.PLATFORM_TCB, cpu_svn=bytes([255] * 16))
+    advised = shipped(collateral(tcb=higher))
+    allows = 'allowed_tcb_statuses = ["UpToDate", "OutOfDate"]'
+    case(
+        "tdx-advisory-rejected",
+        "The platform's TCB level carries an advisory the policy rejects",
+        advised,
+        _tdx_policy(td, allows, 'rejected_advisories = ["ATTESTD-SIMULATED-SA-0001"]'),
+        "advisory_rejected",
+    )
+    case(
+        "tdx-advisory-not-accepted",
+        "The platform's TCB level carries an advisory the policy does not accept",
+        advised,
+        _tdx_policy(td, allows, 'accepted_advisories = ["ATTESTD-SIMULATED-SA-9999"]'),
+        "advisory_not_accepted",
+    )
+
+
+def _snp_reference_cases(guest: _SnpGuest, builder: _Builder) -> None:
+    """SEV-SNP launch checks (docs/policy.md "SEV-SNP checks"), one reason each."""
+    root = guest.backend.trust_root_pem()
+    good = guest.statement()
+    quote = good.predicate.quote
+    report = parse_report(quote)
+    measurement = report.measurement.hex()
+
+    def case(
+        name: str, tests: str, reason: str, *, snp: str = "", statement: Statement = good
+    ) -> None:
+        policy = guest.policy(snp=snp)
+        if "measurement" in snp:  # the one allowed value replaced, not a second key
+            policy = guest.policy().replace(measurement.encode(), snp.split('"')[1].encode())
+        evidence = sign_statement(statement, guest.key)
+        _add_evidence(
+            builder, name, tests, evidence, root=root, policy=policy, reason=reason, docs=_SNP_DOCS
+        )
+
+    other48, other32 = "ab" * 48, "ab" * 32
+    case(
+        "snp-measurement-not-allowed",
+        "MEASUREMENT outside the policy",
+        "measurement_not_allowed",
+        snp=f'measurement = ["{other48}"]',
+    )
+    case(
+        "snp-host-data-not-allowed",
+        "HOST_DATA outside the policy",
+        "host_data_not_allowed",
+        snp=f'host_data = ["{other32}"]',
+    )
+    case(
+        "snp-id-key-digest-not-allowed",
+        "ID_KEY_DIGEST outside the policy",
+        "id_key_digest_not_allowed",
+        snp=f'id_key_digest = ["{other48}"]',
+    )
+    case(
+        "snp-author-key-digest-not-allowed",
+        "AUTHOR_KEY_DIGEST outside the policy",
+        "author_key_digest_not_allowed",
+        snp=f'author_key_digest = ["{other48}"]',
+    )
+    case(
+        "snp-vmpl-not-allowed",
+        f"VMPL {report.vmpl} outside snp.vmpl",
+        "vmpl_not_allowed",
+        snp=f"vmpl = [{(report.vmpl + 1) % 4}]",
+    )
+    case(
+        "snp-guest-svn-too-low",
+        "GUEST_SVN below snp.min_guest_svn",
+        "guest_svn_too_low",
+        snp=f"min_guest_svn = {report.guest_svn + 1}",
+    )
+    case(
+        "snp-tcb-too-low",
+        "The reported TCB's SNP SVN below snp.min_tcb.snp",
+        "tcb_too_low",
+        snp="min_tcb = { snp = 255 }",
+    )
+    case("snp-signing-key-not-allowed", "A VCEK-signed report under snp.signing_keys = vlek",
+         "signing_key_not_allowed", snp='signing_keys = ["vlek"]')  # fmt: skip
+
+    smt = report.policy | (1 << 16)
+    case(
+        "snp-smt-allowed",
+        "A guest policy allowing SMT under snp.allow_smt = false",
+        "smt_allowed",
+        snp="allow_smt = false",
+        statement=_with(good, quote=guest.resigned(quote, policy=smt)),
+    )
+    quiet = report.policy & ~(1 << 16)  # SMT off: only the bit under test is set
+    case(
+        "snp-migration-agent-allowed",
+        "A guest policy allowing a migration agent",
+        "migration_agent_allowed",
+        statement=_with(good, quote=guest.resigned(quote, policy=quiet | (1 << 18))),
+    )
+    case(
+        "snp-debug-guest",
+        "A guest policy allowing debugging",
+        "debug_guest",
+        statement=_with(good, quote=guest.resigned(quote, policy=quiet | (1 << 19))),
+    )
+
+
+def _ccel_table(cc_type: int) -> bytes:
+    """An ACPI CCEL table (revision 1, 56 bytes) for ``cc_type``, its checksum fixed."""
+    fields = (b"CCEL", 56, 1, 0, b"ATTSTD", b"CONFORM ", 1, b"ATTD", 1, cc_type, 0, 0, 4096, 0)
+    table = bytearray(struct.pack("<4sIBB6s8sI4sIBBHQQ", *fields))
+    table[9] = -sum(table) % 256
+    return bytes(table)
+
+
+def _ccel_log() -> bytes:
+    """A CC event log holding only its Spec ID event (SHA-384): it replays RTMR0-2 to zero."""
+    body = b"Spec ID Event03\0" + struct.pack("<IBBBBI", 0, 0, 2, 0, 2, 1)
+    body += struct.pack("<HH", 0x000C, 48) + b"\0"
+    return struct.pack("<II20sI", 0, 3, bytes(20), len(body)) + body
+
+
+def _more_evidence_cases(td: _Td, builder: _Builder, workdir: Path) -> None:
+    """Common and TDX reasons that need other evidence than a policy change."""
+    root = td.backend.trust_root_pem()
+    good = td.statement()
+    tdx_docs = "docs/policy.md#tdx-checks-each-needs-evidence_format-and-quote_signature"
+
+    def case(name: str, tests: str, statement: Statement, reason: str, **options: Any) -> None:
+        options.setdefault("root", root)
+        options.setdefault("policy", td.policy())
+        evidence = sign_statement(statement, options.pop("key", td.key))
+        _add_evidence(builder, name, tests, evidence, reason=reason, **options)
+
+    # The PCK chain as quoted (leaf, platform CA, root) with its CAs swapped: the same
+    # length, so the quote still parses; the leaf is not signed by the next certificate.
+    platform = tdx_pki.load(td.backend.state_directory)
+    ca_pem, root_pem = (
+        c.public_bytes(serialization.Encoding.PEM) for c in (platform.platform_ca, platform.root_ca)
+    )
+    quote = good.predicate.quote
+    assert quote.count(ca_pem + root_pem) == 1
+    swapped = quote.replace(ca_pem + root_pem, root_pem + ca_pem)
+    case(
+        "pck-chain-invalid",
+        "The quote's PCK chain with its two CAs swapped: the leaf's issuer does not sign it",
+        _with(good, quote=swapped),
+        "pck_chain_invalid",
+    )
+    builder.add(
+        _Case(
+            "quote/tdx-pck-chain-invalid",
+            "quote",
+            "A bare quote whose PCK chain has its two CAs swapped",
+            _QUOTE_DOCS,
+            {"quote": swapped, "root": root},
+            NOW,
+            REFUSE,
+            "pck_chain_invalid",
+        )
+    )
+    # No artifacts, so the statement's one subject is the agent subject: of another key.
+    subjects = tuple(statement_subjects((), key_id(td.other_key.public_key())))
+    binding = td.binding(NONCE, subjects)
+    quoted = td.backend.get_quote(report_data_for(binding))
+    foreign = _with(good, binding=binding, quote=quoted, batch=None)  # a batch of one, again
+    case(
+        "agent-subject-mismatch",
+        "The agent subject names another key than the binding's (the subjects digest agrees)",
+        dataclasses.replace(foreign, subjects=subjects),
+        "agent_subject_mismatch",
+        policy=td.policy().split(b"[[artifacts]]")[0],  # no artifact to look for
+    )
+    case(
+        "tdx-ccel-malformed",
+        "A CCEL table for SEV (CC type 1) in TDX evidence",
+        _with(good, ccel=CcelBlob(_ccel_table(1), _ccel_log())),
+        "ccel_malformed",
+        docs=tdx_docs,
+    )
+    case(
+        "tdx-ccel-mismatch",
+        "A CC event log that replays RTMR0-2 to other values than the quote's",
+        _with(good, ccel=CcelBlob(_ccel_table(2), _ccel_log())),
+        "ccel_mismatch",
+        docs=tdx_docs,
+    )
+    # A debuggable TD (TDATTRIBUTES.DEBUG, bit 0) on its own simulated platform: both
+    # tcb_status (dcap-qvl does not rate a debug TD) and debug refuse it, for debug_td.
+    attributes = bytearray(MEASUREMENT_DEFAULTS["td_attributes"])
+    attributes[0] |= 0x01
+    backend = SimulatedTdxBackend.open(
+        workdir / "debug-td", SimulatedTdMeasurements(td_attributes=bytes(attributes))
+    )
+    for event in td.events:
+        backend.extend_runtime_register(event_digest(event))
+    debug_td = dataclasses.replace(td, backend=backend)
+    case(
+        "tdx-debug-td",
+        "A TD whose attributes allow debugging, under a policy without tdx.allow_debug",
+        debug_td.statement(),
+        "debug_td",
+        root=backend.trust_root_pem(),
+        policy=debug_td.policy(),
+        docs=tdx_docs,
+    )
+
+
+def _dcap_catch_all_cases(td: _Td, builder: _Builder) -> None:
+    """dcap_verification_failed: a dcap-qvl refusal no named reason maps (tee/tdx/dcap.py).
+
+    A QE identity whose TCB level asks a higher QE ISVSVN than the quoting enclave's
+    ("QE ISVSVN ... is below minimum required"), as evidence and as a bare quote.
+    """
+    platform = tdx_pki.load(td.backend.state_directory)
+    qe = dataclasses.replace(tdx_pki.SIMULATED_QE, isv_svn=tdx_pki.SIMULATED_QE.isv_svn + 5)
+    collateral = tdx_pki.issue_collateral(
+        platform,
+        issue_date=ISSUED_AT - timedelta(days=1),
+        next_update=ISSUED_AT + timedelta(days=29),
+        qe=qe,
+    )
+    root = td.backend.trust_root_pem()
+    good = td.statement()
+    _add_evidence(
+        builder,
+        "tdx-dcap-verification-failed",
+        "A QE identity requiring a higher QE ISVSVN than the quoting enclave's",
+        sign_statement(_with(good, collateral=collateral), td.key),
+        root=root,
+        policy=td.policy(),
+        reason="dcap_verification_failed",
+        docs="docs/policy.md#tdx-checks-each-needs-evidence_format-and-quote_signature",
+    )
+    files = {
+        "quote": good.predicate.quote,
+        "root": root,
+        "collateral": json.dumps(collateral, indent=2).encode() + b"\n",
+    }
+    builder.add(
+        _Case(
+            "quote/tdx-dcap-verification-failed",
+            "quote",
+            "A simulated quote with collateral whose QE identity requires a higher ISVSVN",
+            _QUOTE_DOCS,
+            files,
+            NOW,
+            REFUSE,
+            "dcap_verification_failed",
+        )
+    )
+
+
+def _snp_product_unknown_case(guest: _SnpGuest, builder: _Builder) -> None:
+    """product_unknown: no product from the policy, the report or the VCEK.
+
+    A version 2 report (no CPUID) shipped with the committed VCEK whose
+    productName attestd does not know (``conformance/fixtures/``, made by
+    ``attestd.conformance._fixtures``: the ASK's RSA-PSS cannot be seeded).
+    """
+    pem = (SNP_FIXTURE.parent / fixtures.UNKNOWN_PRODUCT_VCEK).read_bytes()
+    vcek = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    good = guest.statement()
+    _, ask, ark = good.predicate.certificates
+    quote = guest.resigned(
+        good.predicate.quote, version=2, cpuid_fam_id=0, cpuid_mod_id=0, cpuid_step=0
+    )
+    _add_evidence(
+        builder,
+        "snp-product-unknown",
+        "A version 2 report (no CPUID) with a VCEK naming an unknown product, no snp.product",
+        sign_statement(_with(good, quote=quote, certificates=(vcek, ask, ark)), guest.key),
+        root=guest.backend.trust_root_pem(),
+        policy=guest.policy(),
+        reason="product_unknown",
+        docs=_SNP_DOCS,
+    )
+
+
 # -- writing ------------------------------------------------------------------------------
 
 
@@ -1331,10 +1939,16 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
         _vendor_cases(builder)
         _evidence_cases(td, builder)
         _result_cases(td, builder, Path(tmp), stream)
-        _chain_cases(Path(tmp), builder, stream)
+        later_chain_cases = _chain_cases(Path(tmp), builder, stream)
         guest = _snp_guest(Path(tmp) / "snp", td, stream)
         _snp_quote_cases(guest, builder)
         _snp_evidence_cases(guest, td, builder)
+        _tdx_reference_cases(td, builder)
+        _snp_reference_cases(guest, builder)
+        _more_evidence_cases(td, builder, Path(tmp))
+        later_chain_cases(guest.backend.trust_root_pem())
+        _dcap_catch_all_cases(td, builder)
+        _snp_product_unknown_case(guest, builder)
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)

@@ -39,7 +39,7 @@ __all__ = [
     "load_suite",
 ]
 
-SUITE_VERSION = "1.1.0"
+SUITE_VERSION = "1.2.0"
 """Semantic version of the suite and of its reason names (docs/conformance.md, "Versioning")."""
 
 MANIFEST = "manifest.json"
