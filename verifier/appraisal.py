@@ -386,7 +386,7 @@ APPRAISAL_CHECKS: tuple[CheckDef[_Appraisal], ...] = (
     CheckDef(
         "evidence_format",
         _Appraisal.evidence_format,
-        reasons=("evidence_malformed", "nonce_invalid", "event_invalid"),
+        reasons=("evidence_malformed", "nonce_invalid"),
         claims=(identity(99),),
     ),
     CheckDef(

@@ -30,13 +30,7 @@ SUITE = Path(__file__).resolve().parents[2] / "conformance"
 # subset: a new case must remove its reason here, and a new registry reason must get a case
 # or a line. Every suite of verifier/registry.py SUITES is covered, not a chosen few.
 KNOWN_GAPS: dict[str, set[str]] = {
-    "appraisal": {
-        # Unreachable from evidence bytes: the evidence parser (evidence/runtime_log_format.py,
-        # _event_from_json) refuses a bad domain, operation or content as evidence_malformed;
-        # EventFormatError (event_invalid) is raised only by validate_event_fields, which only
-        # the agent's record path calls (agent/service.py). Needs a verifier change to case.
-        "event_invalid",
-    },
+    "appraisal": set(),
     "tdx": {
         # Collateral shipped in evidence arrives parsed (a mapping) and is never size-checked
         # (tee/tdx/collateral.py EvidenceCollateralSource); only a file or PCCS response over
