@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from attestd.conformance.manifest import ACCEPT, REFUSE, Case
+from attestd.conformance.manifest import ACCEPT, REFUSE, Case, case_inputs
 from attestd.errors import AttestdError
 from attestd.evidence import LogCheckpoint
 from attestd.verifier import (
@@ -68,7 +68,8 @@ def _refuse(reason: str, detail: str, others: tuple[str, ...] = ()) -> Verdict:
 
 def judge(case: Case, root: Path) -> Verdict:
     """The verdict of attestd on ``case`` (its inputs under ``root``)."""
-    return judge_files(case.kind, case.input_paths(root), case.now)
+    with case_inputs(case, root) as inputs:  # synthesized inputs exist for the call only
+        return judge_files(case.kind, inputs, case.now)
 
 
 def judge_files(kind: str, inputs: dict[str, Path], now: datetime) -> Verdict:

@@ -84,6 +84,7 @@ from attestd.tee.snp.abi import (
 from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend
 from attestd.tee.tdx import _simulated_pki as tdx_pki
 from attestd.tee.tdx.abi import parse_quote as parse_tdx_quote
+from attestd.tee.tdx.collateral import MAX_COLLATERAL_BYTES
 from attestd.tee.tdx.simulated import (
     MEASUREMENT_DEFAULTS,
     SimulatedTdMeasurements,
@@ -120,6 +121,8 @@ class _Case:
     """File names by role where the default (the role) will not do: a layout names its roots."""
     vectors: dict[str, dict[str, str]] = field(default_factory=dict)
     """Real vendor vectors by role (path, sha256, provenance): referenced, never copied."""
+    synthesized: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Inputs the runner writes by role (``{"size": N, "byte": "hh"}``): too large to store."""
 
 
 @dataclass
@@ -1870,6 +1873,29 @@ def _snp_product_unknown_case(guest: _SnpGuest, builder: _Builder) -> None:
     )
 
 
+def _collateral_too_large_case(td: _Td, builder: _Builder) -> None:
+    """collateral_too_large: a policy's collateral file one byte over MAX_COLLATERAL_BYTES.
+
+    The file is synthesized by the runner (docs/conformance.md, "Synthesized
+    inputs"), named by its role beside the policy, which names it by that name.
+    """
+    good = td.statement()
+    _add_evidence(
+        builder,
+        "tdx-collateral-too-large",
+        "A policy's collateral file (source = file) one byte over the 4 MiB limit",
+        sign_statement(good, td.key),
+        root=td.backend.trust_root_pem(),
+        policy=_tdx_policy(td, "[tdx.collateral]", 'source = "file"', 'path = "collateral_file"'),
+        reason="collateral_too_large",
+        docs="docs/policy.md#tdx-checks-each-needs-evidence_format-and-quote_signature",
+    )
+    builder.cases[-1].synthesized["collateral_file"] = {
+        "size": MAX_COLLATERAL_BYTES + 1,
+        "byte": "20",
+    }
+
+
 # -- writing ------------------------------------------------------------------------------
 
 
@@ -1883,7 +1909,7 @@ def _write(builder: _Builder, seed: str, out: Path) -> None:
     written: dict[bytes, str] = {}
     for case in builder.cases:
         directory = Path("cases") / case.id
-        inputs = {}
+        inputs: dict[str, Any] = {}
         roots = b"".join(
             data for role, data in sorted(case.files.items()) if role.startswith("root")
         )
@@ -1899,6 +1925,8 @@ def _write(builder: _Builder, seed: str, out: Path) -> None:
             (out / directory / name).write_bytes(data)
             inputs[role] = str(directory / name)
             written.setdefault(digest, inputs[role])
+        for role, spec in sorted(case.synthesized.items()):
+            inputs[role] = {"synthesize": spec}
         expect: dict[str, str] = {"outcome": case.outcome}
         if case.reason is not None:
             expect["reason"] = case.reason
@@ -1949,6 +1977,7 @@ def build(out: Path, seed: str = DEFAULT_SEED) -> int:
         later_chain_cases(guest.backend.trust_root_pem())
         _dcap_catch_all_cases(td, builder)
         _snp_product_unknown_case(guest, builder)
+        _collateral_too_large_case(td, builder)
     shutil.rmtree(out / "cases", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     _write(builder, seed, out)

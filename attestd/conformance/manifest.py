@@ -12,9 +12,13 @@ describes it. Reading it refuses anything off-schema with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +31,7 @@ __all__ = [
     "ACCEPT",
     "KINDS",
     "MANIFEST",
+    "MAX_SYNTHESIZED_BYTES",
     "PARTS",
     "REFUSE",
     "SUITE_VERSION",
@@ -34,12 +39,14 @@ __all__ = [
     "Expect",
     "ManifestError",
     "Suite",
+    "Synthesized",
     "VectorRef",
+    "case_inputs",
     "default_vectors_dir",
     "load_suite",
 ]
 
-SUITE_VERSION = "1.2.0"
+SUITE_VERSION = "1.3.0"
 """Semantic version of the suite and of its reason names (docs/conformance.md, "Versioning")."""
 
 MANIFEST = "manifest.json"
@@ -51,6 +58,9 @@ _ID = re.compile(r"[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*")
 _REASON = re.compile(r"[a-z][a-z0-9_]*")
 _ROLE = re.compile(r"[a-z][a-z0-9_]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_BYTE = re.compile(r"[0-9a-f]{2}")
+MAX_SYNTHESIZED_BYTES = 64 * 1024 * 1024
+"""The largest input the runner will synthesize (a size limit's case needs 4 MiB + 1)."""
 
 
 class ManifestError(AttestdError):
@@ -81,6 +91,27 @@ class VectorRef:
 
 
 @dataclass(frozen=True)
+class Synthesized:
+    """An input the runner writes instead of the suite storing it: ``size`` copies of ``byte``.
+
+    It lets a case exceed a size limit (``collateral_too_large``) without the suite
+    carrying megabytes; docs/conformance.md, "Synthesized inputs".
+    """
+
+    size: int
+    byte: int
+
+    def write(self, path: Path) -> None:
+        """Write the input to ``path`` in bounded chunks."""
+        chunk = bytes([self.byte]) * min(self.size, 1 << 20)
+        with path.open("wb") as out:
+            left = self.size
+            while left > 0:
+                out.write(chunk[:left])
+                left -= len(chunk[:left])
+
+
+@dataclass(frozen=True)
 class Case:
     """One case: its inputs are paths relative to the suite's root.
 
@@ -98,9 +129,12 @@ class Case:
     expect: Expect
     vectors: Mapping[str, VectorRef] = field(default_factory=dict)
     vectors_dir: Path | None = None
+    synthesized: Mapping[str, Synthesized] = field(default_factory=dict)
 
     def input_paths(self, root: Path) -> dict[str, Path]:
         """Each input role to its absolute path: under ``root``, vectors under ``vectors_dir``."""
+        if self.synthesized:
+            raise ManifestError(f"{self.id}: has synthesized inputs; use case_inputs")
         paths = {role: (root / path).resolve() for role, path in self.inputs.items()}
         if self.vectors and self.vectors_dir is None:
             raise ManifestError(f"{self.id}: needs the vendor vectors, and none were given")
@@ -108,6 +142,36 @@ class Case:
             assert self.vectors_dir is not None
             paths[role] = (self.vectors_dir / ref.path).resolve()
         return paths
+
+
+@contextmanager
+def case_inputs(case: Case, root: Path) -> Iterator[dict[str, Path]]:
+    """Each input role to a path, synthesized inputs written for the duration.
+
+        with case_inputs(case, suite.root) as inputs:
+            adapter(case.kind, inputs)
+
+    A case with synthesized inputs has all of them in one temporary directory: its
+    stored inputs copied under their own file names, each synthesized one named by
+    its role, so that a policy can name it by a relative path. Others are read in place.
+    """
+    if not case.synthesized:
+        yield case.input_paths(root)
+        return
+    stored = dataclasses.replace(case, synthesized={})
+    with tempfile.TemporaryDirectory(prefix="attestd-conformance-case-") as tmp:
+        directory = Path(tmp)
+        paths = {}
+        for role, path in stored.input_paths(root).items():
+            if role in case.inputs:  # vendor vectors stay where they are
+                paths[role] = directory / path.name
+                shutil.copyfile(path, paths[role])
+            else:
+                paths[role] = path
+        for role, synthesized in case.synthesized.items():
+            paths[role] = directory / role
+            synthesized.write(paths[role])
+        yield paths
 
 
 @dataclass(frozen=True)
@@ -167,8 +231,12 @@ def _case(obj: object, root: Path, index: int, vectors_dir: Path | None) -> Case
     _require(isinstance(inputs, dict), f"{where}: inputs must be an object")
     _require(bool(inputs) or bool(vectors), f"{where}: a case needs inputs")
     _require(not set(inputs) & set(vectors), f"{where}: a role is both an input and a vector")
+    synthesized = {}
     for role, path in inputs.items():
         _require(_ROLE.fullmatch(role) is not None, f"{where}: input role {role!r}")
+        if isinstance(path, dict):
+            synthesized[role] = _synthesized(path, f"{where}: input {role}")
+            continue
         _require(isinstance(path, str) and not path.startswith("/"), f"{where}: input {role}")
         _require(".." not in Path(path).parts, f"{where}: input {role} leaves the suite")
         _require((root / path).is_file(), f"{where}: input {role} {path} is missing")
@@ -193,7 +261,40 @@ def _case(obj: object, root: Path, index: int, vectors_dir: Path | None) -> Case
         )
         expected = Expect(REFUSE, reason)
     tests = _string(obj, "tests", where)
-    return Case(case_id, part, kind, tests, docs, inputs, now, expected, vectors, vectors_dir)
+    if synthesized:  # copied beside them under their file names: no two may share one
+        names = [Path(p).name for r, p in inputs.items() if r not in synthesized]
+        names += list(synthesized)
+        _require(len(set(names)) == len(names), f"{where}: two inputs share a file name")
+        inputs = {r: p for r, p in inputs.items() if r not in synthesized}
+    return Case(
+        case_id,
+        part,
+        kind,
+        tests,
+        docs,
+        inputs,
+        now,
+        expected,
+        vectors,
+        vectors_dir,
+        synthesized,
+    )
+
+
+def _synthesized(obj: Mapping[str, Any], where: str) -> Synthesized:
+    _require(set(obj) == {"synthesize"}, f"{where}: an input object has only synthesize")
+    spec = obj["synthesize"]
+    _require(isinstance(spec, dict) and set(spec) == {"size", "byte"}, f"{where}: size, byte")
+    size, byte = spec["size"], spec["byte"]
+    _require(
+        isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_SYNTHESIZED_BYTES,
+        f"{where}: size must be an integer from 1 to {MAX_SYNTHESIZED_BYTES}",
+    )
+    _require(
+        isinstance(byte, str) and _BYTE.fullmatch(byte) is not None,
+        f"{where}: byte must be two lowercase hex digits",
+    )
+    return Synthesized(size, int(byte, 16))
 
 
 def default_vectors_dir(root: Path) -> Path:

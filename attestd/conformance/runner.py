@@ -17,7 +17,9 @@ in strict mode, reported but passed otherwise.
 Cases that name real vendor vectors (``vectors`` in the manifest) are resolved
 under the vectors directory and their SHA-256 checked first: a wrong digest is
 ``vector_digest_mismatch``; a missing vector is ``vector_missing``, a failure
-under ``CI=true`` and a skipped case otherwise, never a pass.
+under ``CI=true`` and a skipped case otherwise, never a pass. Synthesized inputs
+(``synthesize`` in the manifest) are written to a temporary directory for the
+adapter's run (:func:`attestd.conformance.manifest.case_inputs`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from attestd.conformance.adapter import Verdict
-from attestd.conformance.manifest import ACCEPT, REFUSE, Case, Suite
+from attestd.conformance.manifest import ACCEPT, REFUSE, Case, Suite, case_inputs
 from attestd.evidence import format_rfc3339
 
 __all__ = [
@@ -180,7 +182,10 @@ def command_adapter(command: Sequence[str], *, timeout: float = 30.0) -> Adapter
     """An adapter that runs ``command`` per case, by the protocol above."""
 
     def run(case: Case, root: Path) -> Verdict:
-        inputs = case.input_paths(root)
+        with case_inputs(case, root) as inputs:  # synthesized inputs exist for the run only
+            return _run(case, inputs)
+
+    def _run(case: Case, inputs: dict[str, Path]) -> Verdict:
         now = format_rfc3339(case.now)
         argv = [*command, case.kind, now, *(f"{role}={path}" for role, path in inputs.items())]
         env = dict(os.environ)

@@ -31,12 +31,7 @@ SUITE = Path(__file__).resolve().parents[2] / "conformance"
 # or a line. Every suite of verifier/registry.py SUITES is covered, not a chosen few.
 KNOWN_GAPS: dict[str, set[str]] = {
     "appraisal": set(),
-    "tdx": {
-        # Collateral shipped in evidence arrives parsed (a mapping) and is never size-checked
-        # (tee/tdx/collateral.py EvidenceCollateralSource); only a file or PCCS response over
-        # MAX_COLLATERAL_BYTES (4 MiB) is: more than the suite's 5 MB budget allows.
-        "collateral_too_large",
-    },
+    "tdx": set(),
     "snp": set(),
     "stage": set(),
     "chain": set(),
