@@ -94,6 +94,17 @@ def cmd_layout_from_kedro(args: argparse.Namespace) -> int:
     return _check_and_write(args, layout_from_kedro(args.reference, _stage_template(args)))
 
 
+def _add_derivation_options(sub: Any, *, pipeline_default: str) -> None:
+    """The options every ``layout from-*`` command shares: template, name, output."""
+    sub.add_argument(
+        "--stage-template",
+        type=Path,
+        help="TOML: layout top-level keys and a [stage] table given to every stage",
+    )
+    sub.add_argument("--pipeline", help=f"the pipeline name (default: {pipeline_default})")
+    sub.add_argument("-o", "--output", help="write the layout here (default: stdout)")
+
+
 def _add_from_kedro(layout_commands: Any) -> None:
     sub = layout_commands.add_parser(
         "from-kedro",
@@ -108,13 +119,7 @@ def _add_from_kedro(layout_commands: Any) -> None:
     )
     sub.set_defaults(handler=cmd_layout_from_kedro)
     sub.add_argument("reference", metavar="MODULE:OBJECT", help="the pipeline to derive from")
-    sub.add_argument(
-        "--stage-template",
-        type=Path,
-        help="TOML: layout top-level keys and a [stage] table given to every stage",
-    )
-    sub.add_argument("--pipeline", help="the pipeline name (default: OBJECT)")
-    sub.add_argument("-o", "--output", help="write the layout here (default: stdout)")
+    _add_derivation_options(sub, pipeline_default="OBJECT")
 
 
 def add_commands(commands: Commands) -> None:
@@ -134,13 +139,7 @@ def add_commands(commands: Commands) -> None:
     )
     sub.set_defaults(handler=cmd_layout_from_kfp)
     sub.add_argument("spec", metavar="PIPELINE.yaml", help="compiled pipeline spec")
-    sub.add_argument(
-        "--stage-template",
-        type=Path,
-        help="TOML: layout top-level keys and a [stage] table given to every stage",
-    )
-    sub.add_argument("--pipeline", help="the pipeline name (default: pipelineInfo.name)")
-    sub.add_argument("-o", "--output", help="write the layout here (default: stdout)")
+    _add_derivation_options(sub, pipeline_default="pipelineInfo.name")
     sign = layout_commands.add_parser(
         "sign",
         help="sign a layout as an in-toto attestation (docs/layout-attestation.md)",
