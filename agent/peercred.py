@@ -27,9 +27,9 @@ gRPC reports that address as the call's peer, so the servicer asks
 
 The identity comes from the kernel, never from the request: ``caller_of``
 accepts only an address this relay made for a connection that is still open
-(the 128-bit nonce is looked up, and the pid, uid and gid must equal what was
-read), so a process that reaches the internal socket some other way, or binds
-a look-alike address, is refused.
+(the whole address, with its 128-bit nonce and the pid, uid and gid that were
+read, is looked up as the relay spelled it), so a process that reaches the
+internal socket some other way, or binds a look-alike address, is refused.
 
 Each relayed direction holds at most :data:`RELAY_BUFFER_BYTES` of unsent data
 (plus one read) before it stops reading from its source, so a slow reader
@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 import socket
 import stat
@@ -81,10 +80,6 @@ INTERNAL_SOCKET_NAME = "grpc.sock"
 MAX_UNIX_PATH_BYTES = 107
 
 _NONCE_HEX = 32
-_PEER = re.compile(
-    rf"unix-abstract:{PEER_PREFIX}/(0|[1-9][0-9]{{0,9}})/(0|[1-9][0-9]{{0,9}})"
-    rf"/(0|[1-9][0-9]{{0,9}})/([0-9a-f]{{{_NONCE_HEX}}})"
-)
 _UCRED = struct.Struct("3i")  # struct ucred: pid_t pid, uid_t uid, gid_t gid
 
 
@@ -211,7 +206,7 @@ class _Link:
         self.relay = relay
         self.client: _Half = _ClientHalf(self)
         self.upstream: _Half = _Half(self)
-        self.nonce: str | None = None
+        self.peer: str | None = None  # the address gRPC reports, once bound
         self.closed = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -379,21 +374,19 @@ class PeerRelay:
         Only an address this relay made for a connection still open is accepted;
         anything else raises :class:`PeerUnknownError`.
         """
-        match = _PEER.fullmatch(peer)
-        caller = self._callers.get(match.group(4)) if match else None
-        if match is None or caller is None:
+        # One lookup of the whole address as the relay spelled it when binding: the
+        # nonce, pid, uid and gid must all be the ones read, character for character.
+        caller = self._callers.get(peer)
+        if caller is None:
             raise PeerUnknownError("the call did not come through the agent's pipeline socket")
-        named = Caller(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-        if named != caller:  # cannot happen unless someone forged the nonce's address
-            raise PeerUnknownError("the call's relay address does not match its connection")
         return caller
 
     # -- the relay ---------------------------------------------------------------------
 
     def _forget(self, link: _Link) -> None:
         self._links.discard(link)
-        if link.nonce is not None:
-            self._callers.pop(link.nonce, None)
+        if link.peer is not None:
+            self._callers.pop(link.peer, None)
 
     def _finished(self, link: _Link) -> None:
         self._unfinished.discard(link)
@@ -433,10 +426,11 @@ class PeerRelay:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            sock.bind(f"\0{PEER_PREFIX}/{caller.pid}/{caller.uid}/{caller.gid}/{nonce}")
+            address = f"{PEER_PREFIX}/{caller.pid}/{caller.uid}/{caller.gid}/{nonce}"
+            sock.bind(f"\0{address}")
             # Known before connecting: the server may take a call as soon as it accepts.
-            link.nonce = nonce
-            self._callers[nonce] = caller
+            link.peer = f"unix-abstract:{address}"
+            self._callers[link.peer] = caller
             await loop.sock_connect(sock, str(self.internal_socket))
             await loop.create_unix_connection(lambda: link.upstream, sock=sock)
         except BaseException as err:

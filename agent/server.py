@@ -373,16 +373,22 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         context: grpc.aio.ServicerContext,
     ) -> None:
         """RecordEvent, one stream of many: each response acknowledges one durable event."""
-        await self._guarded("RecordEvents", context, lambda _caller: self._record_stream(context))
+        await self._guarded(
+            "RecordEvents", context, lambda caller: self._record_stream(context, caller)
+        )
 
-    async def _record_stream(self, context: grpc.aio.ServicerContext) -> None:
+    async def _record_stream(
+        self, context: grpc.aio.ServicerContext, caller: Caller | None
+    ) -> None:
         """Read events and submit each at once; acknowledge each, in order, once durable.
 
         Reading runs ahead of acknowledging (up to :data:`STREAM_WINDOW` events),
         so a client that sends before it reads has several events in one group
         commit. The first refusal or failure ends the stream through
         :meth:`_guarded`, after the events before it were acknowledged; events
-        sent after it and not yet committed are withdrawn.
+        sent after it and not yet committed are withdrawn. Every event of the
+        stream is recorded with ``caller``, the stream's own caller: the kernel
+        named it once for the connection, which carries every event.
         """
         loop = asyncio.get_running_loop()
         pending: asyncio.Queue[asyncio.Future[Written] | None] = asyncio.Queue(STREAM_WINDOW)
@@ -391,8 +397,6 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
             try:
                 while (request := await context.read()) is not grpc.aio.EOF:
                     assert isinstance(request, agent_pb2.RecordEventRequest)
-                    # Each event is authorised as a RecordEvent call would be.
-                    caller = self._caller_of(context.peer()) if self._caller_of else None
                     future = self._agent.record_event_future(
                         request.domain, request.operation, request.content, caller=caller
                     )
