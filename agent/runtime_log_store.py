@@ -15,6 +15,7 @@ corruption and is refused, never repaired silently.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,6 +266,14 @@ class GroupCommitter:
     next group. While one group is written the next one gathers, so under load
     a group holds everything that arrived during the previous fsync.
 
+    ``batch``, when given, is entered around a group's ``apply`` calls (under
+    the same lock): a register that can take the group's extensions as one
+    write makes them there. If leaving it raises, none of the group's
+    extensions happened: every caller of the group gets that error, the events
+    are published (they are on disk), and ``batch`` is expected to have stopped
+    the agent from serving, as a failed ``apply`` does. Every event of a group
+    is recorded at the same moment, read once when the group is written.
+
     ``admit`` runs before a group is written and may refuse it (the agent is
     not serving). A failed write or fsync fails every caller of the group and
     leaves nothing of it on disk. A failed ``apply`` fails its event's caller
@@ -280,6 +290,7 @@ class GroupCommitter:
         *,
         apply: Callable[[RuntimeEvent, bytes], None],
         admit: Callable[[], None],
+        batch: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
         max_group: int = MAX_GROUP_EVENTS,
         clock: Callable[[], str] = now_rfc3339,
     ) -> None:
@@ -288,6 +299,7 @@ class GroupCommitter:
         self._store = store
         self._apply = apply
         self._admit = admit
+        self._batch = batch
         self._max_group = max_group
         self._clock = clock
         lock = threading.Lock()
@@ -402,13 +414,14 @@ class GroupCommitter:
         try:
             self._admit()
             first = self._store.next_sequence
+            recorded_at = self._clock()
             events = [
                 RuntimeEvent(
                     sequence=first + i,
                     domain=w.domain,
                     operation=w.operation,
                     content=w.content,
-                    recorded_at=self._clock(),
+                    recorded_at=recorded_at,
                     caller=w.caller,
                 )
                 for i, w in enumerate(group)
@@ -421,17 +434,25 @@ class GroupCommitter:
         results: list[tuple[_Waiter, Written]] = []
         failure: BaseException | None = None
         with self._store.lock:
-            for index, (w, done) in enumerate(zip(group, written, strict=True)):
-                try:
-                    self._apply(done.event, done.digest)
-                except BaseException as err:
-                    # Durable but not in the register: published (the log is what is on
-                    # disk) and refused; ``apply`` has stopped the agent from serving.
-                    self._store.publish(len(group) - index)
-                    failure = err
-                    break
-                self._store.publish(1)
-                results.append((w, done))
+            try:
+                with self._batch():
+                    for index, (w, done) in enumerate(zip(group, written, strict=True)):
+                        try:
+                            self._apply(done.event, done.digest)
+                        except BaseException as err:
+                            # Durable but not in the register: published (the log is what
+                            # is on disk) and refused; ``apply`` stopped the agent serving.
+                            self._store.publish(len(group) - index)
+                            failure = err
+                            break
+                        self._store.publish(1)
+                        results.append((w, done))
+            except BaseException as err:
+                # The batch's write failed: none of its extensions happened. Whatever
+                # was not published yet is (it is on disk); nobody is answered success.
+                self._store.publish(len(group) - len(results) if failure is None else 0)
+                failure = err
+                results.clear()
         # Answered outside the lock: a future's callbacks (an event loop's wake-up) run here.
         for w, result in results:
             w.future.set_result(result)

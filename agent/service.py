@@ -22,12 +22,13 @@ serving evidence.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,7 +107,7 @@ from attestd.evidence.provenance import (
 )
 from attestd.evidence.statement import StatementTemplate
 from attestd.evidence.subjects import statement_subjects
-from attestd.tee.backend import Attestation, TeeBackend, TeeDescription
+from attestd.tee.backend import Attestation, BatchedRuntimeRegister, TeeBackend, TeeDescription
 from attestd.tee.detect import open_backend
 
 log = logging.getLogger("attestd.agent")
@@ -185,7 +186,9 @@ class Agent:
             self._serve_batch, max_batch=config.evidence.max_batch if batching else 1
         )
         # Concurrent appends (RecordEvent, measurements, stage events) share one write and fsync.
-        self._committer = GroupCommitter(store, apply=self._apply, admit=self._require_serving)
+        self._committer = GroupCommitter(
+            store, apply=self._apply, admit=self._require_serving, batch=self._extensions
+        )
 
     @classmethod
     def open(cls, config: AgentConfig) -> Agent:
@@ -311,6 +314,25 @@ class Agent:
     ) -> tuple[RuntimeEvent, bytes]:
         """Log one event through the group committer: write, fsync, extend, then answer."""
         return self._committer.commit(domain, operation, content, caller)
+
+    @contextlib.contextmanager
+    def _extensions(self) -> Iterator[None]:
+        """Around a group's :meth:`_apply` calls: one register write for the whole group,
+        where the backend can (the simulated TD); elsewhere each extension is its own."""
+        backend = self._backend
+        if not (self._has_register and isinstance(backend, BatchedRuntimeRegister)):
+            yield
+            return
+        try:
+            with backend.runtime_register_batch():
+                yield
+        except Exception:
+            self._problem = (
+                "a group of events is logged but writing the register failed; "
+                "restart the agent to complete the extension"
+            )
+            log.exception(self._problem)
+            raise
 
     def _apply(self, event: RuntimeEvent, digest: bytes) -> None:
         """Extend the register by a durably written event; the committer holds the head lock."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -100,4 +101,21 @@ class TeeBackend(Protocol):
 
     def read_runtime_register(self) -> bytes | None:
         """The current runtime-log register, or None where the TEE has none (SNP)."""
+        ...
+
+
+@runtime_checkable
+class BatchedRuntimeRegister(Protocol):
+    """A backend that can apply a run of runtime-register extensions as one write.
+
+        with backend.runtime_register_batch():      # other readers wait meanwhile
+            for digest in digests:
+                backend.extend_runtime_register(digest)   # in order, as always
+        # leaving the block writes the register; if that raises, none of them happened
+
+    The agent's group commit uses it when a backend has it (the simulated TD).
+    """
+
+    def runtime_register_batch(self) -> AbstractContextManager[None]:
+        """Hold the register for this thread's extensions; write it once at the end."""
         ...

@@ -4,6 +4,8 @@
     >>> registers_file.prepare(directory, defaults, imposed)   # under the state lock, at open
     >>> device = registers_file.RegisterDevice(directory)      # one per backend
     >>> device.extend("rtmr3", digest)                         # one pread, one pwrite
+    >>> with device.batch():                                   # many extensions, one pwrite
+    ...     for digest in digests: device.extend("rtmr3", digest)
     >>> device.read_all()["rtmr3"]
 
 An extension used to cost a lock-file open, a parse of ``registers.json`` and a
@@ -243,6 +245,9 @@ class RegisterDevice:
                 f"simulated TDX registers in {self._path} are unreadable: {e}"
             ) from e
         self._closer = weakref.finalize(self, _close_all, self._fd, self._lock_fd)
+        # While a thread runs a batch: that thread, and the values its extensions reached.
+        self._batch_thread: int | None = None
+        self._batched: dict[str, bytes] = {}
 
     def close(self) -> None:
         self._closer()
@@ -279,9 +284,40 @@ class RegisterDevice:
             raise DeviceError(f"simulated TDX register {name}: short write of {written} bytes")
 
     def extend(self, name: str, digest: bytes) -> None:
-        """Register ``name`` = SHA-384(register ‖ ``digest``), in place, before this returns."""
+        """Register ``name`` = SHA-384(register ‖ ``digest``), in place, before this returns.
+
+        Inside this thread's :meth:`batch`, in place when the batch ends.
+        """
+        if self._batch_thread == threading.get_ident():
+            current = self._batched.get(name)
+            self._batched[name] = rtmr.extend(
+                self.read(name) if current is None else current, digest
+            )
+            return
         with self.held():
             self.write_record(name, rtmr.extend(self.read(name), digest))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold the device while this thread extends, and write each register once at the end.
+
+        A group commit extends RTMR3 by every event of its group in order; one
+        pwrite of the last value costs what one extension did, and nobody can
+        see the values in between: other threads and processes wait for the
+        device meanwhile, as for one extension. The writes at the end are what
+        makes the extensions happen; if one fails, it raises from here, and the
+        caller must treat every extension of the batch as not made. Not
+        re-entrant; inside it this thread may only :meth:`extend`.
+        """
+        with self.held():
+            self._batch_thread = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._batch_thread = None
+                batched, self._batched = self._batched, {}
+            for name, value in batched.items():
+                self.write_record(name, value)
 
 
 def _close_all(*fds: int) -> None:

@@ -29,6 +29,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
@@ -257,6 +258,10 @@ class SimulatedTdxBackend:
 
     def read_runtime_register(self) -> bytes:
         return self.rtmrs()[rtmr.RUNTIME_LOG_RTMR]
+
+    def runtime_register_batch(self) -> AbstractContextManager[None]:
+        """Extensions by this thread inside it are written once, at its end (a group commit)."""
+        return self._device.batch()
 
     def extend_rtmr(self, index: int, digest: bytes) -> None:
         """RTMR[index] = SHA-384(RTMR[index] ‖ digest), saved before this returns."""
