@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,32 @@ def test_a_failed_extension_fails_its_caller_and_every_later_one_of_the_group(
     # Durable events are published (the log is what is on disk); the register stopped short.
     assert len(store) == N + 1
     assert [e.sequence for e in gate.applied] == list(range(gate.fail_at))
+
+
+def test_a_batch_that_fails_to_write_fails_its_whole_group_yet_publishes_it(
+    store: RuntimeLogStore,
+) -> None:
+    gate = Gate()
+    batches: list[int] = []  # the events applied inside each batch
+
+    @contextmanager
+    def batch() -> Iterator[None]:
+        before = len(gate.applied)
+        yield
+        batches.append(len(gate.applied) - before)
+        if len(batches) == 2:  # the group queued behind the held leader
+            raise OSError(28, "the register's write failed")
+
+    committer = GroupCommitter(store, apply=gate, admit=_admit, batch=batch)
+    with ThreadPoolExecutor(N + 1) as pool:
+        first, rest = _one_group_behind_a_held_leader(committer, gate, pool, lambda: None)
+        first.result(10)
+        failures = [future.exception(10) for future in rest]
+    # One batch per group, around every extension of the group; nobody of the failed
+    # group is told its event is in the register.
+    assert batches == [1, N]
+    assert all(isinstance(failure, OSError) for failure in failures)
+    assert len(store) == N + 1  # durable, so published: a restart rolls the register forward
 
 
 def test_a_refusing_admit_fails_the_group_before_anything_is_written(

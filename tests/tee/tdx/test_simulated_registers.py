@@ -238,3 +238,44 @@ def test_a_quote_sees_every_extension_that_returned_before_it(tmp_path: Path) ->
         quotes += 1
     extender.join()
     assert other.read_runtime_register() == values[300]
+
+
+def test_a_batch_of_extensions_is_written_once_and_seen_only_whole(tmp_path: Path) -> None:
+    backend = SimulatedTdxBackend.open(tmp_path)
+    other = SimulatedTdxBackend.open(tmp_path)  # another opening, as an agent's quoting thread
+    values = replay(DIGESTS[:50])
+    backend.extend_runtime_register(DIGESTS[0])
+    seen: list[bytes] = []
+    with backend.runtime_register_batch():
+        reader = threading.Thread(target=lambda: seen.append(other.read_runtime_register()))
+        for digest in DIGESTS[1:50]:
+            backend.extend_runtime_register(digest)
+        reader.start()
+        reader.join(0.2)
+        assert reader.is_alive()  # a reader waits for the batch: it never sees a value between
+    reader.join(10)
+    assert seen == [values[50]]
+    assert backend.read_runtime_register() == values[50]
+    path = state_of(tmp_path) / "registers.bin"
+    raw = path.read_bytes()[RTMR3_OFFSET : RTMR3_OFFSET + registers_file.RECORD_SIZE]
+    assert raw == registers_file.record("rtmr3", values[50])
+
+
+def test_a_batch_that_cannot_write_raises_and_leaves_the_register_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = SimulatedTdxBackend.open(tmp_path)
+    backend.extend_runtime_register(DIGESTS[0])
+
+    def broken(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    refused = pytest.raises(DeviceError, match="cannot write simulated TDX register rtmr3")
+    with refused, backend.runtime_register_batch():
+        for digest in DIGESTS[1:5]:
+            backend.extend_runtime_register(digest)
+        monkeypatch.setattr(os, "pwrite", broken)
+    monkeypatch.undo()
+    assert backend.read_runtime_register() == replay(DIGESTS[:1])[1]
+    backend.extend_runtime_register(DIGESTS[1])  # the device is free again, outside any batch
+    assert backend.read_runtime_register() == replay(DIGESTS[:2])[2]
