@@ -105,9 +105,9 @@ class AgentMetrics:
         for hasher in HASHERS:
             self.hashed_bytes.labels(hasher=hasher)
 
-    def event_recorded(self, domain: str) -> None:
-        """Count one event of ``domain`` that is logged and extended."""
-        self.events_recorded.labels(kind=event_kind(domain)).inc()
+    def event_recorded(self, domain: str, count: int = 1) -> None:
+        """Count ``count`` events of ``domain`` that are logged and extended."""
+        self.events_recorded.labels(kind=event_kind(domain)).inc(count)
 
     def refused(self, rpc: str, reason: str) -> None:
         """Count one call of ``rpc`` answered with the error whose reason is ``reason``."""

@@ -28,6 +28,7 @@ import logging
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -169,6 +170,9 @@ class Agent:
         self._lock = store.lock
         self._problem = ""
         self._has_register = True
+        # Checked once: a runtime-checkable protocol's isinstance is slow for every group.
+        self._batching = backend if isinstance(backend, BatchedRuntimeRegister) else None
+        self._extended = Counter[str]()  # the current group's extended events, by domain
         self._artifacts: dict[str, MeasuredArtifact] = {}
         events = store.events()
         for event in events:
@@ -317,25 +321,30 @@ class Agent:
 
     @contextlib.contextmanager
     def _extensions(self) -> Iterator[None]:
-        """Around a group's :meth:`_apply` calls: one register write for the whole group,
-        where the backend can (the simulated TD); elsewhere each extension is its own."""
-        backend = self._backend
-        if not (self._has_register and isinstance(backend, BatchedRuntimeRegister)):
+        """Around a group's :meth:`_apply` calls: one register write for the whole group
+        where the backend can (the simulated TD), elsewhere each extension its own; then
+        the group's extended events are counted, one metric update per domain."""
+        self._extended = extended = Counter[str]()
+        backend = self._batching
+        if backend is None or not self._has_register:
             yield
-            return
-        try:
-            with backend.runtime_register_batch():
-                yield
-        except Exception:
-            self._problem = (
-                "a group of events is logged but writing the register failed; "
-                "restart the agent to complete the extension"
-            )
-            log.exception(self._problem)
-            raise
+        else:
+            try:
+                with backend.runtime_register_batch():
+                    yield
+            except Exception:
+                self._problem = (
+                    "a group of events is logged but writing the register failed; "
+                    "restart the agent to complete the extension"
+                )
+                log.exception(self._problem)
+                raise
+        for domain, count in extended.items():
+            self.metrics.event_recorded(domain, count)
 
     def _apply(self, event: RuntimeEvent, digest: bytes) -> None:
-        """Extend the register by a durably written event; the committer holds the head lock."""
+        """Extend the register by a durably written event; the committer holds the head lock
+        inside :meth:`_extensions`, which counts the event once the extension is made."""
         if self._has_register:
             try:
                 self._backend.extend_runtime_register(digest)
@@ -347,7 +356,7 @@ class Agent:
                 log.exception(self._problem)
                 raise
         self._remember_artifact(event)
-        self.metrics.event_recorded(event.domain)
+        self._extended[event.domain] += 1
 
     def measure(
         self, paths: Sequence[str], *, use_gpu: bool = False, caller: Caller | None = None
