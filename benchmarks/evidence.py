@@ -56,6 +56,9 @@ class BenchAgent(AgentProcess):
         text = text.replace(
             "[tee.simulated]\n", f"[tee.simulated]\nquote_latency_ms = {self.quote_latency_ms}\n"
         )
+        # The test harness logs at debug; an agent in service logs at the default, info.
+        # At debug, gRPC logs a line for every verifier call the window's end cancels.
+        text = text.replace('log_level = "debug"', 'log_level = "info"')
         text += f"\n[evidence]\nbatching = {str(self.batching).lower()}\nmax_batch = 1024\n"
         self.config_path.write_text(text)
 
