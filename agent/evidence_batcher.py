@@ -19,6 +19,14 @@ worker already cuts the next batch and takes its quote, so a batch's signing
 never delays the next quote. At most two batches wait for signing; beyond
 that the worker waits (backpressure), so memory stays bounded.
 
+Signing is the agent's heaviest CPU work, and verifiers asking back to back
+would keep it busy all the time, starving the pipeline the agent measures (on
+two cores, its recorded events waited behind it). So the signer may be busy at most
+``signing_share`` of the time on average: a budget of signing seconds refills
+at that rate, up to a burst of :data:`SIGNING_BURST_S`, and the signer waits
+when it has spent it. A slow quote's batch (one a second on TDX) is signed at
+once; only a flood of fast quotes is slowed down, and then batches grow.
+
 The batcher knows nothing about evidence: ``serve_batch`` (or what it
 returns) settles every request's future (a result or an exception), and
 whatever it leaves unsettled is failed here, so no caller ever waits forever.
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,13 +65,53 @@ ServeBatch = Callable[[Sequence[Pending[_R]]], Callable[[], None] | None]
 _SIGNING_BACKLOG = 2
 """Batches quoted and waiting to be signed before the worker waits for the signer."""
 
+SIGNING_BURST_S = 2.0
+"""Signing seconds the signer may spend at once, after being idle."""
+
+
+class _SigningBudget:
+    """Seconds of signing allowed: refilled at ``share`` per second, up to SIGNING_BURST_S."""
+
+    def __init__(
+        self,
+        share: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._share = share
+        self._clock = clock
+        self._sleep = sleep
+        self._left = SIGNING_BURST_S
+        self._at = clock()
+
+    def wait(self) -> None:
+        """Sleep until the budget is no longer overdrawn."""
+        now = self._clock()
+        self._left = min(SIGNING_BURST_S, self._left + (now - self._at) * self._share)
+        self._at = now
+        if self._left < 0:
+            self._sleep(-self._left / self._share)
+
+    def start(self) -> float:
+        """Now, by the budget's clock: pass it to :meth:`spend` when the signing is done."""
+        return self._clock()
+
+    def spend(self, started: float) -> None:
+        """Charge the signing that began at ``started`` (from :meth:`start`)."""
+        self._left -= self._clock() - started
+
 
 class EvidenceBatcher(Generic[_R]):
     """Cuts batches of waiting requests and hands each to ``serve_batch`` on one worker thread."""
 
-    def __init__(self, serve_batch: ServeBatch[_R], *, max_batch: int) -> None:
+    def __init__(
+        self, serve_batch: ServeBatch[_R], *, max_batch: int, signing_share: float = 0.6
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        if not 0 < signing_share <= 1:
+            raise ValueError(f"signing_share must be in (0, 1], not {signing_share}")
+        self._budget = _SigningBudget(signing_share)
         self._serve = serve_batch
         self._max = max_batch
         self._waiting: deque[Pending[_R]] = deque()
@@ -110,12 +159,19 @@ class EvidenceBatcher(Generic[_R]):
                 self._signer.submit(self._finish, batch, finish)
 
     def _finish(self, batch: Sequence[Pending[_R]], finish: Callable[[], None]) -> None:
+        self._budget.wait()
+        # Wall time, not CPU time: waiting for the GIL or a core while signing keeps
+        # everyone else waiting too, and most of a batch's cost lands elsewhere
+        # (the verifiers' loop and gRPC) in proportion to how much is signed.
+        started = self._budget.start()
         try:
             finish()
         except BaseException as err:
             self._settle(batch, err)
         else:
             self._settle(batch, None)
+        finally:
+            self._budget.spend(started)
 
     def _settle(self, batch: Sequence[Pending[_R]], failure: BaseException | None) -> None:
         """Fail whatever ``batch`` left unsettled, and free its backlog slot."""

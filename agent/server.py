@@ -10,6 +10,10 @@
   (``tls.py``). Verifiers may read evidence, the agent's info and the log, and
   nothing else.
 
+The verifier listener runs on an event loop and thread of its own
+(:class:`_LoopThread`): a burst of verifier calls (a batch of evidence settles
+hundreds at once) queues on that loop, never in front of a pipeline call.
+
 Every listener is bound before any is started, so nothing answers a call from
 an agent that then fails to start. Library errors become gRPC status codes
 here, with the stable ``reason`` in the ``attestd-reason`` trailing metadata.
@@ -246,6 +250,52 @@ _POOL_THREADS = min(32, (os.cpu_count() or 1) + 4)
 
 #: Who made a pipeline call, from the call's ``context.peer()`` (raises PeerUnknownError).
 CallerOf = Callable[[str], Caller]
+
+
+class _LoopThread:
+    """An asyncio event loop running on a daemon thread of its own.
+
+        verifiers = _LoopThread("attestd-verifier-loop")
+        server = verifiers.call(make_server)       # blocking: runs on that loop, returns
+        await verifiers.run(server.start())       # from another loop: awaits it there
+        verifiers.close()                         # stops the loop, joins the thread
+
+    A grpc.aio server belongs to the loop it was created on, so it is created
+    and driven there; the other loop only waits for the results.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, make: Callable[[], _T]) -> _T:
+        """``make()`` run on this loop; blocks the calling thread until it has run."""
+
+        async def run() -> _T:
+            return make()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result()
+
+    async def run(self, work: Awaitable[_T]) -> _T:
+        """Await ``work`` on this loop, from a coroutine on any other loop."""
+
+        async def run() -> _T:
+            return await work
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self.loop))
+
+    def close(self) -> None:
+        """Stop the loop and join its thread; what still runs there is abandoned."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 class AgentServicer(agent_pb2_grpc.AgentServicer):
@@ -509,6 +559,10 @@ class AgentServer:
         self._health_status: int | None = None  # what the health servicers last said
         self._pools: list[ThreadPoolExecutor] = []
         self._bound = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the pipeline's (and ours)
+        self._verifier_home: _LoopThread | None = None  # the verifier listener's own loop
+        # Servers and health servicers that live on another loop than ours, and which.
+        self._homes: dict[object, _LoopThread] = {}
         self.relay: PeerRelay | None = None  # the Unix listener, once bound
         self.tcp_port: int | None = None
 
@@ -522,14 +576,21 @@ class AgentServer:
             ("grpc.so_reuseport", 0),
         ]
 
-    def _new_server(self, role: Role, caller_of: CallerOf | None = None) -> grpc.aio.Server:
+    def _new_server(
+        self, role: Role, caller_of: CallerOf | None = None, home: _LoopThread | None = None
+    ) -> grpc.aio.Server:
+        """A server for ``role``, on the running loop: ``home``'s loop where one is given."""
         server = grpc.aio.server(options=self._options())
         self._servers.append(server)  # before anything can fail: bind() stops it on failure
+        if home is not None:
+            self._homes[server] = home
         pool = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix=f"attestd-{role}")
         self._pools.append(pool)
         servicer = AgentServicer(self._agent, role, self.sync_health, pool, caller_of)
         agent_pb2_grpc.add_AgentServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()
+        if home is not None:
+            self._homes[health_servicer] = home
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         enable_reflection(server, (SERVICE_NAME, health.SERVICE_NAME))
         self._health.append(health_servicer)
@@ -573,9 +634,17 @@ class AgentServer:
             return
         if self._tls is None:
             raise ListenError("the TCP listener needs TLS material; none was loaded")
-        server = self._new_server(Role.VERIFIER)
+        credentials = self._tls.credentials()
+        self._loop = asyncio.get_running_loop()
+        # Verifiers are served on a loop of their own: when a batch of evidence settles,
+        # hundreds of their calls become ready at once, and on a shared loop every
+        # pipeline call arriving then would wait behind all of them.
+        home = self._verifier_home = _LoopThread("attestd-verifier-loop")
+        server = home.call(lambda: self._new_server(Role.VERIFIER, home=home))
         try:
-            self.tcp_port = server.add_secure_port(listen.tcp_address, self._tls.credentials())
+            self.tcp_port = home.call(
+                lambda: server.add_secure_port(listen.tcp_address, credentials)
+            )
         except RuntimeError as err:
             raise ListenError(
                 f"cannot listen on {listen.tcp_address}: the address is in use or not available"
@@ -587,7 +656,7 @@ class AgentServer:
             await self.bind()
         try:
             for server in self._servers:
-                await server.start()
+                await self._at_home(server, server.start())
             if self.relay is not None:
                 await self.relay.start()  # last: its gRPC server is ready for what it relays
             await self.sync_health()
@@ -618,12 +687,27 @@ class AgentServer:
                 },
             )
 
+    async def _at_home(self, owner: object, work: Awaitable[_T]) -> _T:
+        """Await ``work`` (a coroutine of ``owner``) on the loop ``owner`` belongs to."""
+        home = self._homes.get(owner)
+        return await (home.run(work) if home is not None else work)
+
+    def _close_homes(self) -> None:
+        """Stop the verifier listener's loop, once its server has stopped."""
+        self._homes.clear()
+        if self._verifier_home is not None:
+            self._verifier_home.close()
+            self._verifier_home = None
+
     async def _discard(self) -> None:
-        """Stop every server made so far, inside the loop (else their __del__ complains)."""
-        await asyncio.gather(*(server.stop(None) for server in self._servers))
+        """Stop every server made so far, inside its loop (else their __del__ complains)."""
+        await asyncio.gather(
+            *(self._at_home(server, server.stop(None)) for server in self._servers)
+        )
         self._servers.clear()
         self._shutdown_pools()
         self._health.clear()
+        self._close_homes()
         self._health_status = None
         if self.relay is not None:
             await self.relay.close()  # removes only sockets it made: never another agent's
@@ -641,19 +725,28 @@ class AgentServer:
         )
         if status == self._health_status:
             return
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            # A verifier call saw the change: the pipeline's loop tells every servicer, in order.
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self.sync_health(), self._loop)
+            )
+            return
         self._health_status = status
         for servicer in self._health:
-            await servicer.set("", status)
-            await servicer.set(SERVICE_NAME, status)
+            await self._at_home(servicer, servicer.set("", status))
+            await self._at_home(servicer, servicer.set(SERVICE_NAME, status))
 
     async def stop(self, grace: float = 5.0) -> None:
         for servicer in self._health:
-            await servicer.enter_graceful_shutdown()
+            await self._at_home(servicer, servicer.enter_graceful_shutdown())
         if self.relay is not None:
             self.relay.stop_accepting()
         # Running calls finish through the relay; then it closes what is left.
-        await asyncio.gather(*(server.stop(grace) for server in self._servers))
+        await asyncio.gather(
+            *(self._at_home(server, server.stop(grace)) for server in self._servers)
+        )
         self._shutdown_pools()
+        self._close_homes()
         if self.relay is not None:
             await self.relay.close()
             self.relay = None
@@ -664,7 +757,9 @@ class AgentServer:
         self._pools.clear()
 
     async def wait(self) -> None:
-        await asyncio.gather(*(server.wait_for_termination() for server in self._servers))
+        await asyncio.gather(
+            *(self._at_home(server, server.wait_for_termination()) for server in self._servers)
+        )
 
 
 def _prepare_socket_path(path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from attestd.agent.config import parse_config
-from attestd.agent.evidence_batcher import EvidenceBatcher, Pending
+from attestd.agent.evidence_batcher import SIGNING_BURST_S, EvidenceBatcher, Pending, _SigningBudget
 from attestd.agent.service import Agent
 from attestd.evidence import Statement, open_evidence, replay
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
@@ -206,3 +206,70 @@ def test_a_failed_signing_step_fails_what_it_left_unanswered() -> None:
     with pytest.raises(RuntimeError, match="signer broke"):
         left.result(10)
     batcher.close()
+
+
+# -- the batcher: signing's share of the time is bounded --------------------------------------
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_signing_beyond_its_share_waits_until_the_budget_refills() -> None:
+    clock = _FakeClock()
+    budget = _SigningBudget(0.5, clock, clock.sleep)
+    budget.wait()
+    assert clock.slept == []  # a full burst is there to spend
+    started = budget.start()
+    clock.now += SIGNING_BURST_S + 3.0  # the burst, and 3 s more
+    budget.spend(started)
+    budget.wait()
+    # Overdrawn by 3 s, of which 0.5 s per second of signing (2.5 s) refilled meanwhile:
+    # the 0.5 s left is refilled after 1 s more.
+    assert clock.slept == [pytest.approx(1.0)]
+    budget.wait()
+    assert clock.slept == [pytest.approx(1.0)]  # paid off: no more waiting
+
+
+def test_a_signer_busy_all_the_time_is_held_to_its_share() -> None:
+    clock = _FakeClock()
+    budget = _SigningBudget(0.5, clock, clock.sleep)
+    began = clock.now
+    signing = 0.0
+    for _ in range(200):  # batches of 0.1 s each, back to back
+        budget.wait()
+        started = budget.start()
+        clock.now += 0.1
+        signing += 0.1
+        budget.spend(started)
+    elapsed = clock.now - began
+    # Over 20 s of signing: at most half the time, plus the initial burst.
+    assert signing <= 0.5 * elapsed + SIGNING_BURST_S + 0.1
+    assert signing >= 0.5 * elapsed - 0.1  # and no less: the budget is spent, not wasted
+
+
+def test_an_occasional_batch_is_signed_without_waiting() -> None:
+    clock = _FakeClock()
+    budget = _SigningBudget(0.5, clock, clock.sleep)
+    for _ in range(20):  # a slow quote's batch: 0.6 s of signing once a second
+        budget.wait()
+        started = budget.start()
+        clock.now += 0.6
+        budget.spend(started)
+        clock.now += 0.6  # the next quote
+    assert clock.slept == []
+
+
+@pytest.mark.parametrize("share", [0.0, -0.5, 1.5])
+def test_a_signing_share_outside_zero_to_one_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="signing_share"):
+        EvidenceBatcher(lambda batch: None, max_batch=1, signing_share=share)
