@@ -517,29 +517,38 @@ class Store:
         the lease) and its checkpoint read: a pull's reads and writes before it calls the
         agent, in the claim's one transaction."""
         with self._tx() as connection:
-            rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=limit)
-            pulls = [
-                Pull(
-                    _record(row),
-                    nonce(),
-                    None if row.cp_length is None else LogCheckpoint(row.cp_length, row.cp_head),
-                )
-                for row in rows
-            ]
-            if pulls:
-                expires = now + lease_s
-                connection.execute(
-                    _INSERT_NONCE,
-                    [
-                        {
-                            "b_nonce": p.nonce,
-                            "b_agent": p.agent.id,
-                            "b_now": now,
-                            "b_expires": expires,
-                        }
-                        for p in pulls
-                    ],
-                )
+            return self._claim_pulls(
+                connection, owner, now=now, lease_s=lease_s, next_pulls=limit, nonce=nonce
+            )
+
+    def _claim_pulls(
+        self,
+        connection: Connection,
+        owner: str,
+        *,
+        now: float,
+        lease_s: float,
+        next_pulls: int,
+        nonce: Callable[[], bytes],
+    ) -> list[Pull]:
+        rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=next_pulls)
+        pulls = [
+            Pull(
+                _record(row),
+                nonce(),
+                None if row.cp_length is None else LogCheckpoint(row.cp_length, row.cp_head),
+            )
+            for row in rows
+        ]
+        if pulls:
+            expires = now + lease_s
+            connection.execute(
+                _INSERT_NONCE,
+                [
+                    {"b_nonce": p.nonce, "b_agent": p.agent.id, "b_now": now, "b_expires": expires}
+                    for p in pulls
+                ],
+            )
         return pulls
 
     def _claim(
@@ -645,30 +654,69 @@ class Store:
         with nothing written, when the lease has expired or the agent was removed.
         """
         with self._tx() as connection:
-            fence = {"b_agent": agent_id, "b_owner": owner, "b_now": now}
-            if connection.execute(_FENCED_RELEASE, fence).rowcount != 1:
-                raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
-            nonce = outcome.nonce
-            if nonce is not None and not self._consume(connection, agent_id, nonce, now=now):
-                outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
-            row = connection.execute(_NAME_AND_STATUS, {"b_agent": agent_id}).one()
-            values = {
-                **fence,
-                "b_started": outcome.started_at,
-                "b_status": outcome.status,
-                "b_reason": outcome.reason,
-                "b_ear": outcome.ear,
-                "b_log_length": outcome.log_length,
-                "b_next_due": next_due_at,
-            }
-            connection.execute(_INSERT_RESULT, values)
-            connection.execute(_SET_STATUS, values)
-            if outcome.checkpoint is not None:
-                self._set_checkpoint(connection, agent_id, outcome.checkpoint, now)
-            if row.status == outcome.status:
-                return None
-            change = {**values, "b_name": row.name, "b_old": row.status}
-            change_id = connection.execute(_INSERT_CHANGE, change).scalar_one()
+            return self._finish(connection, agent_id, owner, outcome, now, next_due_at)
+
+    def finish_and_claim(
+        self,
+        agent_id: int,
+        owner: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        next_due_at: float,
+        next_pulls: int,
+        lease_s: float,
+        nonce: Callable[[], bytes],
+    ) -> tuple[StatusChange | None, list[Pull]]:
+        """:meth:`finish`, then :meth:`claim_pulls` of up to ``next_pulls`` agents, in one
+        transaction: a replica that keeps pulling pays one transaction per pull, not two.
+
+            change, pulls = store.finish_and_claim(agent.id, "replica-a", outcome, now=now,
+                                                   next_due_at=due, next_pulls=1, lease_s=30,
+                                                   nonce=lambda: os.urandom(32))
+
+        On LeaseLostError nothing is written and nothing claimed.
+        """
+        with self._tx() as connection:
+            change = self._finish(connection, agent_id, owner, outcome, now, next_due_at)
+            pulls = self._claim_pulls(
+                connection, owner, now=now, lease_s=lease_s, next_pulls=next_pulls, nonce=nonce
+            )
+        return change, pulls
+
+    def _finish(
+        self,
+        connection: Connection,
+        agent_id: int,
+        owner: str,
+        outcome: Outcome,
+        now: float,
+        next_due_at: float,
+    ) -> StatusChange | None:
+        fence = {"b_agent": agent_id, "b_owner": owner, "b_now": now}
+        if connection.execute(_FENCED_RELEASE, fence).rowcount != 1:
+            raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
+        nonce = outcome.nonce
+        if nonce is not None and not self._consume(connection, agent_id, nonce, now=now):
+            outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
+        row = connection.execute(_NAME_AND_STATUS, {"b_agent": agent_id}).one()
+        values = {
+            **fence,
+            "b_started": outcome.started_at,
+            "b_status": outcome.status,
+            "b_reason": outcome.reason,
+            "b_ear": outcome.ear,
+            "b_log_length": outcome.log_length,
+            "b_next_due": next_due_at,
+        }
+        connection.execute(_INSERT_RESULT, values)
+        connection.execute(_SET_STATUS, values)
+        if outcome.checkpoint is not None:
+            self._set_checkpoint(connection, agent_id, outcome.checkpoint, now)
+        if row.status == outcome.status:
+            return None
+        change = {**values, "b_name": row.name, "b_old": row.status}
+        change_id = connection.execute(_INSERT_CHANGE, change).scalar_one()
         return StatusChange(change_id, row.name, now, row.status, outcome.status, outcome.reason)
 
     @staticmethod
