@@ -199,7 +199,7 @@ class Poller:
         """Claim the due agents and pull them here, one after another (tests, tools)."""
         claimed = self._claim(self._clock(), limit=1 << 16)
         for ticket in claimed:
-            self._pull_and_store(ticket)
+            self._pull_and_store_once(ticket, claim_next=False)
         return len(claimed)
 
     def _claim(self, now: float, *, limit: int) -> list[Pull]:
@@ -220,18 +220,18 @@ class Poller:
         try:
             following: Pull | None = ticket
             while following is not None:
-                following = self._pull_and_store_once(following)
+                following = self._pull_and_store_once(
+                    following, claim_next=not self._stopping.is_set()
+                )
         finally:
             self._wake.set()
 
-    def _pull_and_store_once(self, ticket: Pull) -> Pull | None:
+    def _pull_and_store_once(self, ticket: Pull, *, claim_next: bool) -> Pull | None:
         agent = ticket.agent
         try:
             began = time.perf_counter()
             outcome = self.pull(agent, ticket)
-            return self.store_outcome(
-                agent, outcome, began=began, claim_next=not self._stopping.is_set()
-            )
+            return self.store_outcome(agent, outcome, began=began, claim_next=claim_next)
         except LeaseLostError:
             return None
         except Exception:
@@ -380,8 +380,9 @@ class Poller:
         reason = reasons[0] if reasons else ("ok" if status == "affirming" else "simulated")
         self.metrics.appraised(status, reason, seconds=time.perf_counter() - began)
         verified: LogCheckpoint | None = None
-        if result.status is not AppraisalStatus.CONTRAINDICATED:
-            # The log replayed to the quoted register (or bound head): its end is the new prefix.
+        if result.status is not AppraisalStatus.CONTRAINDICATED and reached != checkpoint:
+            # The log replayed to the quoted register (or bound head): its end is the new
+            # prefix. An unchanged one (no new events) is not written again.
             verified = reached
         return Outcome(
             status,

@@ -233,11 +233,6 @@ _CLAIM_UPDATE = (
     .where(leases.c.agent_id.in_(_B("b_ids", expanding=True)))
     .values(owner=_B("b_owner"), expires_at=_B("b_expires"))
 )
-_CLAIMED = (
-    select(agents, checkpoints.c.length.label("cp_length"), checkpoints.c.head.label("cp_head"))
-    .outerjoin(checkpoints, checkpoints.c.agent_id == agents.c.id)
-    .where(agents.c.id.in_(_B("b_ids", expanding=True)))
-)
 _INSERT_NONCE = nonces.insert().values(
     nonce=_B("b_nonce"),
     agent_id=_B("b_agent"),
@@ -329,7 +324,9 @@ def _engine_for(url: str, password: str | None = None) -> tuple[Engine, Backend]
         if parsed.database in (None, "", ":memory:"):
             # Each connection would get its own empty in-memory database.
             raise DatabaseUrlError("a SQLite database must be a file: sqlite:////path/fleet.db")
-        engine = create_engine(parsed.set(drivername="sqlite+pysqlite"), pool_pre_ping=True)
+        # No pre-ping: a file does not drop connections, and a ping per checkout is a
+        # statement more per transaction.
+        engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
         _sqlite_pragmas(engine)
         return engine, Backend.SQLITE
     if backend_name == "postgresql":
@@ -397,9 +394,16 @@ class Store:
         push_overdue = and_(
             agents.c.push_pin != "", agents.c.next_due_at + agents.c.interval_s <= _B("b_now")
         )
+        # The claimed agents' rows and checkpoints come with the claim's one SELECT.
         claim = (
-            select(leases.c.agent_id)
+            select(
+                agents,
+                checkpoints.c.length.label("cp_length"),
+                checkpoints.c.head.label("cp_head"),
+            )
+            .select_from(leases)
             .join(agents, agents.c.id == leases.c.agent_id)
+            .outerjoin(checkpoints, checkpoints.c.agent_id == leases.c.agent_id)
             .where(and_(_FREE, or_(pulled_due, push_overdue)))
             .order_by(agents.c.next_due_at)
             .limit(_B("b_limit"))
@@ -556,15 +560,13 @@ class Store:
     ) -> list[Any]:
         if limit <= 0:
             return []
-        ids = list(
-            connection.execute(self._claim_select, {"b_now": now, "b_limit": limit}).scalars()
-        )
-        if not ids:
-            return []
-        connection.execute(
-            _CLAIM_UPDATE, {"b_ids": ids, "b_owner": owner, "b_expires": now + lease_s}
-        )
-        return list(connection.execute(_CLAIMED, {"b_ids": ids}).all())
+        rows = list(connection.execute(self._claim_select, {"b_now": now, "b_limit": limit}))
+        if rows:
+            ids = [row.id for row in rows]
+            connection.execute(
+                _CLAIM_UPDATE, {"b_ids": ids, "b_owner": owner, "b_expires": now + lease_s}
+            )
+        return rows
 
     def claim(self, agent_id: int, owner: str, *, now: float, lease_s: float) -> bool:
         """Lease the one agent ``agent_id`` (a push), False if a live lease holds it.
