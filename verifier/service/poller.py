@@ -13,8 +13,11 @@ One pull of one agent (:meth:`Poller.pull`):
 3. the nonce consumed (once: the store's conditional update);
 4. :func:`attestd.verifier.appraise` with that checkpoint;
 5. an EAR signed with the service's key; its status is the agent's status;
-6. the result, the new checkpoint (only when the log replayed) and any status
-   change stored together, fenced by the lease (:meth:`Store.finish`).
+6. the result, the new checkpoint (only when the log replayed and grew) and any
+   status change stored together, fenced by the lease; the same transaction claims
+   the next due agent, which the same worker pulls next (:meth:`Store.finish_and_claim`),
+   so a busy replica pays one transaction per pull. A worker whose claim found no
+   agent due goes idle; the claiming thread fills idle workers every tick.
 
 An agent that no longer knows the stored checkpoint has a log that went
 backwards (shorter than the checkpoint: ``log_regression``) or that forks
