@@ -17,7 +17,12 @@ Each figure is the median of ``--repeats`` windows. The last line is one JSON
 object: ``appraisals_per_s_per_core`` (the best backend, one replica),
 ``in_process_appraisals_per_s``, ``per_core_over_in_process``,
 ``two_replica_scaling`` (two replicas' throughput over one's, per backend and the
-best), ``lease_failover_s`` (the worst backend) and ``lease_s``.
+best), ``lease_failover_s`` (the worst backend) and ``lease_s``. The simulated
+agents run on the same machine, so their CPU is measured too:
+``verifier_cpu_ms_per_appraisal`` and ``agents_cpu_ms_per_appraisal`` (one
+replica, the best backend) and, from them, ``two_replica_scaling_cpu_bound``, the
+most two replicas could scale on this machine's cores with those costs: a
+yardstick for ``two_replica_scaling``, not a replacement for it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ class Window:
     appraisals: int
     wall_s: float
     cpu_s: float
+    #: The simulated agents' CPU in the window: they share this machine's cores.
+    agents_cpu_s: float
 
     @property
     def per_s(self) -> float:
@@ -63,22 +70,24 @@ class Window:
         return self.appraisals / self.cpu_s if self.cpu_s else 0.0
 
 
-def _cpu(replicas: list[VerifierProcess]) -> float:
+def _cpu(processes: list[VerifierProcess] | list[AgentProcess]) -> float:
     total = 0.0
-    for replica in replicas:
-        assert replica.process is not None
-        times = psutil.Process(replica.process.pid).cpu_times()
+    for process in processes:
+        assert process.process is not None
+        times = psutil.Process(process.process.pid).cpu_times()
         total += times.user + times.system
     return total
 
 
-def _window(store: Store, replicas: list[VerifierProcess], duration: float) -> Window:
-    began, cpu_before = time.time(), _cpu(replicas)
+def _window(
+    store: Store, replicas: list[VerifierProcess], agents: list[AgentProcess], duration: float
+) -> Window:
+    began, cpu_before, agents_before = time.time(), _cpu(replicas), _cpu(agents)
     time.sleep(duration)
-    ended, cpu_after = time.time(), _cpu(replicas)
+    ended, cpu_after, agents_after = time.time(), _cpu(replicas), _cpu(agents)
     done = [r for r in store.all_results() if r.started_at >= began and r.appraised_at <= ended]
     assert all(r.status == "warning" for r in done), {r.reason for r in done}
-    return Window(len(done), ended - began, cpu_after - cpu_before)
+    return Window(len(done), ended - began, cpu_after - cpu_before, agents_after - agents_before)
 
 
 @contextlib.contextmanager
@@ -121,7 +130,7 @@ def _run(
         for replica in replicas:
             replica.start()
         time.sleep(WARM_UP_S)
-        windows = [_window(store, replicas, args.duration) for _ in range(args.repeats)]
+        windows = [_window(store, replicas, agents, args.duration) for _ in range(args.repeats)]
         if replicas_n == 2:
             replicas[0].kill()
             killed = time.time()
@@ -205,14 +214,24 @@ def main() -> None:
                     agent.stop()
 
     print(f"{'backend':<11} {'replicas':>8} {'appraisals':>10} {'per s':>8} {'CPU s':>7} "
-          f"{'per CPU s':>9}")  # fmt: skip
+          f"{'per CPU s':>9} {'agents CPU s':>12}")  # fmt: skip
     for backend, replicas_n, window in rows:
         print(f"{backend:<11} {replicas_n:>8} {window.appraisals:>10} {window.per_s:>8.1f} "
-              f"{window.cpu_s:>7.2f} {window.per_cpu_s:>9.1f}")  # fmt: skip
+              f"{window.cpu_s:>7.2f} {window.per_cpu_s:>9.1f} "
+              f"{window.agents_cpu_s:>12.2f}")  # fmt: skip
     print(f"{'in-process appraise() (baseline), one core':<44} {baseline:>8.1f} per s")
     for backend, seconds in failovers.items():
         print(f"failover ({backend}): {seconds:.2f} s (lease {LEASE_S} s)")
     per_core = max(w.per_cpu_s for _, n, w in rows if n == 1)
+    # Not a result, a yardstick for two_replica_scaling: the agents run on the same cores
+    # as the replicas. With r and a the replicas' and the agents' CPU seconds per
+    # appraisal (one replica, best backend), one replica can do at most min(1/r, C/(r+a))
+    # per second and two at most min(2/r, C/(r+a)) on C cores, however good the service.
+    one = max((w for _, n, w in rows if n == 1), key=lambda w: w.per_cpu_s)
+    r, a, cores = one.cpu_s / one.appraisals, one.agents_cpu_s / one.appraisals, os.cpu_count() or 1
+    bound = min(2 / r, cores / (r + a)) / min(1 / r, cores / (r + a))
+    print(f"CPU per appraisal (1 replica): verifier {1e3 * r:.2f} ms, agents {1e3 * a:.2f} ms; "
+          f"on {cores} shared cores two replicas can scale at most {bound:.2f}x")  # fmt: skip
     print(
         json.dumps(
             {
@@ -223,6 +242,9 @@ def main() -> None:
                 "two_replica_scaling_by_backend": {k: round(v, 3) for k, v in scaling.items()},
                 "lease_failover_s": round(max(failovers.values()), 2),
                 "lease_s": LEASE_S,
+                "verifier_cpu_ms_per_appraisal": round(1e3 * r, 2),
+                "agents_cpu_ms_per_appraisal": round(1e3 * a, 2),
+                "two_replica_scaling_cpu_bound": round(bound, 3),
                 "agents": args.agents,
                 "cores": os.cpu_count(),
             }

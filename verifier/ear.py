@@ -93,12 +93,14 @@ __all__ = [
     "ResultFormatError",
     "ResultKeyError",
     "ResultSignatureError",
+    "SignedResult",
     "load_signing_key",
     "load_verification_key",
     "policy_digest",
     "result_statuses",
     "sign_chain_result",
     "sign_result",
+    "sign_result_with_claims",
     "tier",
     "verify_result",
 ]
@@ -415,9 +417,46 @@ def sign_result(
     evidence was asked for (``eat_nonce``); ``now`` the ``iat`` (aware; default: now);
     ``exp`` is ``iat + lifetime`` (whole seconds, at least one).
     """
+    return sign_result_with_claims(
+        result, key, policy_digest=policy_digest, nonce=nonce, now=now, lifetime=lifetime
+    ).token
+
+
+@dataclass(frozen=True)
+class SignedResult:
+    """An EAR as its issuer has it: the compact JWS and the claims it signed.
+
+        signed = sign_result_with_claims(result, key, policy_digest=digest, nonce=nonce)
+        signed.token        # what relying parties get (and check with verify_result)
+        signed.status       # "affirming", "warning", ...: no decoding of the token
+
+    ``claims`` is the issuer's own copy; anyone else reads them with :func:`verify_result`.
+    """
+
+    token: str
+    claims: Mapping[str, Any]
+
+    @property
+    def status(self) -> str:
+        """The overall status: the worst of the submods' (``attestd.result.status``)."""
+        return str(self.claims["attestd.result"]["status"])
+
+
+def sign_result_with_claims(
+    result: AppraisalResult,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    policy_digest: str,
+    nonce: bytes | None = None,
+    now: datetime | None = None,
+    lifetime: timedelta = DEFAULT_RESULT_LIFETIME,
+) -> SignedResult:
+    """:func:`sign_result`, with the claims it signed, for an issuer that acts on them
+    (the verifier service stores the status) without decoding its own token again."""
     label = result.tee.value if result.tee is not None else "unknown"
     submods = {label: _appraisal_submod(result, policy_digest)}
-    return _sign(_claims(submods, now, nonce, result.simulated, lifetime), key)
+    claims = _claims(submods, now, nonce, result.simulated, lifetime)
+    return SignedResult(_sign(claims, key), claims)
 
 
 def sign_chain_result(

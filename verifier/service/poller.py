@@ -13,8 +13,11 @@ One pull of one agent (:meth:`Poller.pull`):
 3. the nonce consumed (once: the store's conditional update);
 4. :func:`attestd.verifier.appraise` with that checkpoint;
 5. an EAR signed with the service's key; its status is the agent's status;
-6. the result, the new checkpoint (only when the log replayed) and any status
-   change stored together, fenced by the lease (:meth:`Store.finish`).
+6. the result, the new checkpoint (only when the log replayed and grew) and any
+   status change stored together, fenced by the lease; the same transaction claims
+   the next due agent, which the same worker pulls next (:meth:`Store.finish_and_claim`),
+   so a busy replica pays one transaction per pull. A worker whose claim found no
+   agent due goes idle; the claiming thread fills idle workers every tick.
 
 An agent that no longer knows the stored checkpoint has a log that went
 backwards (shorter than the checkpoint: ``log_regression``) or that forks
@@ -26,8 +29,6 @@ re-registers the agent.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
 import random
@@ -38,7 +39,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -49,10 +49,8 @@ from attestd.evidence import LogCheckpoint
 from attestd.verifier.appraisal import appraise_to_checkpoint
 from attestd.verifier.ear import (
     DEFAULT_RESULT_LIFETIME,
-    STATUSES,
     policy_digest,
-    result_statuses,
-    sign_result,
+    sign_result_with_claims,
 )
 from attestd.verifier.metrics import VerifierMetrics
 from attestd.verifier.policy import Policy, load_policy
@@ -204,7 +202,7 @@ class Poller:
         """Claim the due agents and pull them here, one after another (tests, tools)."""
         claimed = self._claim(self._clock(), limit=1 << 16)
         for ticket in claimed:
-            self._pull_and_store(ticket)
+            self._pull_and_store_once(ticket, claim_next=False)
         return len(claimed)
 
     def _claim(self, now: float, *, limit: int) -> list[Pull]:
@@ -215,46 +213,61 @@ class Poller:
             now=now,
             lease_s=self.settings.lease_s,
             limit=limit,
-            nonce=lambda: os.urandom(_NONCE_BYTES),
+            nonce=_new_nonce,
         )
 
     def _pull_and_store(self, ticket: Pull) -> None:
+        # A worker goes on with the next due agent its result's transaction claimed, so a
+        # busy replica pays one transaction per pull and no hand-off through the claim
+        # thread; it stops at the first pull that claimed nothing (none due, stopping).
         try:
-            self._pull_and_store_once(ticket)
+            following: Pull | None = ticket
+            while following is not None:
+                following = self._pull_and_store_once(
+                    following, claim_next=not self._stopping.is_set()
+                )
         finally:
             self._wake.set()
 
-    def _pull_and_store_once(self, ticket: Pull) -> None:
+    def _pull_and_store_once(self, ticket: Pull, *, claim_next: bool) -> Pull | None:
         agent = ticket.agent
         try:
             began = time.perf_counter()
             outcome = self.pull(agent, ticket)
-            self.store_outcome(agent, outcome, began=began)
+            return self.store_outcome(agent, outcome, began=began, claim_next=claim_next)
         except LeaseLostError:
-            return
+            return None
         except Exception:
             _log.exception("%s: the pull failed", agent.spec.name)
             try:
                 self.store.release(agent.id, self.settings.replica_id)
             except Exception:  # the database is down too: the lease will expire on its own
                 _log.exception("%s: releasing the lease failed", agent.spec.name)
+            return None
 
-    def store_outcome(self, agent: AgentRecord, outcome: Outcome, *, began: float) -> None:
+    def store_outcome(
+        self, agent: AgentRecord, outcome: Outcome, *, began: float, claim_next: bool = False
+    ) -> Pull | None:
         """Store ``outcome`` under this replica's lease on ``agent`` and report its change.
 
         The one path from an appraisal to the database, the webhooks and the
         metrics, for pulled and pushed evidence alike. LeaseLostError (logged) if
-        the lease expired first: nothing was written.
+        the lease expired first: nothing was written. ``claim_next``: also claim the
+        next due agent in the same transaction, returned (None: none due) for the
+        caller to pull.
         """
         now = self._clock()
         spread = 1 + random.uniform(-self.settings.jitter, self.settings.jitter)  # noqa: S311 - scheduling, not secrets
         try:
-            change = self.store.finish(
+            change, following = self.store.finish_and_claim(
                 agent.id,
                 self.settings.replica_id,
                 outcome,
                 now=now,
                 next_due_at=now + agent.spec.interval_s * spread,
+                next_pulls=1 if claim_next else 0,
+                lease_s=self.settings.lease_s,
+                nonce=_new_nonce,
             )
         except LeaseLostError as err:
             _log.warning("%s: result dropped: %s", agent.spec.name, err)
@@ -273,6 +286,7 @@ class Poller:
                     self._on_change(change, outcome.ear)
                 except Exception:  # the change is stored; watchers still see it
                     _log.exception("%s: the status-change listener failed", agent.spec.name)
+        return following[0] if following else None
 
     def appraise_pushed(
         self,
@@ -355,29 +369,29 @@ class Poller:
         result, reached = appraise_to_checkpoint(
             envelope, nonce=nonce, policy=policy, checkpoint=checkpoint
         )
-        token = sign_result(
+        signed = sign_result_with_claims(
             result,
             self._key,
             policy_digest=digest,
             nonce=nonce,
             lifetime=self.settings.ear_lifetime,
         )
-        # The agent's status is the EAR's, which also caps a simulated TEE at warning. The
-        # token was signed just above: its claims are read back, not verified again.
-        statuses = result_statuses(_own_claims(token)).values()
-        status = max(statuses, key=STATUSES.index)
+        # The agent's status is the EAR's (the worst of its submods'), which also caps a
+        # simulated TEE at warning.
+        status = signed.status
         reasons = result.reasons
         reason = reasons[0] if reasons else ("ok" if status == "affirming" else "simulated")
         self.metrics.appraised(status, reason, seconds=time.perf_counter() - began)
         verified: LogCheckpoint | None = None
-        if result.status is not AppraisalStatus.CONTRAINDICATED:
-            # The log replayed to the quoted register (or bound head): its end is the new prefix.
+        if result.status is not AppraisalStatus.CONTRAINDICATED and reached != checkpoint:
+            # The log replayed to the quoted register (or bound head): its end is the new
+            # prefix. An unchanged one (no new events) is not written again.
             verified = reached
         return Outcome(
             status,
             reason,
             started,
-            ear=token,
+            ear=signed.token,
             log_length=result.evidence.log_length,
             checkpoint=verified,
         )
@@ -460,10 +474,5 @@ def _mtime(path: str) -> int:
         return -1
 
 
-def _own_claims(token: str) -> dict[str, Any]:
-    """The claims of a compact JWS this process has just signed (no checks: it is ours)."""
-    payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return claims
+def _new_nonce() -> bytes:
+    return os.urandom(_NONCE_BYTES)

@@ -233,11 +233,6 @@ _CLAIM_UPDATE = (
     .where(leases.c.agent_id.in_(_B("b_ids", expanding=True)))
     .values(owner=_B("b_owner"), expires_at=_B("b_expires"))
 )
-_CLAIMED = (
-    select(agents, checkpoints.c.length.label("cp_length"), checkpoints.c.head.label("cp_head"))
-    .outerjoin(checkpoints, checkpoints.c.agent_id == agents.c.id)
-    .where(agents.c.id.in_(_B("b_ids", expanding=True)))
-)
 _INSERT_NONCE = nonces.insert().values(
     nonce=_B("b_nonce"),
     agent_id=_B("b_agent"),
@@ -329,7 +324,9 @@ def _engine_for(url: str, password: str | None = None) -> tuple[Engine, Backend]
         if parsed.database in (None, "", ":memory:"):
             # Each connection would get its own empty in-memory database.
             raise DatabaseUrlError("a SQLite database must be a file: sqlite:////path/fleet.db")
-        engine = create_engine(parsed.set(drivername="sqlite+pysqlite"), pool_pre_ping=True)
+        # No pre-ping: a file does not drop connections, and a ping per checkout is a
+        # statement more per transaction.
+        engine = create_engine(parsed.set(drivername="sqlite+pysqlite"))
         _sqlite_pragmas(engine)
         return engine, Backend.SQLITE
     if backend_name == "postgresql":
@@ -397,9 +394,16 @@ class Store:
         push_overdue = and_(
             agents.c.push_pin != "", agents.c.next_due_at + agents.c.interval_s <= _B("b_now")
         )
+        # The claimed agents' rows and checkpoints come with the claim's one SELECT.
         claim = (
-            select(leases.c.agent_id)
+            select(
+                agents,
+                checkpoints.c.length.label("cp_length"),
+                checkpoints.c.head.label("cp_head"),
+            )
+            .select_from(leases)
             .join(agents, agents.c.id == leases.c.agent_id)
+            .outerjoin(checkpoints, checkpoints.c.agent_id == leases.c.agent_id)
             .where(and_(_FREE, or_(pulled_due, push_overdue)))
             .order_by(agents.c.next_due_at)
             .limit(_B("b_limit"))
@@ -517,29 +521,38 @@ class Store:
         the lease) and its checkpoint read: a pull's reads and writes before it calls the
         agent, in the claim's one transaction."""
         with self._tx() as connection:
-            rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=limit)
-            pulls = [
-                Pull(
-                    _record(row),
-                    nonce(),
-                    None if row.cp_length is None else LogCheckpoint(row.cp_length, row.cp_head),
-                )
-                for row in rows
-            ]
-            if pulls:
-                expires = now + lease_s
-                connection.execute(
-                    _INSERT_NONCE,
-                    [
-                        {
-                            "b_nonce": p.nonce,
-                            "b_agent": p.agent.id,
-                            "b_now": now,
-                            "b_expires": expires,
-                        }
-                        for p in pulls
-                    ],
-                )
+            return self._claim_pulls(
+                connection, owner, now=now, lease_s=lease_s, next_pulls=limit, nonce=nonce
+            )
+
+    def _claim_pulls(
+        self,
+        connection: Connection,
+        owner: str,
+        *,
+        now: float,
+        lease_s: float,
+        next_pulls: int,
+        nonce: Callable[[], bytes],
+    ) -> list[Pull]:
+        rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=next_pulls)
+        pulls = [
+            Pull(
+                _record(row),
+                nonce(),
+                None if row.cp_length is None else LogCheckpoint(row.cp_length, row.cp_head),
+            )
+            for row in rows
+        ]
+        if pulls:
+            expires = now + lease_s
+            connection.execute(
+                _INSERT_NONCE,
+                [
+                    {"b_nonce": p.nonce, "b_agent": p.agent.id, "b_now": now, "b_expires": expires}
+                    for p in pulls
+                ],
+            )
         return pulls
 
     def _claim(
@@ -547,15 +560,13 @@ class Store:
     ) -> list[Any]:
         if limit <= 0:
             return []
-        ids = list(
-            connection.execute(self._claim_select, {"b_now": now, "b_limit": limit}).scalars()
-        )
-        if not ids:
-            return []
-        connection.execute(
-            _CLAIM_UPDATE, {"b_ids": ids, "b_owner": owner, "b_expires": now + lease_s}
-        )
-        return list(connection.execute(_CLAIMED, {"b_ids": ids}).all())
+        rows = list(connection.execute(self._claim_select, {"b_now": now, "b_limit": limit}))
+        if rows:
+            ids = [row.id for row in rows]
+            connection.execute(
+                _CLAIM_UPDATE, {"b_ids": ids, "b_owner": owner, "b_expires": now + lease_s}
+            )
+        return rows
 
     def claim(self, agent_id: int, owner: str, *, now: float, lease_s: float) -> bool:
         """Lease the one agent ``agent_id`` (a push), False if a live lease holds it.
@@ -645,30 +656,69 @@ class Store:
         with nothing written, when the lease has expired or the agent was removed.
         """
         with self._tx() as connection:
-            fence = {"b_agent": agent_id, "b_owner": owner, "b_now": now}
-            if connection.execute(_FENCED_RELEASE, fence).rowcount != 1:
-                raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
-            nonce = outcome.nonce
-            if nonce is not None and not self._consume(connection, agent_id, nonce, now=now):
-                outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
-            row = connection.execute(_NAME_AND_STATUS, {"b_agent": agent_id}).one()
-            values = {
-                **fence,
-                "b_started": outcome.started_at,
-                "b_status": outcome.status,
-                "b_reason": outcome.reason,
-                "b_ear": outcome.ear,
-                "b_log_length": outcome.log_length,
-                "b_next_due": next_due_at,
-            }
-            connection.execute(_INSERT_RESULT, values)
-            connection.execute(_SET_STATUS, values)
-            if outcome.checkpoint is not None:
-                self._set_checkpoint(connection, agent_id, outcome.checkpoint, now)
-            if row.status == outcome.status:
-                return None
-            change = {**values, "b_name": row.name, "b_old": row.status}
-            change_id = connection.execute(_INSERT_CHANGE, change).scalar_one()
+            return self._finish(connection, agent_id, owner, outcome, now, next_due_at)
+
+    def finish_and_claim(
+        self,
+        agent_id: int,
+        owner: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        next_due_at: float,
+        next_pulls: int,
+        lease_s: float,
+        nonce: Callable[[], bytes],
+    ) -> tuple[StatusChange | None, list[Pull]]:
+        """:meth:`finish`, then :meth:`claim_pulls` of up to ``next_pulls`` agents, in one
+        transaction: a replica that keeps pulling pays one transaction per pull, not two.
+
+            change, pulls = store.finish_and_claim(agent.id, "replica-a", outcome, now=now,
+                                                   next_due_at=due, next_pulls=1, lease_s=30,
+                                                   nonce=lambda: os.urandom(32))
+
+        On LeaseLostError nothing is written and nothing claimed.
+        """
+        with self._tx() as connection:
+            change = self._finish(connection, agent_id, owner, outcome, now, next_due_at)
+            pulls = self._claim_pulls(
+                connection, owner, now=now, lease_s=lease_s, next_pulls=next_pulls, nonce=nonce
+            )
+        return change, pulls
+
+    def _finish(
+        self,
+        connection: Connection,
+        agent_id: int,
+        owner: str,
+        outcome: Outcome,
+        now: float,
+        next_due_at: float,
+    ) -> StatusChange | None:
+        fence = {"b_agent": agent_id, "b_owner": owner, "b_now": now}
+        if connection.execute(_FENCED_RELEASE, fence).rowcount != 1:
+            raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
+        nonce = outcome.nonce
+        if nonce is not None and not self._consume(connection, agent_id, nonce, now=now):
+            outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
+        row = connection.execute(_NAME_AND_STATUS, {"b_agent": agent_id}).one()
+        values = {
+            **fence,
+            "b_started": outcome.started_at,
+            "b_status": outcome.status,
+            "b_reason": outcome.reason,
+            "b_ear": outcome.ear,
+            "b_log_length": outcome.log_length,
+            "b_next_due": next_due_at,
+        }
+        connection.execute(_INSERT_RESULT, values)
+        connection.execute(_SET_STATUS, values)
+        if outcome.checkpoint is not None:
+            self._set_checkpoint(connection, agent_id, outcome.checkpoint, now)
+        if row.status == outcome.status:
+            return None
+        change = {**values, "b_name": row.name, "b_old": row.status}
+        change_id = connection.execute(_INSERT_CHANGE, change).scalar_one()
         return StatusChange(change_id, row.name, now, row.status, outcome.status, outcome.reason)
 
     @staticmethod

@@ -221,3 +221,38 @@ def test_a_claim_for_pulls_issues_the_nonces_and_reads_the_checkpoints(store: St
         assert not store.consume_nonce(10_000, pull.nonce, now=102.0)
         assert store.consume_nonce(pull.agent.id, pull.nonce, now=106.9)
         assert not store.consume_nonce(pull.agent.id, pull.nonce, now=106.9)
+
+
+def test_finishing_and_claiming_the_next_pull_is_one_transaction(store: Store) -> None:
+    first = store.add_agent(_spec("gpu-01"), now=100.0)
+    second = store.add_agent(_spec("gpu-02"), now=100.5)
+    nonces = iter([b"a" * 32, b"b" * 32])
+    [pull] = store.claim_pulls("r1", now=101.0, lease_s=5, limit=1, nonce=lambda: next(nonces))
+    assert pull.agent.id == first.id  # the longest due first
+    outcome = replace(_affirming(101.0, LogCheckpoint(3, b"\x07" * 48)), nonce=pull.nonce)
+    change, following = store.finish_and_claim(
+        first.id, "r1", outcome, now=102.0, next_due_at=112.0,
+        next_pulls=1, lease_s=5, nonce=lambda: next(nonces),
+    )  # fmt: skip
+    assert change is not None and change.new_status == "affirming"
+    assert [p.agent.id for p in following] == [second.id]
+    assert following[0].nonce == b"b" * 32 and following[0].checkpoint is None
+    assert store.checkpoint(first.id) == LogCheckpoint(3, b"\x07" * 48)
+    # The next agent is leased to r1 and its nonce issued, as a claim_pulls would.
+    assert store.claim_due("r2", now=102.5, lease_s=5, limit=4) == []
+    assert store.consume_nonce(second.id, b"b" * 32, now=103.0)
+
+
+def test_a_lost_lease_stores_nothing_and_claims_nothing(store: Store) -> None:
+    first = store.add_agent(_spec("gpu-01"), now=100.0)
+    store.add_agent(_spec("gpu-02"), now=100.5)
+    store.claim_due("r1", now=101.0, lease_s=5, limit=1)
+    assert [a.id for a in store.claim_due("r2", now=106.5, lease_s=5, limit=1)] == [first.id]
+    with pytest.raises(LeaseLostError):
+        store.finish_and_claim(
+            first.id, "r1", _affirming(101.0), now=107.0, next_due_at=117.0,
+            next_pulls=1, lease_s=5, nonce=lambda: b"c" * 32,
+        )  # fmt: skip
+    assert store.latest_result("gpu-01") is None
+    # gpu-02 was not claimed by the rolled-back transaction: it is free for anyone.
+    assert [a.spec.name for a in store.claim_due("r2", now=107.0, lease_s=5, limit=4)] == ["gpu-02"]
