@@ -85,6 +85,12 @@ class EvidenceConfig:
     """False takes one quote per request, in arrival order (the unbatched baseline)."""
     max_batch: int = 256
     """Most requests one quote serves; the rest wait for the next quote."""
+    signing_percent: int = 60
+    """Most of the time, on average, the agent spends signing evidence (1-100 %).
+
+    Signing is the agent's heaviest CPU work; verifiers asking back to back
+    would otherwise keep it busy all the time and starve the pipeline it measures.
+    """
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,7 @@ def parse_config(
     evidence = EvidenceConfig(
         batching=evidence_table.boolean("batching", True),
         max_batch=evidence_table.integer("max_batch", 256, minimum=1, maximum=1 << 16),
+        signing_percent=evidence_table.integer("signing_percent", 60, minimum=1, maximum=100),
     )
     evidence_table.finish()
     pipeline_table = top.table("pipeline")

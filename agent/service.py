@@ -187,7 +187,9 @@ class Agent:
         self._reconcile()
         batching = config.evidence.batching
         self._batcher: EvidenceBatcher[_EvidenceRequest] = EvidenceBatcher(
-            self._serve_batch, max_batch=config.evidence.max_batch if batching else 1
+            self._serve_batch,
+            max_batch=config.evidence.max_batch if batching else 1,
+            signing_share=config.evidence.signing_percent / 100,
         )
         # Concurrent appends (RecordEvent, measurements, stage events) share one write and fsync.
         self._committer = GroupCommitter(

@@ -276,6 +276,8 @@ def test_unknown_log_level_is_refused() -> None:
         ("limits", "log_page_size", 100_001),
         ("listen", "unix_socket_mode", -1),
         ("listen", "unix_socket_mode", 0o1000),
+        ("evidence", "signing_percent", 0),
+        ("evidence", "signing_percent", 101),
     ],
 )
 def test_out_of_range_integer_is_refused(table: str, key: str, value: int) -> None:
@@ -294,6 +296,14 @@ def test_out_of_range_integer_is_refused(table: str, key: str, value: int) -> No
 )
 def test_range_bounds_are_inclusive(key: str, value: int) -> None:
     assert getattr(parse(with_value("limits", key, value)).limits, key) == value
+
+
+@pytest.mark.parametrize("percent", [1, 100])
+def test_signing_percent_takes_its_bounds_and_defaults_to_60(percent: int) -> None:
+    assert parse(minimal()).evidence.signing_percent == 60
+    assert parse(with_value("evidence", "signing_percent", percent)).evidence.signing_percent == (
+        percent
+    )
 
 
 # -- [tee] --------------------------------------------------------------------------
