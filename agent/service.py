@@ -23,6 +23,7 @@ serving evidence.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 import os
@@ -577,10 +578,10 @@ class Agent:
         placeholder = Binding(b"\0" * 16, "0" * 64, bytes(48), self._key_id, datetime.now(UTC))
         return EvidencePredicate(
             binding=placeholder,
-            tee=TeeClaims.of(self._backend.describe()),
+            tee=self._tee_claims,
             quote=attestation.quote,
             runtime_log=events,
-            agent_key_pem=public_key_pem(self._key.public_key()),
+            agent_key_pem=self._public_key_pem,
             agent_version=attestd.__version__,
             host=host_claims(),
             certificates=attestation.certificates,
@@ -588,6 +589,16 @@ class Agent:
             ccel=_ccel_blob(attestation),
             log_start=start,
         )
+
+    # Neither the backend's description nor the key changes while the agent runs
+    # (a restarted agent is a new signer): encoded once, not once per batch.
+    @functools.cached_property
+    def _tee_claims(self) -> TeeClaims:
+        return TeeClaims.of(self._backend.describe())
+
+    @functools.cached_property
+    def _public_key_pem(self) -> str:
+        return public_key_pem(self._key.public_key())
 
     def _sign(self, payload: bytes) -> bytes:
         """The DSSE envelope of a statement's JCS, refused if verifiers would refuse its size."""

@@ -190,7 +190,11 @@ def main() -> None:
         work = Path(tmp)
         pki = service_pki(work / "pki")
         agents = [
-            AgentProcess(work / f"agent{i}", tee=("simulated-tdx", "simulated-snp")[i % 2])
+            AgentProcess(
+                work / f"agent{i}",
+                tee=("simulated-tdx", "simulated-snp")[i % 2],
+                log_level="info",
+            )
             for i in range(args.agents)
         ]
         try:

@@ -1,10 +1,11 @@
 """The DSSE envelope around a statement, signed by the agent key.
 
-Signing uses securesystemslib's DSSE implementation, and so does verification
-for the envelope format and its pre-authentication encoding (``Envelope.pae``,
-DSSE v1); the one signature that matters is then checked with ``cryptography``
-directly, which is what securesystemslib's key would do, without building a
-key object per appraisal::
+Signing and verification use securesystemslib's DSSE implementation for the
+envelope format and its pre-authentication encoding (``Envelope.pae``, DSSE
+v1); the one signature is then made or checked with ``cryptography``
+directly, which is what securesystemslib's ``CryptoSigner`` and key would do
+(scheme ``ecdsa-sha2-nistp256``: DER ECDSA over SHA-256 of the PAE), without
+building signer or key objects per signature::
 
     data = sign_statement(statement, agent_private_key)
     envelope, statement = open_evidence(data)           # parsed, not yet trusted
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Mapping
 
@@ -23,11 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.dsse import Envelope
-from securesystemslib.signer import (  # type: ignore[attr-defined]  # no explicit re-export
-    CryptoSigner,
-    Signature,
-    SSlibKey,
-)
+from securesystemslib.signer import Signature  # type: ignore[attr-defined]  # no re-export
 
 from attestd.evidence import _json
 from attestd.evidence.canonical import canonical_json
@@ -50,11 +48,27 @@ _B64_ANY = re.compile(r"[A-Za-z0-9+/\-_]*={0,2}")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
-def _signer_for(private_key: ec.EllipticCurvePrivateKey) -> CryptoSigner:
+@functools.lru_cache(maxsize=8)
+def _signing_key_id(private_key: ec.EllipticCurvePrivateKey) -> str:
+    """The key id of a P-256 signing key, computed once per key object.
+
+    An agent signs every evidence with one key; its id (a DER export and a
+    hash) and the curve check were a few per cent of an agent's CPU when
+    redone per signature. Private keys hash by identity, so this holds the few
+    most recent key objects (never their bytes), as the agent itself does.
+    """
     public = private_key.public_key()
     if not isinstance(public.curve, ec.SECP256R1):
         raise EvidenceFormatError(f"agent key is on {public.curve.name}, expected P-256")
-    return CryptoSigner(private_key, SSlibKey.from_crypto(public, keyid=key_id(public)))
+    return key_id(public)
+
+
+def _sign(envelope: Envelope, private_key: ec.EllipticCurvePrivateKey) -> None:
+    """Add the signature of ``private_key`` over the envelope's PAE, as ``Envelope.sign``
+    with a securesystemslib ``CryptoSigner`` would: same keyid, same DER ECDSA bytes."""
+    keyid = _signing_key_id(private_key)
+    signature = private_key.sign(envelope.pae(), _ECDSA_SHA256)
+    envelope.signatures[keyid] = Signature(keyid, signature.hex())
 
 
 def sign_statement(statement: Statement, private_key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -69,7 +83,7 @@ def sign_statement(statement: Statement, private_key: ec.EllipticCurvePrivateKey
 def sign_json(statement: Mapping[str, object], private_key: ec.EllipticCurvePrivateKey) -> bytes:
     """The DSSE envelope (JSON bytes) of any in-toto statement given as JSON, JCS-encoded."""
     envelope = Envelope(canonical_json(dict(statement)), PAYLOAD_TYPE, {})
-    envelope.sign(_signer_for(private_key))
+    _sign(envelope, private_key)
     return canonical_json(envelope.to_dict())
 
 
@@ -78,17 +92,18 @@ def sign_payload(payload: bytes, private_key: ec.EllipticCurvePrivateKey) -> byt
 
     The envelope's JCS is built around the payload's base64 rather than by
     re-encoding it: base64 needs no JSON escaping, and ``payload`` sorts first.
+    The rest of the envelope (type, signatures) is securesystemslib's ``to_dict``
+    of the same envelope with an empty payload, whose base64 is the empty string.
     """
     envelope = Envelope(payload, PAYLOAD_TYPE, {})
-    envelope.sign(_signer_for(private_key))
-    document = envelope.to_dict()
-    encoded_payload = str(document["payload"]).encode("ascii")
-    document["payload"] = ""
-    skeleton = canonical_json(document)
+    _sign(envelope, private_key)
+    skeleton = canonical_json(Envelope(b"", PAYLOAD_TYPE, envelope.signatures).to_dict())
     empty = b'{"payload":""'
     if not skeleton.startswith(empty):
         raise EvidenceFormatError("unexpected DSSE envelope layout")  # pragma: no cover
-    return b'{"payload":"' + encoded_payload + b'"' + skeleton[len(empty) :]
+    # pybase64 (SIMD) writes standard base64 with padding, byte for byte what the
+    # stdlib's b64encode (securesystemslib's) does; the payload is most of the evidence.
+    return b'{"payload":"' + pybase64.b64encode(payload) + b'"' + skeleton[len(empty) :]
 
 
 def _b64_dsse(value: object, path: str, *, max_size: int) -> bytes:

@@ -383,7 +383,11 @@ class StatementTemplate:
         token = secrets.token_hex(16)
         marks = {slot: f"attestd-slot-{slot}-{token}" for slot in self._SLOTS}
         document = Statement((), shared).to_json()
-        predicate = dict(shared.to_json())
+        # The predicate as the statement just encoded it: encoding it again (the quote's
+        # base64, every log event, the key id from the PEM) would repeat all of it.
+        encoded_predicate = document["predicate"]
+        assert isinstance(encoded_predicate, dict)  # EvidencePredicate.to_json's dict
+        predicate = dict(encoded_predicate)
         predicate["binding"] = marks["binding"]
         predicate["batch"] = marks["batch"]
         document["subject"] = marks["subject"]

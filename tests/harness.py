@@ -45,6 +45,9 @@ class AgentProcess:
     process: subprocess.Popen[bytes] | None = None
     extra_config: str = ""
     tee: str = "simulated-tdx"
+    #: Tests read the agent's debug log when one fails; benchmarks pass "info", since
+    #: a debug line per request is a few per cent of a busy agent's CPU.
+    log_level: str = "debug"
 
     @property
     def state_dir(self) -> Path:
@@ -77,7 +80,7 @@ class AgentProcess:
         self.config_path.write_text(
             f"""[agent]
 state_dir = "{self.state_dir}"
-log_level = "debug"
+log_level = "{self.log_level}"
 
 [tee]
 backend = "{self.tee}"

@@ -22,6 +22,7 @@ from attestd.evidence import (
     sign_statement,
     verify_envelope,
 )
+from attestd.evidence.envelope import sign_payload
 from tests.evidence.builders import example_key, make_statement
 
 
@@ -86,6 +87,31 @@ def test_garbage_signature_bytes_fail_as_signature_error() -> None:
     doc["signatures"][0]["sig"] = base64.b64encode(b"\x30\x03\x02\x01\x01").decode()
     with pytest.raises(EnvelopeSignatureError):
         verify_envelope(parse_envelope(json.dumps(doc).encode()), key.public_key())
+
+
+def test_securesystemslib_verifies_what_the_agent_signs() -> None:
+    # Signing goes to cryptography directly; securesystemslib's own DSSE verifier with
+    # an SSlibKey (what any DSSE consumer would use) must still accept the envelope.
+    from securesystemslib.dsse import Envelope
+    from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
+
+    key = example_key()
+    statement = make_statement(key)
+    payload = canonical_json(statement.to_json())
+    for data in (sign_statement(statement, key), sign_payload(payload, key)):
+        envelope = Envelope.from_dict(json.loads(data))
+        public = SSlibKey.from_crypto(key.public_key(), keyid=key_id(key.public_key()))
+        assert set(envelope.verify([public], 1)) == {key_id(key.public_key())}
+        assert envelope.payload == payload
+
+
+def test_each_key_signs_under_its_own_key_id_however_they_alternate() -> None:
+    # The key id is remembered per key object: alternating keys must never mix them up.
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+    for key in keys * 2:
+        envelope, _ = open_evidence(sign_payload(canonical_json(make_statement().to_json()), key))
+        assert list(envelope.signatures) == [key_id(key.public_key())]
+        verify_envelope(envelope, key.public_key())
 
 
 def test_non_p256_signing_key_is_refused() -> None:

@@ -186,3 +186,15 @@ def test_attest_ships_the_collateral_and_no_ccel(simulated: SimulatedTdxBackend)
     assert parse_quote(attestation.quote).body.report_data == bytes(range(64))
     assert attestation.collateral == json.loads(simulated.collateral_json())
     assert attestation.certificates == () and attestation.ccel is None
+
+
+def test_attest_reports_the_runtime_register_its_quote_carries(
+    simulated: SimulatedTdxBackend,
+) -> None:
+    # attest() names the quote's RTMR3 without parsing the quote back: it must be the
+    # register as quoted, which after an extension is the new value, not a stale one.
+    for content in (b"first", b"second"):
+        simulated.extend_runtime_register(hashlib.sha384(content).digest())
+        attestation = simulated.attest(bytes(64))
+        quoted = parse_quote(attestation.quote).body.rtmrs[3]  # the runtime-log RTMR
+        assert attestation.runtime_register == quoted == simulated.read_runtime_register()
