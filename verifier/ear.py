@@ -217,12 +217,22 @@ def tier(code: int) -> str:
     return "contraindicated"
 
 
+# The rank in STATUSES of each claim value's tier, by value + 128: _worse runs for every
+# rule of every check of every appraisal the service signs.
+_TIER_RANK = tuple(STATUSES.index(tier(code)) for code in range(-128, 128))
+
+
 def _worse(a: int | None, b: int | None) -> int | None:
     if a is None:
         return b
     if b is None:
         return a
-    return b if STATUSES.index(tier(b)) > STATUSES.index(tier(a)) else a
+    return b if _rank(b) > _rank(a) else a
+
+
+def _rank(code: int) -> int:
+    # Claim values are int8 (AR4SI); tier() still decides for any other.
+    return _TIER_RANK[code + 128] if -128 <= code <= 127 else STATUSES.index(tier(code))
 
 
 def _vector(
