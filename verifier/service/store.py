@@ -474,7 +474,12 @@ class Store:
                 yield cursor
                 connection.commit()
             except BaseException:
-                connection.rollback()
+                try:
+                    connection.rollback()
+                except Exception:
+                    # The connection itself failed (the server went away): it is not
+                    # handed back to the pool for the next transaction to fail on too.
+                    connection.invalidate()
                 raise
             finally:
                 cursor.close()
