@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -41,8 +42,9 @@ from typing import Any, TypeGuard
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 import attestd
 from attestd.evidence import format_rfc3339, key_id
@@ -215,12 +217,22 @@ def tier(code: int) -> str:
     return "contraindicated"
 
 
+# The rank in STATUSES of each claim value's tier, by value + 128: _worse runs for every
+# rule of every check of every appraisal the service signs.
+_TIER_RANK = tuple(STATUSES.index(tier(code)) for code in range(-128, 128))
+
+
 def _worse(a: int | None, b: int | None) -> int | None:
     if a is None:
         return b
     if b is None:
         return a
-    return b if STATUSES.index(tier(b)) > STATUSES.index(tier(a)) else a
+    return b if _rank(b) > _rank(a) else a
+
+
+def _rank(code: int) -> int:
+    # Claim values are int8 (AR4SI); tier() still decides for any other.
+    return _TIER_RANK[code + 128] if -128 <= code <= 127 else STATUSES.index(tier(code))
 
 
 def _vector(
@@ -511,15 +523,34 @@ def _require_p256(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -
         raise ResultKeyError("the result key must be an ECDSA P-256 key (ES256)")
 
 
+# Claims are serialised as PyJWT's encode does (compact separators, ASCII), with one
+# encoder built once rather than one per json.dumps call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+_ES256 = ec.ECDSA(hashes.SHA256())
+_P256_BYTES = 32
+
+
 def _sign(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise ResultKeyError("the result key must be an ECDSA P-256 private key (ES256)")
     _require_p256(key)
-    # PyJWT writes the header {"alg": "ES256", "kid": ..., "typ": "JWT"} and a raw r||s
-    # signature (RFC 7518 §3.4), base64url without padding.
-    return jwt.encode(
-        dict(claims), key, algorithm="ES256", headers={"kid": key_id(key.public_key())}
-    )
+    # The JWS compact serialisation PyJWT's encode writes, byte for byte but for the
+    # (randomised) signature: the header {"alg": "ES256", "kid": ..., "typ": "JWT"} with
+    # sorted keys, and a raw r||s signature (RFC 7518 §3.4), base64url without padding.
+    # Written here because the service signs one per appraisal, and PyJWT's per-call key
+    # preparation, header validation and kid derivation cost more than the signature.
+    payload = _b64encode(_COMPACT_JSON.encode(dict(claims)).encode("utf-8"))
+    signing_input = f"{_jws_header(key)}.{payload}"
+    r, s = decode_dss_signature(key.sign(signing_input.encode("ascii"), _ES256))
+    signature = r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
+    return f"{signing_input}.{_b64encode(signature)}"
+
+
+@functools.lru_cache(maxsize=8)
+def _jws_header(key: ec.EllipticCurvePrivateKey) -> str:
+    """The base64url JWS header for ``key``: fixed per key (a service has one or two)."""
+    header = {"alg": "ES256", "kid": key_id(key.public_key()), "typ": "JWT"}
+    return _b64encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:

@@ -141,7 +141,7 @@ class Poller:
         self._wake = threading.Event()
         self._next_gauges = 0.0
         self._thread: threading.Thread | None = None
-        self._policies: dict[str, tuple[int, Policy, str]] = {}
+        self._policies: dict[str, tuple[tuple[int, int], Policy, str]] = {}
         self._policies_lock = threading.Lock()
         self._clients: dict[str, tuple[object, AgentClient]] = {}
         self._clients_lock = threading.Lock()
@@ -443,17 +443,25 @@ class Poller:
             cached[1].close()
 
     def _policy(self, path: str) -> tuple[Policy, str]:
-        """The policy at ``path`` and its digest, reloaded when the file changes."""
-        source = Path(path)
-        mtime = source.stat().st_mtime_ns if source.exists() else -1
+        """The policy at ``path`` and its digest, reloaded when the file changes.
+
+        One stat per pull: the file's modification time and size, so that an edit
+        (or a file replaced by another) is read again, but an unchanged one is not.
+        """
+        try:
+            info = os.stat(path)
+            stamp = (info.st_mtime_ns, info.st_size)
+        except OSError:
+            stamp = (-1, -1)  # load_policy names the problem
         with self._policies_lock:
             cached = self._policies.get(path)
-        if cached is not None and cached[0] == mtime:
+        if cached is not None and cached[0] == stamp:
             return cached[1], cached[2]
+        source = Path(path)
         policy = load_policy(source)
         digest = policy_digest(source.read_bytes())
         with self._policies_lock:
-            self._policies[path] = (mtime, policy, digest)
+            self._policies[path] = (stamp, policy, digest)
         return policy, digest
 
 

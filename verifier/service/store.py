@@ -24,7 +24,7 @@ Replicas compare lease times with their own clocks: keep them synchronised
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -222,25 +222,73 @@ class Delivery:
     attempts: int
 
 
-# The statements of every pull, built once. SQLAlchemy caches their compiled SQL, but a
-# statement built per call is coerced and hashed into its cache key again each time:
-# about as much CPU as the database's own work on SQLite. Values come as bound parameters
-# (named b_*: a name equal to a column's is reserved in an UPDATE's SET).
+# The statements of every pull, as SQL text run on the DBAPI connection itself. Through
+# SQLAlchemy Core each statement cost about 50 µs of Python (execution context, parameter
+# processing, result wrapping, events) on top of the database's own work, several times
+# what SQLite needs to run it; the drivers cache the prepared statements (sqlite3's
+# statement cache, psycopg's automatic prepare). "?" marks a parameter; _Sql renders it
+# in the driver's style. Both backends run the same text, but for the claim's row locks.
+_CLAIM_SELECT = (
+    "SELECT a.id, a.name, a.address, a.cert_path, a.key_path, a.ca_path, a.server_name,"
+    " a.policy_path, a.interval_s, a.push_pin, a.status, a.status_reason, a.registered_at,"
+    " a.next_due_at, a.last_appraised_at, c.length, c.head FROM leases l"
+    " JOIN agents a ON a.id = l.agent_id"
+    " LEFT OUTER JOIN checkpoints c ON c.agent_id = l.agent_id"
+    " WHERE (l.owner IS NULL OR l.expires_at <= ?)"
+    " AND ((a.push_pin = '' AND a.next_due_at <= ?)"
+    " OR (a.push_pin != '' AND a.next_due_at + a.interval_s <= ?))"
+    " ORDER BY a.next_due_at LIMIT ?"
+)
+# PostgreSQL: rows another replica is claiming right now are skipped, not waited for.
+# SQLite has one writer at a time (BEGIN IMMEDIATE): the select-then-update is atomic.
+_CLAIM_LOCK_POSTGRESQL = " FOR UPDATE OF l SKIP LOCKED"
+_CLAIM_UPDATE = "UPDATE leases SET owner = ?, expires_at = ? WHERE agent_id = ?"
+_INSERT_NONCE = (
+    "INSERT INTO nonces (nonce, agent_id, issued_at, expires_at, consumed) VALUES (?, ?, ?, ?, ?)"
+)
+_CONSUME_NONCE = (
+    "UPDATE nonces SET consumed = ?"
+    " WHERE nonce = ? AND agent_id = ? AND consumed = ? AND expires_at > ?"
+)
+_FENCED_RELEASE = (
+    "UPDATE leases SET owner = NULL, expires_at = 0.0"
+    " WHERE agent_id = ? AND owner = ? AND expires_at > ?"
+)
+_NAME_AND_STATUS = "SELECT name, status FROM agents WHERE id = ?"
+_INSERT_RESULT = (
+    "INSERT INTO results"
+    " (agent_id, replica, started_at, appraised_at, status, reason, ear, log_length)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SET_STATUS = (
+    "UPDATE agents SET status = ?, status_reason = ?, next_due_at = ?,"
+    " last_appraised_at = ? WHERE id = ?"
+)
+_UPDATE_CHECKPOINT = (
+    "UPDATE checkpoints SET length = ?, head = ?, updated_at = ? WHERE agent_id = ?"
+)
+_INSERT_CHECKPOINT = (
+    "INSERT INTO checkpoints (agent_id, length, head, updated_at) VALUES (?, ?, ?, ?)"
+)
+_INSERT_CHANGE = (
+    "INSERT INTO status_changes"
+    " (agent_id, agent_name, at, old_status, new_status, reason)"
+    " VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
+)
+# Not a pull's: SQLAlchemy Core statements, where a statement more or less does not count.
 _B = bindparam
 _FREE = or_(leases.c.owner.is_(None), leases.c.expires_at <= _B("b_now"))
-_CLAIM_UPDATE = (
-    update(leases)
-    .where(leases.c.agent_id.in_(_B("b_ids", expanding=True)))
-    .values(owner=_B("b_owner"), expires_at=_B("b_expires"))
+_CHECKPOINT = select(checkpoints.c.length, checkpoints.c.head).where(
+    checkpoints.c.agent_id == _B("b_agent")
 )
-_INSERT_NONCE = nonces.insert().values(
+_INSERT_NONCE_CORE = nonces.insert().values(
     nonce=_B("b_nonce"),
     agent_id=_B("b_agent"),
     issued_at=_B("b_now"),
     expires_at=_B("b_expires"),
     consumed=False,
 )
-_CONSUME_NONCE = (
+_CONSUME_NONCE_CORE = (
     update(nonces)
     .where(
         and_(
@@ -252,61 +300,54 @@ _CONSUME_NONCE = (
     )
     .values(consumed=True)
 )
-_CHECKPOINT = select(checkpoints.c.length, checkpoints.c.head).where(
-    checkpoints.c.agent_id == _B("b_agent")
-)
-_FENCED_RELEASE = (
-    update(leases)
-    .where(
-        and_(
-            leases.c.agent_id == _B("b_agent"),
-            leases.c.owner == _B("b_owner"),
-            leases.c.expires_at > _B("b_now"),
-        )
+
+
+class _Sql:
+    """The pull's statements in one driver's parameter style (sqlite3 ``?``, psycopg ``%s``)."""
+
+    def __init__(self, backend: Backend) -> None:
+        def render(sql: str) -> str:
+            return sql if backend is Backend.SQLITE else sql.replace("?", "%s")
+
+        lock = _CLAIM_LOCK_POSTGRESQL if backend is Backend.POSTGRESQL else ""
+        self.claim_select = render(_CLAIM_SELECT + lock)
+        self.claim_update = render(_CLAIM_UPDATE)
+        self.insert_nonce = render(_INSERT_NONCE)
+        self.consume_nonce = render(_CONSUME_NONCE)
+        self.fenced_release = render(_FENCED_RELEASE)
+        self.name_and_status = render(_NAME_AND_STATUS)
+        self.insert_result = render(_INSERT_RESULT)
+        self.set_status = render(_SET_STATUS)
+        self.update_checkpoint = render(_UPDATE_CHECKPOINT)
+        self.insert_checkpoint = render(_INSERT_CHECKPOINT)
+        self.insert_change = render(_INSERT_CHANGE)
+        # SQLite's BEGIN IMMEDIATE takes the write lock up front (see _sqlite_pragmas);
+        # psycopg begins a transaction by itself at the first statement.
+        self.begin = "BEGIN IMMEDIATE" if backend is Backend.SQLITE else None
+
+
+def _agent_from_row(row: Sequence[Any]) -> AgentRecord:
+    """An AgentRecord from a row of _CLAIM_SELECT (its first 15 columns)."""
+    spec = AgentSpec(
+        name=row[1],
+        address=row[2],
+        cert_path=row[3],
+        key_path=row[4],
+        ca_path=row[5],
+        server_name=row[6],
+        policy_path=row[7],
+        interval_s=row[8],
+        push_pin=row[9],
     )
-    .values(owner=None, expires_at=0.0)
-)
-_NAME_AND_STATUS = select(agents.c.name, agents.c.status).where(agents.c.id == _B("b_agent"))
-_INSERT_RESULT = results.insert().values(
-    agent_id=_B("b_agent"),
-    replica=_B("b_owner"),
-    started_at=_B("b_started"),
-    appraised_at=_B("b_now"),
-    status=_B("b_status"),
-    reason=_B("b_reason"),
-    ear=_B("b_ear"),
-    log_length=_B("b_log_length"),
-)
-_SET_STATUS = (
-    update(agents)
-    .where(agents.c.id == _B("b_agent"))
-    .values(
-        status=_B("b_status"),
-        status_reason=_B("b_reason"),
-        next_due_at=_B("b_next_due"),
-        last_appraised_at=_B("b_now"),
+    return AgentRecord(
+        id=row[0],
+        spec=spec,
+        status=row[10],
+        status_reason=row[11],
+        registered_at=row[12],
+        next_due_at=row[13],
+        last_appraised_at=row[14],
     )
-)
-_UPDATE_CHECKPOINT = (
-    update(checkpoints)
-    .where(checkpoints.c.agent_id == _B("b_agent"))
-    .values(length=_B("b_length"), head=_B("b_head"), updated_at=_B("b_now"))
-)
-_INSERT_CHECKPOINT = checkpoints.insert().values(
-    agent_id=_B("b_agent"), length=_B("b_length"), head=_B("b_head"), updated_at=_B("b_now")
-)
-_INSERT_CHANGE = (
-    status_changes.insert()
-    .values(
-        agent_id=_B("b_agent"),
-        agent_name=_B("b_name"),
-        at=_B("b_now"),
-        old_status=_B("b_old"),
-        new_status=_B("b_status"),
-        reason=_B("b_reason"),
-    )
-    .returning(status_changes.c.id)
-)
 
 
 def _engine_for(url: str, password: str | None = None) -> tuple[Engine, Backend]:
@@ -387,31 +428,7 @@ class Store:
     def __init__(self, engine: Engine, backend: Backend) -> None:
         self.engine = engine
         self.backend = backend
-        pulled_due = and_(agents.c.push_pin == "", agents.c.next_due_at <= _B("b_now"))
-        # Agents in push mode call in themselves and are never pulled; one is claimed
-        # only once a whole interval past due (about two pushes missed), to be marked
-        # unreachable (Poller.pull).
-        push_overdue = and_(
-            agents.c.push_pin != "", agents.c.next_due_at + agents.c.interval_s <= _B("b_now")
-        )
-        # The claimed agents' rows and checkpoints come with the claim's one SELECT.
-        claim = (
-            select(
-                agents,
-                checkpoints.c.length.label("cp_length"),
-                checkpoints.c.head.label("cp_head"),
-            )
-            .select_from(leases)
-            .join(agents, agents.c.id == leases.c.agent_id)
-            .outerjoin(checkpoints, checkpoints.c.agent_id == leases.c.agent_id)
-            .where(and_(_FREE, or_(pulled_due, push_overdue)))
-            .order_by(agents.c.next_due_at)
-            .limit(_B("b_limit"))
-        )
-        if backend is Backend.POSTGRESQL:
-            # Rows another replica is claiming right now are skipped, not waited for.
-            claim = claim.with_for_update(skip_locked=True, of=leases)
-        self._claim_select = claim
+        self._sql = _Sql(backend)
 
     @classmethod
     def open(cls, url: str, *, now: float, password: str | None = None) -> Store:
@@ -440,6 +457,34 @@ class Store:
     def _tx(self) -> Iterator[Connection]:
         with self.engine.begin() as connection:
             yield connection
+
+    @contextmanager
+    def _raw_tx(self) -> Iterator[Any]:
+        """One transaction on a pooled connection's DBAPI cursor: the pull's hot path.
+
+        The pool's checkout (and on PostgreSQL its pre-ping) and the SQLite pragmas apply
+        as for :meth:`_tx`; rolled back on any exception.
+        """
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                if self._sql.begin is not None:
+                    cursor.execute(self._sql.begin)
+                yield cursor
+                connection.commit()
+            except BaseException:
+                try:
+                    connection.rollback()
+                except Exception:
+                    # The connection itself failed (the server went away): it is not
+                    # handed back to the pool for the next transaction to fail on too.
+                    connection.invalidate()
+                raise
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
 
     # -- the registry ----------------------------------------------------------------------
 
@@ -504,9 +549,9 @@ class Store:
 
     def claim_due(self, owner: str, *, now: float, lease_s: float, limit: int) -> list[AgentRecord]:
         """Lease up to ``limit`` due agents that no live lease holds, until ``now + lease_s``."""
-        with self._tx() as connection:
-            rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=limit)
-        return [_record(row) for row in rows]
+        with self._raw_tx() as cursor:
+            rows = self._claim(cursor, owner, now=now, lease_s=lease_s, limit=limit)
+        return [_agent_from_row(row) for row in rows]
 
     def claim_pulls(
         self,
@@ -520,14 +565,14 @@ class Store:
         """:meth:`claim_due`, and for each agent a nonce from ``nonce()`` issued (valid for
         the lease) and its checkpoint read: a pull's reads and writes before it calls the
         agent, in the claim's one transaction."""
-        with self._tx() as connection:
+        with self._raw_tx() as cursor:
             return self._claim_pulls(
-                connection, owner, now=now, lease_s=lease_s, next_pulls=limit, nonce=nonce
+                cursor, owner, now=now, lease_s=lease_s, next_pulls=limit, nonce=nonce
             )
 
     def _claim_pulls(
         self,
-        connection: Connection,
+        cursor: Any,
         owner: str,
         *,
         now: float,
@@ -535,37 +580,33 @@ class Store:
         next_pulls: int,
         nonce: Callable[[], bytes],
     ) -> list[Pull]:
-        rows = self._claim(connection, owner, now=now, lease_s=lease_s, limit=next_pulls)
+        rows = self._claim(cursor, owner, now=now, lease_s=lease_s, limit=next_pulls)
         pulls = [
             Pull(
-                _record(row),
+                _agent_from_row(row),
                 nonce(),
-                None if row.cp_length is None else LogCheckpoint(row.cp_length, row.cp_head),
+                None if row[15] is None else LogCheckpoint(int(row[15]), bytes(row[16])),
             )
             for row in rows
         ]
         if pulls:
             expires = now + lease_s
-            connection.execute(
-                _INSERT_NONCE,
-                [
-                    {"b_nonce": p.nonce, "b_agent": p.agent.id, "b_now": now, "b_expires": expires}
-                    for p in pulls
-                ],
+            cursor.executemany(
+                self._sql.insert_nonce,
+                [(p.nonce, p.agent.id, now, expires, False) for p in pulls],
             )
         return pulls
 
     def _claim(
-        self, connection: Connection, owner: str, *, now: float, lease_s: float, limit: int
-    ) -> list[Any]:
+        self, cursor: Any, owner: str, *, now: float, lease_s: float, limit: int
+    ) -> list[Sequence[Any]]:
         if limit <= 0:
             return []
-        rows = list(connection.execute(self._claim_select, {"b_now": now, "b_limit": limit}))
+        cursor.execute(self._sql.claim_select, (now, now, now, limit))
+        rows: list[Sequence[Any]] = cursor.fetchall()
         if rows:
-            ids = [row.id for row in rows]
-            connection.execute(
-                _CLAIM_UPDATE, {"b_ids": ids, "b_owner": owner, "b_expires": now + lease_s}
-            )
+            expires = now + lease_s
+            cursor.executemany(self._sql.claim_update, [(owner, expires, row[0]) for row in rows])
         return rows
 
     def claim(self, agent_id: int, owner: str, *, now: float, lease_s: float) -> bool:
@@ -629,12 +670,12 @@ class Store:
         connection: Connection, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
     ) -> None:
         values = {"b_nonce": nonce, "b_agent": agent_id, "b_now": now, "b_expires": now + ttl_s}
-        connection.execute(_INSERT_NONCE, values)
+        connection.execute(_INSERT_NONCE_CORE, values)
 
     @staticmethod
     def _consume(connection: Connection, agent_id: int, nonce: bytes, *, now: float) -> bool:
         values = {"b_nonce": nonce, "b_agent": agent_id, "b_now": now}
-        return bool(connection.execute(_CONSUME_NONCE, values).rowcount == 1)
+        return bool(connection.execute(_CONSUME_NONCE_CORE, values).rowcount == 1)
 
     # -- appraisals --------------------------------------------------------------------------
 
@@ -655,8 +696,8 @@ class Store:
         Returns the status change this outcome made, or None. LeaseLostError,
         with nothing written, when the lease has expired or the agent was removed.
         """
-        with self._tx() as connection:
-            return self._finish(connection, agent_id, owner, outcome, now, next_due_at)
+        with self._raw_tx() as cursor:
+            return self._finish(cursor, agent_id, owner, outcome, now, next_due_at)
 
     def finish_and_claim(
         self,
@@ -679,60 +720,68 @@ class Store:
 
         On LeaseLostError nothing is written and nothing claimed.
         """
-        with self._tx() as connection:
-            change = self._finish(connection, agent_id, owner, outcome, now, next_due_at)
+        with self._raw_tx() as cursor:
+            change = self._finish(cursor, agent_id, owner, outcome, now, next_due_at)
             pulls = self._claim_pulls(
-                connection, owner, now=now, lease_s=lease_s, next_pulls=next_pulls, nonce=nonce
+                cursor, owner, now=now, lease_s=lease_s, next_pulls=next_pulls, nonce=nonce
             )
         return change, pulls
 
     def _finish(
         self,
-        connection: Connection,
+        cursor: Any,
         agent_id: int,
         owner: str,
         outcome: Outcome,
         now: float,
         next_due_at: float,
     ) -> StatusChange | None:
-        fence = {"b_agent": agent_id, "b_owner": owner, "b_now": now}
-        if connection.execute(_FENCED_RELEASE, fence).rowcount != 1:
+        sql = self._sql
+        cursor.execute(sql.fenced_release, (agent_id, owner, now))
+        if cursor.rowcount != 1:
             raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
         nonce = outcome.nonce
-        if nonce is not None and not self._consume(connection, agent_id, nonce, now=now):
-            outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
-        row = connection.execute(_NAME_AND_STATUS, {"b_agent": agent_id}).one()
-        values = {
-            **fence,
-            "b_started": outcome.started_at,
-            "b_status": outcome.status,
-            "b_reason": outcome.reason,
-            "b_ear": outcome.ear,
-            "b_log_length": outcome.log_length,
-            "b_next_due": next_due_at,
-        }
-        connection.execute(_INSERT_RESULT, values)
-        connection.execute(_SET_STATUS, values)
+        if nonce is not None:
+            # Consumed once: of two transactions presenting it, one updates the row.
+            cursor.execute(sql.consume_nonce, (True, nonce, agent_id, False, now))
+            if cursor.rowcount != 1:
+                outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
+        cursor.execute(sql.name_and_status, (agent_id,))
+        name, old_status = cursor.fetchone()
+        cursor.execute(
+            sql.insert_result,
+            (
+                agent_id,
+                owner,
+                outcome.started_at,
+                now,
+                outcome.status,
+                outcome.reason,
+                outcome.ear,
+                outcome.log_length,
+            ),
+        )
+        cursor.execute(sql.set_status, (outcome.status, outcome.reason, next_due_at, now, agent_id))
         if outcome.checkpoint is not None:
-            self._set_checkpoint(connection, agent_id, outcome.checkpoint, now)
-        if row.status == outcome.status:
+            self._set_checkpoint(cursor, agent_id, outcome.checkpoint, now)
+        if old_status == outcome.status:
             return None
-        change = {**values, "b_name": row.name, "b_old": row.status}
-        change_id = connection.execute(_INSERT_CHANGE, change).scalar_one()
-        return StatusChange(change_id, row.name, now, row.status, outcome.status, outcome.reason)
+        cursor.execute(
+            sql.insert_change,
+            (agent_id, name, now, old_status, outcome.status, outcome.reason),
+        )
+        (change_id,) = cursor.fetchone()
+        return StatusChange(int(change_id), name, now, old_status, outcome.status, outcome.reason)
 
-    @staticmethod
     def _set_checkpoint(
-        connection: Connection, agent_id: int, checkpoint: LogCheckpoint, now: float
+        self, cursor: Any, agent_id: int, checkpoint: LogCheckpoint, now: float
     ) -> None:
-        values = {
-            "b_agent": agent_id,
-            "b_length": checkpoint.length,
-            "b_head": checkpoint.head,
-            "b_now": now,
-        }
-        if connection.execute(_UPDATE_CHECKPOINT, values).rowcount == 0:
-            connection.execute(_INSERT_CHECKPOINT, values)
+        values = (checkpoint.length, checkpoint.head, now, agent_id)
+        cursor.execute(self._sql.update_checkpoint, values)
+        if cursor.rowcount == 0:
+            cursor.execute(
+                self._sql.insert_checkpoint, (agent_id, checkpoint.length, checkpoint.head, now)
+            )
 
     def latest_result(self, name: str) -> ResultRecord | None:
         with self.engine.connect() as connection:
