@@ -30,6 +30,7 @@ import os
 import socket
 import stat
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -161,26 +162,35 @@ def _ack_pb(written: Written) -> agent_pb2.RecordEventResponse:
 class _Acknowledgements:
     """Hands group-committed events to the event loop: one wake-up per group, not per event.
 
+        acks = _Acknowledgements(asyncio.get_running_loop())
+        written = await acks.watch(agent.record_event_future(...))   # one event (unary)
+        acks.follow(future, stream.wake)     # or: call stream.wake() on the loop once settled
+
     ``asyncio.wrap_future`` would wake the loop once for every event a group
-    commit settles; here the committer's thread queues each settled event and
-    wakes the loop only when the queue was empty, and the loop settles the lot.
+    commit settles; here the committer's thread queues each settled event's
+    handler and wakes the loop only when the queue was empty, and the loop runs
+    the lot.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._settled: list[tuple[asyncio.Future[Written], Future[Written]]] = []
+        self._settled: list[Callable[[], None]] = []
 
     def watch(self, source: Future[Written]) -> asyncio.Future[Written]:
         """An asyncio future that follows ``source``; cancelling it cancels ``source``."""
         target: asyncio.Future[Written] = self._loop.create_future()
         target.add_done_callback(lambda done: source.cancel() if done.cancelled() else None)
-        source.add_done_callback(lambda done: self._queue(target, done))
+        self.follow(source, lambda: _settle(target, source))
         return target
 
-    def _queue(self, target: asyncio.Future[Written], source: Future[Written]) -> None:
+    def follow(self, source: Future[Written], handler: Callable[[], None]) -> None:
+        """Call ``handler()`` on the event loop once ``source`` is settled."""
+        source.add_done_callback(lambda _done: self._queue(handler))
+
+    def _queue(self, handler: Callable[[], None]) -> None:
         with self._lock:
-            self._settled.append((target, source))
+            self._settled.append(handler)
             if len(self._settled) > 1:
                 return  # the loop is woken already and has not drained the queue yet
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
@@ -189,15 +199,106 @@ class _Acknowledgements:
     def _drain(self) -> None:
         with self._lock:
             settled, self._settled = self._settled, []
-        for target, source in settled:
-            if target.done():
-                continue  # cancelled: the caller left
-            if source.cancelled():
-                target.cancel()
-            elif (error := source.exception()) is not None:
-                target.set_exception(error)
-            else:
-                target.set_result(source.result())
+        for handler in settled:
+            handler()
+
+
+def _settle(target: asyncio.Future[Written], source: Future[Written]) -> None:
+    """Give ``target`` the outcome of the settled ``source``, unless its caller left."""
+    if target.done():
+        return  # cancelled: the caller left
+    if source.cancelled():
+        target.cancel()
+    elif (error := source.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
+
+
+class _RecordStream:
+    """One RecordEvents stream: a reader task submits events, the handler acknowledges them.
+
+        await _RecordStream(agent, acks, context, caller).run()
+
+    Both sides share a deque of the submitted events' futures, oldest first,
+    and wake each other through one asyncio future at a time, rather than an
+    ``asyncio.Queue`` and an asyncio future per event: the committer's thread
+    wakes the acknowledging side once per group (:class:`_Acknowledgements`),
+    which then answers every settled event at the front, in order.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        acks: _Acknowledgements,
+        context: grpc.aio.ServicerContext,
+        caller: Caller | None,
+    ) -> None:
+        self._agent = agent
+        self._acks = acks
+        self._context = context
+        self._caller = caller
+        self._loop = asyncio.get_running_loop()
+        # Submitted, not yet acknowledged (at most STREAM_WINDOW), in the order they were read.
+        self._pending: deque[Future[Written]] = deque()
+        self._ended = False  # the reader is done: end of stream, or a failure
+        self._failure: Exception | None = None  # answered after every event read before it
+        self._acknowledger: asyncio.Future[None] | None = None  # waiting for the front event
+        self._reader: asyncio.Future[None] | None = None  # waiting for room in the window
+
+    async def run(self) -> None:
+        """Acknowledge every event in order; raise the first refusal or failure in its turn."""
+        reading = asyncio.create_task(self._read())
+        pending = self._pending
+        try:
+            while True:
+                if pending and pending[0].done():
+                    written = pending.popleft().result()  # a failed event raises: its turn
+                    if self._reader is not None:
+                        _wake(self._reader)
+                    await self._context.write(_ack_pb(written))
+                    continue
+                if not pending and self._ended:
+                    if self._failure is not None:
+                        raise self._failure
+                    return
+                self._acknowledger = self._loop.create_future()
+                await self._acknowledger
+                self._acknowledger = None
+        finally:
+            reading.cancel()
+            await asyncio.gather(reading, return_exceptions=True)
+            for left in pending:  # unacknowledged: withdrawn if not yet in a group
+                left.cancel()
+
+    def wake(self) -> None:
+        """On the loop: an event settled, or the reader has news; the acknowledger looks."""
+        if self._acknowledger is not None:
+            _wake(self._acknowledger)
+
+    async def _read(self) -> None:
+        context, agent, caller, pending = self._context, self._agent, self._caller, self._pending
+        try:
+            while (request := await context.read()) is not grpc.aio.EOF:
+                assert isinstance(request, agent_pb2.RecordEventRequest)
+                future = agent.record_event_future(
+                    request.domain, request.operation, request.content, caller=caller
+                )
+                pending.append(future)
+                self._acks.follow(future, self.wake)
+                while len(pending) >= STREAM_WINDOW:
+                    self._reader = self._loop.create_future()
+                    await self._reader
+                    self._reader = None
+        except Exception as err:  # the refusal is answered in its turn, after earlier acks
+            self._failure = err
+        self._ended = True
+        self.wake()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _artifact_pb(item: MeasuredArtifact) -> agent_pb2.Artifact:
@@ -440,34 +541,7 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):
         stream is recorded with ``caller``, the stream's own caller: the kernel
         named it once for the connection, which carries every event.
         """
-        loop = asyncio.get_running_loop()
-        pending: asyncio.Queue[asyncio.Future[Written] | None] = asyncio.Queue(STREAM_WINDOW)
-
-        async def read() -> None:
-            try:
-                while (request := await context.read()) is not grpc.aio.EOF:
-                    assert isinstance(request, agent_pb2.RecordEventRequest)
-                    future = self._agent.record_event_future(
-                        request.domain, request.operation, request.content, caller=caller
-                    )
-                    await pending.put(self._acks.watch(future))
-            except Exception as err:  # the refusal is answered in its turn, after earlier acks
-                failed: asyncio.Future[Written] = loop.create_future()
-                failed.set_exception(err)
-                await pending.put(failed)
-            await pending.put(None)
-
-        reader = asyncio.create_task(read())
-        try:
-            while (acknowledged := await pending.get()) is not None:
-                await context.write(_ack_pb(await acknowledged))
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            while not pending.empty():  # unacknowledged: withdrawn if not yet in a group
-                left = pending.get_nowait()
-                if left is not None and not left.cancel() and not left.cancelled():
-                    left.exception()  # settled already: retrieved, so asyncio does not warn
+        await _RecordStream(self._agent, self._acks, context, caller).run()
 
     async def GetRuntimeLog(
         self, request: agent_pb2.GetRuntimeLogRequest, context: grpc.aio.ServicerContext
