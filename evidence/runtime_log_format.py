@@ -208,7 +208,56 @@ def encode_event(event: RuntimeEvent) -> bytes:
     """The canonical encoding: JCS of ``event_to_json(event)``."""
     if isinstance(event.sequence, bool) or not isinstance(event.sequence, int):
         raise EvidenceFormatError("event sequence must be an integer")
+    line = _encode_plain_event(event)
+    if line is not None:
+        return line
     return canonical_json(event_to_json(event))
+
+
+def _encode_plain_event(event: RuntimeEvent) -> bytes | None:
+    """The JCS bytes of a plain event written directly, or None for canonical_json to write.
+
+    The group committer encodes every event on the thread that answers all of
+    them, so this skips building the JSON object and walking it. Plain means:
+    ``domain``, ``operation`` and ``recordedAt`` are printable ASCII without
+    ``"`` or ``\\`` (JCS writes such a string as is, between quotes; a pipeline's
+    names always are, see validate_event_fields), and every integer is exact
+    within +-(2**53 - 1). Members in JCS order: caller, content, domain,
+    operation, recordedAt, sequence; caller's gid, pid, uid. Base64 needs no
+    escaping. tests/evidence/test_runtime_log_format.py holds this to
+    canonical_json byte for byte.
+    """
+    strings = (event.domain, event.operation, event.recorded_at)
+    numbers: tuple[object, ...] = (event.sequence,)
+    caller = event.caller
+    if caller is not None:
+        numbers = (event.sequence, caller.gid, caller.pid, caller.uid)
+    for number in numbers:
+        if type(number) is not int or not -_MAX_SAFE_INTEGER <= number <= _MAX_SAFE_INTEGER:
+            return None
+    for text in strings:
+        if (
+            type(text) is not str
+            or not (text.isascii() and text.isprintable())
+            or '"' in text
+            or "\\" in text
+        ):
+            return None
+    if type(event.content) is not bytes:
+        return None
+    members = (
+        f'"content":"{_json.b64_encode(event.content)}","domain":"{event.domain}",'
+        f'"operation":"{event.operation}","recordedAt":"{event.recorded_at}",'
+        f'"sequence":{event.sequence}}}'
+    )
+    if caller is None:
+        return ("{" + members).encode("ascii")
+    return (
+        f'{{"caller":{{"gid":{caller.gid},"pid":{caller.pid},"uid":{caller.uid}}},' + members
+    ).encode("ascii")
+
+
+_MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def event_digest(event: RuntimeEvent) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -27,6 +28,8 @@ from attestd.evidence import (
     replay,
     validate_event_fields,
 )
+from attestd.evidence.canonical import canonical_json
+from attestd.evidence.runtime_log_format import _encode_plain_event
 
 EVENT = RuntimeEvent(7, "pipeline", "stage.start", b"train\x00\xff", "2026-11-23T10:00:00.123456Z")
 
@@ -301,3 +304,47 @@ def test_an_unknown_event_member_is_still_refused_beside_a_caller() -> None:
     with pytest.raises(EvidenceFormatError) as refused:
         event_from_json(obj)
     assert refused.value.path == "$.callerExe"
+
+
+def _encode_event_cases() -> list[RuntimeEvent]:
+    """Events that the plain path writes and events it must leave to canonical_json."""
+    rng = random.Random(20261123)
+    awkward = ['a"b', "back\\slash", "tab\t", "nl\n", "\x00\x1f\x7f", "é", "日本", "😀", "\u2028"]
+    names = ["pipeline", "train.step", "a:b/c-d_e", "x", "~!@#$%^&*()+={}[]|;'<>,?` "]
+    cases: list[RuntimeEvent] = []
+    for i in range(600):
+        rare = rng.random() < 0.2  # otherwise plain: a pipeline's names
+        domain = rng.choice(names + awkward) if rare else rng.choice(names)
+        operation = rng.choice(names) + (rng.choice(awkward) if rng.random() < 0.2 else "")
+        recorded_at = rng.choice(["2026-11-23T10:00:00.123456Z", "2026-11-23T10:00:00Z", 'ü"'])
+        content = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 80)))
+        sequence = (
+            i if rng.random() < 0.8 else rng.choice([0, 2**53 - 1, -(2**53 - 1), 2**53, -(2**60)])
+        )
+        caller = rng.choice(
+            [None, Caller(1, 2, 3), Caller(0, 2**32 - 2, 0), Caller(2**31 - 1, 0, 2**60)]
+        )
+        cases.append(RuntimeEvent(sequence, domain, operation, content, recorded_at, caller))
+    return cases
+
+
+@pytest.mark.parametrize("event", _encode_event_cases())
+def test_encode_event_is_canonical_json_byte_for_byte(event: RuntimeEvent) -> None:
+    try:
+        expected: bytes | type[Exception] = canonical_json(event_to_json(event))
+    except EvidenceFormatError:
+        expected = EvidenceFormatError
+    if expected is EvidenceFormatError:
+        with pytest.raises(EvidenceFormatError):
+            encode_event(event)
+    else:
+        assert encode_event(event) == expected
+
+
+def test_encode_event_plain_path_covers_pipeline_events() -> None:
+    """The cases above exercise both paths: most pipeline events take the plain one."""
+    cases = _encode_event_cases()
+    plain = [e for e in cases if _encode_plain_event(e) is not None]
+    assert 50 < len(plain) < len(cases)
+    event = RuntimeEvent(7, "pipeline", "train.step", b"\xff\x00", "2026-11-23T10:00:00Z")
+    assert _encode_plain_event(event) == canonical_json(event_to_json(event))
