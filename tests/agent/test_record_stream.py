@@ -14,9 +14,10 @@ import grpc
 import pytest
 
 from attestd.agent.peercred import Caller
-from attestd.agent.runtime_log_store import RuntimeLogStore
+from attestd.agent.runtime_log_store import RuntimeLogStore, Written
+from attestd.agent.server import _ack_pb, _event_pb
 from attestd.client import AgentCallError, RecorderClosedError
-from attestd.evidence import replay
+from attestd.evidence import RuntimeEvent, event_digest, replay
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
 from attestd.v1 import agent_pb2, agent_pb2_grpc
 from tests.harness import AgentProcess
@@ -153,3 +154,29 @@ def test_sigkill_with_streamed_recorders_loses_no_acknowledged_event(tmp_path: P
     store = RuntimeLogStore.open(agent.state_dir / "runtime-log.jsonl")
     assert replay(store.events()) == register
     store.close()
+
+
+@pytest.mark.parametrize("caller", [None, Caller(0, 0, 0), Caller(4321, 1000, 1001)])
+def test_acknowledgement_message_is_built_field_for_field(caller: Caller | None) -> None:
+    """The in-place acknowledgement equals the message built from keywords, byte for byte,
+    and an all-zero caller is still present (pid 0: outside the agent's pid namespace)."""
+    event = RuntimeEvent(9, "pipeline", "train.step", b"\x00{}", "2026-11-23T10:00:00Z", caller)
+    digest, head = event_digest(event), b"\x07" * 48
+    expected = agent_pb2.RecordEventResponse(
+        event=agent_pb2.RuntimeEvent(
+            sequence=9,
+            domain="pipeline",
+            operation="train.step",
+            content=b"\x00{}",
+            recorded_at="2026-11-23T10:00:00Z",
+            digest=digest,
+            caller=None
+            if caller is None
+            else agent_pb2.Caller(pid=caller.pid, uid=caller.uid, gid=caller.gid),
+        ),
+        log_head=head,
+    )
+    ack = _ack_pb(Written(event, digest, head))
+    assert ack.SerializeToString() == expected.SerializeToString()
+    assert ack.event.HasField("caller") is (caller is not None)
+    assert _event_pb(event) == expected.event
