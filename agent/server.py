@@ -282,6 +282,7 @@ class _RecordStream:
             await asyncio.gather(reading, return_exceptions=True)
             for left in pending:  # unacknowledged: withdrawn if not yet in a group
                 left.cancel()
+            pending.clear()  # each future's callback refers to this stream: no cycle left
 
     def wake(self) -> None:
         """On the loop: an event settled, or the reader has news; the acknowledger looks."""
