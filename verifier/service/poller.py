@@ -110,6 +110,9 @@ class PollerSettings:
     jitter: float = 0.1
     workers: int = 8
     tick_s: float = 0.2
+    #: How often the lease and status gauges are read from the database: two queries,
+    #: which at every wake-up of a busy replica's claim loop would cost more than its claims.
+    gauges_every_s: float = 1.0
     retention: Retention = field(default_factory=Retention)
     prune_every_s: float = 300.0
     ear_lifetime: timedelta = DEFAULT_RESULT_LIFETIME
@@ -189,8 +192,8 @@ class Poller:
             future = self._pool.submit(self._pull_and_store, ticket)
             with self._lock:
                 self._in_flight.add(future)
-        if now >= self._next_gauges:  # at most once per tick period, however often woken
-            self._next_gauges = now + self.settings.tick_s
+        if now >= self._next_gauges:  # at most once per gauge period, however often woken
+            self._next_gauges = now + self.settings.gauges_every_s
             self.metrics.leases_held.set(self.store.leases_held(self.settings.replica_id, now=now))
             self.metrics.agents_by_status(self.store.summary())
         if now >= self._next_prune:
