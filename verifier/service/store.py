@@ -636,8 +636,11 @@ class Store:
         lease_s: float,
         next_pulls: int,
         nonce: Callable[[], bytes],
+        ahead_s: float = 0.0,
     ) -> list[Pull]:
-        rows = self._claim(cursor, owner, now=now, lease_s=lease_s, limit=next_pulls)
+        rows = self._claim(
+            cursor, owner, now=now, lease_s=lease_s, limit=next_pulls, ahead_s=ahead_s
+        )
         pulls = [
             Pull(
                 _agent_from_row(row),
@@ -655,11 +658,20 @@ class Store:
         return pulls
 
     def _claim(
-        self, cursor: Any, owner: str, *, now: float, lease_s: float, limit: int
+        self,
+        cursor: Any,
+        owner: str,
+        *,
+        now: float,
+        lease_s: float,
+        limit: int,
+        ahead_s: float = 0.0,
     ) -> list[Sequence[Any]]:
         if limit <= 0:
             return []
-        cursor.execute(self._sql.claim_select, (now, now, now, limit))
+        # Leases and pushing agents' overdue time against ``now``; pulled agents' due time
+        # against ``now + ahead_s`` (a claim that waits for the agent's time to come).
+        cursor.execute(self._sql.claim_select, (now, now + ahead_s, now, limit))
         rows: list[Sequence[Any]] = cursor.fetchall()
         if rows:
             expires = now + lease_s
@@ -764,6 +776,7 @@ class Store:
         next_pulls: int,
         lease_s: float,
         nonce: Callable[[], bytes],
+        ahead_s: float = 0.0,
     ) -> tuple[StatusChange | None, list[Pull]]:
         """:meth:`finish`, then :meth:`claim_pulls` of up to ``next_pulls`` agents, in one
         transaction: a replica that keeps pulling pays one transaction per pull, not two.
@@ -772,12 +785,20 @@ class Store:
                                                    next_due_at=due, next_pulls=1, lease_s=30,
                                                    nonce=lambda: os.urandom(32))
 
-        On LeaseLostError nothing is written and nothing claimed.
+        ``ahead_s``: also claim a pulled agent due within that many seconds from ``now``
+        (never a pushing one before it is overdue); its caller waits for its ``next_due_at``
+        before pulling it. On LeaseLostError nothing is written and nothing claimed.
         """
         with self._raw_tx() as cursor:
             change = self._finish(cursor, agent_id, owner, outcome, now, next_due_at)
             pulls = self._claim_pulls(
-                cursor, owner, now=now, lease_s=lease_s, next_pulls=next_pulls, nonce=nonce
+                cursor,
+                owner,
+                now=now,
+                lease_s=lease_s,
+                next_pulls=next_pulls,
+                nonce=nonce,
+                ahead_s=ahead_s,
             )
         return change, pulls
 
