@@ -16,8 +16,10 @@ One pull of one agent (:meth:`Poller.pull`):
 6. the result, the new checkpoint (only when the log replayed and grew) and any
    status change stored together, fenced by the lease; the same transaction claims
    the next due agent, which the same worker pulls next (:meth:`Store.finish_and_claim`),
-   so a busy replica pays one transaction per pull. A worker whose claim found no
-   agent due goes idle; the claiming thread fills idle workers every tick.
+   so a busy replica pays one transaction per pull. That claim takes an agent due
+   within ``claim_ahead_s`` too, and the worker waits for its due time; a worker
+   whose claim found none goes idle, and the claiming thread fills idle workers
+   every tick.
 
 An agent that no longer knows the stored checkpoint has a log that went
 backwards (shorter than the checkpoint: ``log_regression``) or that forks
@@ -110,6 +112,15 @@ class PollerSettings:
     jitter: float = 0.1
     workers: int = 8
     tick_s: float = 0.2
+    #: How often the lease and status gauges are read from the database: two queries,
+    #: which at every wake-up of a busy replica's claim loop would cost more than its claims.
+    gauges_every_s: float = 1.0
+    #: A worker's result transaction also claims an agent due within this many seconds
+    #: (the earliest due), and the worker waits for its time rather than going idle: no
+    #: hand-off through the claiming thread and its transaction, which otherwise claims
+    #: it up to a tick late. At most a quarter of the lease, which must also cover the
+    #: agent call (up to half the lease, see :meth:`Poller._client`) and the result.
+    claim_ahead_s: float = 0.2
     retention: Retention = field(default_factory=Retention)
     prune_every_s: float = 300.0
     ear_lifetime: timedelta = DEFAULT_RESULT_LIFETIME
@@ -189,8 +200,8 @@ class Poller:
             future = self._pool.submit(self._pull_and_store, ticket)
             with self._lock:
                 self._in_flight.add(future)
-        if now >= self._next_gauges:  # at most once per tick period, however often woken
-            self._next_gauges = now + self.settings.tick_s
+        if now >= self._next_gauges:  # at most once per gauge period, however often woken
+            self._next_gauges = now + self.settings.gauges_every_s
             self.metrics.leases_held.set(self.store.leases_held(self.settings.replica_id, now=now))
             self.metrics.agents_by_status(self.store.summary())
         if now >= self._next_prune:
@@ -223,6 +234,11 @@ class Poller:
         try:
             following: Pull | None = ticket
             while following is not None:
+                # A chained claim may be a little ahead of the agent's due time (claim_ahead_s).
+                wait = following.agent.next_due_at - self._clock()
+                if wait > 0 and self._stopping.wait(wait):
+                    self._release(following.agent)
+                    break
                 following = self._pull_and_store_once(
                     following, claim_next=not self._stopping.is_set()
                 )
@@ -239,11 +255,14 @@ class Poller:
             return None
         except Exception:
             _log.exception("%s: the pull failed", agent.spec.name)
-            try:
-                self.store.release(agent.id, self.settings.replica_id)
-            except Exception:  # the database is down too: the lease will expire on its own
-                _log.exception("%s: releasing the lease failed", agent.spec.name)
+            self._release(agent)
             return None
+
+    def _release(self, agent: AgentRecord) -> None:
+        try:
+            self.store.release(agent.id, self.settings.replica_id)
+        except Exception:  # the database is down too: the lease will expire on its own
+            _log.exception("%s: releasing the lease failed", agent.spec.name)
 
     def store_outcome(
         self, agent: AgentRecord, outcome: Outcome, *, began: float, claim_next: bool = False
@@ -268,6 +287,7 @@ class Poller:
                 next_pulls=1 if claim_next else 0,
                 lease_s=self.settings.lease_s,
                 nonce=_new_nonce,
+                ahead_s=min(self.settings.claim_ahead_s, self.settings.lease_s / 4),
             )
         except LeaseLostError as err:
             _log.warning("%s: result dropped: %s", agent.spec.name, err)

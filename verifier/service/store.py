@@ -24,6 +24,8 @@ Replicas compare lease times with their own clocks: keep them synchronised
 from __future__ import annotations
 
 import enum
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -255,6 +257,17 @@ _FENCED_RELEASE = (
     " WHERE agent_id = ? AND owner = ? AND expires_at > ?"
 )
 _NAME_AND_STATUS = "SELECT name, status FROM agents WHERE id = ?"
+_LEASES_HELD = "SELECT count(*) FROM leases WHERE owner = ? AND expires_at > ?"
+_SUMMARY = "SELECT status, count(*) FROM agents GROUP BY status"
+_DELIVERIES_DUE = (
+    "SELECT 1 FROM webhook_deliveries WHERE state = 'queued' AND next_attempt_at <= ? LIMIT 1"
+)
+#: A hot-path connection kept (checked out of the pool) between transactions goes back to
+#: the pool once it has been idle this long, so that one idle longer is checked out again
+#: through the pool, with its pre-ping on PostgreSQL (a server restart is noticed there).
+_HOT_IDLE_S = 1.0
+#: At most this many kept: pulls' transactions are short, so few overlap.
+_HOT_KEPT = 4
 _INSERT_RESULT = (
     "INSERT INTO results"
     " (agent_id, replica, started_at, appraised_at, status, reason, ear, log_length)"
@@ -324,6 +337,9 @@ class _Sql:
         # SQLite's BEGIN IMMEDIATE takes the write lock up front (see _sqlite_pragmas);
         # psycopg begins a transaction by itself at the first statement.
         self.begin = "BEGIN IMMEDIATE" if backend is Backend.SQLITE else None
+        self.leases_held = render(_LEASES_HELD)
+        self.summary = render(_SUMMARY)
+        self.deliveries_due = render(_DELIVERIES_DUE)
 
 
 def _agent_from_row(row: Sequence[Any]) -> AgentRecord:
@@ -429,6 +445,11 @@ class Store:
         self.engine = engine
         self.backend = backend
         self._sql = _Sql(backend)
+        # Pool connections kept between hot-path transactions (newest last), with when
+        # each was handed back: the pool's checkout and check-in (its events, reset and
+        # pre-ping) cost as much as a pull's whole SQLite transaction.
+        self._hot: list[tuple[float, Any]] = []
+        self._hot_lock = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, now: float, password: str | None = None) -> Store:
@@ -451,6 +472,10 @@ class Store:
         return store
 
     def close(self) -> None:
+        with self._hot_lock:
+            kept, self._hot = self._hot, []
+        for _, connection in kept:
+            connection.close()
         self.engine.dispose()
 
     @contextmanager
@@ -459,17 +484,20 @@ class Store:
             yield connection
 
     @contextmanager
-    def _raw_tx(self) -> Iterator[Any]:
+    def _raw_tx(self, *, write: bool = True) -> Iterator[Any]:
         """One transaction on a pooled connection's DBAPI cursor: the pull's hot path.
 
-        The pool's checkout (and on PostgreSQL its pre-ping) and the SQLite pragmas apply
-        as for :meth:`_tx`; rolled back on any exception.
+        The connection is one kept from a recent hot-path transaction if there is one
+        (:meth:`_hot_connection`), else the pool's (its checkout, PostgreSQL's pre-ping and
+        the SQLite pragmas apply as for :meth:`_tx`); rolled back on any exception, and
+        then handed back to the pool, never kept. ``write=False``: a read, which on SQLite
+        does not take the write lock (BEGIN IMMEDIATE) that writers queue on.
         """
-        connection = self.engine.raw_connection()
+        connection = self._hot_connection()
         try:
             cursor = connection.cursor()
             try:
-                if self._sql.begin is not None:
+                if write and self._sql.begin is not None:
                     cursor.execute(self._sql.begin)
                 yield cursor
                 connection.commit()
@@ -483,8 +511,38 @@ class Store:
                 raise
             finally:
                 cursor.close()
-        finally:
+        except BaseException:
             connection.close()
+            raise
+        self._keep(connection)
+
+    def _hot_connection(self) -> Any:
+        """The most recently kept connection if it was idle under _HOT_IDLE_S, else the pool's.
+
+        Kept ones idle longer go back to the pool (older ones lie below newer ones).
+        """
+        now = time.monotonic()
+        stale: list[Any] = []
+        found = None
+        with self._hot_lock:
+            if self._hot:
+                returned_at, connection = self._hot.pop()
+                if now - returned_at <= _HOT_IDLE_S:
+                    found = connection
+                else:
+                    stale = [connection] + [c for _, c in self._hot]
+                    self._hot.clear()
+        for connection in stale:
+            connection.close()
+        return found if found is not None else self.engine.raw_connection()
+
+    def _keep(self, connection: Any) -> None:
+        """Keep a connection whose transaction committed, or give it back to the pool."""
+        with self._hot_lock:
+            if len(self._hot) < _HOT_KEPT:
+                self._hot.append((time.monotonic(), connection))
+                return
+        connection.close()
 
     # -- the registry ----------------------------------------------------------------------
 
@@ -539,11 +597,10 @@ class Store:
 
     def summary(self) -> dict[str, int]:
         """Registered agents by status."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(agents.c.status, func.count()).group_by(agents.c.status)
-            ).all()
-        return {status: int(count) for status, count in rows}
+        with self._raw_tx(write=False) as cursor:
+            cursor.execute(self._sql.summary)
+            rows = cursor.fetchall()
+        return {str(status): int(count) for status, count in rows}
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -579,8 +636,11 @@ class Store:
         lease_s: float,
         next_pulls: int,
         nonce: Callable[[], bytes],
+        ahead_s: float = 0.0,
     ) -> list[Pull]:
-        rows = self._claim(cursor, owner, now=now, lease_s=lease_s, limit=next_pulls)
+        rows = self._claim(
+            cursor, owner, now=now, lease_s=lease_s, limit=next_pulls, ahead_s=ahead_s
+        )
         pulls = [
             Pull(
                 _agent_from_row(row),
@@ -598,11 +658,20 @@ class Store:
         return pulls
 
     def _claim(
-        self, cursor: Any, owner: str, *, now: float, lease_s: float, limit: int
+        self,
+        cursor: Any,
+        owner: str,
+        *,
+        now: float,
+        lease_s: float,
+        limit: int,
+        ahead_s: float = 0.0,
     ) -> list[Sequence[Any]]:
         if limit <= 0:
             return []
-        cursor.execute(self._sql.claim_select, (now, now, now, limit))
+        # Leases and pushing agents' overdue time against ``now``; pulled agents' due time
+        # against ``now + ahead_s`` (a claim that waits for the agent's time to come).
+        cursor.execute(self._sql.claim_select, (now, now + ahead_s, now, limit))
         rows: list[Sequence[Any]] = cursor.fetchall()
         if rows:
             expires = now + lease_s
@@ -624,12 +693,9 @@ class Store:
         return bool(taken == 1)
 
     def leases_held(self, owner: str, *, now: float) -> int:
-        with self.engine.connect() as connection:
-            count = connection.execute(
-                select(func.count())
-                .select_from(leases)
-                .where(and_(leases.c.owner == owner, leases.c.expires_at > now))
-            ).scalar_one()
+        with self._raw_tx(write=False) as cursor:
+            cursor.execute(self._sql.leases_held, (owner, now))
+            (count,) = cursor.fetchone()
         return int(count)
 
     def release(self, agent_id: int, owner: str) -> None:
@@ -710,6 +776,7 @@ class Store:
         next_pulls: int,
         lease_s: float,
         nonce: Callable[[], bytes],
+        ahead_s: float = 0.0,
     ) -> tuple[StatusChange | None, list[Pull]]:
         """:meth:`finish`, then :meth:`claim_pulls` of up to ``next_pulls`` agents, in one
         transaction: a replica that keeps pulling pays one transaction per pull, not two.
@@ -718,12 +785,20 @@ class Store:
                                                    next_due_at=due, next_pulls=1, lease_s=30,
                                                    nonce=lambda: os.urandom(32))
 
-        On LeaseLostError nothing is written and nothing claimed.
+        ``ahead_s``: also claim a pulled agent due within that many seconds from ``now``
+        (never a pushing one before it is overdue); its caller waits for its ``next_due_at``
+        before pulling it. On LeaseLostError nothing is written and nothing claimed.
         """
         with self._raw_tx() as cursor:
             change = self._finish(cursor, agent_id, owner, outcome, now, next_due_at)
             pulls = self._claim_pulls(
-                cursor, owner, now=now, lease_s=lease_s, next_pulls=next_pulls, nonce=nonce
+                cursor,
+                owner,
+                now=now,
+                lease_s=lease_s,
+                next_pulls=next_pulls,
+                nonce=nonce,
+                ahead_s=ahead_s,
             )
         return change, pulls
 
@@ -902,6 +977,12 @@ class Store:
         Their next attempt moves to ``now + hold_s``, so another replica's sender
         skips them; a sender that dies leaves them due again after ``hold_s``.
         """
+        # A read first, so that a sender with nothing due (nearly always) takes no write
+        # lock: on SQLite every pull's transaction queues behind the one writer.
+        with self._raw_tx(write=False) as cursor:
+            cursor.execute(self._sql.deliveries_due, (now,))
+            if cursor.fetchone() is None:
+                return []
         due = and_(
             webhook_deliveries.c.state == "queued",
             webhook_deliveries.c.next_attempt_at <= now,

@@ -256,3 +256,23 @@ def test_a_lost_lease_stores_nothing_and_claims_nothing(store: Store) -> None:
     assert store.latest_result("gpu-01") is None
     # gpu-02 was not claimed by the rolled-back transaction: it is free for anyone.
     assert [a.spec.name for a in store.claim_due("r2", now=107.0, lease_s=5, limit=4)] == ["gpu-02"]
+
+
+def test_a_chained_claim_ahead_takes_an_agent_due_soon_but_no_push_agent_before_overdue(
+    store: Store,
+) -> None:
+    first = store.add_agent(_spec("gpu-01"), now=100.0)
+    soon = store.add_agent(_spec("gpu-02"), now=102.15)  # registered agents are due at once
+    store.add_agent(_spec("gpu-03"), now=103.0)
+    # A pushing agent is claimed only when overdue: at 110, a whole interval past due.
+    store.add_agent(replace(_spec("gpu-nat"), push_pin="sha256:" + "a" * 64), now=100.0)
+    store.claim_due("r1", now=101.0, lease_s=5, limit=1)  # gpu-01, the only one due
+    _, following = store.finish_and_claim(
+        first.id, "r1", _affirming(101.0), now=102.0, next_due_at=112.0,
+        next_pulls=2, lease_s=5, nonce=lambda: b"d" * 32, ahead_s=0.2,
+    )  # fmt: skip
+    # gpu-02 (due in 0.15 s) only: gpu-03 is due later, and gpu-nat is not overdue.
+    assert [p.agent.id for p in following] == [soon.id]
+    assert following[0].agent.next_due_at == pytest.approx(102.15)
+    # Without looking ahead, nothing is due yet.
+    assert store.claim_due("r2", now=102.0, lease_s=5, limit=4) == []
