@@ -24,16 +24,24 @@ import contextlib
 import json
 import re
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from attestd._files import FileRefusedError, FileTooLargeError, read_regular_file
 from attestd.evidence.provenance import StageArtifact
 from attestd.verifier.checks import Outcome, failed, passed
 from attestd.verifier.errors import VerifierError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+#: The largest bundle read. A model_signing bundle carries the manifest: one
+#: digest per model file, about a hundred bytes each, so this fits 500,000 files.
+MAX_BUNDLE_BYTES = 64 << 20
+#: The largest public key or certificate file read.
+MAX_KEY_FILE_BYTES = 1 << 20
 
 
 class OmsError(VerifierError):
@@ -52,6 +60,12 @@ class OmsInputError(OmsError):
     """The bundle, key or certificate file cannot be read."""
 
     reason = "oms_unreadable"
+
+
+class OmsInputTooLargeError(OmsInputError):
+    """The bundle, key or certificate file is larger than attestd reads."""
+
+    reason = "oms_input_too_large"
 
 
 class OmsSignatureError(OmsError):
@@ -98,23 +112,56 @@ def verify_oms_bundle(closing: OmsClosing) -> OmsSignature:
     """
     if (closing.public_key is None) == (not closing.certificates):
         raise OmsInputError("give either a public key or certificates to verify the OMS bundle")
-    for path in (closing.bundle, closing.public_key, *closing.certificates):
-        if path is not None and not path.is_file():
-            raise OmsInputError(f"cannot read {path}")
-    verifier, signature = _load(closing)
-    try:
-        # model_signing prints warnings about old bundle formats; keep stdout for results.
-        with contextlib.redirect_stdout(sys.stderr):
-            verifier.verify(signature)
-    except Exception as err:  # model_signing raises ValueError, InvalidSignature and others
-        raise OmsSignatureError(
-            f"{closing.bundle}: {type(err).__name__}: {err}".rstrip(": ")
-        ) from err
+    with _bounded_copies(closing) as copies:
+        verifier, signature = _load(copies, shown=closing.bundle)
+        try:
+            # model_signing prints warnings about old bundle formats; keep stdout for results.
+            with contextlib.redirect_stdout(sys.stderr):
+                verifier.verify(signature)
+        except Exception as err:  # model_signing raises ValueError, InvalidSignature and others
+            raise OmsSignatureError(
+                f"{closing.bundle}: {type(err).__name__}: {err}".rstrip(": ")
+            ) from err
     # The signature verified, so the statement in the bundle is the one that was signed.
     return _signed_subject(signature.bundle.dsse_envelope.payload, closing.bundle)
 
 
-def _load(closing: OmsClosing) -> tuple[Any, Any]:
+@contextlib.contextmanager
+def _bounded_copies(closing: OmsClosing) -> Iterator[OmsClosing]:
+    """``closing`` with each file read once, within its bound, into a private copy.
+
+    model_signing reads whatever a path holds, however large; it is handed
+    copies of bytes that were read within :data:`MAX_BUNDLE_BYTES` or
+    :data:`MAX_KEY_FILE_BYTES`, so a file that grows after the check is never read.
+    """
+    with tempfile.TemporaryDirectory(prefix="attestd-oms-") as private:
+
+        def copy(path: Path, limit: int, what: str, name: str) -> Path:
+            try:
+                data = read_regular_file(path, limit, what)
+            except FileTooLargeError as err:
+                raise OmsInputTooLargeError(str(err)) from err
+            except FileRefusedError as err:
+                raise OmsInputError(str(err)) from err
+            target = Path(private) / name
+            target.write_bytes(data)
+            return target
+
+        bundle = copy(closing.bundle, MAX_BUNDLE_BYTES, "OMS bundle", "bundle.sig")
+        key = (
+            copy(closing.public_key, MAX_KEY_FILE_BYTES, "OMS public key", "key.pem")
+            if closing.public_key is not None
+            else None
+        )
+        certificates = tuple(
+            copy(path, MAX_KEY_FILE_BYTES, "OMS certificate", f"certificate-{i}.pem")
+            for i, path in enumerate(closing.certificates)
+        )
+        yield OmsClosing(bundle, key, certificates, closing.artifact)
+
+
+def _load(closing: OmsClosing, *, shown: Path) -> tuple[Any, Any]:
+    """model_signing's verifier and signature for ``closing``; messages name ``shown``."""
     try:
         from model_signing._signing import sign_certificate, sign_ec_key, sign_sigstore_pb
     except ImportError as err:
@@ -124,7 +171,7 @@ def _load(closing: OmsClosing) -> tuple[Any, Any]:
     try:
         signature = sign_sigstore_pb.Signature.read(closing.bundle)
     except Exception as err:  # malformed JSON or not a bundle
-        raise OmsSignatureError(f"{closing.bundle} is not a model_signing bundle: {err}") from err
+        raise OmsSignatureError(f"{shown} is not a model_signing bundle: {err}") from err
     try:
         if closing.public_key is not None:
             verifier: Any = sign_ec_key.Verifier(closing.public_key)

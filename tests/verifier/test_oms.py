@@ -18,7 +18,11 @@ from attestd.cli import main
 from attestd.verifier.chain import verify_chain
 from attestd.verifier.layout import load_layout
 from attestd.verifier.oms import (
+    MAX_BUNDLE_BYTES,
+    MAX_KEY_FILE_BYTES,
     OmsClosing,
+    OmsInputError,
+    OmsInputTooLargeError,
     OmsSignatureError,
     OmsUnavailableError,
     verify_oms_bundle,
@@ -158,6 +162,37 @@ def test_tampered_statement_is_oms_signature_invalid(tmp_path: Path) -> None:
     bundle.write_text(json.dumps(document))
     with pytest.raises(OmsSignatureError):
         verify_oms_bundle(OmsClosing(bundle, public))
+
+
+def test_bundle_larger_than_attestd_reads_is_oms_input_too_large(tmp_path: Path) -> None:
+    _, public = write_keys(tmp_path, "publisher")
+    huge = tmp_path / "huge.sig"
+    with huge.open("wb") as out:
+        out.truncate(MAX_BUNDLE_BYTES + 1)  # sparse: nothing is written, the size is refused
+    with pytest.raises(OmsInputTooLargeError, match=r"huge\.sig") as err:
+        verify_oms_bundle(OmsClosing(huge, public))
+    assert err.value.reason == "oms_input_too_large"
+
+
+def test_key_file_larger_than_attestd_reads_is_oms_input_too_large(tmp_path: Path) -> None:
+    model = make_model(tmp_path)
+    private, _ = write_keys(tmp_path, "publisher")
+    bundle = sign(model, private, tmp_path / "m.sig")
+    key = tmp_path / "huge.pem"
+    key.write_bytes(b"-" * (MAX_KEY_FILE_BYTES + 1))
+    with pytest.raises(OmsInputTooLargeError, match=r"huge\.pem"):
+        verify_oms_bundle(OmsClosing(bundle, key))
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_unreadable_bundle_is_oms_unreadable(tmp_path: Path, kind: str) -> None:
+    _, public = write_keys(tmp_path, "publisher")
+    bundle = tmp_path / "m.sig"
+    if kind == "directory":
+        bundle.mkdir()
+    with pytest.raises(OmsInputError, match=r"m\.sig") as err:
+        verify_oms_bundle(OmsClosing(bundle, public))
+    assert err.value.reason == "oms_unreadable"
 
 
 def test_missing_model_signing_says_which_extra_to_install(
