@@ -31,6 +31,7 @@ re-registers the agent.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import random
@@ -47,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.client import AgentCallError, AgentClient
 from attestd.errors import AttestdError
-from attestd.evidence import LogCheckpoint
+from attestd.evidence import LogCheckpoint, open_evidence, replay
 from attestd.verifier.appraisal import appraise_to_checkpoint
 from attestd.verifier.ear import (
     DEFAULT_RESULT_LIFETIME,
@@ -323,7 +324,42 @@ class Poller:
         except AttestdError as err:
             _log.error("%s: %s", agent.spec.name, err.diagnostics())
             return Outcome("none", POLICY_INVALID, started)
-        return self._appraise(envelope, nonce, policy, digest, checkpoint, started)
+        outcome = self._appraise(envelope, nonce, policy, digest, checkpoint, started)
+        if checkpoint is not None and outcome.status == "contraindicated":
+            return self._pushed_divergence(envelope, nonce, policy, checkpoint, started) or outcome
+        return outcome
+
+    def _pushed_divergence(
+        self,
+        envelope: bytes,
+        nonce: bytes,
+        policy: Policy,
+        checkpoint: LogCheckpoint,
+        started: float,
+    ) -> Outcome | None:
+        """``log_regression`` or ``log_fork`` for pushed evidence that left the checkpoint.
+
+        An agent whose log no longer holds the verified checkpoint pushes its whole
+        log (agent/push.py), which the appraisal from the checkpoint refuses. Where
+        that whole log verifies on its own (it replays to the quoted register or the
+        bound head), it says how the agent diverged, as a pull's ``_diverged`` does;
+        anything else (None) leaves the appraisal's own reasons.
+        """
+        result, reached = appraise_to_checkpoint(envelope, nonce=nonce, policy=policy)
+        if reached is None or result.status is AppraisalStatus.CONTRAINDICATED:
+            return None
+        if reached.length >= checkpoint.length:
+            events = open_evidence(envelope)[1].predicate.runtime_log[: checkpoint.length]
+            if hmac.compare_digest(replay(events), checkpoint.head):
+                return None  # it holds the checkpoint after all: the refusal stands as it is
+        reason = LOG_REGRESSION if reached.length < checkpoint.length else LOG_FORK
+        _log.error(
+            "%s: the pushed log (%d events) does not extend the %d verified",
+            reason,
+            reached.length,
+            checkpoint.length,
+        )
+        return Outcome("contraindicated", reason, started)
 
     # -- one pull ----------------------------------------------------------------------------
 

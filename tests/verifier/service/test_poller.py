@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +113,39 @@ def test_a_log_rolled_back_is_a_regression_and_a_rewritten_one_a_fork(
     assert (forked.status, forked.status_reason) == ("contraindicated", LOG_FORK)
     latest = store.latest_result("gpu-01")
     assert latest is not None and latest.ear is None  # no appraisal, so no EAR to hand out
+
+
+@pytest.mark.parametrize("agent", SIMULATED_TEES, indirect=True)
+def test_a_pushed_whole_log_that_left_the_checkpoint_is_a_regression_or_a_fork(
+    store: Store, agent: AgentProcess, key: ec.EllipticCurvePrivateKey, tmp_path: Path
+) -> None:
+    poller = _poller(store, key)
+    record = store.add_agent(spec_for(agent, "gpu-01"), now=time.time())
+    _record(agent, "a")
+    snapshot_state(agent, tmp_path / "backup")
+    _record(agent, "b", "c")
+    _pull(poller)
+    checkpoint = store.checkpoint(record.id)
+    assert checkpoint is not None and checkpoint.length >= 3
+
+    def push_whole_log() -> tuple[str, str]:
+        # What agent/push.py sends when its log no longer holds the checkpoint.
+        nonce = os.urandom(32)
+        with agent.pipeline() as client:
+            envelope = client.evidence(nonce)
+        outcome = poller.appraise_pushed(
+            store.agent("gpu-01"), envelope, nonce, checkpoint, started=time.time()
+        )
+        return outcome.status, outcome.reason
+
+    # A whole log that does hold the checkpoint is refused for not starting there.
+    assert push_whole_log() == ("contraindicated", "log_start_mismatch")
+    agent.stop()
+    restore_state(agent, tmp_path / "backup")
+    agent.start()
+    assert push_whole_log() == ("contraindicated", LOG_REGRESSION)
+    _record(agent, "x", "y", "z")
+    assert push_whole_log() == ("contraindicated", LOG_FORK)
 
 
 def test_an_agent_that_stops_answering_is_unreachable(
