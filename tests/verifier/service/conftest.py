@@ -16,6 +16,7 @@ import pytest
 
 from attestd.verifier.service.store import Store
 from tests.conftest import in_ci
+from tests.verifier.service.fleet import VerifierProcess, service_pki
 from tests.verifier.service.postgres import (
     PostgresCluster,
     PostgresMissingError,
@@ -51,3 +52,13 @@ def store(database_url: str) -> Iterator[Store]:
     opened = Store.open(database_url, now=time.time())
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def verifier(tmp_path: Path, database_url: str) -> Iterator[VerifierProcess]:
+    """One attestd-verifier process on ``database_url``, stopped cleanly after the test."""
+    process = VerifierProcess(tmp_path / "verifier", database_url, service_pki(tmp_path / "pki"))
+    process.start()
+    yield process
+    if process.process is not None:
+        assert process.stop() == 0, process.log_path.read_text()

@@ -38,15 +38,6 @@ def agent(tmp_path: Path) -> Iterator[AgentProcess]:
         process.stop()
 
 
-@pytest.fixture
-def verifier(tmp_path: Path, database_url: str) -> Iterator[VerifierProcess]:
-    process = VerifierProcess(tmp_path / "verifier", database_url, service_pki(tmp_path / "pki"))
-    process.start()
-    yield process
-    if process.process is not None:
-        assert process.stop() == 0, process.log_path.read_text()
-
-
 def _fleet(
     capsys: pytest.CaptureFixture[str], verifier: VerifierProcess, who: str, *args: str
 ) -> tuple[int, str, str]:

@@ -4,7 +4,6 @@ PostgreSQL; replayed nonces and callers that are not the registered agent are re
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -17,18 +16,9 @@ from attestd.v1 import verifier_pb2, verifier_pb2_grpc
 from attestd.verifier.service.roles import certificate_pin
 from attestd.verifier.service.store import Store
 from tests.harness import AgentProcess
-from tests.verifier.service.fleet import VerifierProcess, policy_for, service_pki
+from tests.verifier.service.fleet import VerifierProcess, policy_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def verifier(tmp_path: Path, database_url: str) -> Iterator[VerifierProcess]:
-    process = VerifierProcess(tmp_path / "verifier", database_url, service_pki(tmp_path / "pki"))
-    process.start()
-    yield process
-    if process.process is not None:
-        assert process.stop() == 0, process.log_path.read_text()
 
 
 def _register_push(verifier: VerifierProcess, agent: AgentProcess, name: str, pin: str) -> None:
