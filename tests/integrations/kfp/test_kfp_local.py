@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,14 +33,6 @@ from tests.integrations.kfp.pipelines import (  # noqa: E402
 pytestmark = pytest.mark.slow
 PIPELINE = "kfp-attested"
 STAGES = ("prepare", "train", "evaluate")
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    process = AgentProcess(tmp_path_factory.mktemp("agent"))
-    process.start()
-    yield process
-    assert process.stop() == 0
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,18 @@
+"""What the framework integrations' tests share: one real agent per test module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import AgentProcess
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """An agent on simulated TDX that the module's pipeline runs record into."""
+    process = AgentProcess(tmp_path_factory.mktemp("agent"))
+    process.start()
+    yield process
+    assert process.stop() == 0
