@@ -257,6 +257,7 @@ _FENCED_RELEASE = (
     " WHERE agent_id = ? AND owner = ? AND expires_at > ?"
 )
 _NAME_AND_STATUS = "SELECT name, status FROM agents WHERE id = ?"
+_SELECT_CHECKPOINT = "SELECT length, head FROM checkpoints WHERE agent_id = ?"
 _LEASES_HELD = "SELECT count(*) FROM leases WHERE owner = ? AND expires_at > ?"
 _SUMMARY = "SELECT status, count(*) FROM agents GROUP BY status"
 _DELIVERIES_DUE = (
@@ -291,28 +292,6 @@ _INSERT_CHANGE = (
 # Not a pull's: SQLAlchemy Core statements, where a statement more or less does not count.
 _B = bindparam
 _FREE = or_(leases.c.owner.is_(None), leases.c.expires_at <= _B("b_now"))
-_CHECKPOINT = select(checkpoints.c.length, checkpoints.c.head).where(
-    checkpoints.c.agent_id == _B("b_agent")
-)
-_INSERT_NONCE_CORE = nonces.insert().values(
-    nonce=_B("b_nonce"),
-    agent_id=_B("b_agent"),
-    issued_at=_B("b_now"),
-    expires_at=_B("b_expires"),
-    consumed=False,
-)
-_CONSUME_NONCE_CORE = (
-    update(nonces)
-    .where(
-        and_(
-            nonces.c.nonce == _B("b_nonce"),
-            nonces.c.agent_id == _B("b_agent"),
-            nonces.c.consumed.is_(False),
-            nonces.c.expires_at > _B("b_now"),
-        )
-    )
-    .values(consumed=True)
-)
 
 
 class _Sql:
@@ -329,6 +308,7 @@ class _Sql:
         self.consume_nonce = render(_CONSUME_NONCE)
         self.fenced_release = render(_FENCED_RELEASE)
         self.name_and_status = render(_NAME_AND_STATUS)
+        self.select_checkpoint = render(_SELECT_CHECKPOINT)
         self.insert_result = render(_INSERT_RESULT)
         self.set_status = render(_SET_STATUS)
         self.update_checkpoint = render(_UPDATE_CHECKPOINT)
@@ -710,17 +690,18 @@ class Store:
     # -- nonces ------------------------------------------------------------------------------
 
     def issue_nonce(self, agent_id: int, nonce: bytes, *, now: float, ttl_s: float) -> None:
-        with self._tx() as connection:
-            self._insert_nonce(connection, agent_id, nonce, now=now, ttl_s=ttl_s)
+        with self._raw_tx() as cursor:
+            self._insert_nonce(cursor, agent_id, nonce, now=now, ttl_s=ttl_s)
 
     def begin_pull(
         self, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
     ) -> LogCheckpoint | None:
         """Issue ``nonce`` and read the verified checkpoint, in one transaction."""
-        with self._tx() as connection:
-            self._insert_nonce(connection, agent_id, nonce, now=now, ttl_s=ttl_s)
-            row = connection.execute(_CHECKPOINT, {"b_agent": agent_id}).first()
-        return None if row is None else LogCheckpoint(int(row.length), bytes(row.head))
+        with self._raw_tx() as cursor:
+            self._insert_nonce(cursor, agent_id, nonce, now=now, ttl_s=ttl_s)
+            cursor.execute(self._sql.select_checkpoint, (agent_id,))
+            row = cursor.fetchone()
+        return None if row is None else LogCheckpoint(int(row[0]), bytes(row[1]))
 
     def consume_nonce(self, agent_id: int, nonce: bytes, *, now: float) -> bool:
         """Accept ``nonce`` for ``agent_id`` once: False if unknown, expired or already used.
@@ -728,28 +709,27 @@ class Store:
         One conditional UPDATE, so two replicas (or two requests) presenting the
         same nonce at once cannot both see it unused.
         """
-        with self._tx() as connection:
-            return self._consume(connection, agent_id, nonce, now=now)
+        with self._raw_tx() as cursor:
+            return self._consume(cursor, agent_id, nonce, now=now)
 
-    @staticmethod
     def _insert_nonce(
-        connection: Connection, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
+        self, cursor: Any, agent_id: int, nonce: bytes, *, now: float, ttl_s: float
     ) -> None:
-        values = {"b_nonce": nonce, "b_agent": agent_id, "b_now": now, "b_expires": now + ttl_s}
-        connection.execute(_INSERT_NONCE_CORE, values)
+        cursor.execute(self._sql.insert_nonce, (nonce, agent_id, now, now + ttl_s, False))
 
-    @staticmethod
-    def _consume(connection: Connection, agent_id: int, nonce: bytes, *, now: float) -> bool:
-        values = {"b_nonce": nonce, "b_agent": agent_id, "b_now": now}
-        return bool(connection.execute(_CONSUME_NONCE_CORE, values).rowcount == 1)
+    def _consume(self, cursor: Any, agent_id: int, nonce: bytes, *, now: float) -> bool:
+        # Consumed once: of two transactions presenting it, one updates the row.
+        cursor.execute(self._sql.consume_nonce, (True, nonce, agent_id, False, now))
+        return bool(cursor.rowcount == 1)
 
     # -- appraisals --------------------------------------------------------------------------
 
     def checkpoint(self, agent_id: int) -> LogCheckpoint | None:
         """The verified prefix of the agent's log, None before its first verified log."""
-        with self.engine.connect() as connection:
-            row = connection.execute(_CHECKPOINT, {"b_agent": agent_id}).first()
-        return None if row is None else LogCheckpoint(int(row.length), bytes(row.head))
+        with self._raw_tx(write=False) as cursor:
+            cursor.execute(self._sql.select_checkpoint, (agent_id,))
+            row = cursor.fetchone()
+        return None if row is None else LogCheckpoint(int(row[0]), bytes(row[1]))
 
     def finish(
         self, agent_id: int, owner: str, outcome: Outcome, *, now: float, next_due_at: float
@@ -816,11 +796,8 @@ class Store:
         if cursor.rowcount != 1:
             raise LeaseLostError(f"the lease on agent {agent_id} is no longer {owner!r}'s")
         nonce = outcome.nonce
-        if nonce is not None:
-            # Consumed once: of two transactions presenting it, one updates the row.
-            cursor.execute(sql.consume_nonce, (True, nonce, agent_id, False, now))
-            if cursor.rowcount != 1:
-                outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
+        if nonce is not None and not self._consume(cursor, agent_id, nonce, now=now):
+            outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
         cursor.execute(sql.name_and_status, (agent_id,))
         name, old_status = cursor.fetchone()
         cursor.execute(
