@@ -8,13 +8,19 @@ directory, so nothing it signs chains to AMD, and the VCEK has a positive
 serial. The VLEK half (an ASVK under the same ARK, and a VLEK that carries a
 csp_id instead of a hwID, as AMD issues to cloud providers) is made only when
 asked for, by :func:`with_vlek`, so a platform that signs with its VCEK pays
-for no third RSA key. Keys are unencrypted PKCS#8 PEM, 0600, in a 0700 directory: the
+for no third RSA key. Like AMD's KDS, the simulated ARK issues a CRL
+(:func:`issue_crl`, RSA-PSS like everything it signs), one per key kind
+(whether or not a VLEK was made, as the KDS serves both), kept by
+:func:`save` in ``crl/`` as a CRL store (``Milan-vcek.crl``,
+``Milan-vlek.crl``): a policy with ``snp.crl_store`` pointing there checks
+revocation offline. Keys are unencrypted PKCS#8 PEM, 0600, in a 0700 directory: the
 simulator protects nothing a real TEE would, and says so.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +35,7 @@ from attestd.tee._certs import Profile, issue, name
 from attestd.tee._state import load_ec_private_key, private_key_pem, write_atomic
 from attestd.tee.errors import DeviceError, QuoteVerificationError
 from attestd.tee.snp import verify
-from attestd.tee.snp.abi import MILAN, TcbVersion
+from attestd.tee.snp.abi import MILAN, SIGNING_KEY_VCEK, SIGNING_KEY_VLEK, TcbVersion
 
 PRODUCT = MILAN
 PRODUCT_NAME = "Milan-B0"
@@ -52,6 +58,8 @@ NOT_VALID_AFTER = datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 _AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 _STEMS = ("ark", "ask", "vcek")
+#: The CRL store inside the state directory, laid out as ``attestd.tee.snp.kds`` reads one.
+CRL_SUBDIR = "crl"
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,54 @@ def with_vlek(pki: SimulatedPki) -> SimulatedPki:
     return replace(pki, vlek=SimulatedVlek(asvk_key, asvk, vlek_key, vlek))
 
 
+def issue_crl(
+    ark: x509.Certificate,
+    ark_key: rsa.RSAPrivateKey,
+    *,
+    revoked: Iterable[int] = (),
+    this_update: datetime = NOT_VALID_BEFORE,
+    next_update: datetime = NOT_VALID_AFTER,
+) -> bytes:
+    """A DER CRL issued by ``ark`` and signed by ``ark_key`` (RSA-PSS, SHA-384, salt 48),
+    listing the serials ``revoked``: the shape of AMD's KDS CRLs.
+
+        >>> der = issue_crl(pki.ark, pki.ark_key, revoked=[pki.ask.serial_number])
+
+    The defaults, an empty list valid as long as the simulated certificates,
+    are what :func:`save` keeps; tests pass another key, dates or serials.
+    """
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ark.subject)
+        .last_update(this_update)
+        .next_update(next_update)
+    )
+    for serial in revoked:
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(this_update)
+            .build()
+        )
+        builder = builder.add_revoked_certificate(entry)
+    crl = builder.sign(ark_key, hashes.SHA384(), rsa_padding=_AMD_PSS)
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
+def crl_store(directory: Path) -> Path:
+    """The CRL store :func:`save` fills in a simulated platform's ``directory``."""
+    return directory / CRL_SUBDIR
+
+
+def _save_crl(pki: SimulatedPki, directory: Path, signing_key: int) -> None:
+    # Named as kds.offline_crl_path names them (kds imports verify; this module must not
+    # import kds, which the backend does not need).
+    kind = "vlek" if signing_key == SIGNING_KEY_VLEK else "vcek"
+    store = crl_store(directory)
+    store.mkdir(mode=0o700, exist_ok=True)
+    write_atomic(store / f"{PRODUCT}-{kind}.crl", issue_crl(pki.ark, pki.ark_key), 0o644)
+
+
 def save(pki: SimulatedPki, directory: Path) -> None:
     """Write every key (0600) and certificate; the caller makes ``directory`` 0700."""
     pairs = {"ark": (pki.ark_key, pki.ark), "ask": (pki.ask_key, pki.ask)}
@@ -168,6 +224,8 @@ def save(pki: SimulatedPki, directory: Path) -> None:
         write_atomic(directory / f"{stem}.key.pem", private_key_pem(key), 0o600)
         write_atomic(directory / f"{stem}.pem", _cert_pem(cert), 0o644)
     write_atomic(directory / "vcek.pem", _cert_pem(pki.vcek), 0o644)
+    _save_crl(pki, directory, SIGNING_KEY_VCEK)
+    _save_crl(pki, directory, SIGNING_KEY_VLEK)
     # Written last: its presence is what `exists` tests, so a crash mid-way regenerates all.
     write_atomic(directory / "vcek.key.pem", private_key_pem(pki.vcek_key), 0o600)
     if pki.vlek is not None:
@@ -175,7 +233,10 @@ def save(pki: SimulatedPki, directory: Path) -> None:
 
 
 def save_vlek(vlek: SimulatedVlek, directory: Path) -> None:
-    """Write the VLEK half next to the rest; ``vlek.key.pem`` last, as ``vcek.key.pem``."""
+    """Write the VLEK half next to the rest; ``vlek.key.pem`` last, as ``vcek.key.pem``.
+
+    The ARK's CRL for the VLEK chain was written by :func:`save`, with the other.
+    """
     write_atomic(directory / "asvk.key.pem", private_key_pem(vlek.asvk_key), 0o600)
     write_atomic(directory / "asvk.pem", _cert_pem(vlek.asvk), 0o644)
     write_atomic(directory / "vlek.pem", _cert_pem(vlek.vlek), 0o644)

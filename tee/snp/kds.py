@@ -18,20 +18,47 @@ certificate table (the VLEK GUID) or from the offline store, and when neither
 has it the error says so rather than asking the KDS. The KDS URL follows AMD's VCEK specification
 (publication 57230) as go-sev-guest's ``kds`` builds it; Turin identifies a chip
 by the first 8 bytes of CHIP_ID and adds ``fmcSPL``.
+
+The ARK's CRL comes from a :class:`CrlSource`, tried in this order: an offline
+store (``<product>-<vcek|vlek>.crl``), the memory and disk caches (each entry
+kept until the CRL's own nextUpdate, like the TDX collateral cache), and the
+KDS at ``{kds}/vcek/v1/{product}/crl`` (the ASK chain) or
+``{kds}/vlek/v1/{product}/crl`` (the ASVK chain), the distribution points
+AMD's intermediates name. Every candidate passes the verifier's ``accept``
+(:func:`attestd.tee.snp.verify.check_not_revoked`) before it is served or
+kept, so a forged or stale CRL never enters a cache.
+
+    >>> crls = CrlSource(kds_base_url=KDS_BASE_URL, cache_dir=Path("/var/cache/attestd/kds"))
+    >>> verify_report(raw, vcek=vcek, options=VerifyOptions(now=now, revocation=crls))
 """
 
 from __future__ import annotations
 
 import hashlib
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 
-from attestd._files import FileMissingError, FileRefusedError, read_regular_file
-from attestd.tee._http import DiskCache, FetchError, FetchStatusError, Response, http_get
-from attestd.tee.errors import TeeError
+from attestd._files import (
+    FileMissingError,
+    FileRefusedError,
+    FileTooLargeError,
+    read_regular_file,
+)
+from attestd.tee import _cache
+from attestd.tee._http import (
+    DiskCache,
+    FetchError,
+    FetchStatusError,
+    FetchTooLargeError,
+    Response,
+    http_get,
+)
+from attestd.tee.errors import QuoteVerificationError, TeeError
 from attestd.tee.snp.abi import (
     CERT_GUIDS,
     SIGNING_KEY_VLEK,
@@ -41,12 +68,27 @@ from attestd.tee.snp.abi import (
     CertKind,
     TcbVersion,
 )
-from attestd.tee.snp.verify import TURIN_HWID_SIZE, VcekChainInvalidError, load_certificate
+from attestd.tee.snp.verify import (
+    TURIN_HWID_SIZE,
+    CrlTooLargeError,
+    CrlUnavailableError,
+    VcekChainInvalidError,
+    load_certificate,
+)
 
 KDS_BASE_URL = "https://kdsintf.amd.com"
 DEFAULT_TIMEOUT_S = 10.0
 #: A VCEK is about 1.4 KB; anything far larger is not one.
 MAX_CERTIFICATE_BYTES = 64 * 1024
+#: AMD's CRLs list only what an ARK signed (a few intermediates): about 1 KB. The bound
+#: leaves room for growth and refuses a body that could only be an attack or an error.
+MAX_CRL_BYTES = 256 * 1024
+
+# CRLs fetched or read from the disk cache, by URL, each until its nextUpdate: without a
+# cache directory the KDS (which rate-limits) is still asked once per CRL, not per report.
+_CRL_RESPONSES: _cache.ValidityCache[str, bytes] = _cache.ValidityCache(
+    "snp.crl_responses", maxsize=64
+)
 
 
 class VcekUnavailableError(TeeError):
@@ -208,3 +250,132 @@ def _read_stored(path: Path, max_bytes: int) -> bytes | None:
         return None
     except FileRefusedError as e:
         raise VcekUnavailableError(e.message) from e
+
+
+# -- the ARK's CRL ----------------------------------------------------------------------
+
+
+def _key_path(signing_key: int) -> str:
+    return "vlek" if signing_key == SIGNING_KEY_VLEK else "vcek"
+
+
+def crl_url(product: str, signing_key: int, *, base_url: str = KDS_BASE_URL) -> str:
+    """The KDS URL of the ARK's CRL for ``product``'s ASK chain (a VCEK) or ASVK chain (a VLEK)."""
+    return f"{base_url.rstrip('/')}/{_key_path(signing_key)}/v1/{product}/crl"
+
+
+def offline_crl_path(store: Path, product: str, signing_key: int) -> Path:
+    """Where an offline store keeps that CRL: ``<product>-<vcek|vlek>.crl``, DER or PEM."""
+    return Path(store) / f"{product}-{_key_path(signing_key)}.crl"
+
+
+def crl_cache_name(url: str) -> str:
+    """The disk cache entry for the CRL at ``url`` (JSON with its expiry, unlike a VCEK's)."""
+    return f"crl-{hashlib.sha256(url.encode()).hexdigest()}.json"
+
+
+@dataclass(frozen=True)
+class CrlSource:
+    """Where :func:`attestd.tee.snp.verify.check_not_revoked` gets the ARK's CRL.
+
+        >>> source = CrlSource(offline_store=Path("/etc/attestd/crl"))
+        >>> der = source.crl("Milan", SIGNING_KEY_VCEK, now, accept)   # raises its verdict
+
+    ``offline_store`` holds CRLs an operator put there; ``cache_dir`` keeps what
+    the KDS answered, each until its nextUpdate; ``kds_base_url=None`` never
+    goes online. With none of the three, every call raises ``collateral_unavailable``.
+    """
+
+    offline_store: Path | None = None
+    cache_dir: Path | None = None
+    kds_base_url: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_bytes: int = MAX_CRL_BYTES
+
+    def __post_init__(self) -> None:
+        if self.kds_base_url is not None:
+            scheme = urllib.parse.urlsplit(self.kds_base_url).scheme
+            if scheme not in ("https", "http"):
+                raise ValueError(f"kds_base_url must be an http(s) URL, not {self.kds_base_url!r}")
+        if self.timeout_s <= 0 or self.max_bytes <= 0:
+            raise ValueError("timeout_s and max_bytes must be positive")
+
+    def crl(
+        self,
+        product: str,
+        signing_key: int,
+        now: datetime,
+        accept: Callable[[bytes], datetime],
+    ) -> bytes:
+        """The CRL's bytes, which ``accept`` took; raises its verdict or ``CrlUnavailableError``.
+
+        An offline file is the operator's choice and is never passed over: if it
+        is refused, so is the verification. A cached entry that ``accept``
+        refuses (another trusted ARK, say) is a miss and is fetched again.
+        """
+        what = f"the ARK's CRL for {product}'s {_key_path(signing_key).upper()} chain"
+        tried: list[str] = []
+        if self.offline_store is not None:
+            path = offline_crl_path(self.offline_store, product, signing_key)
+            data = self._read_offline(path)
+            if data is not None:
+                accept(data)
+                return data
+            tried.append(f"offline store ({path} absent)")
+        url = crl_url(product, signing_key, base_url=self.kds_base_url or KDS_BASE_URL)
+        remembered = _CRL_RESPONSES.get(url, now)
+        if remembered is not None and _accepted(accept, remembered):
+            return remembered
+        cache = None
+        if self.cache_dir is not None:
+            cache = DiskCache(self.cache_dir, max_bytes=self.max_bytes)
+            cached = cache.load(crl_cache_name(url), url, now)
+            if cached is not None:
+                expires = _accepted(accept, cached.body)
+                if expires is not None:
+                    _remember(url, cached.body, now, expires)
+                    return cached.body
+            tried.append(f"cache ({crl_cache_name(url)} absent, expired or refused)")
+        if self.kds_base_url is None:
+            tried.append("AMD KDS (no base URL configured)")
+            raise CrlUnavailableError(f"no {what}; tried {'; '.join(tried)}")
+        response = self._download(url, what)
+        expires = accept(response.body)  # raises its verdict: nothing unverified is kept
+        if cache is not None:
+            cache.store(crl_cache_name(url), url, response, expires=expires)
+        _remember(url, response.body, now, expires)
+        return response.body
+
+    def _read_offline(self, path: Path) -> bytes | None:
+        try:
+            return read_regular_file(path, self.max_bytes, "stored CRL")
+        except FileMissingError:
+            return None
+        except FileTooLargeError as e:
+            raise CrlTooLargeError(e.message) from e
+        except FileRefusedError as e:
+            raise CrlUnavailableError(e.message) from e
+
+    def _download(self, url: str, what: str) -> Response:
+        try:
+            return http_get(url, self.timeout_s, self.max_bytes, accept="application/pkix-crl")
+        except FetchTooLargeError as e:
+            raise CrlTooLargeError(f"{what}: {e.message}") from e
+        except FetchStatusError as e:
+            hint = " (AMD's KDS rate-limits; retry later)" if e.status == 429 else ""
+            raise CrlUnavailableError(f"{what}: KDS: {e.message}{hint}") from e
+        except FetchError as e:
+            raise CrlUnavailableError(f"{what}: {e.message}") from e
+
+
+def _accepted(accept: Callable[[bytes], datetime], data: bytes) -> datetime | None:
+    """``accept(data)``, or None where it refuses: a cached CRL that fails is fetched anew."""
+    try:
+        return accept(data)
+    except QuoteVerificationError:
+        return None
+
+
+def _remember(url: str, data: bytes, now: datetime, expires: datetime) -> None:
+    # Served up to, never at, the nextUpdate (ValidityCache's end is inclusive).
+    _CRL_RESPONSES.put(url, data, not_before=now, not_after=expires - timedelta(microseconds=1))

@@ -22,6 +22,24 @@ The extension OIDs are those of AMD's VCEK specification (publication 57230)
 as go-sev-guest's ``kds`` package reads them. Whether the TCB is current and
 the measurement acceptable are policy, and separate.
 
+Revocation is checked when the options carry a CRL source
+(``VerifyOptions(revocation=...)``; attestd's is :class:`attestd.tee.snp.kds.CrlSource`).
+AMD's KDS serves, per product, a CRL issued and signed by the ARK
+(``/vcek/v1/{product}/crl`` for the ASK chain, ``/vlek/v1/{product}/crl`` for
+the ASVK chain; the URL each intermediate names as its CRL distribution point).
+It is checked against the ARK that anchored the chain: issuer the ARK's
+subject, signed with the same fixed RSA-PSS rule as the certificates,
+thisUpdate <= now < nextUpdate; then the ASK (or ASVK) must not be listed.
+The VCEK or VLEK is not looked up in it: a CRL lists the serials of the
+certificates its issuer signed (RFC 5280), the VCEK's issuer is the ASK, and
+AMD issues every VCEK with serial 0, so a match would name another certificate.
+AMD retires a chip's key by raising the TCB instead (``snp.min_tcb``), as
+go-sev-guest's ``verify`` notes.
+
+A verified CRL is cached, bounded, under its exact bytes and the ARK, and
+served only while ``now`` is inside thisUpdate..nextUpdate; whether the chain's
+intermediate is listed is decided on every call.
+
 A verified chain (three RSA-PSS signatures) is cached, bounded, under the
 three certificates and the trusted ARKs, and served only for a ``now`` inside
 all three validities; outside it the chain is checked in full again. A
@@ -33,11 +51,12 @@ from __future__ import annotations
 
 import hmac
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -52,6 +71,7 @@ from attestd.tee import _cache
 from attestd.tee.errors import (
     CertificateExpiredError,
     QuoteVerificationError,
+    TeeError,
     UntrustedRootError,
 )
 from attestd.tee.snp.abi import (
@@ -75,6 +95,14 @@ PRODUCT_MISMATCH = "product_mismatch"
 SIGNING_KEY_MISMATCH = "signing_key_mismatch"
 TCB_MISMATCH = "tcb_mismatch"
 CHIP_ID_MISMATCH = "chip_id_mismatch"
+# The revocation reasons are the names the TDX side gives the same failures (tee/tdx/dcap.py).
+CERTIFICATE_REVOKED = "certificate_revoked"
+COLLATERAL_UNAVAILABLE = "collateral_unavailable"
+COLLATERAL_TOO_LARGE = "collateral_too_large"
+COLLATERAL_MALFORMED = "collateral_malformed"
+COLLATERAL_SIGNATURE_INVALID = "collateral_signature_invalid"
+COLLATERAL_EXPIRED = "collateral_expired"
+COLLATERAL_NOT_YET_VALID = "collateral_not_yet_valid"
 
 
 class VcekChainInvalidError(QuoteVerificationError):
@@ -124,6 +152,51 @@ class ChipIdMismatchError(QuoteVerificationError):
     reason = CHIP_ID_MISMATCH
 
 
+class CertificateRevokedError(QuoteVerificationError):
+    """The ARK's CRL lists the chain's ASK (or ASVK)."""
+
+    reason = CERTIFICATE_REVOKED
+
+
+class CrlMalformedError(QuoteVerificationError):
+    """The bytes offered as the ARK's CRL are not a DER (or PEM) CRL with a nextUpdate."""
+
+    reason = COLLATERAL_MALFORMED
+
+
+class CrlSignatureInvalidError(QuoteVerificationError):
+    """The CRL is not issued and signed (RSA-PSS, SHA-384, salt 48) by the chain's ARK."""
+
+    reason = COLLATERAL_SIGNATURE_INVALID
+
+
+class CrlExpiredError(QuoteVerificationError):
+    """The CRL's nextUpdate is at or before ``now``: a newer one should exist."""
+
+    reason = COLLATERAL_EXPIRED
+
+
+class CrlNotYetValidError(QuoteVerificationError):
+    """The CRL's thisUpdate is after ``now`` (a clock apart, or a CRL from the future)."""
+
+    reason = COLLATERAL_NOT_YET_VALID
+
+
+class CrlUnavailableError(TeeError):
+    """No source could provide the ARK's CRL; the message says what was tried.
+
+    With revocation checking on this fails the verification: no CRL, no verdict.
+    """
+
+    reason = COLLATERAL_UNAVAILABLE
+
+
+class CrlTooLargeError(CrlUnavailableError):
+    """A CRL file or response is larger than the bound (``kds.MAX_CRL_BYTES``)."""
+
+    reason = COLLATERAL_TOO_LARGE
+
+
 # AMD's KDS extensions, under 1.3.6.1.4.1.3704.1 (go-sev-guest kds/kds.go).
 _AMD = "1.3.6.1.4.1.3704.1"
 OID_STRUCT_VERSION = x509.ObjectIdentifier(f"{_AMD}.1")
@@ -145,8 +218,9 @@ _SERIAL_WARNING = r"Parsed a serial number which wasn't positive"
 _ChainKey = tuple[
     x509.Certificate, x509.Certificate, x509.Certificate | None, tuple[x509.Certificate, ...], str
 ]
-_CHAINS: _cache.ValidityCache[_ChainKey, ec.EllipticCurvePublicKey] = _cache.ValidityCache(
-    "snp.chains", maxsize=1024
+# The verified chain's signing key, and the ARK that anchored it (its CRL is that ARK's).
+_CHAINS: _cache.ValidityCache[_ChainKey, tuple[ec.EllipticCurvePublicKey, x509.Certificate]] = (
+    _cache.ValidityCache("snp.chains", maxsize=1024)
 )
 _EXTENSIONS: _cache.ValidityCache[x509.Certificate, VcekExtensions] = _cache.ValidityCache(
     "snp.vcek_extensions", maxsize=1024
@@ -154,11 +228,33 @@ _EXTENSIONS: _cache.ValidityCache[x509.Certificate, VcekExtensions] = _cache.Val
 _CERTIFICATES: _cache.ValidityCache[bytes, x509.Certificate] = _cache.ValidityCache(
     "snp.certificates", maxsize=1024
 )
+# One CRL per product and key kind is current at a time: a few entries suffice.
+_CRLS: _cache.ValidityCache[tuple[bytes, x509.Certificate], RevocationList] = _cache.ValidityCache(
+    "snp.crls", maxsize=64
+)
+
+
+class CrlSource(Protocol):
+    """Where the ARK's CRL for a product's VCEK or VLEK chain comes from.
+
+    ``accept`` verifies a candidate's bytes (raising its verdict) and returns
+    its nextUpdate; a source keeps or serves only bytes ``accept`` took, so a
+    forged or stale CRL never enters a cache. Attestd's is
+    :class:`attestd.tee.snp.kds.CrlSource`.
+    """
+
+    def crl(
+        self,
+        product: str,
+        signing_key: int,
+        now: datetime,
+        accept: Callable[[bytes], datetime],
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """The clock (timezone-aware), the product if known, and the trusted ARKs.
+    """The clock (timezone-aware), the product if known, the trusted ARKs, the CRL source.
 
     ``trusted_arks=None`` trusts AMD's pinned ARKs (Milan, Genoa, Turin).
     ``product`` picks the TCB layout and default ASK; None reads it from the
@@ -168,6 +264,8 @@ class VerifyOptions:
     now: datetime
     product: str | None = None
     trusted_arks: Sequence[x509.Certificate] | None = None
+    revocation: CrlSource | None = None
+    """Where the ARK's CRL comes from; None checks no revocation."""
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -268,6 +366,11 @@ def verify_report(
     the product and of the report's signing key; ``ark`` to the trusted ARK
     that signed it. Bytes are parsed first, so malformed input raises
     QuoteFormatError.
+
+    With ``options.revocation`` set, the ARK's CRL for the product and the
+    report's key kind is fetched and checked after the chain (and before the
+    report's signature); a CRL that cannot be had fails the verification
+    (``collateral_unavailable``), as a bad or listed one does.
     """
     if not isinstance(report, AttestationReport):
         report = parse_report(report)
@@ -280,10 +383,12 @@ def verify_report(
             raise VcekChainInvalidError(f"no {_issuer_name(kind)} given and the product is unknown")
         ask = amd_intermediate(product, report.signing_key)
     try:
-        vcek_key = _cached_chain(vcek, ask, ark, options, kind)
+        vcek_key, anchor = _cached_chain(vcek, ask, ark, options, kind)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         # cryptography decodes some certificate parts lazily; damage can surface here.
         raise VcekChainInvalidError(f"a certificate cannot be processed: {e}") from e
+    if options.revocation is not None:
+        check_not_revoked(ask, anchor, product, report.signing_key, options)
     _verify_report_signature(report, vcek_key)
     _verify_claims(report, extensions, product)
     return report
@@ -324,7 +429,7 @@ def _cached_chain(
     ark: x509.Certificate | None,
     options: VerifyOptions,
     kind: str,
-) -> ec.EllipticCurvePublicKey:
+) -> tuple[ec.EllipticCurvePublicKey, x509.Certificate]:
     """:func:`_verify_chain`, served from the cache while ``now`` is inside every validity.
 
     The key holds the certificates given (``ark`` may be None: found among the
@@ -335,14 +440,13 @@ def _cached_chain(
     cached = _CHAINS.get(key, options.now)
     if cached is not None:
         return cached
-    vcek_key = _verify_chain(vcek, ask, ark, options, kind)
+    verified = _verify_chain(vcek, ask, ark, options, kind)
     # The ARK that anchored it is among the trusted ones; its validity was checked too.
-    anchors = [ark] if ark is not None else [t for t in options.arks() if _signed_by(ask, t)]
-    chain = [vcek, ask, *anchors]
+    chain = [vcek, ask, verified[1]]
     not_before = max(c.not_valid_before_utc for c in chain)
     not_after = min(c.not_valid_after_utc for c in chain)
-    _CHAINS.put(key, vcek_key, not_before=not_before, not_after=not_after)
-    return vcek_key
+    _CHAINS.put(key, verified, not_before=not_before, not_after=not_after)
+    return verified
 
 
 def _verify_chain(
@@ -351,9 +455,9 @@ def _verify_chain(
     ark: x509.Certificate | None,
     options: VerifyOptions,
     kind: str = "VCEK",
-) -> ec.EllipticCurvePublicKey:
+) -> tuple[ec.EllipticCurvePublicKey, x509.Certificate]:
     """ASK → VCEK (or ASVK → VLEK) signatures, then the anchor, then the clock; return the
-    signing key's P-384 key.
+    signing key's P-384 key and the ARK that anchors the chain.
 
     An expired chain of good signatures from a trusted root reports
     ``certificate_expired``, not less.
@@ -386,7 +490,7 @@ def _verify_chain(
     key = vcek.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         raise VcekChainInvalidError(f"the {kind}'s key is not ECDSA P-384")
-    return key
+    return key, ark
 
 
 def _signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -408,10 +512,132 @@ def _verify_pss(child: x509.Certificate, issuer: x509.Certificate) -> None:
         raise VcekChainInvalidError(f"{_subject(issuer)} has no RSA key")
     if child.issuer != issuer.subject:
         raise VcekChainInvalidError(f"{_subject(child)} names another issuer")
+    if not _amd_pss_valid(key, child.signature, child.tbs_certificate_bytes):
+        raise VcekChainInvalidError(f"{_subject(child)} is not signed by {_subject(issuer)}")
+
+
+def _amd_pss_valid(key: rsa.RSAPublicKey, signature: bytes, signed: bytes) -> bool:
+    """AMD's one signature rule, for certificates and CRLs alike: RSA-PSS, SHA-384,
+    MGF1-SHA-384, salt 48, whatever algorithm the signed object claims."""
     try:
-        key.verify(child.signature, child.tbs_certificate_bytes, _AMD_PSS, hashes.SHA384())
-    except InvalidSignature as e:
-        raise VcekChainInvalidError(f"{_subject(child)} is not signed by {_subject(issuer)}") from e
+        key.verify(signature, signed, _AMD_PSS, hashes.SHA384())
+    except InvalidSignature:
+        return False
+    return True
+
+
+# -- the ARK's CRL -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RevocationList:
+    """A CRL the ARK signed, verified at some ``now``: its dates and the serials it lists."""
+
+    this_update: datetime
+    next_update: datetime
+    revoked: frozenset[int]
+
+
+def verify_crl(data: bytes, ark: x509.Certificate, now: datetime) -> RevocationList:
+    """``data`` as the ARK's CRL, current at ``now``; raises its named verdict.
+
+        >>> crl = verify_crl(der, amd_ark("Milan"), datetime.now(UTC))
+        >>> ask.serial_number in crl.revoked
+
+    Checked in this order, so each failure has one name: a DER or PEM CRL with
+    a nextUpdate (``collateral_malformed``), issued by the ARK and signed by
+    its key with AMD's RSA-PSS rule (``collateral_signature_invalid``),
+    thisUpdate <= now (``collateral_not_yet_valid``) and now < nextUpdate
+    (``collateral_expired``). A verdict is cached for these bytes and this ARK
+    while ``now`` is inside thisUpdate..nextUpdate.
+    """
+    data = bytes(data)
+    cached = _CRLS.get((data, ark), now)
+    if cached is not None:
+        return cached
+    crl = _parse_crl(data)
+    key = ark.public_key()
+    if crl.issuer != ark.subject or not isinstance(key, rsa.RSAPublicKey):
+        raise CrlSignatureInvalidError(
+            f"the CRL is issued by {crl.issuer.rfc4514_string()!r}, not by the ARK {_subject(ark)}"
+        )
+    if not _amd_pss_valid(key, crl.signature, crl.tbs_certlist_bytes):
+        raise CrlSignatureInvalidError(f"the CRL is not signed by the ARK {_subject(ark)}")
+    verified = _revocation_list(crl)
+    if now < verified.this_update:
+        raise CrlNotYetValidError(
+            f"the ARK's CRL is valid from {verified.this_update.isoformat()}, after {now}"
+        )
+    if now >= verified.next_update:
+        raise CrlExpiredError(
+            f"the ARK's CRL expired at its nextUpdate {verified.next_update.isoformat()}"
+        )
+    # Expired at nextUpdate itself, so the cache serves it until just before.
+    _CRLS.put(
+        (data, ark),
+        verified,
+        not_before=verified.this_update,
+        not_after=verified.next_update - timedelta(microseconds=1),
+    )
+    return verified
+
+
+def check_not_revoked(
+    intermediate: x509.Certificate,
+    ark: x509.Certificate,
+    product: str | None,
+    signing_key: int,
+    options: VerifyOptions,
+) -> RevocationList:
+    """The ARK's CRL from ``options.revocation``, verified, does not list ``intermediate``.
+
+    ``intermediate`` is the ASK (``signing_key`` a VCEK) or the ASVK (a VLEK);
+    the product and key kind pick the CRL (the KDS keeps one per both).
+    """
+    source = options.revocation
+    kind = _kind_name(signing_key)
+    if source is None:
+        raise CrlUnavailableError("no CRL source is configured")
+    if product is None:
+        raise CrlUnavailableError(
+            f"the product is unknown, so the ARK's CRL for the {kind} chain cannot be chosen "
+            "(set the product)"
+        )
+    now = options.now
+
+    def accept(data: bytes) -> datetime:
+        return verify_crl(data, ark, now).next_update
+
+    crl = verify_crl(source.crl(product, signing_key, now, accept), ark, now)
+    serial = intermediate.serial_number  # AMD's ASKs and ASVKs have positive serials
+    if serial in crl.revoked:
+        raise CertificateRevokedError(
+            f"the {_issuer_name(kind)} {_subject(intermediate)} (serial {serial:#x}) is on the "
+            f"ARK's CRL of {crl.this_update.isoformat()}"
+        )
+    return crl
+
+
+def _parse_crl(data: bytes) -> x509.CertificateRevocationList:
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as e:
+        raise CrlMalformedError(f"the ARK's CRL is not a DER or PEM CRL: {e}") from None
+
+
+def _revocation_list(crl: x509.CertificateRevocationList) -> RevocationList:
+    """The dates and serials, read strictly: cryptography decodes entries lazily."""
+    try:
+        this_update = crl.last_update_utc
+        next_update = crl.next_update_utc
+        revoked = frozenset(entry.serial_number for entry in crl)
+    except (ValueError, TypeError) as e:
+        raise CrlMalformedError(f"the ARK's CRL cannot be read: {e}") from None
+    if next_update is None:
+        raise CrlMalformedError("the ARK's CRL has no nextUpdate, so its freshness is unknown")
+    return RevocationList(this_update, next_update, revoked)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
