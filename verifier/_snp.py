@@ -6,6 +6,11 @@ compares what it verified with the policy. The report's SIGNING_KEY field
 decides which chain, and the ``signing_key`` check which keys the policy
 accepts (``snp.signing_keys``). SNP has no runtime register: the runtime log is
 bound through REPORTDATA alone.
+
+With ``snp.check_revocation`` on (the default under ``root = "amd"``), the
+ARK's CRL from ``snp.crl_store``, ``snp.vcek_cache_dir`` or ``snp.kds_url`` must
+be had, verify, and not list the chain's ASK or ASVK: ``quote_signature``
+fails closed, with ``collateral_unavailable``, when no CRL can be had.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from attestd.evidence import Statement
 from attestd.tee.snp.abi import AttestationReport, CertChain, parse_report
 from attestd.tee.snp.kds import (
     MAX_CERTIFICATE_BYTES,
+    CrlSource,
     VcekSource,
     VcekUnavailableError,
     get_vcek,
@@ -56,6 +62,13 @@ SNP_REPORT_REASONS = (
     "signing_key_mismatch",
     "tcb_mismatch",
     "chip_id_mismatch",
+    "certificate_revoked",
+    "collateral_unavailable",
+    "collateral_too_large",
+    "collateral_malformed",
+    "collateral_signature_invalid",
+    "collateral_not_yet_valid",
+    "collateral_expired",
 )
 """What ``quote_signature`` reports when an SEV-SNP report does not verify
 (``tee/snp/verify.py``, ``tee/snp/kds.py``)."""
@@ -84,8 +97,19 @@ class SnpAppraiser:
     def verify(self) -> Outcome:
         report = parse_report(self._statement.predicate.quote)
         snp = self._policy.snp
+        revocation = self._crl_source()
+        if revocation is None and snp.revocation_checked(self._policy.trust.root):
+            return failed(
+                "collateral_unavailable",
+                f"snp.check_revocation is on (the default under root = "
+                f'"{self._policy.trust.root}") but no CRL source is configured: set '
+                "snp.kds_url, snp.crl_store or snp.vcek_cache_dir, or check_revocation = false",
+            )
         options = VerifyOptions(
-            now=self._now, product=snp.product, trusted_arks=self._trusted_arks()
+            now=self._now,
+            product=snp.product,
+            trusted_arks=self._trusted_arks(),
+            revocation=revocation,
         )
         # The evidence carries the chain its host provided, in CertChain's order.
         try:
@@ -124,8 +148,21 @@ class SnpAppraiser:
             signer = f"VLEK of cloud provider {extensions.csp_id!r} and the ASVK"
         else:
             signer = "VCEK and the ASK"
+        revoked = ", whose CRL lists neither" if revocation is not None else ""
         return passed(
             f"SEV-SNP report verifies through its {signer} to the {self._policy.trust.root} ARK"
+            f"{revoked}"
+        )
+
+    def _crl_source(self) -> CrlSource | None:
+        """Where the ARK's CRL comes from; None when revocation is not checked or nowhere."""
+        snp = self._policy.snp
+        if not snp.revocation_checked(self._policy.trust.root):
+            return None
+        if snp.crl_store is None and snp.vcek_cache_dir is None and snp.kds_url is None:
+            return None
+        return CrlSource(
+            offline_store=snp.crl_store, cache_dir=snp.vcek_cache_dir, kds_base_url=snp.kds_url
         )
 
     def _stored_vcek(self, report: AttestationReport) -> x509.Certificate | None:

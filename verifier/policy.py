@@ -161,6 +161,16 @@ class SnpPolicy:
     vcek_cache_dir: Path | None = None
     signing_keys: tuple[str, ...] = SNP_SIGNING_KEYS
     """Which keys may sign: ``"vcek"`` (chip-unique), ``"vlek"`` (a cloud provider's)."""
+    check_revocation: bool | None = None
+    """Check the ARK's CRL; None is the root's default (on for ``"amd"``, off for simulated)."""
+    crl_store: Path | None = None
+    """Offline CRLs, ``<product>-<vcek|vlek>.crl``, tried before ``vcek_cache_dir`` and the KDS."""
+
+    def revocation_checked(self, root: TrustRoot) -> bool:
+        """Whether the ARK's CRL is checked under ``root``: as set, else on for AMD's roots."""
+        if self.check_revocation is not None:
+            return self.check_revocation
+        return root is TrustRoot.AMD
 
 
 @dataclass(frozen=True)
@@ -375,6 +385,8 @@ def snp_policy(reader: TomlReader, table: Mapping[str, Any]) -> SnpPolicy:
         "kds_url",
         "vcek_cache_dir",
         "signing_keys",
+        "check_revocation",
+        "crl_store",
     }
     reader.only_keys(table, where, {*values, *options})
     allowed = {key: reader.hex_list(table, "snp", key, size) for key, size in values.items()}
@@ -405,6 +417,13 @@ def snp_policy(reader: TomlReader, table: Mapping[str, Any]) -> SnpPolicy:
         raise reader.error("snp.kds_url must be an http(s) URL")
     store = reader.string(table, where, "vcek_store")
     cache = reader.string(table, where, "vcek_cache_dir")
+    crl_store = reader.string(table, where, "crl_store")
+    # Absent means the root's default, decided where the root is known (revocation_checked).
+    check_revocation = (
+        reader.boolean(table, where, "check_revocation", default=False)
+        if "check_revocation" in table
+        else None
+    )
     signing_keys = reader.string_list(table, where, "signing_keys")
     if signing_keys is None:
         signing_keys = SNP_SIGNING_KEYS
@@ -426,6 +445,8 @@ def snp_policy(reader: TomlReader, table: Mapping[str, Any]) -> SnpPolicy:
         kds_url=kds_url,
         vcek_cache_dir=reader.relative(cache) if cache else None,
         signing_keys=tuple(dict.fromkeys(signing_keys)),
+        check_revocation=check_revocation,
+        crl_store=reader.relative(crl_store) if crl_store else None,
     )
 
 

@@ -338,7 +338,9 @@ def test_real_milan_report_verifies_to_amd_but_binds_other_data(
     vectors_dir: Path, tmp_path: Path
 ) -> None:
     vcek = (vectors_dir / "snp" / "milan_vcek.der").read_bytes()
-    policy = _policy_file(tmp_path, '[trust]\nroot = "amd"\n')
+    # No CRL source here: revocation (on by default under AMD's root) is covered in
+    # test_appraise_snp_revocation.py.
+    policy = _policy_file(tmp_path, '[trust]\nroot = "amd"\n[snp]\ncheck_revocation = false\n')
     result = appraise(
         _milan_evidence(vectors_dir, (vcek,)), nonce=NONCE, policy=policy, now=MILAN_NOW
     )
@@ -360,7 +362,9 @@ def test_real_milan_report_takes_its_vcek_from_the_offline_store(
     offline_path(store, report.chip_id, report.reported_tcb).write_bytes(vcek)
     # A version 2 report does not name its product; the policy does.
     policy = _policy_file(
-        tmp_path, f'[trust]\nroot = "amd"\n[snp]\nproduct = "Milan"\nvcek_store = "{store}"\n'
+        tmp_path,
+        f'[trust]\nroot = "amd"\n[snp]\nproduct = "Milan"\nvcek_store = "{store}"\n'
+        "check_revocation = false\n",
     )
     result = appraise(_milan_evidence(vectors_dir, ()), nonce=NONCE, policy=policy, now=MILAN_NOW)
     assert result.check("quote_signature").status is CheckStatus.PASS, result.to_json()["checks"]
@@ -375,6 +379,9 @@ def test_real_milan_report_takes_its_vcek_from_the_offline_store_without_a_produ
     store.mkdir()
     vcek = (vectors_dir / "snp" / "milan_vcek.der").read_bytes()
     offline_path(store, report.chip_id, report.reported_tcb).write_bytes(vcek)
-    policy = _policy_file(tmp_path, f'[trust]\nroot = "amd"\n[snp]\nvcek_store = "{store}"\n')
+    policy = _policy_file(
+        tmp_path,
+        f'[trust]\nroot = "amd"\n[snp]\nvcek_store = "{store}"\ncheck_revocation = false\n',
+    )
     result = appraise(_milan_evidence(vectors_dir, ()), nonce=NONCE, policy=policy, now=MILAN_NOW)
     assert result.check("quote_signature").status is CheckStatus.PASS, result.to_json()["checks"]
