@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,41 +20,13 @@ from attestd.tee.snp.kds import (
 from attestd.tee.snp.verify import VerifyOptions, verify_report
 
 from .conftest import VECTORS_NOW, RealReport
-
-
-class FakeKds:
-    """An HTTP server on 127.0.0.1 that answers every GET with one status and body."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.status = 200
-        self.body = b""
-        kds = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                kds.paths.append(self.path)
-                self.send_response(kds.status)
-                self.send_header("Content-Length", str(len(kds.body)))
-                self.end_headers()
-                self.wfile.write(kds.body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+from .fake_kds import FakeKds, running_kds
 
 
 @pytest.fixture
 def kds() -> Iterator[FakeKds]:
-    fake = FakeKds()
-    thread = threading.Thread(target=fake.server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    thread.join()
+    with running_kds() as fake:
+        yield fake
 
 
 def test_milan_url_names_chip_and_reported_tcb(real: RealReport) -> None:
