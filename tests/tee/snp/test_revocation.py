@@ -75,10 +75,17 @@ def other_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _crl(pki: _simulated_pki.SimulatedPki, **kwargs: object) -> bytes:
-    """A CRL of the simulated ARK valid around NOW unless told otherwise."""
-    window: dict[str, object] = {"this_update": NOW - DAY, "next_update": NOW + 7 * DAY}
-    return _simulated_pki.issue_crl(pki.ark, pki.ark_key, **{**window, **kwargs})  # type: ignore[arg-type]
+def _crl(
+    pki: _simulated_pki.SimulatedPki,
+    *,
+    revoked: tuple[int, ...] | list[int] = (),
+    this_update: datetime = NOW - DAY,
+    next_update: datetime = NOW + 7 * DAY,
+) -> bytes:
+    """A CRL of the simulated ARK, valid around NOW unless told otherwise."""
+    return _simulated_pki.issue_crl(
+        pki.ark, pki.ark_key, revoked=revoked, this_update=this_update, next_update=next_update
+    )
 
 
 def _verify(
