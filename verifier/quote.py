@@ -45,6 +45,7 @@ from attestd.errors import AttestdError
 from attestd.evidence import format_rfc3339
 from attestd.tee.errors import QuoteFormatError, QuoteVerificationError
 from attestd.tee.snp import abi as snp_abi
+from attestd.tee.snp import kds as snp_kds
 from attestd.tee.snp import verify as snp_verify
 from attestd.tee.tdx import abi as tdx_abi
 from attestd.tee.tdx import dcap
@@ -321,6 +322,8 @@ class VerifyRequest:
     vcek: Path | None = None
     certs: Path | None = None
     product: str | None = None
+    crl: Path | None = None
+    """SEV-SNP: the ARK's CRL; when given, a listed ASK or ASVK fails the chain."""
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None or self.now.utcoffset() is None:
@@ -527,7 +530,10 @@ def verify_snp(data: bytes, request: VerifyRequest) -> VerifyResult:
                 (c for c in certs if c.subject != c.issuer and c.subject == vcek.issuer), None
             )
         root_info = _root_json("file", arks, root)
-    options = snp_verify.VerifyOptions(now=request.now, product=request.product, trusted_arks=arks)
+    revocation = snp_kds.CrlFile(request.crl) if request.crl is not None else None
+    options = snp_verify.VerifyOptions(
+        now=request.now, product=request.product, trusted_arks=arks, revocation=revocation
+    )
     details = _snp_details(report, vcek, request.product)
     checks = _run(SNP_QUOTE_CHECKS, _SnpReport(report, vcek, ask, options))
     signer, intermediate = (
@@ -553,9 +559,16 @@ class _SnpReport:
         snp_verify.verify_report(self.report, vcek=self.vcek, ask=self.ask, options=self.options)
         return passed("the report's VCEK chain and signature verify")
 
+    def revocation(self) -> Outcome:
+        # verify_report looked the intermediate up in the CRL (signature_chain failed if listed).
+        if self.options.revocation is None:
+            return not_checked("no --crl given: the ASK's (or ASVK's) revocation is not checked")
+        return passed("the ARK's CRL verifies and does not list the chain's intermediate")
+
 
 SNP_QUOTE_CHECKS: tuple[CheckDef[_SnpReport], ...] = (
     CheckDef("signature_chain", _SnpReport.signature_chain, reasons=SNP_REPORT_REASONS),
+    CheckDef("revocation", _SnpReport.revocation, ("signature_chain",)),
     # SEV-SNP has no vendor TCB status: whether the reported TCB is current is policy.
     CheckDef(
         "tcb_status",

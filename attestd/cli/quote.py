@@ -39,6 +39,7 @@ def cmd_quote_verify(args: argparse.Namespace) -> int:
         vcek=args.vcek,
         certs=args.certs,
         product=args.product,
+        crl=args.crl,
     )
     result = quote.verify(evidence, request)
     print_json(result.to_json())
@@ -73,4 +74,7 @@ def add_commands(commands: Commands) -> None:
     sub.add_argument("--vcek", type=Path, help="SEV-SNP: the VCEK or VLEK (DER or PEM)")
     sub.add_argument("--certs", type=Path, help="SEV-SNP: a GHCB certificate table")
     sub.add_argument("--product", choices=PRODUCTS, help="SEV-SNP product")
+    sub.add_argument(
+        "--crl", type=Path, help="SEV-SNP: the ARK's CRL (DER or PEM); checks the ASK's revocation"
+    )
     sub.add_argument("--now", type=rfc3339, help="verify as of this time (RFC 3339, with zone)")

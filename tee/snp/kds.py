@@ -347,14 +347,7 @@ class CrlSource:
         return response.body
 
     def _read_offline(self, path: Path) -> bytes | None:
-        try:
-            return read_regular_file(path, self.max_bytes, "stored CRL")
-        except FileMissingError:
-            return None
-        except FileTooLargeError as e:
-            raise CrlTooLargeError(e.message) from e
-        except FileRefusedError as e:
-            raise CrlUnavailableError(e.message) from e
+        return _read_crl_file(path, self.max_bytes)
 
     def _download(self, url: str, what: str) -> Response:
         try:
@@ -366,6 +359,47 @@ class CrlSource:
             raise CrlUnavailableError(f"{what}: KDS: {e.message}{hint}") from e
         except FetchError as e:
             raise CrlUnavailableError(f"{what}: {e.message}") from e
+
+
+@dataclass(frozen=True)
+class CrlFile:
+    """One CRL file an operator names, used whatever the product and key kind.
+
+        >>> options = VerifyOptions(now, revocation=CrlFile(Path("milan-vcek.crl")))
+
+    What ``attestctl quote verify --crl`` checks against: the file must be the
+    ARK's CRL for the report's chain (``accept`` refuses another ARK's), and a
+    missing or refused file fails the verification.
+    """
+
+    path: Path
+    max_bytes: int = MAX_CRL_BYTES
+
+    def crl(
+        self,
+        product: str,
+        signing_key: int,
+        now: datetime,
+        accept: Callable[[bytes], datetime],
+    ) -> bytes:
+        """The file's bytes, which ``accept`` took; raises its verdict or CrlUnavailableError."""
+        data = _read_crl_file(self.path, self.max_bytes)
+        if data is None:
+            raise CrlUnavailableError(f"the CRL file {self.path} does not exist")
+        accept(data)
+        return data
+
+
+def _read_crl_file(path: Path, max_bytes: int) -> bytes | None:
+    """A stored CRL's bytes, or None where there is no file; refusals raise their reason."""
+    try:
+        return read_regular_file(path, max_bytes, "stored CRL")
+    except FileMissingError:
+        return None
+    except FileTooLargeError as e:
+        raise CrlTooLargeError(e.message) from e
+    except FileRefusedError as e:
+        raise CrlUnavailableError(e.message) from e
 
 
 def _accepted(accept: Callable[[bytes], datetime], data: bytes) -> datetime | None:

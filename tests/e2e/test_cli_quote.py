@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from attestd.cli import EXIT_NOT_AFFIRMING, EXIT_OK, EXIT_USAGE, main
+from attestd.tee.snp import _simulated_pki as snp_pki
 from attestd.tee.snp.abi import parse_report
-from attestd.tee.snp.simulated import SimulatedSnpBackend
+from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend
 from attestd.tee.tdx.abi import parse_quote
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
 
@@ -25,6 +26,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, dic
     code = main(["quote", *(str(a) for a in argv)])
     out = capsys.readouterr().out
     return code, json.loads(out) if out else {}
+
+
+def check_status(out: dict[str, object], name: str) -> object:
+    checks = out["checks"]
+    assert isinstance(checks, list)
+    return next(c["status"] for c in checks if c["name"] == name)
 
 
 def own_length(raw: bytes) -> bytes:
@@ -381,3 +388,39 @@ def test_a_bad_now_exits_2(now: str, vectors_dir: Path, capsys: pytest.CaptureFi
         main(["quote", "verify", str(quote), "--now", now])
     assert exited.value.code == EXIT_USAGE
     assert "--now" in capsys.readouterr().err
+
+
+def test_simulated_snp_report_checks_the_arks_crl_when_given_one(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path_factory.mktemp("snp-crl-state")
+    backend = SimulatedSnpBackend.open(state)
+    directory = state / STATE_SUBDIR
+    platform = snp_pki.load(directory)
+    out_dir = tmp_path_factory.mktemp("snp-crl-files")
+    report, table = backend.get_report_with_certificates(bytes(64))
+    (out_dir / "report.bin").write_bytes(report)
+    (out_dir / "certs.bin").write_bytes(table)
+    (out_dir / "ark.pem").write_bytes(backend.trust_root_pem())
+    listed = snp_pki.issue_crl(platform.ark, platform.ark_key, revoked=[platform.ask.serial_number])
+    (out_dir / "revoked.crl").write_bytes(listed)
+    argv = ("verify", out_dir / "report.bin", "--certs", out_dir / "certs.bin")
+    argv += ("--root", out_dir / "ark.pem")
+
+    code, out = run(capsys, *argv)
+    assert code == EXIT_OK and check_status(out, "revocation") == "skip"
+
+    good = snp_pki.crl_store(directory) / "Milan-vcek.crl"  # the empty CRL the PKI keeps
+    code, out = run(capsys, *argv, "--crl", good)
+    assert code == EXIT_OK and check_status(out, "revocation") == "pass"
+
+    code, out = run(capsys, *argv, "--crl", out_dir / "revoked.crl")
+    assert code == EXIT_NOT_AFFIRMING and out["reason"] == "certificate_revoked"
+
+    # A file named on the command line that is not there is bad usage, as for --vcek.
+    assert main(["quote", *map(str, argv), "--crl", str(out_dir / "absent.crl")]) == EXIT_USAGE
+    assert "collateral_unavailable" in capsys.readouterr().err
+
+    (out_dir / "junk.crl").write_bytes(b"not a CRL")
+    code, out = run(capsys, *argv, "--crl", out_dir / "junk.crl")
+    assert code == EXIT_NOT_AFFIRMING and out["reason"] == "collateral_malformed"
