@@ -19,6 +19,12 @@ the agent's relay.
   recorder over the median baseline append (the unary one is reported beside it).
 - ``events_per_s_64``: events per second acknowledged to 64 streamed recorders
   over a timed window, median of the repeats (64 unary callers beside it).
+  The recorders are one process, and gRPC gives its channels to one address
+  one shared connection; ``events_per_s_64_connections`` gives each recorder a
+  connection of its own, as recorders in 64 processes would have, and costs
+  the agent more per event (each event is read, relayed and answered alone).
+- ``agent_cpu_us_per_event_64`` and ``recorders_cpu_us_per_event_64``: the CPU
+  time each side took per event in that window; both share the machine's cores.
 
     make bench-runtime-log      # or: python benchmarks/runtime_log.py --seconds 3 --repeats 3
 
@@ -137,15 +143,24 @@ async def _single_stream_latencies(socket: Path, calls: int) -> list[float]:
 
 
 async def _concurrent_rate(
-    socket: Path, recorders: int, seconds: float, *, streamed: bool
+    socket: Path, recorders: int, seconds: float, *, streamed: bool, connections: bool = False
 ) -> tuple[float, float]:
     """Events per second acknowledged to ``recorders`` concurrent callers, each on its channel,
     and the CPU seconds per event that this process (the callers') took in that window.
 
     Unary: each event is one RecordEvent call. Streamed: each recorder has one
     RecordEvents stream and waits for each acknowledgement before its next event.
+
+    gRPC shares one connection among a process's channels to the same address
+    (its global subchannel pool), so by default every recorder's calls travel
+    on one HTTP/2 connection. With ``connections`` each channel has its own, as
+    recorders in separate processes would: the agent then reads, relays and
+    answers each event on its connection alone.
     """
-    channels = [grpc.aio.insecure_channel(f"unix:{socket}") for _ in range(recorders)]
+    options = [("grpc.use_local_subchannel_pool", 1)] if connections else []
+    channels = [
+        grpc.aio.insecure_channel(f"unix:{socket}", options=options) for _ in range(recorders)
+    ]
     stubs = [agent_pb2_grpc.AgentStub(c) for c in channels]  # type: ignore[no-untyped-call]
     counts = [0] * recorders
     request = _request()
@@ -342,12 +357,19 @@ def main() -> None:
                 add("unary_1", statistics.median(asyncio.run(latencies)))
                 latencies = _single_stream_latencies(agent.socket, args.calls)
                 add("stream_1", statistics.median(asyncio.run(latencies)))
-                for streamed in (False, True):
-                    kind = "stream" if streamed else "unary"
+                for kind, streamed, connections in (
+                    ("unary", False, False),
+                    ("stream", True, False),
+                    ("stream_conns", True, True),
+                ):
                     cpu_before, logged_before = _cpu_seconds(agent.process.pid), agent.events()
                     rate, client_cpu = asyncio.run(
                         _concurrent_rate(
-                            agent.socket, args.recorders, args.seconds, streamed=streamed
+                            agent.socket,
+                            args.recorders,
+                            args.seconds,
+                            streamed=streamed,
+                            connections=connections,
                         )
                     )
                     logged = agent.events() - logged_before
@@ -373,6 +395,10 @@ def main() -> None:
         ("attestd RecordEvents (stream), 1 recorder", us["stream_1"]),
         (f"attestd RecordEvent (unary), {n} recorders", 1e6 / rate["unary_n"]),
         (f"attestd RecordEvents (stream), {n} recorders", 1e6 / rate["stream_n"]),
+        (
+            f"attestd RecordEvents (stream), {n} recorders, a connection each",
+            1e6 / rate["stream_conns_n"],
+        ),
     ]
     for label, micros in rows:
         print(f"{label:<62}{micros:>16.1f}{1e6 / micros:>12.0f}")
@@ -385,7 +411,9 @@ def main() -> None:
     )
     print(
         f"CPU per streamed event, {n} recorders: agent {us['stream_cpu']:.0f} µs, "
-        f"recorders {us['stream_client_cpu']:.0f} µs ({os.cpu_count()} CPUs shared by both)"
+        f"recorders {us['stream_client_cpu']:.0f} µs ({os.cpu_count()} CPUs shared by both); "
+        f"with a connection each: agent {us['stream_conns_cpu']:.0f} µs, "
+        f"recorders {us['stream_conns_client_cpu']:.0f} µs"
     )
     print(
         json.dumps(
@@ -415,6 +443,8 @@ def main() -> None:
                 f"agent_cpu_us_per_event_{n}": round(us["stream_cpu"], 1),
                 f"agent_cpu_us_per_event_{n}_unary": round(us["unary_cpu"], 1),
                 f"recorders_cpu_us_per_event_{n}": round(us["stream_client_cpu"], 1),
+                f"events_per_s_{n}_connections": round(rate["stream_conns_n"]),
+                f"agent_cpu_us_per_event_{n}_connections": round(us["stream_conns_cpu"], 1),
                 "events_logged_last_repeat": events_logged,
                 "cpus": os.cpu_count(),
                 "load_average_1m": round(os.getloadavg()[0], 2),
