@@ -363,7 +363,7 @@ def main() -> None:
                     ("stream_conns", True, True),
                 ):
                     cpu_before, logged_before = _cpu_seconds(agent.process.pid), agent.events()
-                    rate, client_cpu = asyncio.run(
+                    per_s, client_cpu = asyncio.run(
                         _concurrent_rate(
                             agent.socket,
                             args.recorders,
@@ -373,7 +373,7 @@ def main() -> None:
                         )
                     )
                     logged = agent.events() - logged_before
-                    add(f"{kind}_n", rate)
+                    add(f"{kind}_n", per_s)
                     add(f"{kind}_cpu", (_cpu_seconds(agent.process.pid) - cpu_before) / logged)
                     # The recorders' own CPU: on 2 cores they take what the agent cannot.
                     add(f"{kind}_client_cpu", client_cpu)
