@@ -76,6 +76,9 @@ class RuntimeLogStore:
     ):
         self._path = path
         self._fd = fd
+        # The file's length, kept here: a failed group is cut back to it, and reading it
+        # from the kernel would be one more system call (a GIL release) per group.
+        self._size = os.fstat(fd).st_size
         self._marker_fd = marker_fd
         self._last_group = _read_group_marker(marker_fd, len(events))
         # Every durable event; only the first ``_visible`` are published.
@@ -178,13 +181,13 @@ class RuntimeLogStore:
                 # and a marker that power loss left stale names a group not ending the log.
                 record = f"{events[0].sequence} {len(events)}\n".encode().ljust(_MARKER_BYTES)
                 os.pwrite(self._marker_fd, record, 0)
-            size_before = os.fstat(self._fd).st_size
             try:
                 _write_all(self._fd, data)
                 os.fsync(self._fd)
             except OSError:
-                os.ftruncate(self._fd, size_before)
+                os.ftruncate(self._fd, self._size)
                 raise
+            self._size += len(data)
             self._groups_written += 1
             written: list[Written] = []
             head = self._heads[-1]

@@ -19,6 +19,12 @@ the agent's relay.
   recorder over the median baseline append (the unary one is reported beside it).
 - ``events_per_s_64``: events per second acknowledged to 64 streamed recorders
   over a timed window, median of the repeats (64 unary callers beside it).
+  The recorders are one process, and gRPC gives its channels to one address
+  one shared connection; ``events_per_s_64_connections`` gives each recorder a
+  connection of its own, as recorders in 64 processes would have, and costs
+  the agent more per event (each event is read, relayed and answered alone).
+- ``agent_cpu_us_per_event_64`` and ``recorders_cpu_us_per_event_64``: the CPU
+  time each side took per event in that window; both share the machine's cores.
 
     make bench-runtime-log      # or: python benchmarks/runtime_log.py --seconds 3 --repeats 3
 
@@ -85,27 +91,34 @@ class Agent:
         self._log.close()
 
 
-def _request(name: str, i: int) -> agent_pb2.RecordEventRequest:
+def _request() -> agent_pb2.RecordEventRequest:
+    """One event to record; a recorder sends the same message again and again.
+
+    gRPC serialises each write anew, so reusing the message changes nothing the
+    agent sees; it only keeps the benchmark's own process (which shares the
+    machine's cores with the agent) from building a message per event.
+    """
     return agent_pb2.RecordEventRequest(domain=DOMAIN, operation=OPERATION, content=CONTENT)
 
 
 async def _single_caller_latencies(socket: Path, calls: int, *, record: bool) -> list[float]:
     """One caller's latencies: RecordEvent, or (``record=False``) GetAgentInfo, gRPC's floor."""
+    request = _request()
     async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
         stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
 
-        async def call(i: int) -> None:
+        async def call() -> None:
             if record:
-                await stub.RecordEvent(_request("single", i))
+                await stub.RecordEvent(request)
             else:
                 await stub.GetAgentInfo(agent_pb2.GetAgentInfoRequest())
 
-        for i in range(20):  # warm the channel and the agent's threads
-            await call(i)
+        for _ in range(20):  # warm the channel and the agent's threads
+            await call()
         latencies = []
-        for i in range(calls):
+        for _ in range(calls):
             start = time.perf_counter()
-            await call(i)
+            await call()
             latencies.append(time.perf_counter() - start)
         return latencies
 
@@ -115,13 +128,14 @@ async def _single_stream_latencies(socket: Path, calls: int) -> list[float]:
     async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
         stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
         stream = stub.RecordEvents()
-        for i in range(20):
-            await stream.write(_request("warm", i))
+        request = _request()
+        for _ in range(20):
+            await stream.write(request)
             await stream.read()
         latencies = []
-        for i in range(calls):
+        for _ in range(calls):
             start = time.perf_counter()
-            await stream.write(_request("single", i))
+            await stream.write(request)
             await stream.read()
             latencies.append(time.perf_counter() - start)
         await stream.done_writing()
@@ -129,21 +143,32 @@ async def _single_stream_latencies(socket: Path, calls: int) -> list[float]:
 
 
 async def _concurrent_rate(
-    socket: Path, recorders: int, seconds: float, *, streamed: bool
-) -> float:
-    """Events per second acknowledged to ``recorders`` concurrent callers, each on its channel.
+    socket: Path, recorders: int, seconds: float, *, streamed: bool, connections: bool = False
+) -> tuple[float, float]:
+    """Events per second acknowledged to ``recorders`` concurrent callers, each on its channel,
+    and the CPU seconds per event that this process (the callers') took in that window.
 
     Unary: each event is one RecordEvent call. Streamed: each recorder has one
     RecordEvents stream and waits for each acknowledgement before its next event.
+
+    gRPC shares one connection among a process's channels to the same address
+    (its global subchannel pool), so by default every recorder's calls travel
+    on one HTTP/2 connection. With ``connections`` each channel has its own, as
+    recorders in separate processes would: the agent then reads, relays and
+    answers each event on its connection alone.
     """
-    channels = [grpc.aio.insecure_channel(f"unix:{socket}") for _ in range(recorders)]
+    options = [("grpc.use_local_subchannel_pool", 1)] if connections else []
+    channels = [
+        grpc.aio.insecure_channel(f"unix:{socket}", options=options) for _ in range(recorders)
+    ]
     stubs = [agent_pb2_grpc.AgentStub(c) for c in channels]  # type: ignore[no-untyped-call]
     counts = [0] * recorders
+    request = _request()
     if streamed:
         streams = [stub.RecordEvents() for stub in stubs]
 
         async def one(n: int) -> None:
-            await streams[n].write(_request(f"r{n}", counts[n]))
+            await streams[n].write(request)
             await streams[n].read()
 
         async def finish(n: int) -> None:
@@ -151,7 +176,7 @@ async def _concurrent_rate(
     else:
 
         async def one(n: int) -> None:
-            await stubs[n].RecordEvent(_request(f"r{n}", counts[n]))
+            await stubs[n].RecordEvent(request)
 
         async def finish(n: int) -> None:
             return None
@@ -164,13 +189,15 @@ async def _concurrent_rate(
             await one(n)
             counts[n] += 1
 
+    cpu_before = time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(record(n) for n in range(recorders)))
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_before
     await asyncio.gather(*(finish(n) for n in range(recorders)))
     for channel in channels:
         await channel.close()
-    return sum(counts) / elapsed
+    return sum(counts) / elapsed, cpu / sum(counts)
 
 
 ECHO_SERVER = """
@@ -195,7 +222,7 @@ asyncio.run(main())
 
 async def _echo_latencies(socket: Path, calls: int, *, streamed: bool) -> list[float]:
     """Round trips to a bare gRPC echo server: what gRPC alone costs, without attestd."""
-    payload = _request("echo", 0).SerializeToString()
+    payload = _request().SerializeToString()
     async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
         if streamed:
             stream = channel.stream_stream("/bench.Echo/Stream")()
@@ -330,18 +357,26 @@ def main() -> None:
                 add("unary_1", statistics.median(asyncio.run(latencies)))
                 latencies = _single_stream_latencies(agent.socket, args.calls)
                 add("stream_1", statistics.median(asyncio.run(latencies)))
-                for streamed in (False, True):
-                    kind = "stream" if streamed else "unary"
+                for kind, streamed, connections in (
+                    ("unary", False, False),
+                    ("stream", True, False),
+                    ("stream_conns", True, True),
+                ):
                     cpu_before, logged_before = _cpu_seconds(agent.process.pid), agent.events()
-                    rate = _concurrent_rate(
-                        agent.socket, args.recorders, args.seconds, streamed=streamed
+                    per_s, client_cpu = asyncio.run(
+                        _concurrent_rate(
+                            agent.socket,
+                            args.recorders,
+                            args.seconds,
+                            streamed=streamed,
+                            connections=connections,
+                        )
                     )
-                    add(f"{kind}_n", asyncio.run(rate))
-                    add(
-                        f"{kind}_cpu",
-                        (_cpu_seconds(agent.process.pid) - cpu_before)
-                        / (agent.events() - logged_before),
-                    )
+                    logged = agent.events() - logged_before
+                    add(f"{kind}_n", per_s)
+                    add(f"{kind}_cpu", (_cpu_seconds(agent.process.pid) - cpu_before) / logged)
+                    # The recorders' own CPU: on 2 cores they take what the agent cannot.
+                    add(f"{kind}_client_cpu", client_cpu)
             finally:
                 agent.stop()
             events_logged = agent.events()
@@ -360,6 +395,10 @@ def main() -> None:
         ("attestd RecordEvents (stream), 1 recorder", us["stream_1"]),
         (f"attestd RecordEvent (unary), {n} recorders", 1e6 / rate["unary_n"]),
         (f"attestd RecordEvents (stream), {n} recorders", 1e6 / rate["stream_n"]),
+        (
+            f"attestd RecordEvents (stream), {n} recorders, a connection each",
+            1e6 / rate["stream_conns_n"],
+        ),
     ]
     for label, micros in rows:
         print(f"{label:<62}{micros:>16.1f}{1e6 / micros:>12.0f}")
@@ -369,6 +408,12 @@ def main() -> None:
         f"target <= 1.5 x baseline leaves {budget:.0f} µs beside the fsync; the bare streamed "
         f"gRPC round trip alone takes {us['echo_stream']:.0f} µs "
         f"({(us['baseline'] + us['echo_stream']) / us['baseline']:.2f} x baseline with the fsync)"
+    )
+    print(
+        f"CPU per streamed event, {n} recorders: agent {us['stream_cpu']:.0f} µs, "
+        f"recorders {us['stream_client_cpu']:.0f} µs ({os.cpu_count()} CPUs shared by both); "
+        f"with a connection each: agent {us['stream_conns_cpu']:.0f} µs, "
+        f"recorders {us['stream_conns_client_cpu']:.0f} µs"
     )
     print(
         json.dumps(
@@ -397,6 +442,9 @@ def main() -> None:
                 "grpc_floor_us": round(us["floor"], 1),
                 f"agent_cpu_us_per_event_{n}": round(us["stream_cpu"], 1),
                 f"agent_cpu_us_per_event_{n}_unary": round(us["unary_cpu"], 1),
+                f"recorders_cpu_us_per_event_{n}": round(us["stream_client_cpu"], 1),
+                f"events_per_s_{n}_connections": round(rate["stream_conns_n"]),
+                f"agent_cpu_us_per_event_{n}_connections": round(us["stream_conns_cpu"], 1),
                 "events_logged_last_repeat": events_logged,
                 "cpus": os.cpu_count(),
                 "load_average_1m": round(os.getloadavg()[0], 2),

@@ -130,6 +130,13 @@ def test_failed_fsync_leaves_no_half_line_and_no_event(
     assert path.read_bytes() == before
     assert len(store) == 1
     store.append(event(1))
+    # The store keeps the file's length itself: a later failure cuts back to the new end.
+    after = path.read_bytes()
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", broken_fsync)
+        with pytest.raises(OSError):
+            store.append(event(2))
+    assert path.read_bytes() == after
     assert list(open_store(path, opened).events()) == [event(0), event(1)]
 
 
