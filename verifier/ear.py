@@ -239,19 +239,16 @@ def _rank(code: int) -> int:
 def _vector(
     checks: Iterable[Check], rules: Mapping[str, tuple[Claim, ...]], *, simulated: bool
 ) -> dict[str, int]:
-    # Each category keeps the worst value any rule gave it (_worse, inlined: this runs for
-    # every rule of every check of every appraisal the service signs).
+    # Each category keeps the worst value any rule gave it; a rule with no claim for this
+    # outcome (None) leaves the category as it was.
     values: dict[str, int] = {}
-    rank = _TIER_RANK
     for check in checks:
         for rule in rules.get(check.name, ()):
             code = rule.code(check)
             if code is None:
                 continue
             current = values.get(rule.category)
-            if current is None or (rank[code + 128] if -128 <= code <= 127 else _rank(code)) > (
-                rank[current + 128] if -128 <= current <= 127 else _rank(current)
-            ):
+            if current is None or _rank(code) > _rank(current):
                 values[rule.category] = code
     if simulated:
         for category, cap in _SIMULATED_CAP.items():
