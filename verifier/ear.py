@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
 import jwt
+import pybase64
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -238,16 +239,23 @@ def _rank(code: int) -> int:
 def _vector(
     checks: Iterable[Check], rules: Mapping[str, tuple[Claim, ...]], *, simulated: bool
 ) -> dict[str, int]:
-    values: dict[str, int | None] = {}
+    # Each category keeps the worst value any rule gave it; a rule with no claim for this
+    # outcome (None) leaves the category as it was.
+    values: dict[str, int] = {}
     for check in checks:
         for rule in rules.get(check.name, ()):
-            values[rule.category] = _worse(values.get(rule.category), rule.code(check))
+            code = rule.code(check)
+            if code is None:
+                continue
+            current = values.get(rule.category)
+            if current is None or _rank(code) > _rank(current):
+                values[rule.category] = code
     if simulated:
         for category, cap in _SIMULATED_CAP.items():
             value = values.get(category)
             if value is not None and tier(value) == "affirming":
                 values[category] = cap
-    return {c: v for c in TRUST_CATEGORIES if (v := values.get(c)) is not None}
+    return {c: values[c] for c in TRUST_CATEGORIES if c in values}
 
 
 def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
@@ -257,25 +265,30 @@ def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
 
 def _status(checks: Sequence[Check], vector: Mapping[str, int]) -> str:
     """The worse of the checks' status and the vector's worst tier (EAR: never better)."""
-    if not vector and all(c.status is CheckStatus.SKIP for c in checks):
+    seen = {c.status for c in checks}
+    if not vector and seen <= {CheckStatus.SKIP}:
         return "none"
-    worst = "affirming"
-    if any(c.status is CheckStatus.WARN for c in checks):
-        worst = "warning"
-    if any(c.status is CheckStatus.FAIL for c in checks):
-        worst = "contraindicated"
+    worst = 1  # affirming, by its index in STATUSES
+    if CheckStatus.WARN in seen:
+        worst = 2
+    if CheckStatus.FAIL in seen:
+        worst = 3
     for value in vector.values():
-        if STATUSES.index(tier(value)) > STATUSES.index(worst):
-            worst = tier(value)
-    return worst
+        worst = max(worst, _rank(value))
+    return STATUSES[worst]
 
 
 # -- building the claims -----------------------------------------------------------------
 
 
+# Each status's JSON value, looked up rather than read through the enum's descriptor.
+_STATUS_VALUE = {status: status.value for status in CheckStatus}
+
+
 def _checks_claim(checks: Iterable[Check], prefix: str = "") -> dict[str, Any]:
+    value = _STATUS_VALUE
     return {
-        prefix + c.name: {"status": c.status.value, "reason": c.reason, "detail": c.detail}
+        prefix + c.name: {"status": value[c.status], "reason": c.reason, "detail": c.detail}
         for c in checks
     }
 
@@ -501,7 +514,8 @@ def sign_chain_result(
 
 
 def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # pybase64 (SIMD) writes what base64.urlsafe_b64encode does, byte for byte.
+    return pybase64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _b64decode(part: str, what: str) -> bytes:
@@ -531,26 +545,34 @@ _P256_BYTES = 32
 
 
 def _sign(claims: Mapping[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ResultKeyError("the result key must be an ECDSA P-256 private key (ES256)")
-    _require_p256(key)
     # The JWS compact serialisation PyJWT's encode writes, byte for byte but for the
     # (randomised) signature: the header {"alg": "ES256", "kid": ..., "typ": "JWT"} with
     # sorted keys, and a raw r||s signature (RFC 7518 §3.4), base64url without padding.
     # Written here because the service signs one per appraisal, and PyJWT's per-call key
     # preparation, header validation and kid derivation cost more than the signature.
-    payload = _b64encode(_COMPACT_JSON.encode(dict(claims)).encode("utf-8"))
-    signing_input = f"{_jws_header(key)}.{payload}"
-    r, s = decode_dss_signature(key.sign(signing_input.encode("ascii"), _ES256))
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ResultKeyError("the result key must be an ECDSA P-256 private key (ES256)")
+    header = _jws_header(key)  # checks the curve too, once per key
+    body = claims if type(claims) is dict else dict(claims)
+    payload = pybase64.urlsafe_b64encode(_COMPACT_JSON.encode(body).encode("utf-8"))
+    signing_input = header + b"." + payload.rstrip(b"=")
+    r, s = decode_dss_signature(key.sign(signing_input, _ES256))
     signature = r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
-    return f"{signing_input}.{_b64encode(signature)}"
+    return (signing_input + b"." + pybase64.urlsafe_b64encode(signature).rstrip(b"=")).decode(
+        "ascii"
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _jws_header(key: ec.EllipticCurvePrivateKey) -> str:
-    """The base64url JWS header for ``key``: fixed per key (a service has one or two)."""
+def _jws_header(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The base64url JWS header for ``key``: fixed per key (a service has one or two).
+
+    ResultKeyError, never cached, for a private key on another curve.
+    """
+    _require_p256(key)
     header = {"alg": "ES256", "kid": key_id(key.public_key()), "typ": "JWT"}
-    return _b64encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+    encoded = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
+    return _b64encode(encoded).encode("ascii")
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:

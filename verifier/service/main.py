@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -38,6 +39,21 @@ def _require_fleet_extra() -> None:
         importlib.import_module("sqlalchemy")
     except ImportError:
         raise FleetExtraMissingError("sqlalchemy") from None
+
+
+def _inline_client_io() -> None:
+    """Have gRPC do a pull's socket and TLS work on the pulling thread itself.
+
+    gRPC's EventEngine client (the default since 1.6x) reads and writes on its own
+    threads and hands each response to the caller's: two thread switches more per
+    pull, which on a busy replica cost about a fifth of the client's CPU per call.
+    The poller's workers block on their calls anyway, so the older in-thread
+    polling loses nothing. gRPC reads it when it is imported, so it is set only
+    before that (a process that embeds the service keeps its own choice), and an
+    operator's own ``GRPC_EXPERIMENTS`` wins.
+    """
+    if "grpc" not in sys.modules:
+        os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client")
 
 
 def run(config_path: Path, stop: threading.Event) -> None:
@@ -128,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    _inline_client_io()
     try:
         run(args.config, stop)
     except AttestdError as err:

@@ -61,6 +61,7 @@ from attestd.verifier.result import AppraisalStatus
 from attestd.verifier.service.store import (
     NONCE_REPLAYED,
     AgentRecord,
+    AgentSpec,
     LeaseLostError,
     Outcome,
     Pull,
@@ -125,6 +126,11 @@ class PollerSettings:
     retention: Retention = field(default_factory=Retention)
     prune_every_s: float = 300.0
     ear_lifetime: timedelta = DEFAULT_RESULT_LIFETIME
+    #: How long a policy file's and an agent's TLS files' stat is trusted before they are
+    #: looked at again: an edit or a rotation is picked up within this time. A busy
+    #: replica pulls an agent many times a second, and four stats per pull cost more
+    #: than the whole lease and nonce bookkeeping of its transaction.
+    file_check_s: float = 1.0
 
 
 class Poller:
@@ -153,9 +159,12 @@ class Poller:
         self._wake = threading.Event()
         self._next_gauges = 0.0
         self._thread: threading.Thread | None = None
-        self._policies: dict[str, tuple[tuple[int, int], Policy, str]] = {}
+        # path -> (stamp, when it was last stat'ed (monotonic), policy, digest)
+        self._policies: dict[str, tuple[tuple[int, int], float, Policy, str]] = {}
         self._policies_lock = threading.Lock()
-        self._clients: dict[str, tuple[object, AgentClient]] = {}
+        # name -> (registration, its TLS files' mtimes, when they were last stat'ed
+        # (monotonic), client)
+        self._clients: dict[str, tuple[AgentSpec, tuple[int, ...], float, AgentClient]] = {}
         self._clients_lock = threading.Lock()
         self._next_prune = 0.0
 
@@ -174,7 +183,7 @@ class Poller:
         self._pool.shutdown(wait=True)
         with self._clients_lock:
             clients, self._clients = list(self._clients.values()), {}
-        for _, client in clients:
+        for *_, client in clients:
             client.close()
 
     def _run(self) -> None:
@@ -467,15 +476,25 @@ class Poller:
         """The agent's client, kept between pulls: one TLS handshake, not one per pull.
 
         Keyed by the registration and the TLS files' modification times, so a
-        re-registered agent or rotated certificates get a new channel.
+        re-registered agent or rotated certificates get a new channel; the files are
+        looked at again at most every ``file_check_s``.
         """
         spec = agent.spec
-        files = (spec.cert_path, spec.key_path, spec.ca_path)
-        key = (spec, tuple(_mtime(path) for path in files))
+        now = time.monotonic()
         with self._clients_lock:
             cached = self._clients.get(spec.name)
-        if cached is not None and cached[0] == key:
-            return cached[1]
+        if (
+            cached is not None
+            and cached[0] == spec
+            and now - cached[2] < self.settings.file_check_s
+        ):
+            return cached[3]
+        files = (spec.cert_path, spec.key_path, spec.ca_path)
+        mtimes = tuple(_mtime(path) for path in files)
+        if cached is not None and cached[0] == spec and cached[1] == mtimes:
+            with self._clients_lock:
+                self._clients[spec.name] = (spec, mtimes, now, cached[3])
+            return cached[3]
         client = AgentClient.mtls(
             spec.address,
             cert=Path(spec.cert_path),
@@ -487,37 +506,42 @@ class Poller:
         )
         with self._clients_lock:
             previous = self._clients.get(spec.name)
-            self._clients[spec.name] = (key, client)
+            self._clients[spec.name] = (spec, mtimes, now, client)
         if previous is not None:
-            previous[1].close()
+            previous[3].close()
         return client
 
     def _drop_client(self, agent: AgentRecord) -> None:
         with self._clients_lock:
             cached = self._clients.pop(agent.spec.name, None)
         if cached is not None:
-            cached[1].close()
+            cached[3].close()
 
     def _policy(self, path: str) -> tuple[Policy, str]:
         """The policy at ``path`` and its digest, reloaded when the file changes.
 
-        One stat per pull: the file's modification time and size, so that an edit
-        (or a file replaced by another) is read again, but an unchanged one is not.
+        The file's modification time and size, looked at most every ``file_check_s``,
+        say whether it changed: an edit (or a file replaced by another) is read again
+        within that time, an unchanged one never.
         """
+        now = time.monotonic()
+        with self._policies_lock:
+            cached = self._policies.get(path)
+        if cached is not None and now - cached[1] < self.settings.file_check_s:
+            return cached[2], cached[3]
         try:
             info = os.stat(path)
             stamp = (info.st_mtime_ns, info.st_size)
         except OSError:
             stamp = (-1, -1)  # load_policy names the problem
-        with self._policies_lock:
-            cached = self._policies.get(path)
         if cached is not None and cached[0] == stamp:
-            return cached[1], cached[2]
-        source = Path(path)
-        policy = load_policy(source)
-        digest = policy_digest(source.read_bytes())
+            policy, digest = cached[2], cached[3]
+        else:
+            source = Path(path)
+            policy = load_policy(source)
+            digest = policy_digest(source.read_bytes())
         with self._policies_lock:
-            self._policies[path] = (stamp, policy, digest)
+            self._policies[path] = (stamp, now, policy, digest)
         return policy, digest
 
 
