@@ -97,6 +97,16 @@ class VcekUnavailableError(TeeError):
     reason = "vcek_unavailable"
 
 
+def _check_source(kds_base_url: str | None, timeout_s: float, max_bytes: int) -> None:
+    """A source's settings, checked where it is made (ValueError)."""
+    if kds_base_url is not None:
+        scheme = urllib.parse.urlsplit(kds_base_url).scheme
+        if scheme not in ("https", "http"):
+            raise ValueError(f"kds_base_url must be an http(s) URL, not {kds_base_url!r}")
+    if timeout_s <= 0 or max_bytes <= 0:
+        raise ValueError("timeout_s and max_bytes must be positive")
+
+
 @dataclass(frozen=True)
 class VcekSource:
     """Which sources :func:`get_vcek` may use, in its fixed order.
@@ -113,12 +123,7 @@ class VcekSource:
     max_bytes: int = MAX_CERTIFICATE_BYTES
 
     def __post_init__(self) -> None:
-        if self.kds_base_url is not None:
-            scheme = urllib.parse.urlsplit(self.kds_base_url).scheme
-            if scheme not in ("https", "http"):
-                raise ValueError(f"kds_base_url must be an http(s) URL, not {self.kds_base_url!r}")
-        if self.timeout_s <= 0 or self.max_bytes <= 0:
-            raise ValueError("timeout_s and max_bytes must be positive")
+        _check_source(self.kds_base_url, self.timeout_s, self.max_bytes)
 
 
 def vcek_url(
@@ -228,11 +233,16 @@ def fetch_vcek(url: str, source: VcekSource, *, tried: list[str] | None = None) 
 def _download(url: str, source: VcekSource) -> Response:
     try:
         return http_get(url, source.timeout_s, source.max_bytes, accept="application/pkix-cert")
-    except FetchStatusError as e:
-        hint = " (AMD's KDS rate-limits; retry later)" if e.status == 429 else ""
-        raise VcekUnavailableError(f"KDS: {e.message}{hint}") from e
     except FetchError as e:
-        raise VcekUnavailableError(e.message) from e
+        raise VcekUnavailableError(_kds_failure(e)) from e
+
+
+def _kds_failure(error: FetchError) -> str:
+    """What went wrong asking the KDS, with a hint where AMD rate-limited us."""
+    if isinstance(error, FetchStatusError):
+        hint = " (AMD's KDS rate-limits; retry later)" if error.status == 429 else ""
+        return f"KDS: {error.message}{hint}"
+    return error.message
 
 
 def _certificate(data: bytes, origin: str) -> x509.Certificate:
@@ -293,12 +303,7 @@ class CrlSource:
     max_bytes: int = MAX_CRL_BYTES
 
     def __post_init__(self) -> None:
-        if self.kds_base_url is not None:
-            scheme = urllib.parse.urlsplit(self.kds_base_url).scheme
-            if scheme not in ("https", "http"):
-                raise ValueError(f"kds_base_url must be an http(s) URL, not {self.kds_base_url!r}")
-        if self.timeout_s <= 0 or self.max_bytes <= 0:
-            raise ValueError("timeout_s and max_bytes must be positive")
+        _check_source(self.kds_base_url, self.timeout_s, self.max_bytes)
 
     def crl(
         self,
@@ -354,11 +359,8 @@ class CrlSource:
             return http_get(url, self.timeout_s, self.max_bytes, accept="application/pkix-crl")
         except FetchTooLargeError as e:
             raise CrlTooLargeError(f"{what}: {e.message}") from e
-        except FetchStatusError as e:
-            hint = " (AMD's KDS rate-limits; retry later)" if e.status == 429 else ""
-            raise CrlUnavailableError(f"{what}: KDS: {e.message}{hint}") from e
         except FetchError as e:
-            raise CrlUnavailableError(f"{what}: {e.message}") from e
+            raise CrlUnavailableError(f"{what}: {_kds_failure(e)}") from e
 
 
 @dataclass(frozen=True)
