@@ -298,6 +298,7 @@ class Poller:
                 lease_s=self.settings.lease_s,
                 nonce=_new_nonce,
                 ahead_s=min(self.settings.claim_ahead_s, self.settings.lease_s / 4),
+                as_claimed=agent,
             )
         except LeaseLostError as err:
             _log.warning("%s: result dropped: %s", agent.spec.name, err)

@@ -278,6 +278,9 @@ _SET_STATUS = (
     "UPDATE agents SET status = ?, status_reason = ?, next_due_at = ?,"
     " last_appraised_at = ? WHERE id = ?"
 )
+# The same, only if the agent's name and status are still those it was claimed with:
+# then that is the old status, and no statement has to read it first (Store._finish).
+_SET_STATUS_FROM = _SET_STATUS + " AND name = ? AND status = ?"
 _UPDATE_CHECKPOINT = (
     "UPDATE checkpoints SET length = ?, head = ?, updated_at = ? WHERE agent_id = ?"
 )
@@ -311,6 +314,7 @@ class _Sql:
         self.select_checkpoint = render(_SELECT_CHECKPOINT)
         self.insert_result = render(_INSERT_RESULT)
         self.set_status = render(_SET_STATUS)
+        self.set_status_from = render(_SET_STATUS_FROM)
         self.update_checkpoint = render(_UPDATE_CHECKPOINT)
         self.insert_checkpoint = render(_INSERT_CHECKPOINT)
         self.insert_change = render(_INSERT_CHANGE)
@@ -430,6 +434,8 @@ class Store:
         # pre-ping) cost as much as a pull's whole SQLite transaction.
         self._hot: list[tuple[float, Any]] = []
         self._hot_lock = threading.Lock()
+        # This process's hot-path SQLite write transactions, one at a time (see _raw_tx).
+        self._writer = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, now: float, password: str | None = None) -> Store:
@@ -474,21 +480,33 @@ class Store:
         does not take the write lock (BEGIN IMMEDIATE) that writers queue on.
         """
         connection = self._hot_connection()
+        # SQLite: this process's writers take turns on a lock of their own before BEGIN
+        # IMMEDIATE, so only one of them at a time meets the database's write lock. Queued
+        # there instead, each would poll it in SQLite's busy handler (sleep, wake, retry),
+        # which on a busy replica cost about a tenth of its CPU; other processes' writers
+        # (a second replica, the CLI) still queue on the database's lock as before.
+        writer = self._writer if write and self._sql.begin is not None else None
         try:
             cursor = connection.cursor()
             try:
-                if write and self._sql.begin is not None:
-                    cursor.execute(self._sql.begin)
-                yield cursor
-                connection.commit()
-            except BaseException:
+                if writer is not None:
+                    writer.acquire()
                 try:
-                    connection.rollback()
-                except Exception:
-                    # The connection itself failed (the server went away): it is not
-                    # handed back to the pool for the next transaction to fail on too.
-                    connection.invalidate()
-                raise
+                    if writer is not None:
+                        cursor.execute(self._sql.begin)
+                    yield cursor
+                    connection.commit()
+                except BaseException:
+                    try:
+                        connection.rollback()
+                    except Exception:
+                        # The connection itself failed (the server went away): it is not
+                        # handed back to the pool for the next transaction to fail on too.
+                        connection.invalidate()
+                    raise
+                finally:
+                    if writer is not None:
+                        writer.release()
             finally:
                 cursor.close()
         except BaseException:
@@ -732,7 +750,14 @@ class Store:
         return None if row is None else LogCheckpoint(int(row[0]), bytes(row[1]))
 
     def finish(
-        self, agent_id: int, owner: str, outcome: Outcome, *, now: float, next_due_at: float
+        self,
+        agent_id: int,
+        owner: str,
+        outcome: Outcome,
+        *,
+        now: float,
+        next_due_at: float,
+        as_claimed: AgentRecord | None = None,
     ) -> StatusChange | None:
         """Store ``outcome`` and release the lease, if ``owner`` still holds it.
 
@@ -741,9 +766,12 @@ class Store:
         instead, without its EAR or checkpoint.
         Returns the status change this outcome made, or None. LeaseLostError,
         with nothing written, when the lease has expired or the agent was removed.
+        ``as_claimed``: the agent's record as this owner claimed it, whose name and
+        status save reading them (its status is checked by the update itself, and
+        read only when it changed since).
         """
         with self._raw_tx() as cursor:
-            return self._finish(cursor, agent_id, owner, outcome, now, next_due_at)
+            return self._finish(cursor, agent_id, owner, outcome, now, next_due_at, as_claimed)
 
     def finish_and_claim(
         self,
@@ -757,6 +785,7 @@ class Store:
         lease_s: float,
         nonce: Callable[[], bytes],
         ahead_s: float = 0.0,
+        as_claimed: AgentRecord | None = None,
     ) -> tuple[StatusChange | None, list[Pull]]:
         """:meth:`finish`, then :meth:`claim_pulls` of up to ``next_pulls`` agents, in one
         transaction: a replica that keeps pulling pays one transaction per pull, not two.
@@ -768,9 +797,10 @@ class Store:
         ``ahead_s``: also claim a pulled agent due within that many seconds from ``now``
         (never a pushing one before it is overdue); its caller waits for its ``next_due_at``
         before pulling it. On LeaseLostError nothing is written and nothing claimed.
+        ``as_claimed`` as for :meth:`finish`.
         """
         with self._raw_tx() as cursor:
-            change = self._finish(cursor, agent_id, owner, outcome, now, next_due_at)
+            change = self._finish(cursor, agent_id, owner, outcome, now, next_due_at, as_claimed)
             pulls = self._claim_pulls(
                 cursor,
                 owner,
@@ -790,6 +820,7 @@ class Store:
         outcome: Outcome,
         now: float,
         next_due_at: float,
+        as_claimed: AgentRecord | None = None,
     ) -> StatusChange | None:
         sql = self._sql
         cursor.execute(sql.fenced_release, (agent_id, owner, now))
@@ -798,8 +829,20 @@ class Store:
         nonce = outcome.nonce
         if nonce is not None and not self._consume(cursor, agent_id, nonce, now=now):
             outcome = Outcome("contraindicated", NONCE_REPLAYED, outcome.started_at)
-        cursor.execute(sql.name_and_status, (agent_id,))
-        name, old_status = cursor.fetchone()
+        status_set = (outcome.status, outcome.reason, next_due_at, now, agent_id)
+        claimed = as_claimed if as_claimed is not None and as_claimed.id == agent_id else None
+        if claimed is not None:
+            # The claimed status, if still the agent's, is the old one: the update says
+            # whether it is (under the lease only its owner changes it, but a push's
+            # record may predate its lease), and only if not is it read.
+            name, old_status = claimed.spec.name, claimed.status
+            cursor.execute(sql.set_status_from, (*status_set, name, old_status))
+            if cursor.rowcount != 1:
+                claimed = None
+        if claimed is None:
+            cursor.execute(sql.name_and_status, (agent_id,))
+            name, old_status = cursor.fetchone()
+            cursor.execute(sql.set_status, status_set)
         cursor.execute(
             sql.insert_result,
             (
@@ -813,7 +856,6 @@ class Store:
                 outcome.log_length,
             ),
         )
-        cursor.execute(sql.set_status, (outcome.status, outcome.reason, next_due_at, now, agent_id))
         if outcome.checkpoint is not None:
             self._set_checkpoint(cursor, agent_id, outcome.checkpoint, now)
         if old_status == outcome.status:

@@ -276,3 +276,38 @@ def test_a_chained_claim_ahead_takes_an_agent_due_soon_but_no_push_agent_before_
     assert following[0].agent.next_due_at == pytest.approx(102.15)
     # Without looking ahead, nothing is due yet.
     assert store.claim_due("r2", now=102.0, lease_s=5, limit=4) == []
+
+
+def test_finishing_with_the_claimed_record_records_the_change_from_the_stored_status(
+    store: Store,
+) -> None:
+    agent = store.add_agent(_spec(), now=100.0)
+    [claimed] = store.claim_due("r1", now=100.0, lease_s=5, limit=1)
+    change = store.finish(
+        agent.id, "r1", _affirming(100.0), now=101.0, next_due_at=110.0, as_claimed=claimed
+    )
+    assert change is not None and (change.old_status, change.new_status) == ("none", "affirming")
+    assert change.agent_name == "gpu-01"
+    assert store.agent("gpu-01").status == "affirming"
+    # A record older than the stored status (a push's, read before its lease) is not
+    # trusted: the change is from the status stored, "affirming", not the record's "none".
+    store.claim_due("r1", now=110.0, lease_s=5, limit=1)
+    stale = replace(claimed, status="none")
+    failed = Outcome("contraindicated", "log_fork", 110.0)
+    change = store.finish(agent.id, "r1", failed, now=111.0, next_due_at=120.0, as_claimed=stale)
+    assert change is not None and (change.old_status, change.new_status) == (
+        "affirming",
+        "contraindicated",
+    )
+    assert store.agent("gpu-01").status_reason == "log_fork"
+    # The record of the status stored, and the same status again: no change, but stored.
+    [current] = store.claim_due("r1", now=120.0, lease_s=5, limit=1)
+    assert current.status == "contraindicated"
+    again = Outcome("contraindicated", "log_regression", 120.0)
+    assert (
+        store.finish(agent.id, "r1", again, now=121.0, next_due_at=130.0, as_claimed=current)
+        is None
+    )
+    assert store.agent("gpu-01").status_reason == "log_regression"
+    assert store.agent("gpu-01").next_due_at == 130.0
+    assert [c.new_status for c in store.status_changes()] == ["affirming", "contraindicated"]
