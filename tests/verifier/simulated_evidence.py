@@ -9,7 +9,6 @@ and sign it with ``sign()`` to make the evidence they need.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,21 +18,21 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestd.conformance._evidence import (
+    DATASET,
+    MODEL,
+    binding,
+    demo_events,
+    simulated_statement,
+)
 from attestd.evidence import (
-    Binding,
-    EvidencePredicate,
     RuntimeEvent,
     Statement,
     Subject,
-    TeeClaims,
     event_digest,
     format_rfc3339,
     key_id,
-    public_key_pem,
-    replay,
-    report_data_for,
     sign_statement,
-    subjects_digest,
 )
 from attestd.evidence.subjects import statement_subjects
 from attestd.tee.tdx import _simulated_pki as tdx_pki
@@ -42,8 +41,6 @@ from attestd.tee.tdx.simulated import SimulatedTdMeasurements, SimulatedTdxBacke
 from attestd.verifier.policy import Policy, load_policy
 
 NONCE = bytes.fromhex("5eed" * 16)
-MODEL = Subject("/srv/models/demo", {"sha256": "11" * 32})
-DATASET = Subject("/srv/data/train.parquet", {"sha256": "22" * 32})
 
 
 @dataclass(frozen=True)
@@ -78,25 +75,12 @@ class Scenario:
         # As the agent chooses them: with no artifact, the agent subject (evidence/subjects.py).
         key = key_id(self.key.public_key())
         chosen = tuple(given if exact_subjects else statement_subjects(given, key))
-        binding = Binding(
-            nonce=nonce,
-            subjects_digest=subjects_digest(chosen),
-            log_head=replay(self.events),
-            agent_key_id=key_id(self.key.public_key()),
-            issued_at=issued_at or self.issued_at,
+        bound = binding(
+            self.key, chosen, self.events, nonce=nonce, issued_at=issued_at or self.issued_at
         )
-        quote = self.backend.get_quote(report_data_for(binding))
-        predicate = EvidencePredicate(
-            binding=binding,
-            tee=TeeClaims.of(self.backend.describe()),
-            quote=quote,
-            runtime_log=self.events,
-            agent_key_pem=public_key_pem(self.key.public_key()),
-            agent_version="0.1.0",
-            host={"hostname": "test-td"},
-            collateral=json.loads(self.backend.collateral_json()),
+        return simulated_statement(
+            self.backend, self.key, chosen, self.events, bound, host="test-td"
         )
-        return Statement(chosen, predicate)
 
     def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
         """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
@@ -146,12 +130,7 @@ def make_scenario(state_dir: Path, measurements: SimulatedTdMeasurements | None 
     """A simulated backend in ``state_dir`` whose RTMR3 has three events extended into it."""
     backend = SimulatedTdxBackend.open(state_dir, measurements)
     issued_at = datetime.now(UTC).replace(microsecond=0)
-    stamp = format_rfc3339(issued_at)
-    events = (
-        RuntimeEvent(0, "pipeline", "stage.start", b"train", stamp),
-        RuntimeEvent(1, "artifacts", "model.load", MODEL.name.encode(), stamp),
-        RuntimeEvent(2, "pipeline", "stage.end", b"train", stamp),
-    )
+    events = demo_events(format_rfc3339(issued_at))
     for event in events:
         backend.extend_runtime_register(event_digest(event))
     return Scenario(

@@ -21,26 +21,25 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestd.conformance._evidence import (
+    DATASET,
+    MODEL,
+    binding,
+    demo_events,
+    simulated_statement,
+)
 from attestd.evidence import (
-    Binding,
-    EvidencePredicate,
     RuntimeEvent,
     Statement,
     Subject,
-    TeeClaims,
     format_rfc3339,
-    key_id,
-    public_key_pem,
-    replay,
-    report_data_for,
     sign_statement,
-    subjects_digest,
 )
 from attestd.tee.snp import _simulated_pki as snp_pki
 from attestd.tee.snp.abi import parse_report
 from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend, SimulatedSnpMeasurements
 from attestd.verifier.policy import Policy, load_policy
-from tests.verifier.simulated_evidence import DATASET, MODEL, NONCE
+from tests.verifier.simulated_evidence import NONCE
 
 
 @dataclass(frozen=True)
@@ -67,25 +66,12 @@ class SnpScenario:
     ) -> Statement:
         """A statement with a fresh report over its binding, and the VCEK chain the agent ships."""
         chosen = tuple(self.subjects if subjects is None else subjects)
-        binding = Binding(
-            nonce=nonce,
-            subjects_digest=subjects_digest(chosen),
-            log_head=replay(self.events),
-            agent_key_id=key_id(self.key.public_key()),
-            issued_at=issued_at or self.issued_at,
+        bound = binding(
+            self.key, chosen, self.events, nonce=nonce, issued_at=issued_at or self.issued_at
         )
-        attestation = self.backend.attest(report_data_for(binding))
-        predicate = EvidencePredicate(
-            binding=binding,
-            tee=TeeClaims.of(self.backend.describe()),
-            quote=attestation.quote,
-            runtime_log=self.events,
-            agent_key_pem=public_key_pem(self.key.public_key()),
-            agent_version="0.1.0",
-            host={"hostname": "test-snp-guest"},
-            certificates=attestation.certificates,
+        return simulated_statement(
+            self.backend, self.key, chosen, self.events, bound, host="test-snp-guest"
         )
-        return Statement(chosen, predicate)
 
     def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
         """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
@@ -133,12 +119,7 @@ def make_snp_scenario(
         snp_pki.save(platform, directory)
     backend = SimulatedSnpBackend.open(state_dir, measurements)
     issued_at = datetime.now(UTC).replace(microsecond=0)
-    stamp = format_rfc3339(issued_at)
-    events = (
-        RuntimeEvent(0, "pipeline", "stage.start", b"train", stamp),
-        RuntimeEvent(1, "artifacts", "model.load", MODEL.name.encode(), stamp),
-        RuntimeEvent(2, "pipeline", "stage.end", b"train", stamp),
-    )
+    events = demo_events(format_rfc3339(issued_at))
     return SnpScenario(
         backend=backend,
         key=ec.generate_private_key(ec.SECP256R1()),
