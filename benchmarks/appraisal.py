@@ -264,8 +264,12 @@ def tdx_stages(
     """
     root = workload.policy.trust.simulated_root
     assert root is not None  # a simulated policy
-    names = ("parse envelope + statement", "envelope signature", "quote parse + signature")
-    names += ("TCB status (dcap verdict)",)
+    names: tuple[str, ...] = (
+        "parse envelope + statement",
+        "envelope signature",
+        "quote parse + signature",
+        "TCB status (dcap verdict)",
+    )
     samples: dict[str, list[float]] = {n: [] for n in (*names, "appraise", "dcap-qvl")}
     fresh = iter(workload.items[-3 * items :])
     for _ in range(items):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,11 +44,12 @@ NONCE = bytes.fromhex("5eed" * 16)
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """One simulated TD with its agent key, subjects, runtime log and clock."""
+class Guest:
+    """What every simulated guest of the tests has: an agent key, subjects, a log and a clock.
 
-    backend: SimulatedTdxBackend
-    state_dir: Path
+    Subclasses add their backend and ``statement``; evidence and policies are made alike.
+    """
+
     key: ec.EllipticCurvePrivateKey
     subjects: tuple[Subject, ...]
     events: tuple[RuntimeEvent, ...]
@@ -58,6 +59,33 @@ class Scenario:
     def now(self) -> datetime:
         """The verifier's clock: two seconds after the evidence was issued."""
         return self.issued_at + timedelta(seconds=2)
+
+    def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+        """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
+        return sign_statement(statement, key or self.key)
+
+    def evidence(self, **kwargs: object) -> bytes:
+        """Well-formed evidence; keyword arguments go to the subclass's ``statement``."""
+        make: Callable[..., Statement] = self.statement  # type: ignore[attr-defined]
+        return self.sign(make(**kwargs))
+
+    @staticmethod
+    def write_policy(directory: Path, lines: list[str], extra: str) -> Policy:
+        """The policy of ``lines``, then artifact rules for the subjects, then ``extra``."""
+        lines += ["[[artifacts]]", f'name = "{MODEL.name}"', f'sha256 = "{MODEL.digest["sha256"]}"']
+        lines += ["[[artifacts]]", f'name = "{DATASET.name}"']
+        lines += [f'sha256 = "{DATASET.digest["sha256"]}"', "required = false"]
+        path = directory / "policy.toml"
+        path.write_text("\n".join(lines) + "\n" + extra)
+        return load_policy(path)
+
+
+@dataclass(frozen=True)
+class Scenario(Guest):
+    """One simulated TD with its agent key, subjects, runtime log and clock."""
+
+    backend: SimulatedTdxBackend
+    state_dir: Path
 
     def statement(
         self,
@@ -81,14 +109,6 @@ class Scenario:
         return simulated_statement(
             self.backend, self.key, chosen, self.events, bound, host="test-td"
         )
-
-    def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
-        """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
-        return sign_statement(statement, key or self.key)
-
-    def evidence(self, **kwargs: object) -> bytes:
-        """Well-formed evidence; keyword arguments go to ``statement``."""
-        return self.sign(self.statement(**kwargs))  # type: ignore[arg-type]
 
     def measurements(self) -> dict[str, str]:
         """MRTD and RTMR0..2 as the quotes report them, lowercase hex."""
@@ -118,12 +138,7 @@ class Scenario:
         if tdx:
             lines.append("[tdx]")
             lines += [f'{name} = ["{value}"]' for name, value in self.measurements().items()]
-        lines += ["[[artifacts]]", f'name = "{MODEL.name}"', f'sha256 = "{MODEL.digest["sha256"]}"']
-        lines += ["[[artifacts]]", f'name = "{DATASET.name}"']
-        lines += [f'sha256 = "{DATASET.digest["sha256"]}"', "required = false"]
-        path = directory / "policy.toml"
-        path.write_text("\n".join(lines) + "\n" + extra)
-        return load_policy(path)
+        return self.write_policy(directory, lines, extra)
 
 
 def make_scenario(state_dir: Path, measurements: SimulatedTdMeasurements | None = None) -> Scenario:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,33 +29,22 @@ from attestd.conformance._evidence import (
     simulated_statement,
 )
 from attestd.evidence import (
-    RuntimeEvent,
     Statement,
     Subject,
     format_rfc3339,
-    sign_statement,
 )
 from attestd.tee.snp import _simulated_pki as snp_pki
 from attestd.tee.snp.abi import parse_report
 from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend, SimulatedSnpMeasurements
-from attestd.verifier.policy import Policy, load_policy
-from tests.verifier.simulated_evidence import NONCE
+from attestd.verifier.policy import Policy
+from tests.verifier.simulated_evidence import NONCE, Guest
 
 
 @dataclass(frozen=True)
-class SnpScenario:
+class SnpScenario(Guest):
     """One simulated SEV-SNP guest with its agent key, subjects, runtime log and clock."""
 
     backend: SimulatedSnpBackend
-    key: ec.EllipticCurvePrivateKey
-    subjects: tuple[Subject, ...]
-    events: tuple[RuntimeEvent, ...]
-    issued_at: datetime
-
-    @property
-    def now(self) -> datetime:
-        """The verifier's clock: two seconds after the evidence was issued."""
-        return self.issued_at + timedelta(seconds=2)
 
     def statement(
         self,
@@ -73,14 +62,6 @@ class SnpScenario:
             self.backend, self.key, chosen, self.events, bound, host="test-snp-guest"
         )
 
-    def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
-        """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
-        return sign_statement(statement, key or self.key)
-
-    def evidence(self, **kwargs: object) -> bytes:
-        """Well-formed evidence; keyword arguments go to ``statement``."""
-        return self.sign(self.statement(**kwargs))  # type: ignore[arg-type]
-
     def measurement(self) -> str:
         """The launch MEASUREMENT as the reports carry it, lowercase hex."""
         return parse_report(self.backend.get_quote(bytes(64))).measurement.hex()
@@ -94,12 +75,7 @@ class SnpScenario:
         lines = ["[trust]", 'root = "simulated"', 'simulated_root = "ark.pem"']
         lines += ["[freshness]", "max_age_seconds = 300", "max_clock_skew_seconds = 30"]
         lines += ["[snp]", snp if snp is not None else f'measurement = ["{self.measurement()}"]']
-        lines += ["[[artifacts]]", f'name = "{MODEL.name}"', f'sha256 = "{MODEL.digest["sha256"]}"']
-        lines += ["[[artifacts]]", f'name = "{DATASET.name}"']
-        lines += [f'sha256 = "{DATASET.digest["sha256"]}"', "required = false"]
-        path = directory / "policy.toml"
-        path.write_text("\n".join(lines) + "\n" + extra)
-        return load_policy(path)
+        return self.write_policy(directory, lines, extra)
 
 
 def make_snp_scenario(
