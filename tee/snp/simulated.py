@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from attestd.tee import _state
 from attestd.tee import backend as tee_backend
-from attestd.tee._simulated import SimulatedDevice
+from attestd.tee._simulated import SimulatedGuest
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
 from attestd.tee.snp import _simulated_pki as pki
 from attestd.tee.snp.abi import (
@@ -143,7 +143,7 @@ MEASUREMENT_WIDTHS: Mapping[str, int | None] = {
 }
 
 
-class SimulatedSnpBackend:
+class SimulatedSnpBackend(SimulatedGuest):
     """The TeeBackend of a simulated SEV-SNP guest; open it with :meth:`open`."""
 
     def __init__(
@@ -153,10 +153,7 @@ class SimulatedSnpBackend:
         launch: Mapping[str, bytes | int],
         signing_key: str = "vcek",
     ) -> None:
-        self._dir = directory
-        self._quote_device = SimulatedDevice(
-            tee_backend.TeeType.SEV_SNP, ROOT_OF_TRUST, BACKEND_NAME
-        )
+        super().__init__(directory, tee_backend.TeeType.SEV_SNP, ROOT_OF_TRUST, BACKEND_NAME)
         self._pki = platform
         self._launch = dict(launch)
         self._chip_id = platform.chip_id
@@ -206,20 +203,9 @@ class SimulatedSnpBackend:
             _save_launch(directory, launch)
         return cls(directory, platform, launch, signing_key)
 
-    @property
-    def state_directory(self) -> Path:
-        return self._dir
-
-    def describe(self) -> tee_backend.TeeDescription:
-        return self._quote_device.describe()
-
-    def set_quote_latency(self, milliseconds: int) -> None:
-        """Make each quote take ``milliseconds`` more, slept under the device's lock."""
-        self._quote_device.set_quote_latency(milliseconds)
-
     def get_quote(self, report_data: bytes) -> bytes:
         """A quote over the registers as they are now; the latency is spent after they are read."""
-        return self._quote_device.quote(self._quote_now, report_data)
+        return self._on_device(self._quote_now, report_data)
 
     def _quote_now(self, report_data: bytes) -> bytes:
         """A version 3 attestation report with REPORT_DATA = ``report_data``."""

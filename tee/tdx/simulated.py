@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.tee import _state
 from attestd.tee import backend as tee_backend
-from attestd.tee._simulated import SimulatedDevice
+from attestd.tee._simulated import SimulatedGuest
 from attestd.tee.errors import DeviceError, InvalidArgumentError
 from attestd.tee.tdx import _simulated_pki as pki
 from attestd.tee.tdx import _simulated_registers as registers_file
@@ -142,12 +142,11 @@ def _raw_public_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return point[1:]
 
 
-class SimulatedTdxBackend:
+class SimulatedTdxBackend(SimulatedGuest):
     """The TeeBackend of a simulated TD; open it with :meth:`open`."""
 
     def __init__(self, directory: Path, platform: pki.SimulatedPki) -> None:
-        self._dir = directory
-        self._quote_device = SimulatedDevice(tee_backend.TeeType.TDX, ROOT_OF_TRUST, BACKEND_NAME)
+        super().__init__(directory, tee_backend.TeeType.TDX, ROOT_OF_TRUST, BACKEND_NAME)
         self._pki = platform
         self._attestation_key = _raw_public_key(platform.attestation_key)
         self._certification_data = self._quoting_enclave_proof()
@@ -171,24 +170,13 @@ class SimulatedTdxBackend:
             registers_file.prepare(directory, MEASUREMENT_DEFAULTS, imposed)
         return cls(directory, platform)
 
-    @property
-    def state_directory(self) -> Path:
-        return self._dir
-
-    def describe(self) -> tee_backend.TeeDescription:
-        return self._quote_device.describe()
-
-    def set_quote_latency(self, milliseconds: int) -> None:
-        """Make each quote take ``milliseconds`` more, slept under the device's lock."""
-        self._quote_device.set_quote_latency(milliseconds)
-
     def get_quote(self, report_data: bytes) -> bytes:
         """A quote over the registers as they are now; the latency is spent after they are read."""
         return self._quote(report_data)[0]
 
     def _quote(self, report_data: bytes) -> tuple[bytes, bytes]:
         """The quote, and the runtime-log register it carries."""
-        return self._quote_device.quote(self._quote_now, report_data)
+        return self._on_device(self._quote_now, report_data)
 
     def _quote_now(self, report_data: bytes) -> tuple[bytes, bytes]:
         """A TDX quote v4 over the current registers with REPORTDATA = ``report_data``,
