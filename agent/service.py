@@ -30,7 +30,7 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -576,17 +576,13 @@ class Agent:
     ) -> EvidencePredicate:
         """What every statement of a batch shares; binding and batch are replaced per request."""
         placeholder = Binding(b"\0" * 16, "0" * 64, bytes(48), self._key_id, datetime.now(UTC))
-        return EvidencePredicate(
-            binding=placeholder,
-            tee=self._tee_claims,
-            quote=attestation.quote,
-            runtime_log=events,
-            agent_key_pem=self._public_key_pem,
-            agent_version=attestd.__version__,
+        return evidence_predicate(
+            placeholder,
+            self._tee_claims,
+            attestation,
+            events,
+            self._public_key_pem,
             host=host_claims(),
-            certificates=attestation.certificates,
-            collateral=attestation.collateral,
-            ccel=_ccel_blob(attestation),
             log_start=start,
         )
 
@@ -751,6 +747,43 @@ def _hash_file_on_gpu(real: Path, path: str) -> Measurement:
         name=str(real), kind="file", digest={"blake3": digest},
         size_bytes=info.st_size, file_count=1,
     )  # fmt: skip
+
+
+def evidence_predicate(
+    binding: Binding,
+    tee: TeeClaims,
+    attestation: Attestation,
+    runtime_log: tuple[RuntimeEvent, ...],
+    agent_key_pem: str,
+    *,
+    host: Mapping[str, object],
+    agent_version: str = attestd.__version__,
+    log_start: LogCheckpoint = LOG_START,
+) -> EvidencePredicate:
+    """The predicate of the evidence over ``binding``: where each part of ``attestation`` goes.
+
+        attestation = backend.attest(report_data_for(binding))
+        predicate = evidence_predicate(
+            binding, TeeClaims.of(backend.describe()), attestation, events, pem, host=host
+        )
+
+    The one layout of the statement: the agent fills it per batch (its binding a
+    placeholder, replaced per request), and the conformance suite and the tests
+    build their evidence with it, so what they verify is what the agent ships.
+    """
+    return EvidencePredicate(
+        binding=binding,
+        tee=tee,
+        quote=attestation.quote,
+        runtime_log=runtime_log,
+        agent_key_pem=agent_key_pem,
+        agent_version=agent_version,
+        host=host,
+        certificates=attestation.certificates,
+        collateral=attestation.collateral,
+        ccel=_ccel_blob(attestation),
+        log_start=log_start,
+    )
 
 
 def _ccel_blob(attestation: Attestation) -> CcelBlob | None:

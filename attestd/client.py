@@ -40,8 +40,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import grpc
 
@@ -61,6 +60,19 @@ ArtifactSpec = agent_pb2.ArtifactSpec
 _CHANNEL_OPTIONS: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", 64 << 20)]
 
 
+class _Closing:
+    """A ``with`` block closes it: ``with AgentClient.unix(path) as client: ...``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()  # whether or not the block raised: nothing here outlives it
+
+
 class AgentCallError(AttestdError):
     """The agent refused or failed a call; ``code`` is the gRPC status."""
 
@@ -73,7 +85,7 @@ class AgentCallError(AttestdError):
         self.agent_reason = agent_reason
 
 
-class AgentClient:
+class AgentClient(_Closing):
     def __init__(self, channel: grpc.Channel, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self._channel = channel
         self._stub = agent_pb2_grpc.AgentStub(channel)  # type: ignore[no-untyped-call]
@@ -103,17 +115,6 @@ class AgentClient:
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         return cls(grpc.secure_channel(target, credentials, options=options), timeout)
-
-    def __enter__(self) -> AgentClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         self._channel.close()
@@ -227,7 +228,7 @@ class AgentClient:
         return response.event
 
 
-class Recorder:
+class Recorder(_Closing):
     """Events recorded on one ``RecordEvents`` stream: the per-call cost of gRPC is paid once.
 
         with agent.recorder() as recorder:
@@ -280,17 +281,6 @@ class Recorder:
     def _end(self) -> None:
         self._closed = True
         self._requests.put(None)
-
-    def __enter__(self) -> Recorder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class RecorderClosedError(AttestdError):

@@ -57,24 +57,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.utils import CryptographyDeprecationWarning
 
+from attestd.conformance._evidence import MODEL, binding, demo_events, simulated_statement
 from attestd.evidence import (
-    BatchMembership,
-    Binding,
-    EvidencePredicate,
     RuntimeEvent,
-    Statement,
-    Subject,
-    TeeClaims,
     event_digest,
     format_rfc3339,
-    key_id,
     load_public_key_pem,
     open_evidence,
-    public_key_pem,
-    replay,
-    report_data_for_root,
     sign_statement,
-    subjects_digest,
     verify_envelope,
 )
 from attestd.tee import _cache
@@ -88,8 +78,6 @@ from attestd.tee.tdx.simulated import SimulatedTdxBackend
 from attestd.tee.tdx.verify import VerifyOptions, verify_quote
 from attestd.verifier import AppraisalStatus, appraise, load_policy
 from attestd.verifier.policy import Policy
-
-MODEL = Subject("/srv/models/demo", {"sha256": "11" * 32})
 
 
 class _Backend(Protocol):
@@ -108,47 +96,24 @@ class Workload:
     now: datetime
 
 
-def _events(stamp: str) -> tuple[RuntimeEvent, ...]:
-    return (
-        RuntimeEvent(0, "pipeline", "stage.start", b"train", stamp),
-        RuntimeEvent(1, "artifacts", "model.load", MODEL.name.encode(), stamp),
-        RuntimeEvent(2, "pipeline", "stage.end", b"train", stamp),
-    )
-
-
 def _build(
-    name: str, backend: _Backend, events: Sequence[RuntimeEvent], count: int, policy: Policy
+    name: str,
+    backend: SimulatedTdxBackend | SimulatedSnpBackend,
+    events: Sequence[RuntimeEvent],
+    count: int,
+    policy: Policy,
 ) -> Workload:
     key = ec.generate_private_key(ec.SECP256R1())
     issued_at = datetime.now(UTC).replace(microsecond=0)
     items = []
     for _ in range(count):
         nonce = os.urandom(32)
-        binding = Binding(
-            nonce=nonce,
-            subjects_digest=subjects_digest((MODEL,)),
-            log_head=replay(events),
-            agent_key_id=key_id(key.public_key()),
-            issued_at=issued_at,
-        )
         # A lone request is a batch of one (the agent's one evidence format): the quote
         # binds that tree's root, and the evidence carries the (empty) inclusion proof.
-        batch = BatchMembership.alone(binding)
-        attestation = backend.attest(report_data_for_root(batch.root))
-        predicate = EvidencePredicate(
-            binding=binding,
-            tee=TeeClaims.of(backend.describe()),
-            quote=attestation.quote,
-            runtime_log=tuple(events),
-            agent_key_pem=public_key_pem(key.public_key()),
-            agent_version="0.1.0",
-            host={"hostname": "bench"},
-            certificates=attestation.certificates,
-            collateral=dict(attestation.collateral) if attestation.collateral else None,
-            batch=batch,
-        )
-        evidence = sign_statement(Statement((MODEL,), predicate), key)
-        items.append((evidence, nonce, attestation.quote))
+        bound = binding(key, (MODEL,), events, nonce=nonce, issued_at=issued_at)
+        statement = simulated_statement(backend, key, (MODEL,), events, bound, host="bench")
+        evidence = sign_statement(statement, key)
+        items.append((evidence, nonce, statement.predicate.quote))
     return Workload(name, items, policy, issued_at + timedelta(seconds=2))
 
 
@@ -162,7 +127,7 @@ def _policy(directory: Path, backend: _Backend, table: str) -> Policy:
 
 def tdx_workload(directory: Path, count: int) -> tuple[Workload, Callable[[bytes], None]]:
     backend = SimulatedTdxBackend.open(directory / "tdx")
-    events = _events(format_rfc3339(datetime.now(UTC)))
+    events = demo_events(format_rfc3339(datetime.now(UTC)))
     for event in events:
         backend.extend_runtime_register(event_digest(event))
     body = parse_quote(backend.get_quote(bytes(64))).body
@@ -186,7 +151,7 @@ _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 
 def snp_workload(directory: Path, count: int) -> tuple[Workload, Callable[[bytes], None]]:
     backend = SimulatedSnpBackend.open(directory / "snp")
-    events = _events(format_rfc3339(datetime.now(UTC)))
+    events = demo_events(format_rfc3339(datetime.now(UTC)))
     measurement = parse_report(backend.get_quote(bytes(64))).measurement.hex()
     table = f'[snp]\nmeasurement = ["{measurement}"]'
     workload = _build("SEV-SNP", backend, events, count, _policy(directory, backend, table))
@@ -299,8 +264,12 @@ def tdx_stages(
     """
     root = workload.policy.trust.simulated_root
     assert root is not None  # a simulated policy
-    names = ("parse envelope + statement", "envelope signature", "quote parse + signature")
-    names += ("TCB status (dcap verdict)",)
+    names: tuple[str, ...] = (
+        "parse envelope + statement",
+        "envelope signature",
+        "quote parse + signature",
+        "TCB status (dcap verdict)",
+    )
     samples: dict[str, list[float]] = {n: [] for n in (*names, "appraise", "dcap-qvl")}
     fresh = iter(workload.items[-3 * items :])
     for _ in range(items):

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +37,62 @@ def free_port() -> int:
         return port
 
 
+def port_open(port: int) -> bool:
+    """Whether something listens on loopback ``port``."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+class ChildDaemon:
+    """A daemon a test runs as a child process: started until it answers, then stopped or killed.
+
+    Subclasses (dataclasses) declare ``process`` as a field and start through :meth:`_spawn`.
+    """
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(
+        self,
+        what: str,
+        module: str,
+        config: Path,
+        log_path: Path,
+        ready: Callable[[], bool],
+        timeout: float,
+    ) -> None:
+        """Run ``python -m module --config config`` (the ``what``) until ``ready()``.
+
+        Its output goes to ``log_path``, which an early exit or a timeout shows.
+        """
+        log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, "--config", str(config)], stderr=log, stdout=log
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{what} exited early:\n{log_path.read_text()}")
+            if ready():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{what} did not start:\n{log_path.read_text()}")
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
+
+
 @dataclass
-class AgentProcess:
+class AgentProcess(ChildDaemon):
     """One `attestd` process with its own state, socket, TLS PKI and artifact root."""
 
     workdir: Path
@@ -103,38 +158,16 @@ roots = ["{self.models}"]
 
     def start(self, timeout: float = 30) -> None:
         self.write_config()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "attestd.agent.main", "--config", str(self.config_path)],
-            stderr=log,
-            stdout=log,
+        self._spawn(
+            "agent",
+            "attestd.agent.main",
+            self.config_path,
+            self.log_path,
+            lambda: self.socket_path.exists() and port_open(self.port),
+            timeout,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"agent exited early:\n{self.log_path.read_text()}")
-            if self.socket_path.exists() and self._tcp_open():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"agent did not start:\n{self.log_path.read_text()}")
 
-    def _tcp_open(self) -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self.process = None
-        return code
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process = None
-        # A killed agent leaves its socket behind, as after a real crash.
+    # kill() leaves the agent's socket behind, as after a real crash.
 
     def pipeline(self) -> AgentClient:
         return AgentClient.unix(self.socket_path, timeout=30)

@@ -137,7 +137,6 @@ class StageResult:
             f"{', '.join(_short_name(a.name) for a in outputs) or '-'}"
         )
         licences = sorted({"-" if a.license is None else a.license for a in outputs})
-        reasons = [c.reason for c in self.checks if c.status is CheckStatus.FAIL and c.reason]
         warnings = [c.reason for c in self.checks if c.status is CheckStatus.WARN and c.reason]
         key = self.agent_key_id or "-"
         return (
@@ -147,7 +146,7 @@ class StageResult:
             key[:19] + "..." if len(key) > 22 else key,
             flow,
             ", ".join(licences) or "-",
-            ", ".join(dict.fromkeys(reasons or warnings)) or "ok",
+            ", ".join(dict.fromkeys(self.reasons or warnings)) or "ok",
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -32,20 +32,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestd.conformance._evidence import binding, simulated_statement
 from attestd.evidence import (
-    Binding,
-    EvidencePredicate,
     RuntimeEvent,
-    Statement,
-    TeeClaims,
     event_digest,
     format_rfc3339,
     key_id,
-    public_key_pem,
-    replay,
-    report_data_for,
     sign_statement,
-    subjects_digest,
 )
 from attestd.evidence.envelope import sign_json
 from attestd.evidence.provenance import (
@@ -59,7 +52,7 @@ from attestd.evidence.provenance import (
 from attestd.evidence.stack import SoftwareStack
 from attestd.evidence.subjects import statement_subjects
 from attestd.tee.snp import _simulated_pki as snp_pki
-from attestd.tee.snp.abi import CertKind, parse_cert_table, parse_report
+from attestd.tee.snp.abi import parse_report
 from attestd.tee.snp.simulated import STATE_SUBDIR as SNP_STATE_SUBDIR
 from attestd.tee.snp.simulated import SimulatedSnpBackend
 from attestd.tee.tdx.abi import parse_quote
@@ -124,35 +117,11 @@ class StageAgent:
         """Evidence over ``subjects`` answering ``nonce``, signed by the agent key."""
         chosen = tuple(statement_subjects([a.subject() for a in subjects], self.key_id))
         events = tuple(self.events)
-        binding = Binding(
-            nonce=nonce,
-            subjects_digest=subjects_digest(chosen),
-            log_head=replay(events),
-            agent_key_id=self.key_id,
-            issued_at=issued_at or self.clock(),
+        bound = binding(self.key, chosen, events, nonce=nonce, issued_at=issued_at or self.clock())
+        statement = simulated_statement(
+            self.backend, self.key, chosen, events, bound, host=f"test-{self.tee}"
         )
-        report_data = report_data_for(binding)
-        certificates: tuple[bytes, ...] = ()
-        collateral = None
-        if isinstance(self.backend, SimulatedTdxBackend):
-            quote = self.backend.get_quote(report_data)
-            collateral = json.loads(self.backend.collateral_json())
-        else:
-            quote, table = self.backend.get_report_with_certificates(report_data)
-            entries = parse_cert_table(table)
-            certificates = tuple(entries[k] for k in (CertKind.VCEK, CertKind.ASK, CertKind.ARK))
-        predicate = EvidencePredicate(
-            binding=binding,
-            tee=TeeClaims.of(self.backend.describe()),
-            quote=quote,
-            runtime_log=events,
-            agent_key_pem=public_key_pem(self.key.public_key()),
-            agent_version="0.1.0",
-            host={"hostname": f"test-{self.tee}"},
-            certificates=certificates,
-            collateral=collateral,
-        )
-        return sign_statement(Statement(chosen, predicate), self.key)
+        return sign_statement(statement, self.key)
 
     def layout_tables(self, directory: Path, stage_index: int) -> list[str]:
         """The TOML of this agent's root and launch values for ``[[stages]]`` entry ``index``."""

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from attestd.conformance import _chains as chains
+from attestd.conformance import _evidence as simulated
 from attestd.conformance import _fixtures as fixtures
 from attestd.conformance import adapter
 from attestd.conformance._seeded import DeterministicKey, SeededStream, seeded
@@ -42,12 +43,10 @@ from attestd.evidence import (
     BatchMembership,
     Binding,
     CcelBlob,
-    EvidencePredicate,
     LogCheckpoint,
     RuntimeEvent,
     Statement,
     Subject,
-    TeeClaims,
     event_digest,
     format_rfc3339,
     key_id,
@@ -57,7 +56,6 @@ from attestd.evidence import (
     report_data_for,
     report_data_for_root,
     sign_statement,
-    subjects_digest,
 )
 from attestd.evidence.envelope import sign_json
 from attestd.evidence.merkle import inclusion_proofs, tree_root
@@ -100,8 +98,8 @@ ISSUED_AT = tdx_pki.NOT_VALID_BEFORE + timedelta(days=400)
 NOW = ISSUED_AT + timedelta(seconds=2)
 NONCE = hashlib.sha256(b"attestd conformance nonce").digest()
 OTHER_NONCE = hashlib.sha256(b"attestd conformance other nonce").digest()
-MODEL = Subject("/srv/models/demo", {"sha256": "11" * 32})
-DATASET = Subject("/srv/data/train.parquet", {"sha256": "22" * 32})
+MODEL = simulated.MODEL
+DATASET = simulated.DATASET
 
 GAPS: dict[str, str] = {}
 """Parts of the suite not generated yet, by name: the manifest lists them as ``gaps``."""
@@ -145,29 +143,15 @@ class _Td:
     events: tuple[RuntimeEvent, ...]
 
     def binding(self, nonce: bytes, subjects: Sequence[Subject], **changes: Any) -> Binding:
-        values: dict[str, Any] = {
-            "nonce": nonce,
-            "subjects_digest": subjects_digest(subjects),
-            "log_head": replay(self.events),
-            "agent_key_id": key_id(self.key.public_key()),
-            "issued_at": ISSUED_AT,
-        }
-        return Binding(**(values | changes))
+        bound = simulated.binding(self.key, subjects, self.events, nonce=nonce, issued_at=ISSUED_AT)
+        return dataclasses.replace(bound, **changes)
 
     def statement(self, nonce: bytes = NONCE, **changes: Any) -> Statement:
         subjects = tuple(statement_subjects((MODEL, DATASET), key_id(self.key.public_key())))
-        binding = self.binding(nonce, subjects, **changes)
-        predicate = EvidencePredicate(
-            binding=binding,
-            tee=TeeClaims.of(self.backend.describe()),
-            quote=self.backend.get_quote(report_data_for(binding)),
-            runtime_log=self.events,
-            agent_key_pem=public_key_pem(self.key.public_key()),
-            agent_version="0.1.0",
-            host={"hostname": "conformance-td"},
-            collateral=json.loads(self.backend.collateral_json()),
+        bound = self.binding(nonce, subjects, **changes)
+        return simulated.simulated_statement(
+            self.backend, self.key, subjects, self.events, bound, host="conformance-td"
         )
-        return Statement(subjects, predicate)
 
     def policy(self, *, tdx: dict[str, str] | None = None, artifact: str | None = None) -> bytes:
         body = parse_tdx_quote(self.backend.get_quote(bytes(64))).body
@@ -183,12 +167,7 @@ class _Td:
 
 def _td(state: Path, stream: SeededStream) -> _Td:
     backend = SimulatedTdxBackend.open(state)
-    stamp = format_rfc3339(ISSUED_AT)
-    events = (
-        RuntimeEvent(0, "pipeline", "stage.start", b"train", stamp),
-        RuntimeEvent(1, "artifacts", "model.load", MODEL.name.encode(), stamp),
-        RuntimeEvent(2, "pipeline", "stage.end", b"train", stamp),
-    )
+    events = simulated.demo_events(format_rfc3339(ISSUED_AT))
     for event in events:
         backend.extend_runtime_register(event_digest(event))
     return _Td(backend, stream.signing_key(), stream.signing_key(), events)
@@ -1225,25 +1204,11 @@ class _SnpGuest:
 
     def statement(self, nonce: bytes = NONCE, issued_at: datetime = ISSUED_AT) -> Statement:
         subjects = tuple(statement_subjects((MODEL, DATASET), key_id(self.key.public_key())))
-        binding = Binding(
-            nonce=nonce,
-            subjects_digest=subjects_digest(subjects),
-            log_head=replay(self.events),  # SNP has no runtime register: REPORTDATA binds it
-            agent_key_id=key_id(self.key.public_key()),
-            issued_at=issued_at,
+        # SNP has no runtime register: REPORTDATA binds the log's head.
+        bound = simulated.binding(self.key, subjects, self.events, nonce=nonce, issued_at=issued_at)
+        return simulated.simulated_statement(
+            self.backend, self.key, subjects, self.events, bound, host="conformance-snp-guest"
         )
-        attestation = self.backend.attest(report_data_for(binding))
-        predicate = EvidencePredicate(
-            binding=binding,
-            tee=TeeClaims.of(self.backend.describe()),
-            quote=attestation.quote,
-            runtime_log=self.events,
-            agent_key_pem=public_key_pem(self.key.public_key()),
-            agent_version="0.1.0",
-            host={"hostname": "conformance-snp-guest"},
-            certificates=attestation.certificates,
-        )
-        return Statement(subjects, predicate)
 
     def resigned(self, quote: bytes, **changes: Any) -> bytes:
         """``quote`` with ``changes`` to its fields, signed again by the platform's VCEK."""

@@ -29,8 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -42,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from attestd.tee import _state
 from attestd.tee import backend as tee_backend
+from attestd.tee._simulated import SimulatedGuest
 from attestd.tee.errors import DeviceError, InvalidArgumentError, TeeUnavailableError
 from attestd.tee.snp import _simulated_pki as pki
 from attestd.tee.snp.abi import (
@@ -88,11 +87,6 @@ _REPORT_ID_MA = b"\xff" * 32
 
 #: The keys the simulated host can sign with, by name, as the report's SIGNING_KEY values.
 SIGNING_KEYS: Mapping[str, int] = {"vcek": SIGNING_KEY_VCEK, "vlek": SIGNING_KEY_VLEK}
-
-
-_QUOTE_DEVICE = threading.Lock()
-"""Serializes simulated quotes in this process, as the guest driver's global lock does
-configfs-tsm requests (one report at a time, each waiting for the host)."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +143,7 @@ MEASUREMENT_WIDTHS: Mapping[str, int | None] = {
 }
 
 
-class SimulatedSnpBackend:
+class SimulatedSnpBackend(SimulatedGuest):
     """The TeeBackend of a simulated SEV-SNP guest; open it with :meth:`open`."""
 
     def __init__(
@@ -159,8 +153,7 @@ class SimulatedSnpBackend:
         launch: Mapping[str, bytes | int],
         signing_key: str = "vcek",
     ) -> None:
-        self._dir = directory
-        self._latency_s = 0.0
+        super().__init__(directory, tee_backend.TeeType.SEV_SNP, ROOT_OF_TRUST, BACKEND_NAME)
         self._pki = platform
         self._launch = dict(launch)
         self._chip_id = platform.chip_id
@@ -210,34 +203,9 @@ class SimulatedSnpBackend:
             _save_launch(directory, launch)
         return cls(directory, platform, launch, signing_key)
 
-    @property
-    def state_directory(self) -> Path:
-        return self._dir
-
-    def describe(self) -> tee_backend.TeeDescription:
-        return tee_backend.TeeDescription(
-            tee=tee_backend.TeeType.SEV_SNP,
-            simulated=True,
-            root_of_trust=ROOT_OF_TRUST,
-            backend=BACKEND_NAME,
-        )
-
-    def set_quote_latency(self, milliseconds: int) -> None:
-        """Make each quote take ``milliseconds`` more, sleeping (not computing) under the
-        simulated device's lock, like a configfs-tsm request waiting for the host."""
-        if milliseconds < 0:
-            raise InvalidArgumentError(f"quote latency must be >= 0 ms, not {milliseconds}")
-        self._latency_s = milliseconds / 1000
-
     def get_quote(self, report_data: bytes) -> bytes:
         """A quote over the registers as they are now; the latency is spent after they are read."""
-        with _QUOTE_DEVICE:
-            quote = self._quote_now(report_data)
-            if self._latency_s:
-                # Not sleep(0) without a latency: that drops and re-takes the GIL,
-                # which under load waits up to a switch interval for nothing.
-                time.sleep(self._latency_s)
-        return quote
+        return self._on_device(self._quote_now, report_data)
 
     def _quote_now(self, report_data: bytes) -> bytes:
         """A version 3 attestation report with REPORT_DATA = ``report_data``."""

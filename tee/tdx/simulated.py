@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
@@ -41,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestd.tee import _state
 from attestd.tee import backend as tee_backend
+from attestd.tee._simulated import SimulatedGuest
 from attestd.tee.errors import DeviceError, InvalidArgumentError
 from attestd.tee.tdx import _simulated_pki as pki
 from attestd.tee.tdx import _simulated_registers as registers_file
@@ -99,11 +98,6 @@ _QE_MR_ENCLAVE = hashlib.sha256(b"attestd simulated quoting enclave").digest()
 _QE = pki.SIMULATED_QE  # what the QE identity in the simulated collateral names
 
 
-_QUOTE_DEVICE = threading.Lock()
-"""Serializes simulated quotes in this process, as the guest driver's global lock does
-configfs-tsm requests (one report at a time, each waiting for the host)."""
-
-
 @dataclass(frozen=True)
 class SimulatedTdMeasurements:
     """Measurements to impose on the simulated TD; ``None`` keeps what the state holds."""
@@ -148,12 +142,11 @@ def _raw_public_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return point[1:]
 
 
-class SimulatedTdxBackend:
+class SimulatedTdxBackend(SimulatedGuest):
     """The TeeBackend of a simulated TD; open it with :meth:`open`."""
 
     def __init__(self, directory: Path, platform: pki.SimulatedPki) -> None:
-        self._dir = directory
-        self._latency_s = 0.0
+        super().__init__(directory, tee_backend.TeeType.TDX, ROOT_OF_TRUST, BACKEND_NAME)
         self._pki = platform
         self._attestation_key = _raw_public_key(platform.attestation_key)
         self._certification_data = self._quoting_enclave_proof()
@@ -177,38 +170,13 @@ class SimulatedTdxBackend:
             registers_file.prepare(directory, MEASUREMENT_DEFAULTS, imposed)
         return cls(directory, platform)
 
-    @property
-    def state_directory(self) -> Path:
-        return self._dir
-
-    def describe(self) -> tee_backend.TeeDescription:
-        return tee_backend.TeeDescription(
-            tee=tee_backend.TeeType.TDX,
-            simulated=True,
-            root_of_trust=ROOT_OF_TRUST,
-            backend=BACKEND_NAME,
-        )
-
-    def set_quote_latency(self, milliseconds: int) -> None:
-        """Make each quote take ``milliseconds`` more, sleeping (not computing) under the
-        simulated device's lock, like a configfs-tsm request waiting for the host."""
-        if milliseconds < 0:
-            raise InvalidArgumentError(f"quote latency must be >= 0 ms, not {milliseconds}")
-        self._latency_s = milliseconds / 1000
-
     def get_quote(self, report_data: bytes) -> bytes:
         """A quote over the registers as they are now; the latency is spent after they are read."""
         return self._quote(report_data)[0]
 
     def _quote(self, report_data: bytes) -> tuple[bytes, bytes]:
         """The quote, and the runtime-log register it carries."""
-        with _QUOTE_DEVICE:
-            quoted = self._quote_now(report_data)
-            if self._latency_s:
-                # Not sleep(0) without a latency: that drops and re-takes the GIL,
-                # which under load waits up to a switch interval for nothing.
-                time.sleep(self._latency_s)
-        return quoted
+        return self._on_device(self._quote_now, report_data)
 
     def _quote_now(self, report_data: bytes) -> tuple[bytes, bytes]:
         """A TDX quote v4 over the current registers with REPORTDATA = ``report_data``,

@@ -9,9 +9,8 @@ and sign it with ``sign()`` to make the evidence they need.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,21 +18,21 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestd.conformance._evidence import (
+    DATASET,
+    MODEL,
+    binding,
+    demo_events,
+    simulated_statement,
+)
 from attestd.evidence import (
-    Binding,
-    EvidencePredicate,
     RuntimeEvent,
     Statement,
     Subject,
-    TeeClaims,
     event_digest,
     format_rfc3339,
     key_id,
-    public_key_pem,
-    replay,
-    report_data_for,
     sign_statement,
-    subjects_digest,
 )
 from attestd.evidence.subjects import statement_subjects
 from attestd.tee.tdx import _simulated_pki as tdx_pki
@@ -42,16 +41,15 @@ from attestd.tee.tdx.simulated import SimulatedTdMeasurements, SimulatedTdxBacke
 from attestd.verifier.policy import Policy, load_policy
 
 NONCE = bytes.fromhex("5eed" * 16)
-MODEL = Subject("/srv/models/demo", {"sha256": "11" * 32})
-DATASET = Subject("/srv/data/train.parquet", {"sha256": "22" * 32})
 
 
 @dataclass(frozen=True)
-class Scenario:
-    """One simulated TD with its agent key, subjects, runtime log and clock."""
+class Guest:
+    """What every simulated guest of the tests has: an agent key, subjects, a log and a clock.
 
-    backend: SimulatedTdxBackend
-    state_dir: Path
+    Subclasses add their backend and ``statement``; evidence and policies are made alike.
+    """
+
     key: ec.EllipticCurvePrivateKey
     subjects: tuple[Subject, ...]
     events: tuple[RuntimeEvent, ...]
@@ -61,6 +59,33 @@ class Scenario:
     def now(self) -> datetime:
         """The verifier's clock: two seconds after the evidence was issued."""
         return self.issued_at + timedelta(seconds=2)
+
+    def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+        """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
+        return sign_statement(statement, key or self.key)
+
+    def evidence(self, **kwargs: object) -> bytes:
+        """Well-formed evidence; keyword arguments go to the subclass's ``statement``."""
+        make: Callable[..., Statement] = self.statement  # type: ignore[attr-defined]
+        return self.sign(make(**kwargs))
+
+    @staticmethod
+    def write_policy(directory: Path, lines: list[str], extra: str) -> Policy:
+        """The policy of ``lines``, then artifact rules for the subjects, then ``extra``."""
+        lines += ["[[artifacts]]", f'name = "{MODEL.name}"', f'sha256 = "{MODEL.digest["sha256"]}"']
+        lines += ["[[artifacts]]", f'name = "{DATASET.name}"']
+        lines += [f'sha256 = "{DATASET.digest["sha256"]}"', "required = false"]
+        path = directory / "policy.toml"
+        path.write_text("\n".join(lines) + "\n" + extra)
+        return load_policy(path)
+
+
+@dataclass(frozen=True)
+class Scenario(Guest):
+    """One simulated TD with its agent key, subjects, runtime log and clock."""
+
+    backend: SimulatedTdxBackend
+    state_dir: Path
 
     def statement(
         self,
@@ -78,33 +103,12 @@ class Scenario:
         # As the agent chooses them: with no artifact, the agent subject (evidence/subjects.py).
         key = key_id(self.key.public_key())
         chosen = tuple(given if exact_subjects else statement_subjects(given, key))
-        binding = Binding(
-            nonce=nonce,
-            subjects_digest=subjects_digest(chosen),
-            log_head=replay(self.events),
-            agent_key_id=key_id(self.key.public_key()),
-            issued_at=issued_at or self.issued_at,
+        bound = binding(
+            self.key, chosen, self.events, nonce=nonce, issued_at=issued_at or self.issued_at
         )
-        quote = self.backend.get_quote(report_data_for(binding))
-        predicate = EvidencePredicate(
-            binding=binding,
-            tee=TeeClaims.of(self.backend.describe()),
-            quote=quote,
-            runtime_log=self.events,
-            agent_key_pem=public_key_pem(self.key.public_key()),
-            agent_version="0.1.0",
-            host={"hostname": "test-td"},
-            collateral=json.loads(self.backend.collateral_json()),
+        return simulated_statement(
+            self.backend, self.key, chosen, self.events, bound, host="test-td"
         )
-        return Statement(chosen, predicate)
-
-    def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
-        """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
-        return sign_statement(statement, key or self.key)
-
-    def evidence(self, **kwargs: object) -> bytes:
-        """Well-formed evidence; keyword arguments go to ``statement``."""
-        return self.sign(self.statement(**kwargs))  # type: ignore[arg-type]
 
     def measurements(self) -> dict[str, str]:
         """MRTD and RTMR0..2 as the quotes report them, lowercase hex."""
@@ -134,24 +138,14 @@ class Scenario:
         if tdx:
             lines.append("[tdx]")
             lines += [f'{name} = ["{value}"]' for name, value in self.measurements().items()]
-        lines += ["[[artifacts]]", f'name = "{MODEL.name}"', f'sha256 = "{MODEL.digest["sha256"]}"']
-        lines += ["[[artifacts]]", f'name = "{DATASET.name}"']
-        lines += [f'sha256 = "{DATASET.digest["sha256"]}"', "required = false"]
-        path = directory / "policy.toml"
-        path.write_text("\n".join(lines) + "\n" + extra)
-        return load_policy(path)
+        return self.write_policy(directory, lines, extra)
 
 
 def make_scenario(state_dir: Path, measurements: SimulatedTdMeasurements | None = None) -> Scenario:
     """A simulated backend in ``state_dir`` whose RTMR3 has three events extended into it."""
     backend = SimulatedTdxBackend.open(state_dir, measurements)
     issued_at = datetime.now(UTC).replace(microsecond=0)
-    stamp = format_rfc3339(issued_at)
-    events = (
-        RuntimeEvent(0, "pipeline", "stage.start", b"train", stamp),
-        RuntimeEvent(1, "artifacts", "model.load", MODEL.name.encode(), stamp),
-        RuntimeEvent(2, "pipeline", "stage.end", b"train", stamp),
-    )
+    events = demo_events(format_rfc3339(issued_at))
     for event in events:
         backend.extend_runtime_register(event_digest(event))
     return Scenario(

@@ -16,47 +16,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestd.conformance._evidence import (
+    DATASET,
+    MODEL,
+    binding,
+    demo_events,
+    simulated_statement,
+)
 from attestd.evidence import (
-    Binding,
-    EvidencePredicate,
-    RuntimeEvent,
     Statement,
     Subject,
-    TeeClaims,
     format_rfc3339,
-    key_id,
-    public_key_pem,
-    replay,
-    report_data_for,
-    sign_statement,
-    subjects_digest,
 )
 from attestd.tee.snp import _simulated_pki as snp_pki
 from attestd.tee.snp.abi import parse_report
 from attestd.tee.snp.simulated import STATE_SUBDIR, SimulatedSnpBackend, SimulatedSnpMeasurements
-from attestd.verifier.policy import Policy, load_policy
-from tests.verifier.simulated_evidence import DATASET, MODEL, NONCE
+from attestd.verifier.policy import Policy
+from tests.verifier.simulated_evidence import NONCE, Guest
 
 
 @dataclass(frozen=True)
-class SnpScenario:
+class SnpScenario(Guest):
     """One simulated SEV-SNP guest with its agent key, subjects, runtime log and clock."""
 
     backend: SimulatedSnpBackend
-    key: ec.EllipticCurvePrivateKey
-    subjects: tuple[Subject, ...]
-    events: tuple[RuntimeEvent, ...]
-    issued_at: datetime
-
-    @property
-    def now(self) -> datetime:
-        """The verifier's clock: two seconds after the evidence was issued."""
-        return self.issued_at + timedelta(seconds=2)
 
     def statement(
         self,
@@ -67,33 +55,12 @@ class SnpScenario:
     ) -> Statement:
         """A statement with a fresh report over its binding, and the VCEK chain the agent ships."""
         chosen = tuple(self.subjects if subjects is None else subjects)
-        binding = Binding(
-            nonce=nonce,
-            subjects_digest=subjects_digest(chosen),
-            log_head=replay(self.events),
-            agent_key_id=key_id(self.key.public_key()),
-            issued_at=issued_at or self.issued_at,
+        bound = binding(
+            self.key, chosen, self.events, nonce=nonce, issued_at=issued_at or self.issued_at
         )
-        attestation = self.backend.attest(report_data_for(binding))
-        predicate = EvidencePredicate(
-            binding=binding,
-            tee=TeeClaims.of(self.backend.describe()),
-            quote=attestation.quote,
-            runtime_log=self.events,
-            agent_key_pem=public_key_pem(self.key.public_key()),
-            agent_version="0.1.0",
-            host={"hostname": "test-snp-guest"},
-            certificates=attestation.certificates,
+        return simulated_statement(
+            self.backend, self.key, chosen, self.events, bound, host="test-snp-guest"
         )
-        return Statement(chosen, predicate)
-
-    def sign(self, statement: Statement, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
-        """The DSSE evidence of ``statement``, signed by the agent key unless told otherwise."""
-        return sign_statement(statement, key or self.key)
-
-    def evidence(self, **kwargs: object) -> bytes:
-        """Well-formed evidence; keyword arguments go to ``statement``."""
-        return self.sign(self.statement(**kwargs))  # type: ignore[arg-type]
 
     def measurement(self) -> str:
         """The launch MEASUREMENT as the reports carry it, lowercase hex."""
@@ -108,12 +75,7 @@ class SnpScenario:
         lines = ["[trust]", 'root = "simulated"', 'simulated_root = "ark.pem"']
         lines += ["[freshness]", "max_age_seconds = 300", "max_clock_skew_seconds = 30"]
         lines += ["[snp]", snp if snp is not None else f'measurement = ["{self.measurement()}"]']
-        lines += ["[[artifacts]]", f'name = "{MODEL.name}"', f'sha256 = "{MODEL.digest["sha256"]}"']
-        lines += ["[[artifacts]]", f'name = "{DATASET.name}"']
-        lines += [f'sha256 = "{DATASET.digest["sha256"]}"', "required = false"]
-        path = directory / "policy.toml"
-        path.write_text("\n".join(lines) + "\n" + extra)
-        return load_policy(path)
+        return self.write_policy(directory, lines, extra)
 
 
 def make_snp_scenario(
@@ -133,12 +95,7 @@ def make_snp_scenario(
         snp_pki.save(platform, directory)
     backend = SimulatedSnpBackend.open(state_dir, measurements)
     issued_at = datetime.now(UTC).replace(microsecond=0)
-    stamp = format_rfc3339(issued_at)
-    events = (
-        RuntimeEvent(0, "pipeline", "stage.start", b"train", stamp),
-        RuntimeEvent(1, "artifacts", "model.load", MODEL.name.encode(), stamp),
-        RuntimeEvent(2, "pipeline", "stage.end", b"train", stamp),
-    )
+    events = demo_events(format_rfc3339(issued_at))
     return SnpScenario(
         backend=backend,
         key=ec.generate_private_key(ec.SECP256R1()),

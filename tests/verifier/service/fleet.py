@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from attestd.verifier.service.roles import certificate_pin
 from attestd.verifier.service.store import AgentSpec
 from tests.agent.pki import write_pki
-from tests.harness import MRTD, SNP_MEASUREMENT, AgentProcess, free_port
+from tests.harness import MRTD, SNP_MEASUREMENT, AgentProcess, ChildDaemon, free_port, port_open
 
 
 def policy_for(agent: AgentProcess) -> Path:
@@ -74,7 +69,7 @@ def restore_state(agent: AgentProcess, snapshot: Path) -> None:
 
 
 @dataclass
-class VerifierProcess:
+class VerifierProcess(ChildDaemon):
     """One ``attestd-verifier`` process; the service PKI and EAR key are shared by replicas."""
 
     workdir: Path
@@ -127,34 +122,14 @@ urls = [{urls}]
 
     def start(self, timeout: float = 30) -> None:
         config = self.write_config()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "attestd.verifier.service.main", "--config", str(config)],
-            stdout=log,
-            stderr=log,
+        self._spawn(
+            "verifier",
+            "attestd.verifier.service.main",
+            config,
+            self.log_path,
+            lambda: port_open(self.port),
+            timeout,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"verifier exited early:\n{self.log_path.read_text()}")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"verifier did not start:\n{self.log_path.read_text()}")
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self.process = None
-        return code
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process = None
 
     def connection(self, who: str = "admin") -> list[str]:
         """``attestctl fleet`` options reaching this service as ``who`` (admin or reader)."""
