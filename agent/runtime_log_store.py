@@ -316,6 +316,12 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
 
     @property
+    def busy(self) -> bool:
+        """Whether a group is being committed or events wait for one (read without the lock:
+        a hint for work that should step aside, never a decision about the log)."""
+        return self._leading or bool(self._queue)
+
+    @property
     def queued(self) -> int:
         """Callers waiting for a group to take their event (not those being committed)."""
         with self._turn:

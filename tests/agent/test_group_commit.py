@@ -331,3 +331,47 @@ def test_close_commits_what_was_submitted_and_refuses_what_comes_later(
         committer.submit("pipeline", "late", b"")
     with pytest.raises(NotServingError):
         committer.commit("pipeline", "late", b"")
+
+
+def test_busy_says_a_group_is_being_committed_or_waits(store: RuntimeLogStore) -> None:
+    gate = Gate()
+    committer = GroupCommitter(store, apply=gate, admit=_admit)
+    assert not committer.busy
+    with ThreadPoolExecutor(N + 1) as pool:
+        seen: list[bool] = []
+        first, rest = _one_group_behind_a_held_leader(
+            committer, gate, pool, lambda: seen.append(committer.busy)
+        )
+        [f.result(10) for f in [first, *rest]]
+    assert seen == [True]  # a leader held in apply, N callers queued behind it
+    assert not committer.busy  # both groups committed, nothing queued
+
+
+class _Committer:
+    """A committer whose ``busy`` is True for its first ``reads`` looks."""
+
+    def __init__(self, reads: int) -> None:
+        self.reads = reads
+        self.looks = 0
+
+    @property
+    def busy(self) -> bool:
+        self.looks += 1
+        return self.looks <= self.reads
+
+
+def test_signing_steps_aside_while_a_group_is_committed_and_no_longer() -> None:
+    from types import SimpleNamespace
+
+    done = _Committer(reads=0)
+    Agent._step_aside(SimpleNamespace(_committer=done))  # type: ignore[arg-type]
+    assert done.looks == 1  # not busy: straight on
+
+    three = _Committer(reads=3)
+    Agent._step_aside(SimpleNamespace(_committer=three))  # type: ignore[arg-type]
+    assert three.looks == 4  # waited while busy, went on at the first look it was not
+
+    stuck = _Committer(reads=10**9)
+    began = time.monotonic()
+    Agent._step_aside(SimpleNamespace(_committer=stuck))  # type: ignore[arg-type]
+    assert stuck.looks > 1 and time.monotonic() - began < 5  # bounded, never a hang
