@@ -362,14 +362,7 @@ class Poller:
             events = open_evidence(envelope)[1].predicate.runtime_log[: checkpoint.length]
             if hmac.compare_digest(replay(events), checkpoint.head):
                 return None  # it holds the checkpoint after all: the refusal stands as it is
-        reason = LOG_REGRESSION if reached.length < checkpoint.length else LOG_FORK
-        _log.error(
-            "%s: the pushed log (%d events) does not extend the %d verified",
-            reason,
-            reached.length,
-            checkpoint.length,
-        )
-        return Outcome("contraindicated", reason, started)
+        return _divergence("pushed", reached.length, checkpoint, started)
 
     # -- one pull ----------------------------------------------------------------------------
 
@@ -463,15 +456,7 @@ class Poller:
         )
 
     def _diverged(self, client: AgentClient, checkpoint: LogCheckpoint, started: float) -> Outcome:
-        length = client.runtime_log(0, 1).length
-        reason = LOG_REGRESSION if length < checkpoint.length else LOG_FORK
-        _log.error(
-            "%s: the agent's log (%d events) does not extend the %d verified",
-            reason,
-            length,
-            checkpoint.length,
-        )
-        return Outcome("contraindicated", reason, started)
+        return _divergence("agent's", client.runtime_log(0, 1).length, checkpoint, started)
 
     def _client(self, agent: AgentRecord) -> AgentClient:
         """The agent's client, kept between pulls: one TLS handshake, not one per pull.
@@ -554,6 +539,21 @@ def _log_disowned(client: AgentClient) -> bool:
     except AgentCallError:
         return False
     return not info.serving and bool(info.serving_problem)
+
+
+def _divergence(whose: str, length: int, checkpoint: LogCheckpoint, started: float) -> Outcome:
+    """A log of ``length`` events that does not hold the verified checkpoint: shorter is
+    ``log_regression`` (a rollback), anything else ``log_fork`` (rewritten, or a second agent).
+    """
+    reason = LOG_REGRESSION if length < checkpoint.length else LOG_FORK
+    _log.error(
+        "%s: the %s log (%d events) does not extend the %d verified",
+        reason,
+        whose,
+        length,
+        checkpoint.length,
+    )
+    return Outcome("contraindicated", reason, started)
 
 
 def _mtime(path: str) -> int:
