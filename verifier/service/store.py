@@ -718,9 +718,7 @@ class Store:
         """Issue ``nonce`` and read the verified checkpoint, in one transaction."""
         with self._raw_tx() as cursor:
             self._insert_nonce(cursor, agent_id, nonce, now=now, ttl_s=ttl_s)
-            cursor.execute(self._sql.select_checkpoint, (agent_id,))
-            row = cursor.fetchone()
-        return None if row is None else LogCheckpoint(int(row[0]), bytes(row[1]))
+            return self._read_checkpoint(cursor, agent_id)
 
     def consume_nonce(self, agent_id: int, nonce: bytes, *, now: float) -> bool:
         """Accept ``nonce`` for ``agent_id`` once: False if unknown, expired or already used.
@@ -746,8 +744,11 @@ class Store:
     def checkpoint(self, agent_id: int) -> LogCheckpoint | None:
         """The verified prefix of the agent's log, None before its first verified log."""
         with self._raw_tx(write=False) as cursor:
-            cursor.execute(self._sql.select_checkpoint, (agent_id,))
-            row = cursor.fetchone()
+            return self._read_checkpoint(cursor, agent_id)
+
+    def _read_checkpoint(self, cursor: Any, agent_id: int) -> LogCheckpoint | None:
+        cursor.execute(self._sql.select_checkpoint, (agent_id,))
+        row = cursor.fetchone()
         return None if row is None else LogCheckpoint(int(row[0]), bytes(row[1]))
 
     def finish(
