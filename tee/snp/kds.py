@@ -97,18 +97,28 @@ class VcekUnavailableError(TeeError):
     reason = "vcek_unavailable"
 
 
-def _check_source(kds_base_url: str | None, timeout_s: float, max_bytes: int) -> None:
-    """A source's settings, checked where it is made (ValueError)."""
-    if kds_base_url is not None:
-        scheme = urllib.parse.urlsplit(kds_base_url).scheme
-        if scheme not in ("https", "http"):
-            raise ValueError(f"kds_base_url must be an http(s) URL, not {kds_base_url!r}")
-    if timeout_s <= 0 or max_bytes <= 0:
-        raise ValueError("timeout_s and max_bytes must be positive")
+@dataclass(frozen=True, kw_only=True)
+class _KdsSource:
+    """What the VCEK and CRL sources share: an offline store, a disk cache and AMD's KDS,
+    asked only when ``kds_base_url`` is set, within ``timeout_s`` and ``max_bytes``."""
+
+    offline_store: Path | None = None
+    cache_dir: Path | None = None
+    kds_base_url: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        if self.kds_base_url is not None:
+            scheme = urllib.parse.urlsplit(self.kds_base_url).scheme
+            if scheme not in ("https", "http"):
+                raise ValueError(f"kds_base_url must be an http(s) URL, not {self.kds_base_url!r}")
+        if self.timeout_s <= 0 or self.max_bytes <= 0:
+            raise ValueError("timeout_s and max_bytes must be positive")
 
 
-@dataclass(frozen=True)
-class VcekSource:
+@dataclass(frozen=True, kw_only=True)
+class VcekSource(_KdsSource):
     """Which sources :func:`get_vcek` may use, in its fixed order.
 
     ``kds_base_url=None`` keeps verification offline; ``cache_dir`` keeps what
@@ -116,14 +126,7 @@ class VcekSource:
     """
 
     use_certificate_table: bool = True
-    offline_store: Path | None = None
-    cache_dir: Path | None = None
-    kds_base_url: str | None = None
-    timeout_s: float = DEFAULT_TIMEOUT_S
     max_bytes: int = MAX_CERTIFICATE_BYTES
-
-    def __post_init__(self) -> None:
-        _check_source(self.kds_base_url, self.timeout_s, self.max_bytes)
 
 
 def vcek_url(
@@ -284,8 +287,8 @@ def crl_cache_name(url: str) -> str:
     return f"crl-{hashlib.sha256(url.encode()).hexdigest()}.json"
 
 
-@dataclass(frozen=True)
-class CrlSource:
+@dataclass(frozen=True, kw_only=True)
+class CrlSource(_KdsSource):
     """Where :func:`attestd.tee.snp.verify.check_not_revoked` gets the ARK's CRL.
 
         >>> source = CrlSource(offline_store=Path("/etc/attestd/crl"))
@@ -296,14 +299,7 @@ class CrlSource:
     goes online. With none of the three, every call raises ``collateral_unavailable``.
     """
 
-    offline_store: Path | None = None
-    cache_dir: Path | None = None
-    kds_base_url: str | None = None
-    timeout_s: float = DEFAULT_TIMEOUT_S
     max_bytes: int = MAX_CRL_BYTES
-
-    def __post_init__(self) -> None:
-        _check_source(self.kds_base_url, self.timeout_s, self.max_bytes)
 
     def crl(
         self,
