@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +89,18 @@ class ChildDaemon:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
         self.process = None
+
+
+def serving(process: AgentProcess) -> Iterator[AgentProcess]:
+    """Start ``process`` for a fixture to yield, then stop it, which must exit 0.
+
+    @pytest.fixture(scope="module")
+    def agent(tmp_path_factory):
+        yield from serving(AgentProcess(tmp_path_factory.mktemp("agent")))
+    """
+    process.start()
+    yield process
+    assert process.stop() == 0
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 
 from attestd.client import AgentCallError
 from tests.agent.pki import write_pki
-from tests.harness import AgentProcess
+from tests.harness import AgentProcess, serving
 
 NONCE = bytes(range(32))
 
@@ -20,9 +20,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     process = AgentProcess(tmp_path_factory.mktemp("agent"))
     # Written before start, so the harness keeps this PKI instead of making its own.
     write_pki(process.tls, clients={"client": None, "rsa1024": 1024, "rsa2048": 2048})
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(process)
 
 
 @pytest.mark.parametrize("call", ["info", "evidence", "runtime_log"])

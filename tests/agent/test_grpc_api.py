@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from attestd.agent.artifacts.gpu import cuda as gpu_cuda
 from attestd.cli.devpki import create_dev_pki
 from attestd.client import AgentCallError, AgentClient
-from tests.harness import SIMULATED_TEES, AgentProcess
+from tests.harness import SIMULATED_TEES, AgentProcess, serving
 
 NONCE = bytes(range(32))
 
@@ -29,9 +29,7 @@ def agent(
     model.mkdir()
     (model / "weights.bin").write_bytes(os.urandom(4096))
     (process.models / "single.bin").write_bytes(b"hello")
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(process)
 
 
 def _begin_stage(client: AgentClient, agent: AgentProcess) -> object:

@@ -29,7 +29,7 @@ from attestd.evidence import (
     replay,
 )
 from attestd.evidence.provenance import StageAttestation, StageProvenance
-from tests.harness import AgentProcess
+from tests.harness import AgentProcess, serving
 
 ME = Caller(os.getpid(), os.getuid(), os.getgid())
 NONCE = bytes(range(32))
@@ -49,9 +49,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     process.write_config()
     (process.models / "in.bin").write_bytes(b"input")
     (process.models / "out.bin").write_bytes(b"output")
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(process)
 
 
 def _listening(agent: AgentProcess) -> dict[str, object]:

@@ -21,7 +21,7 @@ from in_toto_attestation.v1 import statement_pb2
 from attestd import cli
 from attestd.evidence.provenance import StageAttestation
 from attestd.evidence.subjects import AGENT_SUBJECT_PREFIX
-from tests.harness import SIMULATED_TEES, AgentProcess
+from tests.harness import SIMULATED_TEES, AgentProcess, serving
 
 NONCE = bytes(range(32))
 
@@ -58,9 +58,7 @@ def agent(
     process.write_config()
     (process.models / "base.bin").write_bytes(os.urandom(4096))
     (process.models / "tuned.bin").write_bytes(os.urandom(4096))
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(process)
 
 
 def test_every_statement_the_agent_emits_validates(agent: AgentProcess) -> None:

@@ -20,7 +20,7 @@ from attestd.client import AgentCallError, RecorderClosedError
 from attestd.evidence import RuntimeEvent, event_digest, replay
 from attestd.tee.tdx.simulated import SimulatedTdxBackend
 from attestd.v1 import agent_pb2, agent_pb2_grpc
-from tests.harness import AgentProcess
+from tests.harness import AgentProcess, serving
 
 ME = Caller(os.getpid(), os.getuid(), os.getgid())
 NONCE = b"n" * 32
@@ -28,10 +28,7 @@ NONCE = b"n" * 32
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    process = AgentProcess(tmp_path_factory.mktemp("stream"))
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(AgentProcess(tmp_path_factory.mktemp("stream")))
 
 
 def test_each_event_is_acknowledged_in_order_and_logged_with_its_caller(

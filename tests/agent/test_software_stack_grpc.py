@@ -26,7 +26,7 @@ import pytest
 
 from attestd.evidence.provenance import StageAttestation, StageProvenance
 from attestd.evidence.stack import Distribution
-from tests.harness import MRTD, RTMRS, AgentProcess
+from tests.harness import MRTD, RTMRS, AgentProcess, serving
 
 PIPELINE = "software-e2e"
 PLANTED = "attestd-planted-dist"
@@ -97,9 +97,7 @@ def plant_distribution(site: Path, name: str = PLANTED) -> str:
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     process = AgentProcess(tmp_path_factory.mktemp("software-grpc"))
     process.write_config()
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(process)
 
 
 @pytest.fixture(scope="module")

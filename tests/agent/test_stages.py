@@ -41,7 +41,7 @@ from attestd.evidence.provenance import (
 from attestd.evidence.runtime_log_format import parse_rfc3339
 from attestd.verifier import AppraisalStatus, appraise, load_policy
 from tests.fakes.tee import FakeTeeBackend
-from tests.harness import MRTD, RTMRS, SIMULATED_TEES, SNP_MEASUREMENT, AgentProcess
+from tests.harness import MRTD, RTMRS, SIMULATED_TEES, SNP_MEASUREMENT, AgentProcess, serving
 
 
 @pytest.fixture(scope="module", params=SIMULATED_TEES)
@@ -56,9 +56,7 @@ def agent(
     (process.models / "tuned.bin").write_bytes(os.urandom(4096))
     (process.models / "report.json").write_text('{"accuracy": 0.9}')
     (process.models / "alias.bin").symlink_to("base.bin")
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(process)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from attestd.cli import main
-from tests.harness import MRTD, RTMRS, SIMULATED_TEES, SNP_MEASUREMENT, AgentProcess
+from tests.harness import MRTD, RTMRS, SIMULATED_TEES, SNP_MEASUREMENT, AgentProcess, serving
 
 
 @pytest.fixture(params=SIMULATED_TEES)
@@ -22,9 +22,7 @@ def agent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AgentProce
     model.mkdir()
     (model / "weights.safetensors").write_bytes(os.urandom(1 << 16))
     (model / "config.json").write_text("{}")
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(process)
 
 
 def _policy(agent: AgentProcess, model_digest: str, measurement: str) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from attestd.cli import main
-from tests.harness import SNP_MEASUREMENT, AgentProcess
+from tests.harness import SNP_MEASUREMENT, AgentProcess, serving
 
 
 class VlekAgent(AgentProcess):
@@ -34,9 +34,7 @@ def agent(tmp_path: Path) -> Iterator[AgentProcess]:
     process = VlekAgent(tmp_path, tee="simulated-snp")
     process.write_config()
     (process.models / "weights.bin").write_bytes(os.urandom(1 << 12))
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(process)
 
 
 def _appraise(

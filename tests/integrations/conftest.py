@@ -6,13 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import AgentProcess
+from tests.harness import AgentProcess, serving
 
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     """An agent on simulated TDX that the module's pipeline runs record into."""
-    process = AgentProcess(tmp_path_factory.mktemp("agent"))
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(AgentProcess(tmp_path_factory.mktemp("agent")))

@@ -40,7 +40,7 @@ from attestd.pipeline import (
 from attestd.verifier.chain import verify_chain
 from attestd.verifier.layout import load_layout
 from attestd.verifier.result import AppraisalStatus
-from tests.harness import MRTD, RTMRS, AgentProcess
+from tests.harness import MRTD, RTMRS, AgentProcess, serving
 
 PIPELINE = "api-test"
 DATA_LICENCE = "CC-BY-4.0"
@@ -52,10 +52,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    process = AgentProcess(tmp_path_factory.mktemp("agent"))
-    process.start()
-    yield process
-    assert process.stop() == 0
+    yield from serving(AgentProcess(tmp_path_factory.mktemp("agent")))
 
 
 @pytest.fixture
